@@ -1,0 +1,28 @@
+//! `rt-mailgate`: drop-in replacement for RT's Perl mail gateway client.
+//! Reads a mail on stdin and posts it to RT; see `rt-mailgate --help`.
+
+use std::os::unix::ffi::OsStrExt;
+
+fn main() {
+    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let program = args.next().unwrap_or_else(|| "rt-mailgate".to_string());
+    let invocation = rt_mailgate::cli::Invocation {
+        program,
+        args: args.collect(),
+        extension: std::env::var_os("EXTENSION").map(|v| v.as_bytes().to_vec()),
+        stdin: tokio::io::stdin(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rt-mailgate: cannot start: {e}");
+            std::process::exit(rt_mailgate::cli::EX_TEMPFAIL);
+        }
+    };
+    let status = runtime.block_on(rt_mailgate::cli::run(
+        invocation,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ));
+    std::process::exit(status);
+}

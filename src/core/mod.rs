@@ -1,0 +1,20 @@
+//! The pure core: every rule of the mail gateway, with no I/O.
+//!
+//! - [`action`]: `--action` chains such as `take-comment-resolve`.
+//! - [`extension`]: the `EXTENSION` value, which form field it feeds, and the
+//!   `X-RT-Mail-Extension` header put in front of the message.
+//! - [`request`]: the form fields posted to RT's mail gateway.
+//! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
+//! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
+//! - [`headers`]: the few header fields logs and notices need (Message-ID...).
+//! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
+//!
+//! Adapters (HTTP, S3, SES) live outside this module and call into it.
+
+pub mod action;
+pub mod extension;
+pub mod getopt;
+pub mod headers;
+pub mod line_endings;
+pub mod reply;
+pub mod request;

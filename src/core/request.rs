@@ -1,0 +1,162 @@
+//! What is posted to RT's mail gateway (`POST {url}/REST/1.0/NoAuth/mail-gateway`):
+//! the `queue`, `action` and `ticket` form fields and the header put in front of the
+//! message. [`MailgateArgs::resolve`] is the one place that turns rt-mailgate's
+//! arguments plus an extension into a request, for the CLI and the Lambda alike.
+
+use crate::core::extension::{extension_header, ExtensionField};
+
+/// The routing arguments of one `rt-mailgate` invocation (an aliases line, or a route).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailgateArgs {
+    /// `--queue`: posted only when given (RT then defaults to queue 1).
+    pub queue: Option<String>,
+    /// `--action`: posted only when given (RT then defaults to `correspond`).
+    pub action: Option<String>,
+    /// `--extension`: the word as given (`queue`, `action`, `ticket`, any case).
+    pub extension: Option<String>,
+}
+
+/// One post to RT's mail gateway, minus the message bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayRequest {
+    /// The `queue` field.
+    pub queue: Option<String>,
+    /// The `action` field.
+    pub action: Option<String>,
+    /// The `ticket` field.
+    pub ticket: Option<String>,
+    /// The `X-RT-Mail-Extension` header line to put in front of the message.
+    pub extension_header: Option<Vec<u8>>,
+}
+
+/// A resolved request and the warning, if any, that the Perl client would print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// What to post.
+    pub request: GatewayRequest,
+    /// A misconfiguration worth telling the admin about; the mail still goes.
+    pub warning: Option<String>,
+}
+
+impl MailgateArgs {
+    /// Applies an extension (`$EXTENSION`, or a sub-address) to these arguments.
+    /// An empty extension counts as none.
+    pub fn resolve(&self, extension: Option<&[u8]>) -> Resolved {
+        let extension = extension.filter(|e| !e.is_empty());
+        let mut request = GatewayRequest {
+            queue: self.queue.clone(),
+            action: self.action.clone(),
+            ticket: None,
+            extension_header: extension.map(extension_header),
+        };
+        let mut warning = None;
+        match (self.extension.as_deref().map(str::parse::<ExtensionField>), extension) {
+            (Some(Ok(field)), Some(value)) => {
+                let value = Some(String::from_utf8_lossy(value).into_owned());
+                match field {
+                    ExtensionField::Queue => request.queue = value,
+                    ExtensionField::Action => request.action = value,
+                    ExtensionField::Ticket => request.ticket = value,
+                }
+            }
+            (Some(Err(_)), Some(_)) => {
+                warning = Some(
+                    "Value of the --extension argument is not action, queue or ticket, \
+                     but environment variable EXTENSION is also defined. The former is ignored."
+                        .to_string(),
+                );
+            }
+            (Some(Err(bad)), None) => warning = Some(format!("{bad}; it is ignored.")),
+            _ => {}
+        }
+        Resolved { request, warning }
+    }
+}
+
+impl GatewayRequest {
+    /// The text form fields, in a fixed order (the Perl client's order varies by run).
+    pub fn form_fields(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("queue", &self.queue),
+            ("action", &self.action),
+            ("ticket", &self.ticket),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+        .collect()
+    }
+
+    /// The bytes put in front of the message (empty without an extension).
+    pub fn message_prefix(&self) -> &[u8] {
+        self.extension_header.as_deref().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(queue: Option<&str>, action: Option<&str>, extension: Option<&str>) -> MailgateArgs {
+        MailgateArgs {
+            queue: queue.map(String::from),
+            action: action.map(String::from),
+            extension: extension.map(String::from),
+        }
+    }
+
+    #[test]
+    fn only_given_fields_are_posted() {
+        let r = args(None, None, None).resolve(None);
+        assert!(r.request.form_fields().is_empty());
+        assert_eq!(r.request.message_prefix(), b"");
+        let r = args(Some("bugs"), Some("comment"), None).resolve(None);
+        assert_eq!(r.request.form_fields(), [("queue", "bugs"), ("action", "comment")]);
+    }
+
+    #[test]
+    fn extension_feeds_the_named_field_and_the_header() {
+        let r = args(Some("bugs"), None, Some("Ticket")).resolve(Some(b"42"));
+        assert_eq!(r.request.form_fields(), [("queue", "bugs"), ("ticket", "42")]);
+        assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: 42\n");
+        assert_eq!(r.warning, None);
+
+        let r = args(Some("general"), None, Some("queue")).resolve(Some(b"bugs"));
+        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        let r = args(None, Some("correspond"), Some("action")).resolve(Some(b"comment"));
+        assert_eq!(r.request.form_fields(), [("action", "comment")]);
+    }
+
+    #[test]
+    fn extension_without_option_adds_only_the_header() {
+        let r = args(Some("bugs"), None, None).resolve(Some(b"urgent"));
+        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: urgent\n");
+    }
+
+    #[test]
+    fn option_without_extension_keeps_the_given_value_and_adds_no_header() {
+        // Perl would write the word `queue` as the header value here; we write none.
+        let r = args(Some("bugs"), None, Some("queue")).resolve(None);
+        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(r.request.extension_header, None);
+        let r = args(None, None, Some("ticket")).resolve(Some(b""));
+        assert!(r.request.form_fields().is_empty());
+        assert_eq!(r.request.extension_header, None);
+    }
+
+    #[test]
+    fn zero_is_a_real_extension() {
+        let r = args(None, None, Some("ticket")).resolve(Some(b"0"));
+        assert_eq!(r.request.form_fields(), [("ticket", "0")]);
+    }
+
+    #[test]
+    fn a_bad_extension_word_warns_and_is_ignored() {
+        let r = args(Some("bugs"), None, Some("owner")).resolve(Some(b"7"));
+        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: 7\n");
+        assert!(r.warning.unwrap().contains("The former is ignored"));
+        let r = args(None, None, Some("owner")).resolve(None);
+        assert!(r.warning.unwrap().contains("`owner`"));
+    }
+}

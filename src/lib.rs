@@ -1,0 +1,13 @@
+//! Request Tracker's mail gateway client, in Rust.
+//!
+//! - [`core`]: every rule (actions, extensions, routing, headers, RT's replies), no I/O.
+//! - [`spool`]: mail to a temporary file, so memory stays flat.
+//! - [`rt`]: RT's mail gateway over HTTP, behind the [`rt::MailGateway`] trait.
+//! - [`cli`]: the drop-in `rt-mailgate` command.
+//!
+//! The binaries in `src/bin/` only wire these together.
+
+pub mod cli;
+pub mod core;
+pub mod rt;
+pub mod spool;

@@ -1,0 +1,21 @@
+//! Adapter to RT's mail gateway. [`MailGateway`] is the small trait the CLI and the
+//! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls).
+
+pub mod http;
+
+use std::future::Future;
+
+use crate::core::reply::{RtAnswer, TransportFailure};
+use crate::core::request::GatewayRequest;
+use crate::spool::Spool;
+
+/// Posts one mail to RT's mail gateway.
+pub trait MailGateway {
+    /// Posts `message` (with the request's header in front) and returns RT's answer, or
+    /// how the post failed before RT could answer.
+    fn post(
+        &self,
+        request: &GatewayRequest,
+        message: &Spool,
+    ) -> impl Future<Output = Result<RtAnswer, TransportFailure>> + Send;
+}
