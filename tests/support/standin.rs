@@ -1,0 +1,327 @@
+//! A stand-in for RT on loopback that records every request and answers as told:
+//! a normal reply, a redirect, or a fault a real RT can't be made to produce
+//! (connection reset, stall, garbage). It stops when dropped, and after two minutes
+//! at the latest.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the stand-in does with the n-th request (0-based).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// An HTTP answer.
+    Http {
+        status: u16,
+        body: String,
+        location: Option<String>,
+    },
+    /// Read the request, then reset the connection.
+    Reset,
+    /// Read the request and never answer.
+    Stall,
+    /// Answer bytes that are not HTTP, then close.
+    Garbage,
+}
+
+impl Answer {
+    /// HTTP 200 with `body`.
+    pub fn ok_body(body: &str) -> Self {
+        Self::Http {
+            status: 200,
+            body: body.to_string(),
+            location: None,
+        }
+    }
+
+    /// An HTTP status with a short body.
+    pub fn status(status: u16) -> Self {
+        Self::Http {
+            status,
+            body: format!("status {status}\n"),
+            location: None,
+        }
+    }
+
+    /// A 302 to `location`, a path on the stand-in itself.
+    pub fn redirect(location: &str) -> Self {
+        Self::Http {
+            status: 302,
+            body: String::new(),
+            location: Some(location.to_string()),
+        }
+    }
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `POST /REST/1.0/NoAuth/mail-gateway`.
+    pub request_line: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// True when the body came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+}
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FormPart {
+    /// The field name.
+    pub name: String,
+    /// The `filename` of its Content-Disposition, if any.
+    pub filename: Option<String>,
+    /// Its Content-Type, if any.
+    pub content_type: Option<String>,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+impl Recorded {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The form parts, sorted by name (the Perl client's order varies between runs).
+    pub fn parts(&self) -> Vec<FormPart> {
+        let content_type = self.header("content-type").expect("content-type");
+        let boundary = multer::parse_boundary(content_type).expect("multipart boundary");
+        let body = bytes::Bytes::from(self.body.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut parts = runtime.block_on(async move {
+            let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+            let mut multipart = multer::Multipart::new(stream, boundary);
+            let mut parts = Vec::new();
+            while let Some(field) = multipart.next_field().await.expect("well-formed multipart") {
+                let name = field.name().unwrap_or_default().to_string();
+                let filename = field.file_name().map(str::to_string);
+                let content_type = field.content_type().map(|m| m.to_string());
+                let data = field.bytes().await.expect("part bytes").to_vec();
+                parts.push(FormPart {
+                    name,
+                    filename,
+                    content_type,
+                    data,
+                });
+            }
+            parts
+        });
+        parts.sort();
+        parts
+    }
+
+    /// The `message` part's bytes.
+    pub fn message(&self) -> Vec<u8> {
+        self.parts()
+            .into_iter()
+            .find(|p| p.name == "message")
+            .expect("a message part")
+            .data
+    }
+
+    /// `(name, value)` of the text fields, sorted.
+    pub fn fields(&self) -> Vec<(String, String)> {
+        self.parts()
+            .into_iter()
+            .filter(|p| p.name != "message")
+            .map(|p| (p.name, String::from_utf8_lossy(&p.data).into_owned()))
+            .collect()
+    }
+}
+
+/// A running stand-in.
+pub struct StandIn {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    /// Starts a stand-in that answers every request with `answer`.
+    pub fn always(answer: Answer) -> Self {
+        Self::start(move |_| answer.clone())
+    }
+
+    /// Starts a stand-in whose answer depends on the request's index.
+    pub fn start(answer: impl Fn(usize) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let log = recorded.clone();
+        let base = url.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let answer = Arc::new(answer);
+                let serve = async {
+                    let mut index = 0;
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (answer, log, base) = (answer.clone(), log.clone(), base.clone());
+                        let n = index;
+                        index += 1;
+                        tokio::spawn(async move { handle(stream, answer(n), log, &base).await });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stopped => {}
+                    _ = tokio::time::sleep(Duration::from_secs(120)) => {}
+                }
+            });
+        });
+        Self {
+            url,
+            recorded,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.recorded.lock().unwrap().clone()
+    }
+
+    /// The only request received (panics unless there was exactly one).
+    pub fn only_request(&self) -> Recorded {
+        let all = self.requests();
+        assert_eq!(all.len(), 1, "expected one request, got {}", all.len());
+        all.into_iter().next().unwrap()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recorded>>>, base: &str) {
+    let Some(request) = read_request(&mut stream).await else {
+        return;
+    };
+    log.lock().unwrap().push(request);
+    match answer {
+        Answer::Http { status, body, location } => {
+            // Absolute, as the Perl client (LWP) needs; ours also takes relative ones.
+            let location = location.map(|l| format!("Location: {base}{l}\r\n")).unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 {status} Stand-in\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{location}Connection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        Answer::Reset => {
+            #[allow(deprecated)] // blocking on drop is the point: it makes the RST
+            let _ = stream.set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+        Answer::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
+        Answer::Garbage => {
+            let _ = stream.write_all(b"\x00\x01garbage, not HTTP at all\r\n\r\n").await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+async fn read_request(stream: &mut TcpStream) -> Option<Recorded> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let chunked = find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let mut rest = buf[head_end..].to_vec();
+    let body = if chunked {
+        read_chunked(stream, rest).await?
+    } else {
+        let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while rest.len() < len {
+            let mut chunk = vec![0u8; 65536];
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        rest
+    };
+    Some(Recorded {
+        request_line,
+        headers,
+        body,
+        chunked,
+    })
+}
+
+async fn read_chunked(stream: &mut TcpStream, mut raw: Vec<u8>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        // Make sure a whole size line is there.
+        let line_end = loop {
+            if let Some(p) = raw[pos..].windows(2).position(|w| w == b"\r\n") {
+                break pos + p;
+            }
+            fill(stream, &mut raw).await?;
+        };
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&raw[pos..line_end]).split(';').next()?.trim(),
+            16,
+        )
+        .ok()?;
+        pos = line_end + 2;
+        while raw.len() < pos + size + 2 {
+            fill(stream, &mut raw).await?;
+        }
+        body.extend_from_slice(&raw[pos..pos + size]);
+        pos += size + 2;
+        if size == 0 {
+            return Some(body);
+        }
+    }
+}
+
+async fn fill(stream: &mut TcpStream, raw: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = vec![0u8; 65536];
+    let n = stream.read(&mut chunk).await.ok()?;
+    (n > 0).then(|| raw.extend_from_slice(&chunk[..n]))
+}
