@@ -163,10 +163,7 @@ const LABELS: [&str; 6] = ["Ticket:", "Queue:", "Owner:", "Status:", "Subject:",
 
 /// `Ticket: 5Queue: bugs` or `Ticket: 5` into (`Ticket`, `5`), (`Queue`, `bugs`).
 fn split_labels(line: &str) -> Vec<(&str, &str)> {
-    let mut starts: Vec<(usize, &str)> = LABELS
-        .iter()
-        .flat_map(|label| line.match_indices(label).map(|(i, l)| (i, l)))
-        .collect();
+    let mut starts: Vec<(usize, &str)> = LABELS.iter().flat_map(|label| line.match_indices(label)).collect();
     starts.sort_unstable();
     starts
         .iter()
