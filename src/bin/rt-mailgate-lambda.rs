@@ -1,1 +1,50 @@
-fn main() {}
+//! `rt-mailgate-lambda`: the AWS Lambda function behind an SES receipt rule.
+//! Reads its configuration once (a bad one stops the cold start with a clear error),
+//! then serves invocations through the Lambda runtime API.
+
+use anyhow::Context;
+use rt_mailgate::aws::s3::S3MailStore;
+use rt_mailgate::lambda::config::LambdaConfig;
+use rt_mailgate::lambda::handler::Handler;
+use rt_mailgate::rt::http::HttpGateway;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .with_target(false)
+        .init();
+    let handler = match cold_start().await {
+        Ok(handler) => handler,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "configuration refused; no mail was touched");
+            return Err(format!("{e:#}").into());
+        }
+    };
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            handler.handle(event.payload).await.map_err(|e| {
+                tracing::error!(error = %e, kind = e.kind(), "invocation failed");
+                lambda_runtime::Diagnostic {
+                    error_type: e.kind().to_string(),
+                    error_message: e.to_string(),
+                }
+            })
+        },
+    ))
+    .await
+}
+
+async fn cold_start() -> anyhow::Result<Handler<S3MailStore, HttpGateway>> {
+    let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
+    let gateway = HttpGateway::new(&config.rt).context("RT connection settings")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let s3 = aws_sdk_s3::config::Builder::from(&aws)
+        .force_path_style(config.s3_force_path_style)
+        .build();
+    let store = S3MailStore::new(aws_sdk_s3::Client::from_conf(s3), config.bucket.clone());
+    Ok(Handler::new(config, store, gateway))
+}

@@ -5,6 +5,7 @@
 //!   `X-RT-Mail-Extension` header put in front of the message.
 //! - [`request`]: the form fields posted to RT's mail gateway.
 //! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
+//! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
 //! - [`headers`]: the few header fields logs and notices need (Message-ID...).
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
@@ -18,3 +19,4 @@ pub mod headers;
 pub mod line_endings;
 pub mod reply;
 pub mod request;
+pub mod route;

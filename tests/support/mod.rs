@@ -2,6 +2,7 @@
 //! back over its REST 1.0 API, sample mails, and a recording stand-in for RT.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod lambda;
 pub mod mails;
 pub mod rt;
 pub mod standin;

@@ -1,0 +1,388 @@
+//! The Lambda's routing table: envelope recipient to rt-mailgate arguments, written the
+//! way an RT admin already writes `/etc/aliases` lines:
+//!
+//! ```text
+//! bugs@example.com:         --queue bugs --action correspond --extension ticket
+//! bugs-comment@example.com: --queue bugs --action comment --extension ticket
+//! *@helpdesk.example.com:   --action correspond
+//! ```
+//!
+//! - Entries are separated by new lines or `;`; `#` starts a comment.
+//! - `*@domain` takes every address of the domain, and its local part names the queue.
+//! - A sub-address (`bugs+123@`, separator configurable) is the mail's extension, just as
+//!   `$EXTENSION` is for the CLI: it fills the `--extension` field and adds the
+//!   `X-RT-Mail-Extension` header.
+//! - Addresses compare case-insensitively (domains always are; RT admins expect local
+//!   parts to be too).
+//! - Only `--queue`, `--action` and `--extension` belong in a route: the RT URL and TLS
+//!   settings are the function's own. Any mistake fails the whole table, naming the entry.
+
+use std::collections::BTreeMap;
+
+use crate::core::action::ActionChain;
+use crate::core::extension::ExtensionField;
+use crate::core::getopt::parse_args;
+use crate::core::request::{GatewayRequest, MailgateArgs};
+
+/// A routing table entry that can't be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route {number} `{entry}`: {problem}")]
+pub struct RouteError {
+    /// 1-based position among the entries.
+    pub number: usize,
+    /// The entry as written.
+    pub entry: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Which addresses an entry takes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Pattern {
+    /// `local@domain`, lower-cased.
+    Exact(String, String),
+    /// `*@domain`, lower-cased.
+    Domain(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    pattern: String,
+    args: MailgateArgs,
+}
+
+/// A validated routing table.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    exact: BTreeMap<(String, String), Entry>,
+    domains: BTreeMap<String, Entry>,
+    separator: Option<char>,
+}
+
+/// Where one recipient goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The entry that matched, as written (`bugs@example.com`), for logs.
+    pub entry: String,
+    /// The post to make.
+    pub request: GatewayRequest,
+}
+
+impl RoutingTable {
+    /// Parses and checks a table. `separator` splits sub-addresses (`+`); `None` turns
+    /// sub-addressing off.
+    pub fn parse(text: &str, separator: Option<char>) -> Result<Self, RouteError> {
+        let mut table = Self {
+            exact: BTreeMap::new(),
+            domains: BTreeMap::new(),
+            separator,
+        };
+        let entries = text
+            .split(['\n', ';'])
+            .map(|line| line.split('#').next().unwrap_or_default().trim())
+            .filter(|line| !line.is_empty());
+        for (index, line) in entries.enumerate() {
+            let fail = |problem: String| RouteError {
+                number: index + 1,
+                entry: line.to_string(),
+                problem,
+            };
+            let (address, args) = line
+                .split_once(':')
+                .ok_or_else(|| fail("expected `address: --queue ...`".into()))?;
+            let pattern = parse_pattern(address.trim()).map_err(fail)?;
+            let args = parse_route_args(args).map_err(fail)?;
+            let entry = Entry {
+                pattern: address.trim().to_string(),
+                args,
+            };
+            let duplicate = match pattern {
+                Pattern::Exact(local, domain) => table.exact.insert((local, domain), entry).is_some(),
+                Pattern::Domain(domain) => table.domains.insert(domain, entry).is_some(),
+            };
+            if duplicate {
+                return Err(fail("this address is already routed by an earlier entry".into()));
+            }
+        }
+        if table.exact.is_empty() && table.domains.is_empty() {
+            return Err(RouteError {
+                number: 0,
+                entry: String::new(),
+                problem: "the routing table is empty".into(),
+            });
+        }
+        Ok(table)
+    }
+
+    /// Where `recipient` goes, or `None` when no entry takes it.
+    pub fn route(&self, recipient: &str) -> Option<Route> {
+        let (local, domain) = split_address(recipient)?;
+        let (local, domain) = (local.to_lowercase(), domain.to_lowercase());
+        // A literal entry for the whole local part wins (`bugs+vip@` may be its own route).
+        if let Some(entry) = self.exact.get(&(local.clone(), domain.clone())) {
+            return Some(entry.route(None));
+        }
+        let (base, extension) = match self.separator.and_then(|sep| local.split_once(sep)) {
+            Some((base, ext)) => (base.to_string(), Some(ext)),
+            None => (local.clone(), None),
+        };
+        // Keep the extension's original case: ticket ids don't care, queue names might.
+        let extension = extension.map(|_| original_extension(recipient, self.separator));
+        if let Some(entry) = self.exact.get(&(base.clone(), domain.clone())) {
+            return Some(entry.route(extension.as_deref()));
+        }
+        let entry = self.domains.get(&domain)?;
+        if base.is_empty() {
+            return None;
+        }
+        let mut args = entry.args.clone();
+        args.queue = Some(base);
+        Some(
+            Entry {
+                pattern: entry.pattern.clone(),
+                args,
+            }
+            .route(extension.as_deref()),
+        )
+    }
+}
+
+/// What one mail needs: one post per distinct request, and the recipients nobody takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryPlan {
+    /// One entry per distinct post, in recipient order.
+    pub deliveries: Vec<PlannedDelivery>,
+    /// Recipients with no route: never posted.
+    pub unrouted: Vec<String>,
+}
+
+/// One post and the recipients it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDelivery {
+    /// The route (its entry and request).
+    pub route: Route,
+    /// The envelope recipients that resolved to this same post.
+    pub recipients: Vec<String>,
+}
+
+impl RoutingTable {
+    /// Routes every envelope recipient; two recipients that make the same post (same
+    /// fields, same header) share one delivery, so RT gets the mail once.
+    pub fn plan<S: AsRef<str>>(&self, recipients: &[S]) -> DeliveryPlan {
+        let mut plan = DeliveryPlan::default();
+        for recipient in recipients.iter().map(AsRef::as_ref) {
+            match self.route(recipient) {
+                None => plan.unrouted.push(recipient.to_string()),
+                Some(route) => match plan.deliveries.iter_mut().find(|d| d.route.request == route.request) {
+                    Some(same) => same.recipients.push(recipient.to_string()),
+                    None => plan.deliveries.push(PlannedDelivery {
+                        route,
+                        recipients: vec![recipient.to_string()],
+                    }),
+                },
+            }
+        }
+        plan
+    }
+}
+
+impl Entry {
+    fn route(&self, extension: Option<&str>) -> Route {
+        Route {
+            entry: self.pattern.clone(),
+            request: self.args.resolve(extension.map(str::as_bytes)).request,
+        }
+    }
+}
+
+fn original_extension(recipient: &str, separator: Option<char>) -> String {
+    let local = recipient.rsplit_once('@').map_or(recipient, |(l, _)| l);
+    separator
+        .and_then(|sep| local.split_once(sep))
+        .map(|(_, ext)| ext.to_string())
+        .unwrap_or_default()
+}
+
+/// `local@domain`, with a non-empty domain and no spaces or control characters.
+fn split_address(address: &str) -> Option<(&str, &str)> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let (local, domain) = address.rsplit_once('@')?;
+    let clean = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    (clean(local) && clean(domain)).then_some((local, domain))
+}
+
+fn parse_pattern(address: &str) -> Result<Pattern, String> {
+    let (local, domain) = split_address(address).ok_or_else(|| format!("`{address}` is not an address"))?;
+    let domain = domain.to_lowercase();
+    if local == "*" {
+        Ok(Pattern::Domain(domain))
+    } else if local.contains('*') {
+        Err("only `*@domain` may use `*`".into())
+    } else {
+        Ok(Pattern::Exact(local.to_lowercase(), domain))
+    }
+}
+
+fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
+    let parsed = parse_args(text.split_whitespace());
+    if let Some(warning) = parsed.warnings.first() {
+        return Err(warning.clone());
+    }
+    if let Some(word) = parsed.operands.first() {
+        return Err(format!("unexpected word `{word}`"));
+    }
+    let o = parsed.options;
+    let foreign = [
+        (o.url.is_some(), "--url"),
+        (o.ca_file.is_some(), "--ca-file"),
+        (o.verify_ssl.is_some(), "--verify-ssl/--no-verify-ssl"),
+        (o.timeout.is_some(), "--timeout"),
+        (o.debug, "--debug"),
+        (o.help, "--help"),
+        (o.jar.is_some(), "--jar"),
+    ];
+    if let Some((_, option)) = foreign.iter().find(|(given, _)| *given) {
+        return Err(format!(
+            "{option} is set once for the whole function (RT_URL, RT_CA_FILE...), not per route"
+        ));
+    }
+    if let Some(action) = &o.action {
+        ActionChain::parse(action).map_err(|e| e.to_string())?;
+    }
+    if let Some(word) = &o.extension {
+        word.parse::<ExtensionField>().map_err(|e| e.to_string())?;
+    }
+    if o.queue.as_deref().is_some_and(str::is_empty) {
+        return Err("--queue is empty".into());
+    }
+    Ok(MailgateArgs {
+        queue: o.queue,
+        action: o.action,
+        extension: o.extension,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "
+        # the bugs desk
+        bugs@Example.com: --queue bugs --action correspond --extension ticket
+        bugs-comment@example.com: --queue bugs --action comment --extension ticket;
+        billing@example.com: --queue Billing
+        *@desk.example.com: --action correspond
+    ";
+
+    fn table() -> RoutingTable {
+        RoutingTable::parse(TABLE, Some('+')).unwrap()
+    }
+
+    fn fields(route: &Route) -> Vec<(&'static str, &str)> {
+        route.request.form_fields()
+    }
+
+    #[test]
+    fn exact_addresses_route_case_insensitively() {
+        let route = table().route("BUGS@example.COM").unwrap();
+        assert_eq!(route.entry, "bugs@Example.com");
+        assert_eq!(fields(&route), [("queue", "bugs"), ("action", "correspond")]);
+        assert_eq!(route.request.extension_header, None);
+    }
+
+    #[test]
+    fn a_sub_address_is_the_extension_with_its_header() {
+        let route = table().route("bugs-comment+42@example.com").unwrap();
+        assert_eq!(
+            fields(&route),
+            [("queue", "bugs"), ("action", "comment"), ("ticket", "42")]
+        );
+        assert_eq!(route.request.message_prefix(), b"X-RT-Mail-Extension: 42\n");
+        // Without --extension the sub-address only adds the header.
+        let route = table().route("billing+Urgent@example.com").unwrap();
+        assert_eq!(fields(&route), [("queue", "Billing")]);
+        assert_eq!(route.request.message_prefix(), b"X-RT-Mail-Extension: Urgent\n");
+    }
+
+    #[test]
+    fn a_domain_entry_takes_the_queue_from_the_local_part() {
+        let route = table().route("Support+7@desk.example.com").unwrap();
+        assert_eq!(route.entry, "*@desk.example.com");
+        assert_eq!(fields(&route), [("queue", "support"), ("action", "correspond")]);
+        assert_eq!(route.request.message_prefix(), b"X-RT-Mail-Extension: 7\n");
+    }
+
+    #[test]
+    fn unrouted_and_odd_addresses_get_no_route() {
+        let t = table();
+        for recipient in [
+            "nobody@example.com",
+            "bugs@other.example",
+            "",
+            "@",
+            "bugs@",
+            "no-at-sign",
+            "a b@example.com",
+            "+1@desk.example.com",
+        ] {
+            assert_eq!(t.route(recipient), None, "{recipient:?}");
+        }
+    }
+
+    #[test]
+    fn a_separator_can_be_changed_or_turned_off() {
+        let t = RoutingTable::parse("bugs@x.test: --queue bugs --extension ticket", Some('_')).unwrap();
+        assert_eq!(
+            fields(&t.route("bugs_9@x.test").unwrap()),
+            [("queue", "bugs"), ("ticket", "9")]
+        );
+        let t = RoutingTable::parse("bugs@x.test: --queue bugs", None).unwrap();
+        assert_eq!(t.route("bugs+9@x.test"), None);
+    }
+
+    #[test]
+    fn a_plan_posts_each_distinct_route_once() {
+        let plan = table().plan(&[
+            "bugs@example.com",
+            "BUGS@example.com",
+            "bugs+3@example.com",
+            "x@nowhere.test",
+        ]);
+        assert_eq!(plan.deliveries.len(), 2);
+        assert_eq!(plan.deliveries[0].recipients, ["bugs@example.com", "BUGS@example.com"]);
+        assert_eq!(plan.deliveries[1].recipients, ["bugs+3@example.com"]);
+        assert_eq!(plan.unrouted, ["x@nowhere.test"]);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let cases = [
+            ("bugs@x.test --queue bugs", "route 1", "expected `address:"),
+            (
+                "a@x.test: --queue a\nbugs@x.test: --queue bugs --action close",
+                "route 2",
+                "`close`",
+            ),
+            ("bugs@x.test: --queue bugs --extension owner", "route 1", "owner"),
+            (
+                "bugs@x.test: --queue bugs --url https://rt",
+                "route 1",
+                "--url is set once",
+            ),
+            (
+                "bugs@x.test: --queue bugs --frobnicate",
+                "route 1",
+                "Unknown option: frobnicate",
+            ),
+            ("bugs@x.test: --queue bugs extra", "route 1", "unexpected word"),
+            ("a@x.test: --queue a; A@X.test: --queue b", "route 2", "already routed"),
+            ("not-an-address: --queue a", "route 1", "not an address"),
+            ("b*s@x.test: --queue a", "route 1", "`*@domain`"),
+            ("# only a comment", "", "empty"),
+        ];
+        for (text, number, problem) in cases {
+            let err = RoutingTable::parse(text, Some('+')).unwrap_err().to_string();
+            assert!(err.contains(number) && err.contains(problem), "{text:?} gave {err:?}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The function's configuration, from environment variables, checked once at cold
+//! start. A bad setting stops the function before any mail is touched, with a message
+//! naming the variable (and for routes, the entry).
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `RT_URL` | RT's base URL | required |
+//! | `MAIL_BUCKET` | the bucket SES's S3 action writes to | required |
+//! | `MAIL_PREFIX` | the S3 action's object key prefix, used verbatim | empty |
+//! | `ROUTES` | routing table (see [`crate::core::route`]) | |
+//! | `ROUTES_FILE` | a routing table file packed with the function (added to `ROUTES`) | |
+//! | `SUBADDRESS_SEPARATOR` | one character, or `none` | `+` |
+//! | `RT_TIMEOUT` | seconds without data moving before a post is abandoned | 20 |
+//! | `RT_VERIFY_TLS` | `false` checks neither chain nor host name | `true` |
+//! | `RT_CA_FILE` | trust only these CA certificates (PEM) | system roots |
+//! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
+//! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
+//! | `S3_FORCE_PATH_STYLE` | path-style S3 URLs (S3-compatible stores, moto) | `false` |
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::core::route::{RouteError, RoutingTable};
+use crate::rt::http::{GatewayConfigError, HttpGatewayConfig, TlsPolicy};
+use crate::spool::LineEndings;
+
+/// What a synchronous (`RequestResponse`) invocation tells SES to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Disposition {
+    /// Go on with the rule's other actions and later rules.
+    Continue,
+    /// Stop this rule's remaining actions.
+    StopRule,
+    /// Stop every later rule too (no second delivery by an overlapping rule).
+    StopRuleSet,
+}
+
+impl FromStr for Disposition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "CONTINUE" => Ok(Self::Continue),
+            "STOP_RULE" => Ok(Self::StopRule),
+            "STOP_RULE_SET" => Ok(Self::StopRuleSet),
+            _ => Err("must be CONTINUE, STOP_RULE or STOP_RULE_SET".into()),
+        }
+    }
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// A variable's value is unusable.
+    #[error("{var}: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The routing table has a bad entry.
+    #[error("ROUTES: {0}")]
+    Routes(#[from] RouteError),
+    /// The RT connection settings are unusable.
+    #[error("RT_URL / RT_CA_FILE: {0}")]
+    Gateway(#[from] GatewayConfigError),
+}
+
+/// Everything the function needs, validated.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    /// How to reach RT.
+    pub rt: HttpGatewayConfig,
+    /// The mail bucket.
+    pub bucket: String,
+    /// The key prefix (the mail is at `prefix + messageId`).
+    pub prefix: String,
+    /// Recipient to route.
+    pub routes: RoutingTable,
+    /// CRLF handling.
+    pub line_endings: LineEndings,
+    /// The answer to a `RequestResponse` invocation.
+    pub disposition: Disposition,
+    /// Path-style S3 addressing.
+    pub s3_force_path_style: bool,
+}
+
+impl LambdaConfig {
+    /// Reads the configuration through `var` (the process environment in production).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
+            var,
+            reason: reason.to_string(),
+        };
+
+        let mut routes_text = get("ROUTES").unwrap_or_default();
+        if let Some(path) = get("ROUTES_FILE") {
+            let file = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                var: "ROUTES_FILE",
+                reason: format!("{path}: {e}"),
+            })?;
+            routes_text.push('\n');
+            routes_text.push_str(&file);
+        }
+        if routes_text.trim().is_empty() {
+            return Err(ConfigError::Missing("ROUTES (or ROUTES_FILE)"));
+        }
+        let separator = match get("SUBADDRESS_SEPARATOR").as_deref() {
+            None => Some('+'),
+            Some(s) if s.eq_ignore_ascii_case("none") => None,
+            Some(s) if s.chars().count() == 1 && !s.starts_with(['@', ':', ';', '#']) => s.chars().next(),
+            Some(_) => {
+                return Err(invalid(
+                    "SUBADDRESS_SEPARATOR",
+                    "must be one character (not @ : ; #) or `none`",
+                ))
+            }
+        };
+        let routes = RoutingTable::parse(&routes_text, separator)?;
+
+        let timeout_secs = match get("RT_TIMEOUT") {
+            None => 20,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|&s| s > 0)
+                .ok_or_else(|| invalid("RT_TIMEOUT", "must be a whole number of seconds above 0"))?,
+        };
+        let verify = parse_bool(get("RT_VERIFY_TLS"), true).map_err(|r| invalid("RT_VERIFY_TLS", &r))?;
+        let tls = match (verify, get("RT_CA_FILE")) {
+            (false, _) => TlsPolicy::NoVerify,
+            (true, Some(path)) => TlsPolicy::CaFile(PathBuf::from(path)),
+            (true, None) => TlsPolicy::SystemRoots,
+        };
+        let rt = HttpGatewayConfig {
+            base_url: required("RT_URL")?,
+            timeout: Some(Duration::from_secs(timeout_secs)),
+            tls,
+            user_agent: concat!("rt-mailgate-lambda/", env!("CARGO_PKG_VERSION")).to_string(),
+        };
+        // Building the client now checks the URL and the CA file at cold start.
+        crate::rt::http::HttpGateway::new(&rt)?;
+
+        let line_endings = match get("LINE_ENDINGS").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("lf") => LineEndings::CrlfToLf,
+            Some("raw") => LineEndings::Keep,
+            Some(_) => return Err(invalid("LINE_ENDINGS", "must be `lf` or `raw`")),
+        };
+        let disposition = match get("SES_DISPOSITION") {
+            None => Disposition::Continue,
+            Some(v) => v.parse().map_err(|r: String| invalid("SES_DISPOSITION", &r))?,
+        };
+        Ok(Self {
+            rt,
+            bucket: required("MAIL_BUCKET")?,
+            prefix: var("MAIL_PREFIX").unwrap_or_default(),
+            routes,
+            line_endings,
+            disposition,
+            s3_force_path_style: parse_bool(get("S3_FORCE_PATH_STYLE"), false)
+                .map_err(|r| invalid("S3_FORCE_PATH_STYLE", &r))?,
+        })
+    }
+
+    /// The S3 key of a mail.
+    pub fn object_key(&self, message_id: &str) -> String {
+        format!("{}{message_id}", self.prefix)
+    }
+}
+
+fn parse_bool(value: Option<String>, default: bool) -> Result<bool, String> {
+    match value.map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "yes" | "1" | "on") => Ok(true),
+        Some("false" | "no" | "0" | "off") => Ok(false),
+        Some(other) => Err(format!("`{other}` is not true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+        let mut vars: HashMap<String, String> = [
+            ("RT_URL", "https://rt.example.com"),
+            ("MAIL_BUCKET", "mail"),
+            ("ROUTES", "bugs@example.com: --queue bugs"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        LambdaConfig::from_vars(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_what_an_admin_expects() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.prefix, "");
+        assert_eq!(c.line_endings, LineEndings::CrlfToLf);
+        assert_eq!(c.disposition, Disposition::Continue);
+        assert_eq!(c.rt.tls, TlsPolicy::SystemRoots);
+        assert_eq!(c.rt.timeout, Some(Duration::from_secs(20)));
+        assert!(c.routes.route("bugs+5@example.com").is_some());
+        assert_eq!(
+            config(&[("MAIL_PREFIX", "inbound/")]).unwrap().object_key("abc"),
+            "inbound/abc"
+        );
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("RT_URL", "")], "RT_URL is not set"),
+            (&[("RT_URL", "rt.example.com")], "not a valid http"),
+            (&[("MAIL_BUCKET", " ")], "MAIL_BUCKET is not set"),
+            (&[("ROUTES", "")], "ROUTES (or ROUTES_FILE) is not set"),
+            (
+                &[("ROUTES", "bugs@example.com: --queue bugs --action fix")],
+                "ROUTES: route 1",
+            ),
+            (
+                &[("ROUTES_FILE", "/nonexistent/routes")],
+                "ROUTES_FILE: /nonexistent/routes",
+            ),
+            (&[("RT_TIMEOUT", "soon")], "RT_TIMEOUT"),
+            (&[("RT_VERIFY_TLS", "maybe")], "RT_VERIFY_TLS"),
+            (&[("RT_CA_FILE", "/nonexistent/ca.pem")], "/nonexistent/ca.pem"),
+            (&[("LINE_ENDINGS", "crlf")], "LINE_ENDINGS"),
+            (&[("SES_DISPOSITION", "STOP")], "SES_DISPOSITION"),
+            (&[("SUBADDRESS_SEPARATOR", "++")], "SUBADDRESS_SEPARATOR"),
+        ];
+        for (pairs, expected) in cases {
+            let err = config(pairs).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_and_separator_settings() {
+        assert_eq!(
+            config(&[("RT_VERIFY_TLS", "false")]).unwrap().rt.tls,
+            TlsPolicy::NoVerify
+        );
+        let c = config(&[("SUBADDRESS_SEPARATOR", "none")]).unwrap();
+        assert!(c.routes.route("bugs+5@example.com").is_none());
+        assert_eq!(
+            config(&[("SES_DISPOSITION", "stop_rule_set")]).unwrap().disposition,
+            Disposition::StopRuleSet
+        );
+        assert_eq!(
+            config(&[("LINE_ENDINGS", "RAW")]).unwrap().line_endings,
+            LineEndings::Keep
+        );
+    }
+}

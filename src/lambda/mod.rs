@@ -1,0 +1,5 @@
+//! The SES Lambda: configuration read once at cold start ([`config`]) and the event
+//! handler that routes each envelope recipient and posts the mail to RT ([`handler`]).
+
+pub mod config;
+pub mod handler;

@@ -1,0 +1,236 @@
+//! The SES Lambda end to end on this machine: mails stored in moto's S3 as SES stores
+//! them (CRLF), SES receipt events sent through cargo-lambda's Lambda runtime API
+//! emulator to our function, and tickets read back from the real RT.
+
+mod support;
+
+use serde_json::json;
+use support::lambda::{fixture, ses_event, LambdaStack};
+use support::standin::{Answer, StandIn};
+use support::{rt, unique};
+
+/// A mail as SES stores it: CRLF line ends.
+fn smtp_mail(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: alice@customer.example\r\nTo: bugs@example.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@customer.example>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn each_routed_recipient_gets_one_ticket_and_the_unrouted_one_none() {
+    let stack = LambdaStack::start(&[]);
+    let (id, subject) = (unique("multi"), unique("Two desks"));
+    stack.store_mail(&id, &smtp_mail(&subject, "for both desks"));
+    let answer = stack.invoke(&ses_event(
+        &id,
+        &["bugs@example.test", "support@example.test", "nobody@example.test"],
+    ));
+    assert_eq!(answer, Ok(json!({"delivered": 2, "rejected": 0, "unrouted": 1})));
+    let tickets = rt::tickets_with_subject(&subject);
+    assert_eq!(tickets.len(), 2, "{tickets:?}");
+    let mut queues: Vec<String> = tickets.iter().map(|&t| rt::ticket(t)["Queue"].clone()).collect();
+    queues.sort();
+    assert_eq!(queues, ["bugs", "support"]);
+    // RT stores what a local MTA would have handed over: no stray CR.
+    assert!(!rt::history(tickets[0]).contains('\r'));
+
+    let log = stack.function_log();
+    let unrouted = log
+        .iter()
+        .find(|l| l["fields"]["outcome"] == "unrouted")
+        .expect("unrouted logged");
+    assert_eq!(unrouted["fields"]["recipient"], "nobody@example.test");
+    assert_eq!(unrouted["fields"]["message_id"], id.as_str());
+    let delivered: Vec<_> = log.iter().filter(|l| l["fields"]["outcome"] == "delivered").collect();
+    assert_eq!(delivered.len(), 2);
+    for line in delivered {
+        assert_eq!(line["fields"]["message_id"], id.as_str());
+        assert!(line["fields"]["bytes"].as_u64().unwrap() > 100 && line["fields"]["ms"].is_u64());
+    }
+}
+
+#[test]
+fn the_same_route_twice_posts_once() {
+    let stack = LambdaStack::start(&[]);
+    let (id, subject) = (unique("twice"), unique("Same desk twice"));
+    stack.store_mail(&id, &smtp_mail(&subject, "x"));
+    let answer = stack.invoke(&ses_event(&id, &["bugs@example.test", "BUGS@Example.Test"]));
+    assert_eq!(answer, Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0})));
+    assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
+}
+
+#[test]
+fn a_sub_address_replies_to_that_ticket_and_the_comment_route_comments() {
+    let stack = LambdaStack::start(&[]);
+    let (first, subject) = (unique("first"), unique("Printer"));
+    stack.store_mail(&first, &smtp_mail(&subject, "it is on fire"));
+    stack.invoke(&ses_event(&first, &["bugs@example.test"])).unwrap();
+    let ticket = rt::only_ticket_with_subject(&subject);
+
+    let (reply, marker) = (unique("reply"), unique("reply-text"));
+    stack.store_mail(&reply, &smtp_mail("Re: printer", &marker));
+    stack
+        .invoke(&ses_event(&reply, &[&format!("bugs+{ticket}@example.test")]))
+        .unwrap();
+    let history = rt::history(ticket);
+    let transaction = history
+        .split("\n--\n")
+        .find(|t| t.contains(&marker))
+        .expect("reply on the ticket");
+    assert!(transaction.contains("Type: Correspond"), "{transaction}");
+
+    let (note, marker) = (unique("note"), unique("note-text"));
+    stack.store_mail(&note, &smtp_mail("internal note", &marker));
+    stack
+        .invoke(&ses_event(&note, &[&format!("bugs-comment+{ticket}@example.test")]))
+        .unwrap();
+    let history = rt::history(ticket);
+    let transaction = history
+        .split("\n--\n")
+        .find(|t| t.contains(&marker))
+        .expect("comment on the ticket");
+    assert!(transaction.contains("Type: Comment"), "{transaction}");
+    assert_eq!(rt::tickets_with_subject(&subject), [ticket], "no extra ticket");
+}
+
+#[test]
+fn an_unrouted_recipient_posts_nothing_and_reads_nothing() {
+    let rt_standin = StandIn::always(Answer::ok_body("ok\n"));
+    let stack = LambdaStack::start(&[("RT_URL", &rt_standin.url)]);
+    // No mail is stored: an unrouted mail must not even be fetched.
+    let answer = stack.invoke(&ses_event(
+        &unique("unrouted"),
+        &["nobody@example.test", "bugs@elsewhere.test"],
+    ));
+    assert_eq!(answer, Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 2})));
+    assert!(rt_standin.requests().is_empty());
+}
+
+#[test]
+fn a_missing_mail_fails_the_invocation_clearly() {
+    let stack = LambdaStack::start(&[]);
+    let id = unique("missing");
+    let (kind, message) = stack.invoke(&ses_event(&id, &["bugs@example.test"])).unwrap_err();
+    assert_eq!(kind, "MailNotReadable");
+    assert!(
+        message.contains(&format!("s3://rt-mail/inbound/{id} does not exist")),
+        "{message}"
+    );
+}
+
+#[test]
+fn rt_refusing_for_good_does_not_fail_the_invocation_but_a_retryable_answer_does() {
+    let refusing = StandIn::always(Answer::ok_body("not ok - operation unsuccessful\n"));
+    let stack = LambdaStack::start(&[("RT_URL", &refusing.url)]);
+    let id = unique("refused");
+    stack.store_mail(&id, &smtp_mail("refused", "x"));
+    assert_eq!(
+        stack.invoke(&ses_event(&id, &["bugs@example.test"])),
+        Ok(json!({"delivered": 0, "rejected": 1, "unrouted": 0}))
+    );
+
+    let failing = StandIn::always(Answer::ok_body("temporary failure - operation unsuccessful\n"));
+    let stack = LambdaStack::start(&[("RT_URL", &failing.url)]);
+    stack.store_mail(&id, &smtp_mail("refused", "x"));
+    let (kind, message) = stack
+        .invoke(&ses_event(&id, &["bugs@example.test", "support@example.test"]))
+        .unwrap_err();
+    assert_eq!(kind, "DeliveryWillBeRetried");
+    assert!(message.contains("2 of 2 deliveries"), "{message}");
+}
+
+#[test]
+fn a_forty_megabyte_mail_arrives_byte_identical() {
+    let recorder = StandIn::always(Answer::ok_body("ok\n"));
+    let stack = LambdaStack::start(&[("RT_URL", &recorder.url), ("LINE_ENDINGS", "raw")]);
+    let mut mail = smtp_mail("big", "see attachment");
+    mail.extend(
+        support::mails::base64_lines(&support::mails::binary_blob(29 * 1024 * 1024))
+            .replace('\n', "\r\n")
+            .into_bytes(),
+    );
+    assert!(mail.len() > 39 * 1024 * 1024, "{}", mail.len());
+    let id = unique("big");
+    stack.store_mail(&id, &mail);
+    let answer = stack.invoke(&ses_event(&id, &["bugs+77@example.test"]));
+    assert_eq!(answer, Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0})));
+    let post = recorder.only_request();
+    assert!(!post.chunked && post.header("content-length").is_some());
+    let received = post.message();
+    let header = b"X-RT-Mail-Extension: 77\n";
+    assert!(received.starts_with(header));
+    assert!(received[header.len()..] == mail[..], "the mail changed on its way");
+    assert_eq!(
+        post.fields(),
+        [
+            ("action".to_string(), "correspond".to_string()),
+            ("queue".into(), "bugs".into()),
+            ("ticket".into(), "77".into())
+        ]
+    );
+}
+
+#[test]
+fn crlf_becomes_lf_by_default() {
+    let recorder = StandIn::always(Answer::ok_body("ok\n"));
+    let stack = LambdaStack::start(&[("RT_URL", &recorder.url)]);
+    let id = unique("crlf");
+    stack.store_mail(&id, b"Subject: crlf\r\n\r\nline\r\nbare\rcr\r\n");
+    stack.invoke(&ses_event(&id, &["support@example.test"])).unwrap();
+    assert_eq!(recorder.only_request().message(), b"Subject: crlf\n\nline\nbare\rcr\n");
+}
+
+#[test]
+fn request_response_invocations_get_the_configured_disposition() {
+    let recorder = StandIn::always(Answer::ok_body("ok\n"));
+    let stack = LambdaStack::start(&[("RT_URL", &recorder.url), ("SES_DISPOSITION", "STOP_RULE_SET")]);
+    let mut event = fixture("ses-request-response.json");
+    let id = event["Records"][0]["ses"]["mail"]["messageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stack.store_mail(&id, &smtp_mail("sync", "x"));
+    assert_eq!(stack.invoke(&event), Ok(json!({"disposition": "STOP_RULE_SET"})));
+    event["Records"][0]["ses"]["receipt"]["action"]["invocationType"] = "Event".into();
+    assert_eq!(
+        stack.invoke(&event),
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0}))
+    );
+}
+
+#[test]
+fn malformed_events_and_the_setup_notification() {
+    let stack = LambdaStack::start(&[]);
+    let (kind, message) = stack.invoke(&json!({"hello": "world"})).unwrap_err();
+    assert_eq!(kind, "MalformedEvent");
+    assert!(message.contains("Records"), "{message}");
+    let mut no_verdicts = ses_event("x", &["bugs@example.test"]);
+    no_verdicts["Records"][0]["ses"]["receipt"]
+        .as_object_mut()
+        .unwrap()
+        .remove("virusVerdict");
+    assert_eq!(stack.invoke(&no_verdicts).unwrap_err().0, "MalformedEvent");
+    // SES's probe object when a rule is created is not a mail.
+    let answer = stack.invoke(&ses_event("AMAZON_SES_SETUP_NOTIFICATION", &["bugs@example.test"]));
+    assert_eq!(answer, Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0})));
+}
+
+#[test]
+fn a_bad_configuration_stops_the_cold_start_naming_the_entry() {
+    let output = std::process::Command::new(support::lambda::FUNCTION)
+        .env_clear()
+        .env("RT_URL", "https://rt.example.com")
+        .env("MAIL_BUCKET", "mail")
+        .env(
+            "ROUTES",
+            "bugs@example.test: --queue bugs; support@example.test: --queue support --action close",
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("route 2") && text.contains("close"), "{text}");
+    assert!(text.contains("no mail was touched"), "{text}");
+}

@@ -1,0 +1,247 @@
+//! The Lambda on this machine, with real parts: moto as S3 (over HTTP), cargo-lambda's
+//! Lambda runtime API emulator, our `rt-mailgate-lambda` binary polling it, and the
+//! real RT. Everything binds 127.0.0.1 and is killed when the stack is dropped.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Our Lambda binary, built by cargo for this test run.
+pub const FUNCTION: &str = env!("CARGO_BIN_EXE_rt-mailgate-lambda");
+/// The bucket the tests' "SES" writes to.
+pub const BUCKET: &str = "rt-mail";
+/// The key prefix, as an SES S3 action with `objectKeyPrefix: inbound/` writes it.
+pub const PREFIX: &str = "inbound/";
+/// The routes the `events/` fixtures assume.
+pub const ROUTES: &str = "bugs@example.test: --queue bugs --action correspond --extension ticket; \
+     bugs-comment@example.test: --queue bugs --action comment --extension ticket; \
+     support@example.test: --queue support --action correspond";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{what} ({program}) can't start: {e}. Install it: pip install 'moto[server]' cargo-lambda")
+        })
+}
+
+/// A running stack.
+pub struct LambdaStack {
+    /// moto's URL.
+    pub moto: String,
+    invoke: String,
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl LambdaStack {
+    /// Starts moto, the emulator and the function with the fixtures' routes plus `env`.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (moto_port, api_port) = (free_port(), free_port());
+        let moto = format!("http://127.0.0.1:{moto_port}");
+        let mut children = Vec::new();
+
+        let moto_log = dir.path().join("moto.log");
+        let mut child = spawn(
+            "moto_server",
+            &["-H", "127.0.0.1", "-p", &moto_port.to_string()],
+            &moto_log,
+            "moto",
+        );
+        wait_for_port(moto_port, "moto", &mut child, &moto_log);
+        children.push(child);
+
+        // The emulator of the Lambda runtime API; we run our prebuilt function ourselves.
+        let watch_log = dir.path().join("emulator.log");
+        let port = api_port.to_string();
+        let mut child = spawn(
+            "cargo",
+            &["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port],
+            &watch_log,
+            "cargo lambda watch",
+        );
+        wait_for_port(api_port, "cargo lambda watch", &mut child, &watch_log);
+        children.push(child);
+
+        let mut stack = Self {
+            moto,
+            invoke: format!("http://127.0.0.1:{api_port}/2015-03-31/functions/_/invocations"),
+            children,
+            dir,
+        };
+        stack.s3_put_bucket();
+
+        let function_log = stack.dir.path().join("function.log");
+        let mut command = Command::new(FUNCTION);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{api_port}/.rt"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &stack.moto)
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .env("RT_URL", super::rt::url())
+            .env("MAIL_BUCKET", BUCKET)
+            .env("MAIL_PREFIX", PREFIX)
+            .env("ROUTES", ROUTES)
+            .env("RT_TIMEOUT", "10");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let file = std::fs::File::create(&function_log).unwrap();
+        command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        stack.children.push(command.spawn().expect("rt-mailgate-lambda starts"));
+        stack
+    }
+
+    fn s3(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        block_on(async {
+            // moto accepts any SigV4 signature but refuses anonymous reads; a dummy
+            // Authorization header is enough for it to treat us as the account.
+            let response = reqwest::Client::new()
+                .request(method, format!("{}/{path}", self.moto))
+                .header("Content-Type", "application/octet-stream")
+                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0")
+                .body(body)
+                .send()
+                .await
+                .expect("moto answers");
+            let status = response.status().as_u16();
+            (status, response.bytes().await.unwrap().to_vec())
+        })
+    }
+
+    fn s3_put_bucket(&self) {
+        let (status, body) = self.s3(reqwest::Method::PUT, BUCKET, Vec::new());
+        assert_eq!(status, 200, "create bucket: {}", String::from_utf8_lossy(&body));
+    }
+
+    /// Stores a raw mail where SES's S3 action would.
+    pub fn store_mail(&self, message_id: &str, mail: &[u8]) {
+        let (status, body) = self.s3(
+            reqwest::Method::PUT,
+            &format!("{BUCKET}/{PREFIX}{message_id}"),
+            mail.to_vec(),
+        );
+        assert_eq!(status, 200, "put mail: {}", String::from_utf8_lossy(&body));
+        let (status, stored) = self.s3(
+            reqwest::Method::GET,
+            &format!("{BUCKET}/{PREFIX}{message_id}"),
+            Vec::new(),
+        );
+        assert!(
+            status == 200 && stored == mail,
+            "moto did not keep the mail ({status}, {} bytes)",
+            stored.len()
+        );
+    }
+
+    /// Invokes the function through the emulator; `Ok(answer)` or `Err((errorType, errorMessage))`.
+    pub fn invoke(&self, event: &serde_json::Value) -> Result<serde_json::Value, (String, String)> {
+        let (status, body) = block_on(async {
+            let response = reqwest::Client::new()
+                .post(&self.invoke)
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(event).unwrap())
+                .timeout(Duration::from_secs(120))
+                .send()
+                .await
+                .expect("the emulator answers");
+            (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+        });
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
+        if status == 200 {
+            Ok(value)
+        } else {
+            Err((
+                value["errorType"].as_str().unwrap_or_default().to_string(),
+                value["errorMessage"].as_str().unwrap_or_default().to_string(),
+            ))
+        }
+    }
+
+    /// The function's log lines so far (JSON, one per line).
+    pub fn function_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("function.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The function's process, to check it is still alive (or why it died).
+    pub fn function_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.children.last_mut().unwrap().try_wait().unwrap()
+    }
+}
+
+impl Drop for LambdaStack {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// An `events/` fixture as JSON.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// An SES event for `message_id` and `recipients`, built from the new-ticket fixture.
+pub fn ses_event(message_id: &str, recipients: &[&str]) -> serde_json::Value {
+    let mut event = fixture("ses-new-ticket.json");
+    let ses = &mut event["Records"][0]["ses"];
+    ses["mail"]["messageId"] = message_id.into();
+    ses["mail"]["destination"] = recipients.into();
+    ses["receipt"]["recipients"] = recipients.into();
+    event
+}
