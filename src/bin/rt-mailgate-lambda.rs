@@ -10,6 +10,7 @@ use rt_mailgate::rt::http::HttpGateway;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    let started = std::time::Instant::now();
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -23,6 +24,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             return Err(format!("{e:#}").into());
         }
     };
+    tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1000.0, "ready");
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
