@@ -27,7 +27,10 @@ fn each_routed_recipient_gets_one_ticket_and_the_unrouted_one_none() {
         &id,
         &["bugs@example.test", "support@example.test", "nobody@example.test"],
     ));
-    assert_eq!(answer, Ok(json!({"delivered": 2, "rejected": 0, "unrouted": 1})));
+    assert_eq!(
+        answer,
+        Ok(json!({"delivered": 2, "rejected": 0, "unrouted": 1, "already_delivered": 0}))
+    );
     let tickets = rt::tickets_with_subject(&subject);
     assert_eq!(tickets.len(), 2, "{tickets:?}");
     let mut queues: Vec<String> = tickets.iter().map(|&t| rt::ticket(t)["Queue"].clone()).collect();
@@ -57,7 +60,10 @@ fn the_same_route_twice_posts_once() {
     let (id, subject) = (unique("twice"), unique("Same desk twice"));
     stack.store_mail(&id, &smtp_mail(&subject, "x"));
     let answer = stack.invoke(&ses_event(&id, &["bugs@example.test", "BUGS@Example.Test"]));
-    assert_eq!(answer, Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0})));
+    assert_eq!(
+        answer,
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+    );
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
 }
 
@@ -104,7 +110,10 @@ fn an_unrouted_recipient_posts_nothing_and_reads_nothing() {
         &unique("unrouted"),
         &["nobody@example.test", "bugs@elsewhere.test"],
     ));
-    assert_eq!(answer, Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 2})));
+    assert_eq!(
+        answer,
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 2, "already_delivered": 0}))
+    );
     assert!(rt_standin.requests().is_empty());
 }
 
@@ -128,7 +137,7 @@ fn rt_refusing_for_good_does_not_fail_the_invocation_but_a_retryable_answer_does
     stack.store_mail(&id, &smtp_mail("refused", "x"));
     assert_eq!(
         stack.invoke(&ses_event(&id, &["bugs@example.test"])),
-        Ok(json!({"delivered": 0, "rejected": 1, "unrouted": 0}))
+        Ok(json!({"delivered": 0, "rejected": 1, "unrouted": 0, "already_delivered": 0}))
     );
 
     let failing = StandIn::always(Answer::ok_body("temporary failure - operation unsuccessful\n"));
@@ -155,7 +164,10 @@ fn a_forty_megabyte_mail_arrives_byte_identical() {
     let id = unique("big");
     stack.store_mail(&id, &mail);
     let answer = stack.invoke(&ses_event(&id, &["bugs+77@example.test"]));
-    assert_eq!(answer, Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0})));
+    assert_eq!(
+        answer,
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+    );
     let post = recorder.only_request();
     assert!(!post.chunked && post.header("content-length").is_some());
     let received = post.message();
@@ -196,7 +208,7 @@ fn request_response_invocations_get_the_configured_disposition() {
     event["Records"][0]["ses"]["receipt"]["action"]["invocationType"] = "Event".into();
     assert_eq!(
         stack.invoke(&event),
-        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0}))
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
     );
 }
 
@@ -214,7 +226,10 @@ fn malformed_events_and_the_setup_notification() {
     assert_eq!(stack.invoke(&no_verdicts).unwrap_err().0, "MalformedEvent");
     // SES's probe object when a rule is created is not a mail.
     let answer = stack.invoke(&ses_event("AMAZON_SES_SETUP_NOTIFICATION", &["bugs@example.test"]));
-    assert_eq!(answer, Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0})));
+    assert_eq!(
+        answer,
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+    );
 }
 
 #[test]
@@ -233,4 +248,44 @@ fn a_bad_configuration_stops_the_cold_start_naming_the_entry() {
     let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("route 2") && text.contains("close"), "{text}");
     assert!(text.contains("no mail was touched"), "{text}");
+}
+
+#[test]
+fn a_retried_invocation_never_posts_a_route_twice_and_posts_the_rest() {
+    // `broken@` routes to a queue RT doesn't have: RT answers `temporary failure`.
+    let routes = format!(
+        "{}; broken@example.test: --queue no-such-queue",
+        support::lambda::ROUTES
+    );
+    let stack = LambdaStack::start(&[("ROUTES", &routes)]);
+    let (id, subject) = (unique("retried"), unique("Retried mail"));
+    stack.store_mail(&id, &smtp_mail(&subject, "once only"));
+    let event = ses_event(&id, &["bugs@example.test", "broken@example.test"]);
+
+    let (kind, message) = stack.invoke(&event).unwrap_err();
+    assert_eq!(kind, "DeliveryWillBeRetried");
+    assert!(
+        message.contains("1 of 2") && message.contains("broken@example.test"),
+        "{message}"
+    );
+    assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
+
+    // Lambda's retry (and a duplicated SES invocation): bugs@ is not posted again.
+    assert!(stack.invoke(&event).is_err());
+    let ok_only = ses_event(&id, &["bugs@example.test"]);
+    assert_eq!(
+        stack.invoke(&ok_only),
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 1}))
+    );
+    assert_eq!(
+        rt::tickets_with_subject(&subject).len(),
+        1,
+        "the ticket count is unchanged"
+    );
+    let skipped = stack
+        .function_log()
+        .iter()
+        .filter(|l| l["fields"]["outcome"] == "already-delivered")
+        .count();
+    assert_eq!(skipped, 2);
 }

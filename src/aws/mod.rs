@@ -1,3 +1,5 @@
-//! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait.
+//! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait, and the
+//! delivery records (S3) behind [`records::DeliveryRecords`].
 
+pub mod records;
 pub mod s3;

@@ -3,6 +3,7 @@
 //! then serves invocations through the Lambda runtime API.
 
 use anyhow::Context;
+use rt_mailgate::aws::records::S3DeliveryRecords;
 use rt_mailgate::aws::s3::S3MailStore;
 use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::handler::Handler;
@@ -28,25 +29,40 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            handler.handle(event.payload).await.map_err(|e| {
-                tracing::error!(error = %e, kind = e.kind(), "invocation failed");
-                lambda_runtime::Diagnostic {
-                    error_type: e.kind().to_string(),
-                    error_message: e.to_string(),
-                }
-            })
+            handler
+                .handle(event.payload, deadline(&event.context))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, kind = e.kind(), "invocation failed");
+                    lambda_runtime::Diagnostic {
+                        error_type: e.kind().to_string(),
+                        error_message: e.to_string(),
+                    }
+                })
         },
     ))
     .await
 }
 
-async fn cold_start() -> anyhow::Result<Handler<S3MailStore, HttpGateway>> {
+/// The invocation's deadline (epoch milliseconds in the context) as an `Instant`.
+fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    let left = context.deadline.checked_sub(now_ms)?;
+    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
+}
+
+async fn cold_start() -> anyhow::Result<Handler<S3MailStore, S3DeliveryRecords, HttpGateway>> {
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
     let gateway = HttpGateway::new(&config.rt).context("RT connection settings")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let s3 = aws_sdk_s3::config::Builder::from(&aws)
         .force_path_style(config.s3_force_path_style)
         .build();
-    let store = S3MailStore::new(aws_sdk_s3::Client::from_conf(s3), config.bucket.clone());
-    Ok(Handler::new(config, store, gateway))
+    let s3 = aws_sdk_s3::Client::from_conf(s3);
+    let store = S3MailStore::new(s3.clone(), config.bucket.clone());
+    let records = S3DeliveryRecords::new(s3, config.bucket.clone(), config.records_prefix.clone());
+    Ok(Handler::new(config, store, records, gateway))
 }

@@ -15,6 +15,7 @@
 //! | `RT_CA_FILE` | trust only these CA certificates (PEM) | system roots |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
+//! | `RECORDS_PREFIX` | where delivery records go in the mail bucket | `delivery-records/` |
 //! | `S3_FORCE_PATH_STYLE` | path-style S3 URLs (S3-compatible stores, moto) | `false` |
 
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ pub struct LambdaConfig {
     pub bucket: String,
     /// The key prefix (the mail is at `prefix + messageId`).
     pub prefix: String,
+    /// The key prefix of delivery records (in the mail bucket).
+    pub records_prefix: String,
     /// Recipient to route.
     pub routes: RoutingTable,
     /// CRLF handling.
@@ -162,6 +165,7 @@ impl LambdaConfig {
             rt,
             bucket: required("MAIL_BUCKET")?,
             prefix: var("MAIL_PREFIX").unwrap_or_default(),
+            records_prefix: get("RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".to_string()),
             routes,
             line_endings,
             disposition,

@@ -7,11 +7,12 @@
 //! destination) only when a delivery may succeed later; RT's permanent refusals and
 //! unrouted recipients are logged and do not fail it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::ses::SimpleEmailEvent;
 use serde_json::{json, Value};
 
+use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
 use crate::core::reply::Verdict;
 use crate::core::route::PlannedDelivery;
@@ -71,24 +72,37 @@ pub struct Summary {
     pub rejected: usize,
     /// Recipients with no route.
     pub unrouted: usize,
+    /// Posts skipped because a delivery record shows an earlier invocation made them.
+    pub already_delivered: usize,
 }
 
+/// Work stops this long before the function's deadline, so a slow RT ends in a clean
+/// retry rather than a process killed mid-post.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
 /// The function's work, with its adapters.
-pub struct Handler<S, G> {
+pub struct Handler<S, R, G> {
     config: LambdaConfig,
     store: S,
+    records: R,
     gateway: G,
 }
 
-impl<S: MailStore, G: MailGateway> Handler<S, G> {
+impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
     /// A handler with its configuration and adapters.
-    pub fn new(config: LambdaConfig, store: S, gateway: G) -> Self {
-        Self { config, store, gateway }
+    pub fn new(config: LambdaConfig, store: S, records: R, gateway: G) -> Self {
+        Self {
+            config,
+            store,
+            records,
+            gateway,
+        }
     }
 
     /// Handles one invocation payload; the JSON answer is SES's disposition for a
-    /// `RequestResponse` invocation, else a summary.
-    pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
+    /// `RequestResponse` invocation, else a summary. Work that can't finish before
+    /// `deadline` is left for Lambda's retry.
+    pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let event: SimpleEmailEvent =
             serde_json::from_value(payload).map_err(|e| HandlerError::MalformedEvent(e.to_string()))?;
         if event.records.is_empty() {
@@ -106,10 +120,11 @@ impl<S: MailStore, G: MailGateway> Handler<S, G> {
                 .clone()
                 .filter(|id| !id.is_empty())
                 .ok_or_else(|| HandlerError::MalformedEvent("a record has no mail.messageId".into()))?;
-            let counted = self.deliver_mail(&message_id, &receipt.recipients).await?;
+            let counted = self.deliver_mail(&message_id, &receipt.recipients, deadline).await?;
             summary.delivered += counted.delivered;
             summary.rejected += counted.rejected;
             summary.unrouted += counted.unrouted;
+            summary.already_delivered += counted.already_delivered;
         }
         Ok(if synchronous {
             json!({ "disposition": self.config.disposition })
@@ -118,8 +133,13 @@ impl<S: MailStore, G: MailGateway> Handler<S, G> {
         })
     }
 
-    /// Routes, fetches and posts one mail.
-    pub async fn deliver_mail(&self, message_id: &str, recipients: &[String]) -> Result<Summary, HandlerError> {
+    /// Routes, fetches and posts one mail, skipping posts an earlier invocation made.
+    pub async fn deliver_mail(
+        &self,
+        message_id: &str,
+        recipients: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Summary, HandlerError> {
         let mut summary = Summary::default();
         if message_id == SES_SETUP_NOTIFICATION {
             tracing::info!(message_id, outcome = "skipped", "SES setup notification, not a mail");
@@ -135,37 +155,86 @@ impl<S: MailStore, G: MailGateway> Handler<S, G> {
                 "no route for this recipient; not posted"
             );
         }
-        if plan.deliveries.is_empty() {
-            return Ok(summary);
-        }
-        let key = self.config.object_key(message_id);
-        let spool = self
-            .store
-            .fetch(&key, self.config.line_endings)
-            .await
-            .map_err(|source| {
-                tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
-                HandlerError::Store {
-                    message_id: message_id.to_string(),
-                    source,
-                }
-            })?;
-        if spool.is_blank() {
-            // As the CLI: nothing to post. Logged, never silently dropped.
-            tracing::warn!(
-                message_id,
-                key,
-                outcome = "empty",
-                "stored mail holds no message; nothing posted"
-            );
-            return Ok(summary);
-        }
+        let mut spool: Option<Spool> = None;
         let mut failures = Vec::new();
         for delivery in &plan.deliveries {
-            match self.post(message_id, delivery, &spool).await {
+            let route = delivery.route.entry.as_str();
+            let fingerprint = delivery.route.request.fingerprint();
+            match self.records.find(message_id, &fingerprint).await {
+                Ok(Some(earlier)) => {
+                    summary.already_delivered += 1;
+                    tracing::info!(
+                        message_id,
+                        route,
+                        earlier,
+                        outcome = "already-delivered",
+                        "posted by an earlier invocation; not posted again"
+                    );
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // Unknown is not "not delivered": retry later rather than risk a duplicate.
+                    tracing::warn!(message_id, route, error = %error, outcome = "retry", "delivery record unreadable");
+                    failures.push(format!("{route} (delivery record unreadable)"));
+                    continue;
+                }
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining.is_some_and(|r| r <= DEADLINE_MARGIN) {
+                tracing::warn!(
+                    message_id,
+                    route,
+                    outcome = "retry",
+                    "too close to the function's deadline; left for the retry"
+                );
+                failures.push(format!("{route} (deadline)"));
+                continue;
+            }
+            if spool.is_none() {
+                let key = self.config.object_key(message_id);
+                let fetched = self
+                    .store
+                    .fetch(&key, self.config.line_endings)
+                    .await
+                    .map_err(|source| {
+                        tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
+                        HandlerError::Store {
+                            message_id: message_id.to_string(),
+                            source,
+                        }
+                    })?;
+                if fetched.is_blank() {
+                    // As the CLI: nothing to post. Logged, never silently dropped.
+                    tracing::warn!(
+                        message_id,
+                        key,
+                        outcome = "empty",
+                        "stored mail holds no message; nothing posted"
+                    );
+                    return Ok(summary);
+                }
+                spool = Some(fetched);
+            }
+            let Some(mail) = spool.as_ref() else { continue };
+            let verdict = self
+                .post(message_id, delivery, mail, remaining.map(|r| r - DEADLINE_MARGIN / 2))
+                .await;
+            match verdict {
                 Verdict::Delivered => summary.delivered += 1,
                 Verdict::Rejected => summary.rejected += 1,
-                Verdict::Retry => failures.push(delivery.route.entry.clone()),
+                Verdict::Retry => {
+                    failures.push(route.to_string());
+                    continue;
+                }
+            }
+            let outcome = if verdict == Verdict::Delivered {
+                "delivered"
+            } else {
+                "rejected"
+            };
+            if let Err(error) = self.records.record(message_id, &fingerprint, outcome).await {
+                tracing::error!(message_id, route, error = %error, "delivery record not written; a retry of this mail may post it again");
             }
         }
         if failures.is_empty() {
@@ -180,9 +249,23 @@ impl<S: MailStore, G: MailGateway> Handler<S, G> {
         }
     }
 
-    async fn post(&self, message_id: &str, delivery: &PlannedDelivery, spool: &Spool) -> Verdict {
+    async fn post(
+        &self,
+        message_id: &str,
+        delivery: &PlannedDelivery,
+        spool: &Spool,
+        limit: Option<Duration>,
+    ) -> Verdict {
         let started = Instant::now();
-        let result = self.gateway.post(&delivery.route.request, spool).await;
+        let posting = self.gateway.post(&delivery.route.request, spool);
+        let result = match limit {
+            None => posting.await,
+            Some(limit) => tokio::time::timeout(limit, posting).await.unwrap_or_else(|_| {
+                Err(crate::core::reply::TransportFailure::Timeout(
+                    "stopped before the function's deadline".into(),
+                ))
+            }),
+        };
         let ms = started.elapsed().as_millis() as u64;
         let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
         let recipients = delivery.recipients.join(",");
