@@ -205,11 +205,14 @@ fn request_response_invocations_get_the_configured_disposition() {
         .to_string();
     stack.store_mail(&id, &smtp_mail("sync", "x"));
     assert_eq!(stack.invoke(&event), Ok(json!({"disposition": "STOP_RULE_SET"})));
+    assert_eq!(recorder.requests().len(), 1);
+    // The same mail as an `Event` invocation gets a summary (and is not posted twice).
     event["Records"][0]["ses"]["receipt"]["action"]["invocationType"] = "Event".into();
     assert_eq!(
         stack.invoke(&event),
-        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 1}))
     );
+    assert_eq!(recorder.requests().len(), 1);
 }
 
 #[test]
