@@ -85,7 +85,6 @@ impl Spool {
             }
         }
         out.flush().await.map_err(SpoolError::Write)?;
-        out.sync_data().await.ok();
         let summary = MailSummary::from_header_block(&headers.finish());
         Ok(Self {
             file,

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -74,39 +74,60 @@ pub enum GatewayConfigError {
     },
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
+    Client(String),
 }
 
 /// RT's mail gateway over HTTP(S).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpGateway {
-    client: Client,
+    /// For `http://` URLs: no certificate store is loaded (it costs milliseconds per mail).
+    plain: Client,
+    /// For `https://` URLs, built on first use (a redirect may lead from http to https).
+    secure: OnceLock<Result<Client, String>>,
+    config: HttpGatewayConfig,
+    ca_certs: Option<Vec<reqwest::Certificate>>,
     endpoint: Url,
-    timeout: Option<Duration>,
 }
 
 impl HttpGateway {
     /// Checks the configuration and builds the client (no connection is made yet).
     pub fn new(config: &HttpGatewayConfig) -> Result<Self, GatewayConfigError> {
         let endpoint = endpoint_url(&config.base_url)?;
-        let mut builder = Client::builder()
-            .user_agent(config.user_agent.clone())
-            // Redirects are followed by hand: reqwest would not re-send a streamed body.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        builder = match &config.tls {
-            TlsPolicy::SystemRoots => builder,
-            TlsPolicy::CaFile(path) => builder.tls_certs_only(read_ca_file(path)?),
-            TlsPolicy::NoVerify => builder
-                .tls_danger_accept_invalid_certs(true)
-                .tls_danger_accept_invalid_hostnames(true),
+        let ca_certs = match &config.tls {
+            TlsPolicy::CaFile(path) => Some(read_ca_file(path)?),
+            _ => None,
         };
-        let client = builder.build().map_err(GatewayConfigError::Client)?;
-        Ok(Self {
-            client,
-            endpoint,
-            timeout: config.timeout,
-        })
+        let plain = base_builder(config)
+            .tls_certs_only(Vec::new())
+            .build()
+            .map_err(|e| GatewayConfigError::Client(e.to_string()))?;
+        let gateway = Self { plain, secure: OnceLock::new(), config: config.clone(), ca_certs, endpoint };
+        if gateway.endpoint.scheme() == "https" {
+            gateway.secure_client().map_err(|e| GatewayConfigError::Client(e.to_string()))?;
+        }
+        Ok(gateway)
+    }
+
+    fn secure_client(&self) -> Result<&Client, &str> {
+        let built = self.secure.get_or_init(|| {
+            let builder = match (&self.config.tls, &self.ca_certs) {
+                (TlsPolicy::NoVerify, _) => base_builder(&self.config)
+                    .tls_danger_accept_invalid_certs(true)
+                    .tls_danger_accept_invalid_hostnames(true),
+                (_, Some(certs)) => base_builder(&self.config).tls_certs_only(certs.clone()),
+                _ => base_builder(&self.config),
+            };
+            builder.build().map_err(|e| e.to_string())
+        });
+        built.as_ref().map_err(String::as_str)
+    }
+
+    fn client_for(&self, url: &Url) -> Result<&Client, TransportFailure> {
+        if url.scheme() == "https" {
+            self.secure_client().map_err(|e| TransportFailure::Tls(e.to_string()))
+        } else {
+            Ok(&self.plain)
+        }
     }
 
     /// The full gateway URL posts go to.
@@ -135,9 +156,9 @@ impl HttpGateway {
             .fold(Form::new(), |form, (name, value)| form.text(name, value.to_string()))
             .part("message", part);
 
-        let response = progress
-            .guard(self.timeout, self.client.post(url.clone()).multipart(form).send())
-            .await?;
+        let client = self.client_for(url)?;
+        let timeout = self.config.timeout;
+        let response = progress.guard(timeout, client.post(url.clone()).multipart(form).send()).await?;
         let response = response.map_err(|e| transport_failure(&e))?;
         let status = response.status();
         let location = response
@@ -148,7 +169,7 @@ impl HttpGateway {
         let mut body = Vec::new();
         let mut chunks = response.bytes_stream();
         loop {
-            match progress.guard(self.timeout, chunks.next()).await? {
+            match progress.guard(timeout, chunks.next()).await? {
                 Some(Ok(chunk)) => {
                     progress.touch();
                     body.extend_from_slice(&chunk);
@@ -182,6 +203,14 @@ impl MailGateway for HttpGateway {
         }
         Ok(classify(sent.status, &sent.status_line, &sent.body))
     }
+}
+
+fn base_builder(config: &HttpGatewayConfig) -> reqwest::ClientBuilder {
+    Client::builder()
+        .user_agent(config.user_agent.clone())
+        // Redirects are followed by hand: reqwest would not re-send a streamed body.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
 }
 
 struct Sent {
