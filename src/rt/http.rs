@@ -101,9 +101,17 @@ impl HttpGateway {
             .tls_certs_only(Vec::new())
             .build()
             .map_err(|e| GatewayConfigError::Client(e.to_string()))?;
-        let gateway = Self { plain, secure: OnceLock::new(), config: config.clone(), ca_certs, endpoint };
+        let gateway = Self {
+            plain,
+            secure: OnceLock::new(),
+            config: config.clone(),
+            ca_certs,
+            endpoint,
+        };
         if gateway.endpoint.scheme() == "https" {
-            gateway.secure_client().map_err(|e| GatewayConfigError::Client(e.to_string()))?;
+            gateway
+                .secure_client()
+                .map_err(|e| GatewayConfigError::Client(e.to_string()))?;
         }
         Ok(gateway)
     }
@@ -158,7 +166,9 @@ impl HttpGateway {
 
         let client = self.client_for(url)?;
         let timeout = self.config.timeout;
-        let response = progress.guard(timeout, client.post(url.clone()).multipart(form).send()).await?;
+        let response = progress
+            .guard(timeout, client.post(url.clone()).multipart(form).send())
+            .await?;
         let response = response.map_err(|e| transport_failure(&e))?;
         let status = response.status();
         let location = response
