@@ -29,7 +29,7 @@ fn each_routed_recipient_gets_one_ticket_and_the_unrouted_one_none() {
     ));
     assert_eq!(
         answer,
-        Ok(json!({"delivered": 2, "rejected": 0, "unrouted": 1, "already_delivered": 0}))
+        Ok(json!({"delivered": 2, "rejected": 0, "unrouted": 1, "already_delivered": 0, "given_up": 0}))
     );
     let tickets = rt::tickets_with_subject(&subject);
     assert_eq!(tickets.len(), 2, "{tickets:?}");
@@ -62,7 +62,7 @@ fn the_same_route_twice_posts_once() {
     let answer = stack.invoke(&ses_event(&id, &["bugs@example.test", "BUGS@Example.Test"]));
     assert_eq!(
         answer,
-        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0, "given_up": 0}))
     );
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
 }
@@ -112,7 +112,7 @@ fn an_unrouted_recipient_posts_nothing_and_reads_nothing() {
     ));
     assert_eq!(
         answer,
-        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 2, "already_delivered": 0}))
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 2, "already_delivered": 0, "given_up": 0}))
     );
     assert!(rt_standin.requests().is_empty());
 }
@@ -130,17 +130,17 @@ fn a_missing_mail_fails_the_invocation_clearly() {
 }
 
 #[test]
-fn rt_refusing_for_good_does_not_fail_the_invocation_but_a_retryable_answer_does() {
+fn rt_refusing_for_good_does_not_fail_the_invocation_but_a_server_error_does() {
     let refusing = StandIn::always(Answer::ok_body("not ok - operation unsuccessful\n"));
     let stack = LambdaStack::start(&[("RT_URL", &refusing.url)]);
     let id = unique("refused");
     stack.store_mail(&id, &smtp_mail("refused", "x"));
     assert_eq!(
         stack.invoke(&ses_event(&id, &["bugs@example.test"])),
-        Ok(json!({"delivered": 0, "rejected": 1, "unrouted": 0, "already_delivered": 0}))
+        Ok(json!({"delivered": 0, "rejected": 1, "unrouted": 0, "already_delivered": 0, "given_up": 0}))
     );
 
-    let failing = StandIn::always(Answer::ok_body("temporary failure - operation unsuccessful\n"));
+    let failing = StandIn::always(Answer::status(502));
     let stack = LambdaStack::start(&[("RT_URL", &failing.url)]);
     stack.store_mail(&id, &smtp_mail("refused", "x"));
     let (kind, message) = stack
@@ -166,7 +166,7 @@ fn a_forty_megabyte_mail_arrives_byte_identical() {
     let answer = stack.invoke(&ses_event(&id, &["bugs+77@example.test"]));
     assert_eq!(
         answer,
-        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 0, "given_up": 0}))
     );
     let post = recorder.only_request();
     assert!(!post.chunked && post.header("content-length").is_some());
@@ -210,7 +210,7 @@ fn request_response_invocations_get_the_configured_disposition() {
     event["Records"][0]["ses"]["receipt"]["action"]["invocationType"] = "Event".into();
     assert_eq!(
         stack.invoke(&event),
-        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 1}))
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 1, "given_up": 0}))
     );
     assert_eq!(recorder.requests().len(), 1);
 }
@@ -231,7 +231,7 @@ fn malformed_events_and_the_setup_notification() {
     let answer = stack.invoke(&ses_event("AMAZON_SES_SETUP_NOTIFICATION", &["bugs@example.test"]));
     assert_eq!(
         answer,
-        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 0}))
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 0, "given_up": 0}))
     );
 }
 
@@ -255,40 +255,105 @@ fn a_bad_configuration_stops_the_cold_start_naming_the_entry() {
 
 #[test]
 fn a_retried_invocation_never_posts_a_route_twice_and_posts_the_rest() {
-    // `broken@` routes to a queue RT doesn't have: RT answers `temporary failure`.
-    let routes = format!(
-        "{}; broken@example.test: --queue no-such-queue",
-        support::lambda::ROUTES
-    );
-    let stack = LambdaStack::start(&[("ROUTES", &routes)]);
+    // In front of the real RT: the second post (support@) fails once with a 503.
+    let rt_url = rt::url();
+    let proxy = StandIn::start(move |n| {
+        if n == 1 {
+            Answer::status(503)
+        } else {
+            Answer::Forward(rt_url.clone())
+        }
+    });
+    let stack = LambdaStack::start(&[("RT_URL", &proxy.url)]);
     let (id, subject) = (unique("retried"), unique("Retried mail"));
     stack.store_mail(&id, &smtp_mail(&subject, "once only"));
-    let event = ses_event(&id, &["bugs@example.test", "broken@example.test"]);
+    let event = ses_event(&id, &["bugs@example.test", "support@example.test"]);
 
     let (kind, message) = stack.invoke(&event).unwrap_err();
     assert_eq!(kind, "DeliveryWillBeRetried");
     assert!(
-        message.contains("1 of 2") && message.contains("broken@example.test"),
+        message.contains("1 of 2") && message.contains("support@example.test"),
         "{message}"
     );
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
 
-    // Lambda's retry (and a duplicated SES invocation): bugs@ is not posted again.
-    assert!(stack.invoke(&event).is_err());
-    let ok_only = ses_event(&id, &["bugs@example.test"]);
+    // Lambda's retry: bugs@ is not posted again, support@ is.
     assert_eq!(
-        stack.invoke(&ok_only),
-        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 1}))
+        stack.invoke(&event),
+        Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 1, "given_up": 0}))
     );
+    // A duplicated invocation of the same mail posts nothing at all.
     assert_eq!(
-        rt::tickets_with_subject(&subject).len(),
-        1,
-        "the ticket count is unchanged"
+        stack.invoke(&event),
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 2, "given_up": 0}))
     );
-    let skipped = stack
-        .function_log()
-        .iter()
-        .filter(|l| l["fields"]["outcome"] == "already-delivered")
-        .count();
-    assert_eq!(skipped, 2);
+    let tickets = rt::tickets_with_subject(&subject);
+    assert_eq!(tickets.len(), 2, "one ticket per route, none twice: {tickets:?}");
+    assert_eq!(proxy.requests().len(), 3, "three posts in all: ok, 503, ok");
+}
+
+#[test]
+fn a_misrouted_mail_is_given_up_once_with_an_operator_notice() {
+    // RT answers `temporary failure` for a queue it lacks: no retry can fix that.
+    let routes = format!(
+        "{}; broken@example.test: --queue no-such-queue",
+        support::lambda::ROUTES
+    );
+    let stack = LambdaStack::start(&[
+        ("ROUTES", &routes),
+        ("OPERATOR_EMAIL", "ops@example.test"),
+        ("NOTICE_FROM", "rt@example.test"),
+    ]);
+    stack.verify_ses_identity("rt@example.test");
+    let id = unique("misrouted");
+    stack.store_mail(&id, &smtp_mail("misrouted", "x"));
+    let event = ses_event(&id, &["broken@example.test"]);
+    assert_eq!(
+        stack.invoke(&event),
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 0, "given_up": 1}))
+    );
+    // A retry or duplicate neither posts nor notifies again.
+    assert_eq!(
+        stack.invoke(&event),
+        Ok(json!({"delivered": 0, "rejected": 0, "unrouted": 0, "already_delivered": 1, "given_up": 0}))
+    );
+    let sent = stack.sent_mail();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let raw = &sent[0];
+    assert!(
+        raw.contains("To: ops@example.test") && raw.contains("Auto-Submitted: auto-replied"),
+        "{raw}"
+    );
+    assert!(raw.contains(&id) && raw.contains("no such queue or action"), "{raw}");
+}
+
+#[test]
+fn the_verdict_policy_drops_viruses_and_tags_spam() {
+    let recorder = StandIn::always(Answer::ok_body("ok\n"));
+    let stack = LambdaStack::start(&[
+        ("RT_URL", &recorder.url),
+        ("OPERATOR_EMAIL", "ops@example.test"),
+        ("NOTICE_FROM", "rt@example.test"),
+    ]);
+    stack.verify_ses_identity("rt@example.test");
+    for fixture_name in ["ses-virus.json", "ses-spam.json"] {
+        let event = fixture(fixture_name);
+        let id = event["Records"][0]["ses"]["mail"]["messageId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let eml = std::fs::read(format!("{}/events/mail/{id}.eml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        stack.store_mail(&id, &eml);
+        stack.invoke(&event).unwrap();
+    }
+    // The virus is never posted; the spam is, tagged for RT.
+    let post = recorder.only_request();
+    assert!(
+        post.message().starts_with(b"X-RT-Mailgate-Spam: FAIL"),
+        "{}",
+        String::from_utf8_lossy(&post.message()[..80])
+    );
+    let sent = stack.sent_mail();
+    assert_eq!(sent.len(), 1, "one operator notice, for the virus");
+    assert!(sent[0].contains("virus"), "{}", sent[0]);
 }

@@ -3,3 +3,4 @@
 
 pub mod records;
 pub mod s3;
+pub mod ses;

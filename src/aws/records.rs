@@ -13,21 +13,14 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::s3::StoreError;
 
-/// Where delivery records are kept.
+/// Where delivery records (and notice rate-limit marks) are kept: small write-once
+/// objects named by key.
 pub trait DeliveryRecords {
-    /// The record for this post, if one exists (what RT answered then).
-    fn find(
-        &self,
-        message_id: &str,
-        fingerprint: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    /// Records a final outcome for this post.
-    fn record(
-        &self,
-        message_id: &str,
-        fingerprint: &str,
-        outcome: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The record at `key`, if one exists.
+    fn find(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Writes `value` at `key` unless a record is already there; true when this call
+    /// created it.
+    fn create(&self, key: &str, value: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Records in the mail bucket under a prefix (`delivery-records/` by default).
@@ -48,8 +41,8 @@ impl S3DeliveryRecords {
         }
     }
 
-    fn key(&self, message_id: &str, fingerprint: &str) -> String {
-        format!("{}{message_id}/{fingerprint}", self.prefix)
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
     fn unavailable(&self, key: String, reason: String) -> StoreError {
@@ -62,8 +55,8 @@ impl S3DeliveryRecords {
 }
 
 impl DeliveryRecords for S3DeliveryRecords {
-    async fn find(&self, message_id: &str, fingerprint: &str) -> Result<Option<String>, StoreError> {
-        let key = self.key(message_id, fingerprint);
+    async fn find(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key(key);
         match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
             Ok(object) => {
                 let body = object
@@ -79,8 +72,8 @@ impl DeliveryRecords for S3DeliveryRecords {
         }
     }
 
-    async fn record(&self, message_id: &str, fingerprint: &str, outcome: &str) -> Result<(), StoreError> {
-        let key = self.key(message_id, fingerprint);
+    async fn create(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let key = self.key(key);
         let put = self
             .client
             .put_object()
@@ -88,14 +81,14 @@ impl DeliveryRecords for S3DeliveryRecords {
             .key(&key)
             .if_none_match("*")
             .content_type("text/plain")
-            .body(ByteStream::from(outcome.as_bytes().to_vec()))
+            .body(ByteStream::from(value.as_bytes().to_vec()))
             .send()
             .await;
         match put {
-            Ok(_) => Ok(()),
-            // Someone recorded it first: the post is recorded either way.
-            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("PreconditionFailed") => Ok(()),
-            Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(()),
+            Ok(_) => Ok(true),
+            // Someone recorded it first: it is recorded either way.
+            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("PreconditionFailed") => Ok(false),
+            Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
             Err(err) => Err(self.unavailable(key, aws_sdk_s3::error::DisplayErrorContext(&err).to_string())),
         }
     }

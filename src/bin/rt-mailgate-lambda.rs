@@ -5,6 +5,7 @@
 use anyhow::Context;
 use rt_mailgate::aws::records::S3DeliveryRecords;
 use rt_mailgate::aws::s3::S3MailStore;
+use rt_mailgate::aws::ses::SesNotifier;
 use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::handler::Handler;
 use rt_mailgate::rt::http::HttpGateway;
@@ -54,7 +55,7 @@ fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
     Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
-async fn cold_start() -> anyhow::Result<Handler<S3MailStore, S3DeliveryRecords, HttpGateway>> {
+async fn cold_start() -> anyhow::Result<Handler<S3MailStore, S3DeliveryRecords, HttpGateway, Option<SesNotifier>>> {
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
     let gateway = HttpGateway::new(&config.rt).context("RT connection settings")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -64,5 +65,11 @@ async fn cold_start() -> anyhow::Result<Handler<S3MailStore, S3DeliveryRecords, 
     let s3 = aws_sdk_s3::Client::from_conf(s3);
     let store = S3MailStore::new(s3.clone(), config.bucket.clone());
     let records = S3DeliveryRecords::new(s3, config.bucket.clone(), config.records_prefix.clone());
-    Ok(Handler::new(config, store, records, gateway))
+    let notifier = config
+        .notices
+        .enabled()
+        .then(|| config.notices.from.clone())
+        .flatten()
+        .map(|from| SesNotifier::new(aws_sdk_sesv2::Client::new(&aws), from));
+    Ok(Handler::new(config, store, records, gateway, notifier))
 }

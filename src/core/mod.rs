@@ -6,6 +6,8 @@
 //! - [`request`]: the form fields posted to RT's mail gateway.
 //! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
 //! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
+//! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
+//! - [`notice`]: the text of a notice when a mail is given up.
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
 //! - [`headers`]: the few header fields logs and notices need (Message-ID...).
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
@@ -17,6 +19,8 @@ pub mod extension;
 pub mod getopt;
 pub mod headers;
 pub mod line_endings;
+pub mod notice;
+pub mod outcome;
 pub mod reply;
 pub mod request;
 pub mod route;

@@ -27,6 +27,8 @@ pub struct GatewayRequest {
     pub ticket: Option<String>,
     /// The `X-RT-Mail-Extension` header line to put in front of the message.
     pub extension_header: Option<Vec<u8>>,
+    /// Further header lines to put in front (after the extension header), e.g. a spam tag.
+    pub extra_headers: Vec<u8>,
 }
 
 /// A resolved request and the warning, if any, that the Perl client would print.
@@ -48,6 +50,7 @@ impl MailgateArgs {
             action: self.action.clone(),
             ticket: None,
             extension_header: extension.map(extension_header),
+            extra_headers: Vec::new(),
         };
         let mut warning = None;
         match (self.extension.as_deref().map(str::parse::<ExtensionField>), extension) {
@@ -101,13 +104,15 @@ impl GatewayRequest {
             feed(name.as_bytes());
             feed(value.as_bytes());
         }
-        feed(self.message_prefix());
+        feed(&self.message_prefix());
         format!("{hash:016x}")
     }
 
-    /// The bytes put in front of the message (empty without an extension).
-    pub fn message_prefix(&self) -> &[u8] {
-        self.extension_header.as_deref().unwrap_or_default()
+    /// The bytes put in front of the message (empty without an extension or tag).
+    pub fn message_prefix(&self) -> Vec<u8> {
+        let mut prefix = self.extension_header.clone().unwrap_or_default();
+        prefix.extend_from_slice(&self.extra_headers);
+        prefix
     }
 }
 

@@ -16,12 +16,20 @@
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
 //! | `RECORDS_PREFIX` | where delivery records go in the mail bucket | `delivery-records/` |
+//! | `OPERATOR_EMAIL` | told of every mail given up | none |
+//! | `SENDER_NOTICES` | also tell authenticated human senders (rate-limited) | `false` |
+//! | `NOTICE_FROM` | SES-verified address notices come from | required with either above |
+//! | `VIRUS_POLICY` | `drop` (with an operator notice) or `pass` | `drop` |
+//! | `SPAM_POLICY` | `tag` (header `X-RT-Mailgate-Spam`), `pass` or `drop` | `tag` |
+//! | `DMARC_REJECT` | `honour` (drop what the sender's domain says to reject) or `ignore` | `honour` |
+//! | `MAX_MAIL_BYTES` | give up (with notices) on larger mail | none |
 //! | `S3_FORCE_PATH_STYLE` | path-style S3 URLs (S3-compatible stores, moto) | `false` |
 
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::core::outcome::{SpamPolicy, VerdictPolicy};
 use crate::core::route::{RouteError, RoutingTable};
 use crate::rt::http::{GatewayConfigError, HttpGatewayConfig, TlsPolicy};
 use crate::spool::LineEndings;
@@ -48,6 +56,24 @@ impl FromStr for Disposition {
             "STOP_RULE_SET" => Ok(Self::StopRuleSet),
             _ => Err("must be CONTINUE, STOP_RULE or STOP_RULE_SET".into()),
         }
+    }
+}
+
+/// Who is told when a mail is given up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoticeConfig {
+    /// The operator's address.
+    pub operator: Option<String>,
+    /// Whether senders are told too (when safe).
+    pub to_senders: bool,
+    /// The SES-verified sender address of notices.
+    pub from: Option<String>,
+}
+
+impl NoticeConfig {
+    /// Whether any notice can be sent.
+    pub fn enabled(&self) -> bool {
+        self.from.is_some() && (self.operator.is_some() || self.to_senders)
     }
 }
 
@@ -92,6 +118,12 @@ pub struct LambdaConfig {
     pub disposition: Disposition,
     /// Path-style S3 addressing.
     pub s3_force_path_style: bool,
+    /// What to do with SES's virus, spam and DMARC verdicts.
+    pub verdict_policy: VerdictPolicy,
+    /// Notices when a mail is given up.
+    pub notices: NoticeConfig,
+    /// Mail larger than this is given up.
+    pub max_mail_bytes: Option<u64>,
 }
 
 impl LambdaConfig {
@@ -161,7 +193,57 @@ impl LambdaConfig {
             None => Disposition::Continue,
             Some(v) => v.parse().map_err(|r: String| invalid("SES_DISPOSITION", &r))?,
         };
+        let choice = |var: &'static str, default: &str, allowed: &[&str]| -> Result<String, ConfigError> {
+            let value = get(var)
+                .map(|v| v.to_ascii_lowercase())
+                .unwrap_or_else(|| default.to_string());
+            if allowed.contains(&value.as_str()) {
+                Ok(value)
+            } else {
+                Err(invalid(var, &format!("must be one of {}", allowed.join(", "))))
+            }
+        };
+        let verdict_policy = VerdictPolicy {
+            drop_virus: choice("VIRUS_POLICY", "drop", &["drop", "pass"])? == "drop",
+            spam: match choice("SPAM_POLICY", "tag", &["tag", "pass", "drop"])?.as_str() {
+                "pass" => SpamPolicy::Pass,
+                "drop" => SpamPolicy::Drop,
+                _ => SpamPolicy::Tag,
+            },
+            honour_dmarc_reject: choice("DMARC_REJECT", "honour", &["honour", "ignore"])? == "honour",
+        };
+        let notices = NoticeConfig {
+            operator: get("OPERATOR_EMAIL"),
+            to_senders: parse_bool(get("SENDER_NOTICES"), false).map_err(|r| invalid("SENDER_NOTICES", &r))?,
+            from: get("NOTICE_FROM"),
+        };
+        if (notices.operator.is_some() || notices.to_senders) && notices.from.is_none() {
+            return Err(invalid(
+                "NOTICE_FROM",
+                "must be set (an SES-verified address) when OPERATOR_EMAIL or SENDER_NOTICES is",
+            ));
+        }
+        for (var, address) in [("OPERATOR_EMAIL", &notices.operator), ("NOTICE_FROM", &notices.from)] {
+            if address
+                .as_deref()
+                .is_some_and(|a| !a.contains('@') || a.contains(char::is_whitespace))
+            {
+                return Err(invalid(var, "is not an email address"));
+            }
+        }
+        let max_mail_bytes = match get("MAX_MAIL_BYTES") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| invalid("MAX_MAIL_BYTES", "must be a number of bytes above 0"))?,
+            ),
+        };
         Ok(Self {
+            verdict_policy,
+            notices,
+            max_mail_bytes,
             rt,
             bucket: required("MAIL_BUCKET")?,
             prefix: var("MAIL_PREFIX").unwrap_or_default(),
@@ -245,6 +327,15 @@ mod tests {
             (&[("LINE_ENDINGS", "crlf")], "LINE_ENDINGS"),
             (&[("SES_DISPOSITION", "STOP")], "SES_DISPOSITION"),
             (&[("SUBADDRESS_SEPARATOR", "++")], "SUBADDRESS_SEPARATOR"),
+            (&[("OPERATOR_EMAIL", "ops@example.com")], "NOTICE_FROM: must be set"),
+            (
+                &[("OPERATOR_EMAIL", "ops"), ("NOTICE_FROM", "rt@example.com")],
+                "OPERATOR_EMAIL: is not an email",
+            ),
+            (&[("SPAM_POLICY", "bin")], "SPAM_POLICY: must be one of tag, pass, drop"),
+            (&[("VIRUS_POLICY", "keep")], "VIRUS_POLICY"),
+            (&[("DMARC_REJECT", "maybe")], "DMARC_REJECT"),
+            (&[("MAX_MAIL_BYTES", "40MB")], "MAX_MAIL_BYTES"),
         ];
         for (pairs, expected) in cases {
             let err = config(pairs).unwrap_err().to_string();

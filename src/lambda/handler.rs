@@ -1,20 +1,26 @@
 //! One invocation: an SES receipt event names a mail (by message id) and its envelope
-//! recipients. Each recipient is routed; the mail is read once from the store and posted
-//! once per distinct route; each outcome is logged as one JSON line (message id,
-//! recipients, route, RT's verdict, bytes, milliseconds).
+//! recipients. The mail is screened (SES's verdicts), each recipient is routed, the mail
+//! is read once from the store and posted once per distinct route, and each outcome is
+//! decided by the one outcome table ([`crate::core::outcome`]) and logged as one JSON line
+//! (message id, recipients, route, RT's answer, bytes, milliseconds).
 //!
-//! The invocation fails (so Lambda retries it, then hands it to the on-failure
-//! destination) only when a delivery may succeed later; RT's permanent refusals and
-//! unrouted recipients are logged and do not fail it.
+//! - Delivered or refused posts get a delivery record: a retried or duplicated
+//!   invocation never posts them again.
+//! - Given-up posts get a given-up record and notices (operator; sender when allowed).
+//! - The invocation fails, so Lambda retries it and finally hands it to the dead-letter
+//!   queue, only when something may succeed later.
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::ses::SimpleEmailEvent;
+use aws_lambda_events::event::ses::{SimpleEmailEvent, SimpleEmailService};
 use serde_json::{json, Value};
 
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
-use crate::core::reply::Verdict;
+use crate::aws::ses::Notifier;
+use crate::core::headers::MailSummary;
+use crate::core::notice::{operator_notice, sender_notice, GivenUpMail};
+use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts, Verdicts};
 use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
 use crate::rt::MailGateway;
@@ -22,6 +28,10 @@ use crate::spool::Spool;
 
 /// SES writes this object when a rule is created; it is not a mail.
 pub const SES_SETUP_NOTIFICATION: &str = "AMAZON_SES_SETUP_NOTIFICATION";
+
+/// Work stops this long before the function's deadline, so a slow RT ends in a clean
+/// retry rather than a process killed mid-post.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Why an invocation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,34 +78,100 @@ impl HandlerError {
 pub struct Summary {
     /// Posts RT took.
     pub delivered: usize,
-    /// Posts RT refused for good.
+    /// Posts RT refused for good (`not ok`).
     pub rejected: usize,
+    /// Posts given up (misroute, too large, virus, spam, DMARC), with notices.
+    pub given_up: usize,
     /// Recipients with no route.
     pub unrouted: usize,
-    /// Posts skipped because a delivery record shows an earlier invocation made them.
+    /// Posts skipped because a record shows an earlier invocation settled them.
     pub already_delivered: usize,
 }
 
-/// Work stops this long before the function's deadline, so a slow RT ends in a clean
-/// retry rather than a process killed mid-post.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+impl std::ops::AddAssign for Summary {
+    fn add_assign(&mut self, other: Self) {
+        self.delivered += other.delivered;
+        self.rejected += other.rejected;
+        self.given_up += other.given_up;
+        self.unrouted += other.unrouted;
+        self.already_delivered += other.already_delivered;
+    }
+}
+
+/// One mail as the event describes it.
+#[derive(Debug, Clone, Default)]
+pub struct MailInfo {
+    /// SES's message id (the S3 key's last part).
+    pub ses_id: String,
+    /// The envelope recipients this rule matched.
+    pub recipients: Vec<String>,
+    /// The envelope sender.
+    pub sender: String,
+    /// SES's verdicts.
+    pub verdicts: Verdicts,
+    /// SPF passed.
+    pub spf_pass: bool,
+    /// DKIM passed.
+    pub dkim_pass: bool,
+    /// Subject from the event's common headers.
+    pub subject: Option<String>,
+}
+
+impl MailInfo {
+    /// Reads the mail's facts from an SES record.
+    pub fn from_ses(ses: &SimpleEmailService) -> Result<Self, HandlerError> {
+        let receipt = &ses.receipt;
+        let status = |v: &aws_lambda_events::event::ses::SimpleEmailVerdict| v.status.clone().unwrap_or_default();
+        let pass = |v: &aws_lambda_events::event::ses::SimpleEmailVerdict| status(v).eq_ignore_ascii_case("PASS");
+        Ok(Self {
+            ses_id: ses
+                .mail
+                .message_id
+                .clone()
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| HandlerError::MalformedEvent("a record has no mail.messageId".into()))?,
+            recipients: receipt.recipients.clone(),
+            sender: ses.mail.source.clone().unwrap_or_default(),
+            verdicts: Verdicts {
+                virus: status(&receipt.virus_verdict),
+                spam: status(&receipt.spam_verdict),
+                dmarc: status(&receipt.dmarc_verdict),
+                dmarc_policy: receipt.dmarc_policy.clone(),
+            },
+            spf_pass: pass(&receipt.spf_verdict),
+            dkim_pass: pass(&receipt.dkim_verdict),
+            subject: ses.mail.common_headers.subject.clone(),
+        })
+    }
+}
+
+/// Whether earlier give-ups are honoured (a normal invocation) or retried (a replay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Skip posts that were delivered, refused or given up before.
+    Normal,
+    /// Skip only posts that were delivered or refused: an admin fixed the cause.
+    Replay,
+}
 
 /// The function's work, with its adapters.
-pub struct Handler<S, R, G> {
+pub struct Handler<S, R, G, N> {
     config: LambdaConfig,
     store: S,
     records: R,
     gateway: G,
+    notifier: N,
 }
 
-impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
+impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R, G, N> {
     /// A handler with its configuration and adapters.
-    pub fn new(config: LambdaConfig, store: S, records: R, gateway: G) -> Self {
+    pub fn new(config: LambdaConfig, store: S, records: R, gateway: G, notifier: N) -> Self {
         Self {
             config,
             store,
             records,
             gateway,
+            notifier,
         }
     }
 
@@ -111,20 +187,9 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
         let mut summary = Summary::default();
         let mut synchronous = false;
         for record in &event.records {
-            let receipt = &record.ses.receipt;
-            synchronous |= receipt.action.invocation_type.as_deref() == Some("RequestResponse");
-            let message_id = record
-                .ses
-                .mail
-                .message_id
-                .clone()
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| HandlerError::MalformedEvent("a record has no mail.messageId".into()))?;
-            let counted = self.deliver_mail(&message_id, &receipt.recipients, deadline).await?;
-            summary.delivered += counted.delivered;
-            summary.rejected += counted.rejected;
-            summary.unrouted += counted.unrouted;
-            summary.already_delivered += counted.already_delivered;
+            synchronous |= record.ses.receipt.action.invocation_type.as_deref() == Some("RequestResponse");
+            let mail = MailInfo::from_ses(&record.ses)?;
+            summary += self.deliver_mail(&mail, deadline, Mode::Normal).await?;
         }
         Ok(if synchronous {
             json!({ "disposition": self.config.disposition })
@@ -133,19 +198,20 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
         })
     }
 
-    /// Routes, fetches and posts one mail, skipping posts an earlier invocation made.
+    /// Screens, routes, fetches and posts one mail.
     pub async fn deliver_mail(
         &self,
-        message_id: &str,
-        recipients: &[String],
+        mail: &MailInfo,
         deadline: Option<Instant>,
+        mode: Mode,
     ) -> Result<Summary, HandlerError> {
         let mut summary = Summary::default();
+        let message_id = mail.ses_id.as_str();
         if message_id == SES_SETUP_NOTIFICATION {
             tracing::info!(message_id, outcome = "skipped", "SES setup notification, not a mail");
             return Ok(summary);
         }
-        let plan = self.config.routes.plan(recipients);
+        let plan = self.config.routes.plan(&mail.recipients);
         for recipient in &plan.unrouted {
             summary.unrouted += 1;
             tracing::warn!(
@@ -155,12 +221,24 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
                 "no route for this recipient; not posted"
             );
         }
+        let screening = match mode {
+            Mode::Normal => self.config.verdict_policy.screen(&mail.verdicts),
+            Mode::Replay => Screening::Post(Vec::new()),
+        };
         let mut spool: Option<Spool> = None;
         let mut failures = Vec::new();
         for delivery in &plan.deliveries {
-            let route = delivery.route.entry.as_str();
+            let mut delivery = delivery.clone();
+            if let Screening::Post(tag) = &screening {
+                delivery.route.request.extra_headers.clone_from(tag);
+            }
+            let route = delivery.route.entry.clone();
             let fingerprint = delivery.route.request.fingerprint();
-            match self.records.find(message_id, &fingerprint).await {
+            let (done_key, given_up_key) = (
+                format!("{message_id}/{fingerprint}"),
+                format!("{message_id}/{fingerprint}.given-up"),
+            );
+            match self.settled_before(&done_key, &given_up_key, mode).await {
                 Ok(Some(earlier)) => {
                     summary.already_delivered += 1;
                     tracing::info!(
@@ -168,7 +246,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
                         route,
                         earlier,
                         outcome = "already-delivered",
-                        "posted by an earlier invocation; not posted again"
+                        "settled by an earlier invocation; not posted again"
                     );
                     continue;
                 }
@@ -180,61 +258,79 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
                     continue;
                 }
             }
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if remaining.is_some_and(|r| r <= DEADLINE_MARGIN) {
-                tracing::warn!(
-                    message_id,
-                    route,
-                    outcome = "retry",
-                    "too close to the function's deadline; left for the retry"
-                );
-                failures.push(format!("{route} (deadline)"));
-                continue;
-            }
-            if spool.is_none() {
-                let key = self.config.object_key(message_id);
-                let fetched = self
-                    .store
-                    .fetch(&key, self.config.line_endings)
-                    .await
-                    .map_err(|source| {
-                        tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
-                        HandlerError::Store {
-                            message_id: message_id.to_string(),
-                            source,
-                        }
-                    })?;
-                if fetched.is_blank() {
-                    // As the CLI: nothing to post. Logged, never silently dropped.
+            let case = if let Screening::Drop(case) = screening {
+                tracing::warn!(message_id, route, outcome = case.decision_word(), case = ?case, "dropped by the verdict policy; not posted");
+                case
+            } else {
+                let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if remaining.is_some_and(|r| r <= DEADLINE_MARGIN) {
                     tracing::warn!(
                         message_id,
-                        key,
-                        outcome = "empty",
-                        "stored mail holds no message; nothing posted"
+                        route,
+                        outcome = "retry",
+                        "too close to the function's deadline; left for the retry"
                     );
-                    return Ok(summary);
-                }
-                spool = Some(fetched);
-            }
-            let Some(mail) = spool.as_ref() else { continue };
-            let verdict = self
-                .post(message_id, delivery, mail, remaining.map(|r| r - DEADLINE_MARGIN / 2))
-                .await;
-            match verdict {
-                Verdict::Delivered => summary.delivered += 1,
-                Verdict::Rejected => summary.rejected += 1,
-                Verdict::Retry => {
-                    failures.push(route.to_string());
+                    failures.push(format!("{route} (deadline)"));
                     continue;
                 }
-            }
-            let outcome = if verdict == Verdict::Delivered {
-                "delivered"
-            } else {
-                "rejected"
+                if spool.is_none() {
+                    let fetched = self.fetch(message_id).await?;
+                    if fetched.is_blank() {
+                        // As the CLI: nothing to post. Logged, never silently dropped.
+                        tracing::warn!(
+                            message_id,
+                            outcome = "empty",
+                            "stored mail holds no message; nothing posted"
+                        );
+                        return Ok(summary);
+                    }
+                    spool = Some(fetched);
+                }
+                let Some(stored) = spool.as_ref() else { continue };
+                if self.config.max_mail_bytes.is_some_and(|max| stored.len() > max) {
+                    tracing::warn!(
+                        message_id,
+                        route,
+                        bytes = stored.len(),
+                        outcome = "given-up",
+                        "mail larger than MAX_MAIL_BYTES"
+                    );
+                    Case::MailTooLarge
+                } else {
+                    self.post(
+                        message_id,
+                        &delivery,
+                        stored,
+                        remaining.map(|r| r - DEADLINE_MARGIN / 2),
+                    )
+                    .await
+                }
             };
-            if let Err(error) = self.records.record(message_id, &fingerprint, outcome).await {
-                tracing::error!(message_id, route, error = %error, "delivery record not written; a retry of this mail may post it again");
+            if matches!(case, Case::RtOk | Case::RtNotOk) {
+                // RT settled it: record it so no retry posts it again.
+                if case == Case::RtOk {
+                    summary.delivered += 1;
+                } else {
+                    summary.rejected += 1;
+                }
+                self.write_record(message_id, &route, &done_key, case.decision_word())
+                    .await;
+            }
+            match decide(case) {
+                Decision::Delivered => {}
+                Decision::Retry => failures.push(format!("{route} ({case:?})")),
+                Decision::GiveUp(notice) if case == Case::RtNotOk => {
+                    self.notify(mail, spool.as_ref(), &delivery, case, notice).await;
+                }
+                Decision::GiveUp(notice) => {
+                    summary.given_up += 1;
+                    if self
+                        .create_record(message_id, &route, &given_up_key, &format!("{case:?}"))
+                        .await
+                    {
+                        self.notify(mail, spool.as_ref(), &delivery, case, notice).await;
+                    }
+                }
             }
         }
         if failures.is_empty() {
@@ -249,13 +345,108 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
         }
     }
 
-    async fn post(
+    async fn settled_before(
         &self,
-        message_id: &str,
+        done_key: &str,
+        given_up_key: &str,
+        mode: Mode,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(earlier) = self.records.find(done_key).await? {
+            return Ok(Some(earlier));
+        }
+        match mode {
+            Mode::Normal => Ok(self
+                .records
+                .find(given_up_key)
+                .await?
+                .map(|why| format!("given up: {why}"))),
+            Mode::Replay => Ok(None),
+        }
+    }
+
+    async fn fetch(&self, message_id: &str) -> Result<Spool, HandlerError> {
+        let key = self.config.object_key(message_id);
+        self.store
+            .fetch(&key, self.config.line_endings)
+            .await
+            .map_err(|source| {
+                tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
+                HandlerError::Store {
+                    message_id: message_id.to_string(),
+                    source,
+                }
+            })
+    }
+
+    /// Writes a record; a failure is logged (the mail is settled either way).
+    async fn write_record(&self, message_id: &str, route: &str, key: &str, value: &str) {
+        if let Err(error) = self.records.create(key, value).await {
+            tracing::error!(message_id, route, error = %error, "delivery record not written; a retry of this mail may post it again");
+        }
+    }
+
+    /// Creates a given-up record; true when this invocation is the first to give up
+    /// (so notices go out once, whatever the retries).
+    async fn create_record(&self, message_id: &str, route: &str, key: &str, value: &str) -> bool {
+        match self.records.create(key, value).await {
+            Ok(created) => created,
+            Err(error) => {
+                tracing::error!(message_id, route, error = %error, "given-up record not written");
+                true
+            }
+        }
+    }
+
+    async fn notify(
+        &self,
+        mail: &MailInfo,
+        spool: Option<&Spool>,
         delivery: &PlannedDelivery,
-        spool: &Spool,
-        limit: Option<Duration>,
-    ) -> Verdict {
+        case: Case,
+        notice: Notice,
+    ) {
+        let header = spool.map(Spool::summary).cloned().unwrap_or_else(MailSummary::default);
+        let given_up = GivenUpMail {
+            ses_message_id: mail.ses_id.clone(),
+            message_id: header.message_id.clone(),
+            subject: header.subject.clone().or_else(|| mail.subject.clone()),
+            sender: mail.sender.clone(),
+            recipients: delivery.recipients.clone(),
+            reason: reason(case, &delivery.route.entry),
+        };
+        let mut notices = Vec::new();
+        if let (true, Some(operator)) = (notice.operator, self.config.notices.operator.as_deref()) {
+            notices.push(operator_notice(operator, &given_up));
+        }
+        let facts = SenderFacts {
+            envelope_sender: mail.sender.clone(),
+            spf_pass: mail.spf_pass,
+            dkim_pass: mail.dkim_pass,
+            machine_generated: header.machine_generated,
+        };
+        if notice.sender && self.config.notices.to_senders && sender_may_be_told(&facts) {
+            // At most one notice per sender per hour: no mail storm, whatever arrives.
+            let hour = chrono::Utc::now().format("%Y%m%d%H");
+            let mark = format!("notices/{}/{hour}", mail.sender.to_ascii_lowercase());
+            if self.records.create(&mark, &mail.ses_id).await.unwrap_or(false) {
+                notices.push(sender_notice(&given_up));
+            } else {
+                tracing::info!(
+                    message_id = mail.ses_id,
+                    sender = mail.sender,
+                    "sender notice rate-limited"
+                );
+            }
+        }
+        for text in notices {
+            match self.notifier.send(&text).await {
+                Ok(()) => tracing::info!(message_id = mail.ses_id, to = text.to, "notice sent"),
+                Err(error) => tracing::error!(message_id = mail.ses_id, error = %error, "notice not sent"),
+            }
+        }
+    }
+
+    async fn post(&self, message_id: &str, delivery: &PlannedDelivery, spool: &Spool, limit: Option<Duration>) -> Case {
         let started = Instant::now();
         let posting = self.gateway.post(&delivery.route.request, spool);
         let result = match limit {
@@ -271,57 +462,52 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway> Handler<S, R, G> {
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
         let fields = format!("{:?}", delivery.route.request.form_fields());
-        match result {
-            Ok(answer) => {
-                let verdict = answer.verdict();
-                let outcome = match verdict {
-                    Verdict::Delivered => "delivered",
-                    Verdict::Rejected => "rejected",
-                    Verdict::Retry => "retry",
-                };
-                let rt = answer.summary();
-                if verdict == Verdict::Delivered {
-                    tracing::info!(
-                        message_id,
-                        recipients,
-                        route,
-                        fields,
-                        outcome,
-                        rt,
-                        bytes,
-                        ms,
-                        "delivery outcome"
-                    );
-                } else {
-                    tracing::warn!(
-                        message_id,
-                        recipients,
-                        route,
-                        fields,
-                        outcome,
-                        rt,
-                        bytes,
-                        ms,
-                        "delivery outcome"
-                    );
-                }
-                verdict
-            }
-            Err(failure) => {
-                let rt = failure.to_string();
-                tracing::warn!(
-                    message_id,
-                    recipients,
-                    route,
-                    fields,
-                    outcome = "retry",
-                    rt,
-                    bytes,
-                    ms,
-                    "delivery outcome"
-                );
-                failure.verdict()
-            }
+        let (case, rt) = match result {
+            Ok(answer) => (Case::from_answer(&answer), answer.summary()),
+            Err(failure) => (Case::from_transport(&failure), failure.to_string()),
+        };
+        let outcome = case.decision_word();
+        if case == Case::RtOk {
+            tracing::info!(
+                message_id,
+                recipients,
+                route,
+                fields,
+                outcome,
+                rt,
+                bytes,
+                ms,
+                "delivery outcome"
+            );
+        } else {
+            tracing::warn!(
+                message_id,
+                recipients,
+                route,
+                fields,
+                outcome,
+                rt,
+                bytes,
+                ms,
+                "delivery outcome"
+            );
         }
+        case
+    }
+}
+
+/// A sentence for the notice.
+fn reason(case: Case, route: &str) -> String {
+    match case {
+        Case::RtNotOk => format!("RT refused the mail for good (route {route}); RT has told the sender where it could"),
+        Case::RtTemporaryFailure => {
+            format!("RT has no such queue or action for route {route}: fix the route or create the queue, then replay")
+        }
+        Case::PayloadTooLarge => "the mail is larger than the web server in front of RT accepts (HTTP 413)".to_string(),
+        Case::MailTooLarge => "the mail is larger than this gateway accepts (MAX_MAIL_BYTES)".to_string(),
+        Case::VirusFound => "SES found a virus in the mail".to_string(),
+        Case::SpamDropped => "SES judged the mail to be spam".to_string(),
+        Case::DmarcReject => "the mail failed DMARC and the sender's domain asks for rejection".to_string(),
+        other => format!("{other:?} on route {route}"),
     }
 }

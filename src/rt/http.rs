@@ -149,7 +149,7 @@ impl HttpGateway {
             .open()
             .await
             .map_err(|e| TransportFailure::Spool(e.to_string()))?;
-        let prefix = Bytes::copy_from_slice(request.message_prefix());
+        let prefix = Bytes::from(request.message_prefix());
         let length = prefix.len() as u64 + message.len();
         let ticker = progress.clone();
         let body = stream::once(async move { Ok(prefix) })

@@ -173,6 +173,38 @@ impl LambdaStack {
         );
     }
 
+    /// Lets SES (moto) send from `address`, as `CreateEmailIdentity` does.
+    pub fn verify_ses_identity(&self, address: &str) {
+        let status = block_on(async {
+            reqwest::Client::new()
+                .post(format!("{}/v2/email/identities", self.moto))
+                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=0")
+                .header("Content-Type", "application/json")
+                .body(serde_json::json!({ "EmailIdentity": address }).to_string())
+                .send()
+                .await
+                .expect("moto answers")
+                .status()
+        });
+        assert!(status.is_success(), "CreateEmailIdentity: {status}");
+    }
+
+    /// The raw mails SES (moto) was asked to send.
+    pub fn sent_mail(&self) -> Vec<String> {
+        let data: serde_json::Value = block_on(async {
+            let body = reqwest::get(format!("{}/moto-api/data.json", self.moto))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            serde_json::from_slice(&body).unwrap()
+        });
+        let mut sent = Vec::new();
+        collect_raw_messages(&data["ses"], &mut sent);
+        sent
+    }
+
     /// Invokes the function through the emulator; `Ok(answer)` or `Err((errorType, errorMessage))`.
     pub fn invoke(&self, event: &serde_json::Value) -> Result<serde_json::Value, (String, String)> {
         let (status, body) = block_on(async {
@@ -219,6 +251,21 @@ impl Drop for LambdaStack {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// moto keeps sent mail under `ses` → ... → `raw_data` (or `body`); walk it.
+fn collect_raw_messages(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(raw) = map.get("raw_data").and_then(|v| v.as_str()) {
+                out.push(raw.to_string());
+                return;
+            }
+            map.values().for_each(|v| collect_raw_messages(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_raw_messages(v, out)),
+        _ => {}
     }
 }
 

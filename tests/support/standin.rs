@@ -24,6 +24,8 @@ pub enum Answer {
     Stall,
     /// Answer bytes that are not HTTP, then close.
     Garbage,
+    /// Pass the request on to a real server (`http://host:port`) and relay its answer.
+    Forward(String),
 }
 
 impl Answer {
@@ -244,7 +246,38 @@ async fn handle(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Record
             let _ = stream.write_all(b"\x00\x01garbage, not HTTP at all\r\n\r\n").await;
             let _ = stream.shutdown().await;
         }
+        Answer::Forward(target) => {
+            let request = log.lock().unwrap().last().cloned().expect("just recorded");
+            if let Some(answer) = forward(&target, &request).await {
+                let _ = stream.write_all(&answer).await;
+            }
+            let _ = stream.shutdown().await;
+        }
     }
+}
+
+/// Sends `request` to `target` as one `Connection: close` exchange; returns the raw answer.
+async fn forward(target: &str, request: &Recorded) -> Option<Vec<u8>> {
+    let address = target.trim_start_matches("http://").trim_end_matches('/');
+    let mut upstream = TcpStream::connect(address).await.ok()?;
+    let mut head = format!("{}\r\n", request.request_line);
+    for (name, value) in &request.headers {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "content-length" | "host"
+        ) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "host: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        request.body.len()
+    ));
+    upstream.write_all(head.as_bytes()).await.ok()?;
+    upstream.write_all(&request.body).await.ok()?;
+    let mut answer = Vec::new();
+    upstream.read_to_end(&mut answer).await.ok()?;
+    Some(answer)
 }
 
 async fn read_request(stream: &mut TcpStream) -> Option<Recorded> {
