@@ -357,3 +357,44 @@ fn the_verdict_policy_drops_viruses_and_tags_spam() {
     assert_eq!(sent.len(), 1, "one operator notice, for the virus");
     assert!(sent[0].contains("virus"), "{}", sent[0]);
 }
+
+/// The buffered path's event: an SQS batch whose bodies are SNS envelopes holding the
+/// S3 action's SES notification (which names the object key).
+fn sqs_batch(mails: &[(&str, &str)]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = mails
+        .iter()
+        .enumerate()
+        .map(|(n, (ses_id, recipient))| {
+            let mut ses = ses_event(ses_id, &[recipient])["Records"][0]["ses"].clone();
+            ses["notificationType"] = "Received".into();
+            ses["receipt"]["action"] = json!({
+                "type": "S3", "topicArn": "arn:aws:sns:us-east-1:123456789012:rt-mail",
+                "bucketName": support::lambda::BUCKET, "objectKey": format!("{}{ses_id}", support::lambda::PREFIX)
+            });
+            let envelope = json!({"Type": "Notification", "MessageId": format!("sns-{n}"), "Message": ses.to_string()});
+            json!({"messageId": format!("sqs-{n}"), "eventSource": "aws:sqs", "body": envelope.to_string()})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[test]
+fn the_buffered_path_reports_only_the_failed_messages_of_a_batch() {
+    let stack = LambdaStack::start(&[]);
+    let (good, subject) = (unique("buffered"), unique("Buffered mail"));
+    stack.store_mail(&good, &smtp_mail(&subject, "via SNS and SQS"));
+    let missing = unique("buffered-missing");
+    let answer = stack.invoke(&sqs_batch(&[
+        (&good, "support@example.test"),
+        (&missing, "bugs@example.test"),
+    ]));
+    assert_eq!(answer, Ok(json!({"batchItemFailures": [{"itemIdentifier": "sqs-1"}]})));
+    let ticket = rt::only_ticket_with_subject(&subject);
+    assert_eq!(rt::ticket(ticket)["Queue"], "support");
+    // SQS redelivers the batch (at-least-once): the delivered mail is not posted again.
+    assert_eq!(
+        stack.invoke(&sqs_batch(&[(&good, "support@example.test")])),
+        Ok(json!({"batchItemFailures": []}))
+    );
+    assert_eq!(rt::tickets_with_subject(&subject), [ticket]);
+}

@@ -115,6 +115,9 @@ pub struct MailInfo {
     pub dkim_pass: bool,
     /// Subject from the event's common headers.
     pub subject: Option<String>,
+    /// The S3 key when the event names it (an S3 action's notification); else
+    /// `MAIL_PREFIX + ses_id`.
+    pub object_key: Option<String>,
 }
 
 impl MailInfo {
@@ -141,6 +144,7 @@ impl MailInfo {
             spf_pass: pass(&receipt.spf_verdict),
             dkim_pass: pass(&receipt.dkim_verdict),
             subject: ses.mail.common_headers.subject.clone(),
+            object_key: receipt.action.object_key.clone().filter(|k| !k.is_empty()),
         })
     }
 }
@@ -175,15 +179,26 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         }
     }
 
-    /// Handles one invocation payload; the JSON answer is SES's disposition for a
-    /// `RequestResponse` invocation, else a summary. Work that can't finish before
-    /// `deadline` is left for Lambda's retry.
+    /// Handles one invocation payload, whatever its shape:
+    /// - an SES receipt event (the Lambda action): the answer is SES's disposition for a
+    ///   `RequestResponse` invocation, else a summary;
+    /// - an SQS batch (the buffered path: S3 action → SNS → SQS): the answer reports the
+    ///   messages to retry (`batchItemFailures`), so one bad mail does not hold the rest;
+    /// - an SNS event (S3 action → SNS → the function).
+    ///
+    /// Work that can't finish before `deadline` is left for a retry.
     pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
+        match EventShape::of(&payload) {
+            EventShape::Ses => self.handle_ses(payload, deadline).await,
+            EventShape::Sqs => self.handle_sqs(payload, deadline).await,
+            EventShape::Sns => self.handle_sns(payload, deadline).await,
+            EventShape::Unknown(what) => Err(HandlerError::MalformedEvent(what)),
+        }
+    }
+
+    async fn handle_ses(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let event: SimpleEmailEvent =
             serde_json::from_value(payload).map_err(|e| HandlerError::MalformedEvent(e.to_string()))?;
-        if event.records.is_empty() {
-            return Err(HandlerError::MalformedEvent("no Records".into()));
-        }
         let mut summary = Summary::default();
         let mut synchronous = false;
         for record in &event.records {
@@ -196,6 +211,33 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         } else {
             json!(summary)
         })
+    }
+
+    async fn handle_sqs(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
+        let records = payload["Records"].as_array().cloned().unwrap_or_default();
+        let mut failures = Vec::new();
+        for record in records {
+            let item = record["messageId"].as_str().unwrap_or_default().to_string();
+            let result = match ses_notification(record["body"].as_str().unwrap_or_default()) {
+                Ok(mail) => self.deliver_mail(&mail, deadline, Mode::Normal).await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                // Left on the queue: retried after the visibility timeout, then dead-lettered.
+                tracing::warn!(sqs_message_id = item, error = %error, kind = error.kind(), "batch item will be retried");
+                failures.push(json!({ "itemIdentifier": item }));
+            }
+        }
+        Ok(json!({ "batchItemFailures": failures }))
+    }
+
+    async fn handle_sns(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
+        let mut summary = Summary::default();
+        for record in payload["Records"].as_array().cloned().unwrap_or_default() {
+            let mail = ses_notification(record["Sns"]["Message"].as_str().unwrap_or_default())?;
+            summary += self.deliver_mail(&mail, deadline, Mode::Normal).await?;
+        }
+        Ok(json!(summary))
     }
 
     /// Screens, routes, fetches and posts one mail.
@@ -274,7 +316,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
                     continue;
                 }
                 if spool.is_none() {
-                    let fetched = self.fetch(message_id).await?;
+                    let fetched = self.fetch(mail).await?;
                     if fetched.is_blank() {
                         // As the CLI: nothing to post. Logged, never silently dropped.
                         tracing::warn!(
@@ -364,8 +406,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         }
     }
 
-    async fn fetch(&self, message_id: &str) -> Result<Spool, HandlerError> {
-        let key = self.config.object_key(message_id);
+    async fn fetch(&self, mail: &MailInfo) -> Result<Spool, HandlerError> {
+        let message_id = mail.ses_id.as_str();
+        let key = mail
+            .object_key
+            .clone()
+            .unwrap_or_else(|| self.config.object_key(message_id));
         self.store
             .fetch(&key, self.config.line_endings)
             .await
@@ -494,6 +540,51 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         }
         case
     }
+}
+
+/// The kinds of payload the function is invoked with.
+#[derive(Debug, PartialEq, Eq)]
+enum EventShape {
+    Ses,
+    Sqs,
+    Sns,
+    Unknown(String),
+}
+
+impl EventShape {
+    fn of(payload: &Value) -> Self {
+        let Some(first) = payload
+            .get("Records")
+            .and_then(|r| r.as_array())
+            .and_then(|r| r.first())
+        else {
+            return Self::Unknown("missing field `Records` (or no records)".into());
+        };
+        // SQS spells it eventSource, SNS EventSource.
+        let source = first
+            .get("eventSource")
+            .or_else(|| first.get("EventSource"))
+            .and_then(Value::as_str);
+        match source {
+            Some("aws:ses") => Self::Ses,
+            Some("aws:sqs") => Self::Sqs,
+            Some("aws:sns") => Self::Sns,
+            // Some hand-made SES events leave eventSource out.
+            None if first.get("ses").is_some() => Self::Ses,
+            other => Self::Unknown(format!("unsupported event source {other:?}")),
+        }
+    }
+}
+
+/// An SES notification (an S3 action's, through SNS), raw or in an SNS envelope.
+fn ses_notification(text: &str) -> Result<MailInfo, HandlerError> {
+    let malformed = |e: String| HandlerError::MalformedEvent(format!("not an SES notification: {e}"));
+    let mut value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    if let Some(inner) = value.get("Message").and_then(Value::as_str) {
+        value = serde_json::from_str(inner).map_err(|e| malformed(e.to_string()))?;
+    }
+    let ses: SimpleEmailService = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+    MailInfo::from_ses(&ses)
 }
 
 /// A sentence for the notice.
