@@ -4,3 +4,4 @@
 pub mod records;
 pub mod s3;
 pub mod ses;
+pub mod sqs;

@@ -23,6 +23,7 @@ use crate::core::notice::{operator_notice, sender_notice, GivenUpMail};
 use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts, Verdicts};
 use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
+use crate::lambda::events::{ses_notification, EventShape};
 use crate::rt::MailGateway;
 use crate::spool::Spool;
 
@@ -540,51 +541,6 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         }
         case
     }
-}
-
-/// The kinds of payload the function is invoked with.
-#[derive(Debug, PartialEq, Eq)]
-enum EventShape {
-    Ses,
-    Sqs,
-    Sns,
-    Unknown(String),
-}
-
-impl EventShape {
-    fn of(payload: &Value) -> Self {
-        let Some(first) = payload
-            .get("Records")
-            .and_then(|r| r.as_array())
-            .and_then(|r| r.first())
-        else {
-            return Self::Unknown("missing field `Records` (or no records)".into());
-        };
-        // SQS spells it eventSource, SNS EventSource.
-        let source = first
-            .get("eventSource")
-            .or_else(|| first.get("EventSource"))
-            .and_then(Value::as_str);
-        match source {
-            Some("aws:ses") => Self::Ses,
-            Some("aws:sqs") => Self::Sqs,
-            Some("aws:sns") => Self::Sns,
-            // Some hand-made SES events leave eventSource out.
-            None if first.get("ses").is_some() => Self::Ses,
-            other => Self::Unknown(format!("unsupported event source {other:?}")),
-        }
-    }
-}
-
-/// An SES notification (an S3 action's, through SNS), raw or in an SNS envelope.
-fn ses_notification(text: &str) -> Result<MailInfo, HandlerError> {
-    let malformed = |e: String| HandlerError::MalformedEvent(format!("not an SES notification: {e}"));
-    let mut value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
-    if let Some(inner) = value.get("Message").and_then(Value::as_str) {
-        value = serde_json::from_str(inner).map_err(|e| malformed(e.to_string()))?;
-    }
-    let ses: SimpleEmailService = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
-    MailInfo::from_ses(&ses)
 }
 
 /// A sentence for the notice.

@@ -2,4 +2,6 @@
 //! handler that routes each envelope recipient and posts the mail to RT ([`handler`]).
 
 pub mod config;
+pub mod events;
 pub mod handler;
+pub mod replay;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 /// Our Lambda binary, built by cargo for this test run.
 pub const FUNCTION: &str = env!("CARGO_BIN_EXE_rt-mailgate-lambda");
+/// The replay command.
+pub const REPLAY: &str = env!("CARGO_BIN_EXE_rt-mailgate-replay");
 /// The bucket the tests' "SES" writes to.
 pub const BUCKET: &str = "rt-mail";
 /// The key prefix, as an SES S3 action with `objectKeyPrefix: inbound/` writes it.
@@ -58,6 +60,8 @@ pub struct LambdaStack {
     /// moto's URL.
     pub moto: String,
     invoke: String,
+    /// The function's environment (AWS endpoint, bucket, routes, RT...).
+    env: Vec<(String, String)>,
     children: Vec<Child>,
     dir: tempfile::TempDir,
 }
@@ -95,12 +99,30 @@ impl LambdaStack {
         let mut stack = Self {
             moto,
             invoke: format!("http://127.0.0.1:{api_port}/2015-03-31/functions/_/invocations"),
+            env: Vec::new(),
             children,
             dir,
         };
         stack.s3_put_bucket();
 
         let function_log = stack.dir.path().join("function.log");
+        let mut vars: Vec<(String, String)> = [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", stack.moto.as_str()),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("MAIL_BUCKET", BUCKET),
+            ("MAIL_PREFIX", PREFIX),
+            ("ROUTES", ROUTES),
+            ("RT_TIMEOUT", "10"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.push(("RT_URL".into(), super::rt::url()));
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        stack.env = vars;
         let mut command = Command::new(FUNCTION);
         command
             .env_clear()
@@ -109,19 +131,7 @@ impl LambdaStack {
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &stack.moto)
-            .env("S3_FORCE_PATH_STYLE", "true")
-            .env("RT_URL", super::rt::url())
-            .env("MAIL_BUCKET", BUCKET)
-            .env("MAIL_PREFIX", PREFIX)
-            .env("ROUTES", ROUTES)
-            .env("RT_TIMEOUT", "10");
-        for (key, value) in env {
-            command.env(key, value);
-        }
+            .envs(stack.env.iter().map(|(k, v)| (k, v)));
         let file = std::fs::File::create(&function_log).unwrap();
         command
             .stdin(Stdio::null())
@@ -129,6 +139,63 @@ impl LambdaStack {
             .stderr(file);
         stack.children.push(command.spawn().expect("rt-mailgate-lambda starts"));
         stack
+    }
+
+    /// Runs `rt-mailgate-replay` with the function's environment plus `env`.
+    pub fn replay(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new(REPLAY)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
+            .output()
+            .expect("rt-mailgate-replay runs")
+    }
+
+    /// Creates an SQS queue in moto; returns its URL.
+    pub fn create_queue(&self, name: &str) -> String {
+        let body = self.sqs(&[("Action", "CreateQueue"), ("QueueName", name)]);
+        let start = body.find("<QueueUrl>").expect("QueueUrl") + "<QueueUrl>".len();
+        body[start..body.find("</QueueUrl>").unwrap()].to_string()
+    }
+
+    /// Puts a message on a queue.
+    pub fn send_to_queue(&self, url: &str, body: &str) {
+        self.sqs(&[("Action", "SendMessage"), ("QueueUrl", url), ("MessageBody", body)]);
+    }
+
+    /// How many messages a queue holds (visible or not).
+    pub fn queue_depth(&self, url: &str) -> usize {
+        let body = self.sqs(&[
+            ("Action", "GetQueueAttributes"),
+            ("QueueUrl", url),
+            ("AttributeName.1", "ApproximateNumberOfMessages"),
+            ("AttributeName.2", "ApproximateNumberOfMessagesNotVisible"),
+        ]);
+        body.split("<Value>")
+            .skip(1)
+            .filter_map(|v| v.split('<').next()?.parse::<usize>().ok())
+            .sum()
+    }
+
+    fn sqs(&self, form: &[(&str, &str)]) -> String {
+        let mut body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
+        body.push("Version=2012-11-05".into());
+        block_on(async {
+            let response = reqwest::Client::new()
+                .post(&self.moto)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
+                .body(body.join("&"))
+                .send()
+                .await
+                .expect("moto answers");
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert!(status.is_success(), "SQS {form:?}: {status} {text}");
+            text
+        })
     }
 
     fn s3(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
@@ -267,6 +334,15 @@ fn collect_raw_messages(value: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_raw_messages(v, out)),
         _ => {}
     }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
