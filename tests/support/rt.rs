@@ -45,11 +45,19 @@ pub fn rest(path: &str) -> Vec<u8> {
 
 /// Ids of the tickets whose subject contains `text`.
 pub fn tickets_with_subject(text: &str) -> Vec<u64> {
+    subjects_like(text).into_iter().map(|(id, _)| id).collect()
+}
+
+/// (id, subject) of the tickets whose subject contains `text`, in one search.
+pub fn subjects_like(text: &str) -> Vec<(u64, String)> {
     let query = format!("Subject LIKE '{text}'");
     let body = rest(&format!("search/ticket?query={}", encode(&query)));
     String::from_utf8_lossy(&body)
         .lines()
-        .filter_map(|line| line.split_once(':').and_then(|(id, _)| id.trim().parse().ok()))
+        .filter_map(|line| {
+            let (id, subject) = line.split_once(": ")?;
+            Some((id.trim().parse().ok()?, subject.to_string()))
+        })
         .collect()
 }
 

@@ -20,6 +20,8 @@ pub enum Answer {
     },
     /// Read the request, then reset the connection.
     Reset,
+    /// Close the connection at once, reading nothing (as a refusing or dying server).
+    Close,
     /// Read the request and never answer.
     Stall,
     /// Answer bytes that are not HTTP, then close.
@@ -242,6 +244,7 @@ async fn handle(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Record
             drop(stream);
         }
         Answer::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
+        Answer::Close => {}
         Answer::Garbage => {
             let _ = stream.write_all(b"\x00\x01garbage, not HTTP at all\r\n\r\n").await;
             let _ = stream.shutdown().await;
