@@ -558,3 +558,187 @@ fn reason(case: Case, route: &str) -> String {
         other => format!("{other:?} on route {route}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handler's decisions with in-memory adapters: what the integration tests can't
+    //! easily provoke (a deadline, a notice rate limit, an unreadable record store).
+    use super::*;
+    use crate::aws::ses::NoticeError;
+    use crate::core::notice::NoticeText;
+    use crate::core::reply::{OkDetails, RtAnswer, TransportFailure};
+    use crate::core::request::GatewayRequest;
+    use crate::spool::LineEndings;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    struct Store(HashMap<String, Vec<u8>>);
+    impl MailStore for Store {
+        async fn fetch(&self, key: &str, endings: LineEndings) -> Result<Spool, StoreError> {
+            let Some(bytes) = self.0.get(key) else {
+                return Err(StoreError::Missing {
+                    bucket: "b".into(),
+                    key: key.into(),
+                });
+            };
+            Ok(Spool::from_reader(&bytes[..], endings).await.unwrap())
+        }
+    }
+
+    #[derive(Default)]
+    struct Records {
+        map: Mutex<HashMap<String, String>>,
+        broken: bool,
+    }
+    impl DeliveryRecords for Records {
+        async fn find(&self, key: &str) -> Result<Option<String>, StoreError> {
+            if self.broken {
+                return Err(StoreError::Unavailable {
+                    bucket: "b".into(),
+                    key: key.into(),
+                    reason: "503".into(),
+                });
+            }
+            Ok(self.map.lock().unwrap().get(key).cloned())
+        }
+        async fn create(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+            let mut map = self.map.lock().unwrap();
+            Ok(!map.contains_key(key) && map.insert(key.into(), value.into()).is_none())
+        }
+    }
+
+    struct Gateway {
+        posts: AtomicUsize,
+        delay: Duration,
+    }
+    impl MailGateway for Gateway {
+        async fn post(&self, _request: &GatewayRequest, _message: &Spool) -> Result<RtAnswer, TransportFailure> {
+            self.posts.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(self.delay).await;
+            Ok(RtAnswer::Ok(OkDetails::default()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Outbox(Mutex<Vec<NoticeText>>);
+    impl Notifier for Outbox {
+        async fn send(&self, notice: &NoticeText) -> Result<(), NoticeError> {
+            self.0.lock().unwrap().push(notice.clone());
+            Ok(())
+        }
+    }
+
+    fn handler(vars: &[(&str, &str)], records: Records, delay: Duration) -> Handler<Store, Records, Gateway, Outbox> {
+        let mut env: HashMap<String, String> = [
+            ("RT_URL", "http://127.0.0.1:9"),
+            ("MAIL_BUCKET", "b"),
+            ("ROUTES", "bugs@example.com: --queue bugs"),
+            ("OPERATOR_EMAIL", "ops@example.com"),
+            ("NOTICE_FROM", "rt@example.com"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = LambdaConfig::from_vars(|k| env.get(k).cloned()).unwrap();
+        let mails = ["m1", "m2", "m3"].map(|id| {
+            (
+                id.to_string(),
+                format!("From: a@c.example\nSubject: {id}\n\nhello\n").into_bytes(),
+            )
+        });
+        let gateway = Gateway {
+            posts: AtomicUsize::new(0),
+            delay,
+        };
+        Handler::new(
+            config,
+            Store(mails.into_iter().collect()),
+            records,
+            gateway,
+            Outbox::default(),
+        )
+    }
+
+    fn mail(id: &str, spf_pass: bool) -> MailInfo {
+        MailInfo {
+            ses_id: id.into(),
+            recipients: vec!["bugs@example.com".into()],
+            sender: "a@c.example".into(),
+            spf_pass,
+            ..MailInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn near_the_deadline_nothing_is_posted_and_the_work_is_left_for_the_retry() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        let err = h
+            .deliver_mail(
+                &mail("m1", true),
+                Some(Instant::now() + Duration::from_secs(1)),
+                Mode::Normal,
+            )
+            .await;
+        assert!(
+            matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("deadline")),
+            "{err:?}"
+        );
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_rt_is_abandoned_before_the_deadline_and_not_recorded() {
+        let h = handler(&[], Records::default(), Duration::from_secs(30));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let err = h.deliver_mail(&mail("m1", true), Some(deadline), Mode::Normal).await;
+        assert!(matches!(err, Err(HandlerError::Retry { .. })), "{err:?}");
+        assert!(Instant::now() < deadline, "stopped before the deadline");
+        assert!(
+            h.records.map.lock().unwrap().is_empty(),
+            "nothing recorded as delivered"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_store_means_retry_not_a_possible_duplicate() {
+        let h = handler(
+            &[],
+            Records {
+                broken: true,
+                ..Records::default()
+            },
+            Duration::ZERO,
+        );
+        assert!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.is_err());
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn senders_are_told_only_when_safe_and_at_most_hourly() {
+        let h = handler(
+            &[("MAX_MAIL_BYTES", "10"), ("SENDER_NOTICES", "true")],
+            Records::default(),
+            Duration::ZERO,
+        );
+        for id in ["m1", "m2"] {
+            let summary = h.deliver_mail(&mail(id, true), None, Mode::Normal).await.unwrap();
+            assert_eq!(summary.given_up, 1);
+        }
+        // An unauthenticated sender is never answered (backscatter).
+        h.deliver_mail(&mail("m3", false), None, Mode::Normal).await.unwrap();
+        let sent = h.notifier.0.lock().unwrap().clone();
+        let to: Vec<&str> = sent.iter().map(|n| n.to.as_str()).collect();
+        assert_eq!(
+            to,
+            ["ops@example.com", "a@c.example", "ops@example.com", "ops@example.com"]
+        );
+        assert!(sent[1].body.contains("larger than this gateway accepts"));
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+        // A retry of a given-up mail neither posts nor notifies again.
+        let again = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!((again.given_up, again.already_delivered), (0, 1));
+        assert_eq!(h.notifier.0.lock().unwrap().len(), 4);
+    }
+}
