@@ -107,25 +107,17 @@ pub async fn run<R: AsyncRead + Unpin>(
         let _ = writeln!(stderr, "{program}: connecting to {}", gateway.endpoint());
     }
 
-    match gateway.post(&resolved.request, &spool).await {
+    // The Perl client reports transport failures and non-2xx statuses alike.
+    let answer = match gateway.post(&resolved.request, &spool).await {
+        Err(failure) => Err(failure.to_string()),
+        Ok(RtAnswer::HttpError { status_line, .. }) => Err(status_line),
+        Ok(answer) => Ok(answer),
+    };
+    match answer {
         Err(failure) => {
             let _ = writeln!(
                 stderr,
                 "HTTP request failed: {failure}. Your webserver logs may have more information or there may be a network problem."
-            );
-            if options.debug {
-                let _ = writeln!(stderr, "\n{program}: undefined server error");
-            }
-            let _ = writeln!(
-                stderr,
-                "{program}: message <{message_id}> not delivered; the MTA will retry"
-            );
-            EX_TEMPFAIL
-        }
-        Ok(RtAnswer::HttpError { status_line, .. }) => {
-            let _ = writeln!(
-                stderr,
-                "HTTP request failed: {status_line}. Your webserver logs may have more information or there may be a network problem."
             );
             if options.debug {
                 let _ = writeln!(stderr, "\n{program}: undefined server error");

@@ -3,12 +3,8 @@
 //! then serves invocations through the Lambda runtime API.
 
 use anyhow::Context;
-use rt_mailgate::aws::records::S3DeliveryRecords;
-use rt_mailgate::aws::s3::S3MailStore;
-use rt_mailgate::aws::ses::SesNotifier;
 use rt_mailgate::lambda::config::LambdaConfig;
-use rt_mailgate::lambda::handler::Handler;
-use rt_mailgate::rt::http::HttpGateway;
+use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -55,21 +51,8 @@ fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
     Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
-async fn cold_start() -> anyhow::Result<Handler<S3MailStore, S3DeliveryRecords, HttpGateway, Option<SesNotifier>>> {
+async fn cold_start() -> anyhow::Result<AwsHandler> {
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
-    let gateway = HttpGateway::new(&config.rt).context("RT connection settings")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::config::Builder::from(&aws)
-        .force_path_style(config.s3_force_path_style)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(s3);
-    let store = S3MailStore::new(s3.clone(), config.bucket.clone());
-    let records = S3DeliveryRecords::new(s3, config.bucket.clone(), config.records_prefix.clone());
-    let notifier = config
-        .notices
-        .enabled()
-        .then(|| config.notices.from.clone())
-        .flatten()
-        .map(|from| SesNotifier::new(aws_sdk_sesv2::Client::new(&aws), from));
-    Ok(Handler::new(config, store, records, gateway, notifier))
+    aws_handler(config, &aws, true).context("RT connection settings")
 }

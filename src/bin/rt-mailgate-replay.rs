@@ -6,13 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rt_mailgate::aws::records::S3DeliveryRecords;
-use rt_mailgate::aws::s3::S3MailStore;
 use rt_mailgate::aws::sqs::SqsDeadLetters;
 use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::events::mails_in;
-use rt_mailgate::lambda::handler::{Handler, MailInfo};
-use rt_mailgate::rt::http::HttpGateway;
+use rt_mailgate::lambda::handler::MailInfo;
+use rt_mailgate::lambda::wiring::aws_handler;
 
 /// Re-deliver mails from the SES bucket to RT (same environment as the Lambda).
 #[derive(Parser, Debug)]
@@ -54,16 +52,9 @@ async fn main() -> ExitCode {
 /// True when every mail is settled.
 async fn run(args: Args) -> anyhow::Result<bool> {
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
-    let gateway = HttpGateway::new(&config.rt).context("RT connection settings")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::config::Builder::from(&aws)
-        .force_path_style(config.s3_force_path_style)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(s3);
-    let store = S3MailStore::new(s3.clone(), config.bucket.clone());
-    let records = S3DeliveryRecords::new(s3, config.bucket.clone(), config.records_prefix.clone());
-    let notifier: Option<rt_mailgate::aws::ses::SesNotifier> = None; // a replay is watched by a person
-    let handler = Handler::new(config, store, records, gateway, notifier);
+    // No notices: a replay is watched by a person.
+    let handler = aws_handler(config, &aws, false).context("RT connection settings")?;
 
     let report = if let Some(url) = args.dlq_url {
         let queue = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url);

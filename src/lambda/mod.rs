@@ -5,3 +5,4 @@ pub mod config;
 pub mod events;
 pub mod handler;
 pub mod replay;
+pub mod wiring;

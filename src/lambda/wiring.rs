@@ -1,0 +1,33 @@
+//! The real adapters behind the Lambda and the replay command: S3 for mails and
+//! delivery records, RT over HTTP, SESv2 for notices (when configured).
+
+use crate::aws::records::S3DeliveryRecords;
+use crate::aws::s3::S3MailStore;
+use crate::aws::ses::SesNotifier;
+use crate::lambda::config::LambdaConfig;
+use crate::lambda::handler::Handler;
+use crate::rt::http::{GatewayConfigError, HttpGateway};
+
+/// The handler with the AWS adapters.
+pub type AwsHandler = Handler<S3MailStore, S3DeliveryRecords, HttpGateway, Option<SesNotifier>>;
+
+/// Builds the handler from a checked configuration and the AWS SDK's shared settings
+/// (region, credentials, endpoint). `notices` turns SESv2 notices on where configured.
+pub fn aws_handler(
+    config: LambdaConfig,
+    aws: &aws_config::SdkConfig,
+    notices: bool,
+) -> Result<AwsHandler, GatewayConfigError> {
+    let gateway = HttpGateway::new(&config.rt)?;
+    let s3 = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(config.s3_force_path_style)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(s3);
+    let store = S3MailStore::new(s3.clone(), config.bucket.clone());
+    let records = S3DeliveryRecords::new(s3, config.bucket.clone(), config.records_prefix.clone());
+    let notifier = match (&config.notices.from, notices && config.notices.enabled()) {
+        (Some(from), true) => Some(SesNotifier::new(aws_sdk_sesv2::Client::new(aws), from.clone())),
+        _ => None,
+    };
+    Ok(Handler::new(config, store, records, gateway, notifier))
+}
