@@ -181,8 +181,8 @@ impl LambdaConfig {
             tls,
             user_agent: concat!("rt-mailgate-lambda/", env!("CARGO_PKG_VERSION")).to_string(),
         };
-        // Building the client now checks the URL and the CA file at cold start.
-        crate::rt::http::HttpGateway::new(&rt)?;
+        // The URL and the CA file are checked now, at cold start.
+        rt.validate()?;
 
         let line_endings = match get("LINE_ENDINGS").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("lf") => LineEndings::CrlfToLf,

@@ -89,14 +89,26 @@ pub struct HttpGateway {
     endpoint: Url,
 }
 
-impl HttpGateway {
-    /// Checks the configuration and builds the client (no connection is made yet).
-    pub fn new(config: &HttpGatewayConfig) -> Result<Self, GatewayConfigError> {
-        let endpoint = endpoint_url(&config.base_url)?;
-        let ca_certs = match &config.tls {
+impl HttpGatewayConfig {
+    /// Checks the URL and reads the CA file, without building a client.
+    pub fn validate(&self) -> Result<(), GatewayConfigError> {
+        self.checked().map(|_| ())
+    }
+
+    fn checked(&self) -> Result<(Url, Option<Vec<reqwest::Certificate>>), GatewayConfigError> {
+        let endpoint = endpoint_url(&self.base_url)?;
+        let ca_certs = match &self.tls {
             TlsPolicy::CaFile(path) => Some(read_ca_file(path)?),
             _ => None,
         };
+        Ok((endpoint, ca_certs))
+    }
+}
+
+impl HttpGateway {
+    /// Checks the configuration and builds the client (no connection is made yet).
+    pub fn new(config: &HttpGatewayConfig) -> Result<Self, GatewayConfigError> {
+        let (endpoint, ca_certs) = config.checked()?;
         let plain = base_builder(config)
             .tls_certs_only(Vec::new())
             .build()
