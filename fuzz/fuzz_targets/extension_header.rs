@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(body.get(i + 1), Some(&b'\t'), "an unfolded line break");
         }
     }
-    let args = MailgateArgs { queue: Some("q".into()), action: None, extension: Some("ticket".into()) };
+    let args = MailgateArgs {
+        queue: Some("q".into()),
+        action: None,
+        extension: Some("ticket".into()),
+    };
     let resolved = args.resolve(Some(data));
     assert_eq!(resolved.request.extension_header.is_some(), !data.is_empty());
 });

@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let (recipient, table) = text.split_once('\n').unwrap_or((&text, ""));
     let _ = parse_args(table.split_whitespace());
     for separator in [Some('+'), Some('-'), None] {
-        let Ok(routes) = RoutingTable::parse(table, separator) else { continue };
+        let Ok(routes) = RoutingTable::parse(table, separator) else {
+            continue;
+        };
         if let Some(route) = routes.route(recipient) {
             let prefix = route.request.message_prefix();
             assert!(prefix.is_empty() || prefix.starts_with(b"X-RT-Mail-Extension: "));
