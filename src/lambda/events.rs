@@ -47,7 +47,7 @@ impl EventShape {
 }
 
 /// An SES notification (an S3 action's, through SNS), raw or in an SNS envelope.
-pub fn ses_notification(text: &str) -> Result<MailInfo, HandlerError> {
+fn ses_notification(text: &str) -> Result<MailInfo, HandlerError> {
     let malformed = |e: String| HandlerError::MalformedEvent(format!("not an SES notification: {e}"));
     let mut value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
     if let Some(inner) = value.get("Message").and_then(Value::as_str) {

@@ -23,7 +23,7 @@ use crate::core::notice::{operator_notice, sender_notice, GivenUpMail};
 use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts, Verdicts};
 use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
-use crate::lambda::events::{ses_notification, EventShape};
+use crate::lambda::events::{body_mails, mails_in, EventShape};
 use crate::rt::MailGateway;
 use crate::spool::Spool;
 
@@ -219,11 +219,10 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         let mut failures = Vec::new();
         for record in records {
             let item = record["messageId"].as_str().unwrap_or_default().to_string();
-            let result = match ses_notification(record["body"].as_str().unwrap_or_default()) {
-                Ok(mail) => self.deliver_mail(&mail, deadline, Mode::Normal).await.map(|_| ()),
-                Err(error) => Err(error),
-            };
-            if let Err(error) = result {
+            if let Err(error) = self
+                .deliver_body(record["body"].as_str().unwrap_or_default(), deadline)
+                .await
+            {
                 // Left on the queue: retried after the visibility timeout, then dead-lettered.
                 tracing::warn!(sqs_message_id = item, error = %error, kind = error.kind(), "batch item will be retried");
                 failures.push(json!({ "itemIdentifier": item }));
@@ -232,10 +231,17 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         Ok(json!({ "batchItemFailures": failures }))
     }
 
+    /// Delivers every mail one queued message body names.
+    async fn deliver_body(&self, body: &str, deadline: Option<Instant>) -> Result<(), HandlerError> {
+        for mail in body_mails(body)? {
+            self.deliver_mail(&mail, deadline, Mode::Normal).await?;
+        }
+        Ok(())
+    }
+
     async fn handle_sns(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let mut summary = Summary::default();
-        for record in payload["Records"].as_array().cloned().unwrap_or_default() {
-            let mail = ses_notification(record["Sns"]["Message"].as_str().unwrap_or_default())?;
+        for mail in mails_in(&payload)? {
             summary += self.deliver_mail(&mail, deadline, Mode::Normal).await?;
         }
         Ok(json!(summary))
