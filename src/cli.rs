@@ -8,18 +8,20 @@
 //! | `--help`, or no `--url`                            | 1    |
 //! | any other answer, HTTP error, timeout, no connection, unreadable stdin | 75 (EX_TEMPFAIL: the MTA keeps the mail and retries) |
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::AsyncRead;
 
-use crate::core::getopt::{parse_args, CliOptions};
+use crate::core::getopt::{parse_args_with, CliOptions, Conventions};
 use crate::core::reply::{RtAnswer, Verdict};
 use crate::core::request::MailgateArgs;
 use crate::rt::http::{HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
 use crate::rt::MailGateway;
-use crate::spool::{LineEndings, Spool};
+use crate::spool::{LineEndings, Location, Spool};
 
 /// Delivered, refused for good, or nothing to do.
 pub const EX_OK: i32 = 0;
@@ -35,8 +37,10 @@ pub const USER_AGENT: &str = concat!("rt-mailgate/", env!("CARGO_PKG_VERSION"), 
 pub struct Invocation<R> {
     /// `$0`, for messages.
     pub program: String,
-    /// The arguments after `$0`.
-    pub args: Vec<String>,
+    /// The arguments after `$0`, as bytes (an argument need not be UTF-8).
+    pub args: Vec<Vec<u8>>,
+    /// Whether `POSIXLY_CORRECT` is set (Getopt::Long then parses more strictly).
+    pub posixly_correct: bool,
     /// `$EXTENSION` from the environment, as bytes.
     pub extension: Option<Vec<u8>>,
     /// The mail.
@@ -50,7 +54,12 @@ pub async fn run<R: AsyncRead + Unpin>(
     stderr: &mut impl Write,
 ) -> i32 {
     let program = invocation.program.as_str();
-    let parsed = parse_args(invocation.args);
+    let conventions = if invocation.posixly_correct {
+        Conventions::Posix
+    } else {
+        Conventions::Gnu
+    };
+    let parsed = parse_args_with(invocation.args, conventions);
     for warning in &parsed.warnings {
         let _ = writeln!(stderr, "{warning}");
     }
@@ -59,7 +68,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         let _ = stdout.write_all(MANUAL.as_bytes());
         return EX_USAGE_FAIL; // never "succeed" when this may really be an email
     }
-    let Some(url) = options.url.clone().filter(|u| !u.is_empty()) else {
+    let Some(url) = options.url.as_deref().filter(|u| !u.is_empty()) else {
         let _ = writeln!(
             stderr,
             "{program} invoked improperly\n\nNo 'url' provided to mail gateway!"
@@ -77,6 +86,8 @@ pub async fn run<R: AsyncRead + Unpin>(
         let _ = writeln!(stderr, "{warning}");
     }
 
+    // A URL that is not UTF-8 can't be valid; HttpGateway names it (lossily) as bad.
+    let url = String::from_utf8_lossy(url).into_owned();
     let gateway = match HttpGateway::new(&gateway_config(url, &options)) {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -93,6 +104,10 @@ pub async fn run<R: AsyncRead + Unpin>(
             return EX_TEMPFAIL;
         }
     };
+    if spool.location() == Location::Memory {
+        // The Perl client's words, whatever --debug says: the admin should fix TMPDIR.
+        let _ = writeln!(stderr, "{program}: Couldn't create temp file, using memory");
+    }
     if spool.is_blank() {
         let _ = writeln!(stderr, "{program}: no message passed on STDIN");
         return EX_OK;
@@ -103,7 +118,9 @@ pub async fn run<R: AsyncRead + Unpin>(
         .clone()
         .unwrap_or_else(|| "(none)".to_string());
     if options.debug {
-        let _ = writeln!(stderr, "{program}: temp file is '{}'", spool.path().display());
+        if let Location::File(path) = spool.location() {
+            let _ = writeln!(stderr, "{program}: temp file is '{}'", path.display());
+        }
         let _ = writeln!(stderr, "{program}: connecting to {}", gateway.endpoint());
     }
 
@@ -130,7 +147,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         }
         Ok(answer) => {
             if options.debug {
-                let _ = writeln!(stderr, "{}", answer_text(&answer));
+                let _ = writeln!(stderr, "{}", answer.as_written());
             }
             match answer.verdict() {
                 Verdict::Delivered => EX_OK,
@@ -138,7 +155,7 @@ pub async fn run<R: AsyncRead + Unpin>(
                     let _ = writeln!(
                         stderr,
                         "{program}: message <{message_id}> refused by RT: {}",
-                        answer.summary()
+                        answer.as_written().trim_end()
                     );
                     EX_OK
                 }
@@ -146,7 +163,7 @@ pub async fn run<R: AsyncRead + Unpin>(
                     let _ = write!(
                         stderr,
                         "RT server error.\n\nThe RT server which handled your email did not behave as expected. It\nsaid:\n\n{}\n",
-                        answer_text(&answer)
+                        answer.as_written()
                     );
                     let _ = writeln!(
                         stderr,
@@ -162,31 +179,21 @@ pub async fn run<R: AsyncRead + Unpin>(
 fn gateway_config(url: String, options: &CliOptions) -> HttpGatewayConfig {
     let tls = match (options.verify_ssl, &options.ca_file) {
         (Some(false), _) => TlsPolicy::NoVerify,
-        (_, Some(path)) if !path.is_empty() => TlsPolicy::CaFile(PathBuf::from(path)),
+        (_, Some(path)) if !path.is_empty() => TlsPolicy::CaFile(PathBuf::from(OsStr::from_bytes(path))),
         _ => TlsPolicy::SystemRoots,
     };
-    // LWP reads a timeout of 0 (or less) as "no limit".
+    // LWP reads a timeout of 0 as "no limit", and a negative one as "give up as soon as
+    // anything must be waited for" (the mail stays with the MTA: exit 75).
     let timeout = match options.timeout {
         None => Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS)),
-        Some(secs) if secs > 0 => Some(Duration::from_secs(secs as u64)),
-        Some(_) => None,
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs.max(0) as u64)),
     };
     HttpGatewayConfig {
         base_url: url,
         timeout,
         tls,
         user_agent: USER_AGENT.to_string(),
-    }
-}
-
-/// RT's reply as the Perl client prints it (the body as RT sent it).
-fn answer_text(answer: &RtAnswer) -> String {
-    match answer {
-        RtAnswer::Ok(_) => "ok".to_string(),
-        RtAnswer::NotOk { reason } => format!("not ok - {reason}"),
-        RtAnswer::TemporaryFailure { reason } => format!("temporary failure - {reason}"),
-        RtAnswer::Unexpected { body } => body.clone(),
-        RtAnswer::HttpError { status_line, .. } => status_line.clone(),
     }
 }
 

@@ -3,9 +3,13 @@
 //! RT refuse chunked bodies), and the same bytes can be posted again (redirects, several
 //! routes). While spooling it notes whether any non-blank byte came, and keeps the
 //! header block for logs.
+//!
+//! Where the spool lives: the temporary directory (`TMPDIR`), else `/tmp`, else memory
+//! up to [`MEMORY_LIMIT`]. The Perl client also falls back to memory when it can't make
+//! a temporary file: a broken `TMPDIR` must not defer every mail.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -13,6 +17,11 @@ use crate::core::headers::{HeaderBlockCollector, MailSummary};
 use crate::core::line_endings::CrlfToLf;
 
 const CHUNK: usize = 64 * 1024;
+/// The most a spool keeps in memory when no temporary file can be made (SES's own limit
+/// is 40 MB; a local MTA's default is lower still).
+pub const MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+/// Every spool file's name starts with this (a sweep of leftovers can find them).
+pub const FILE_PREFIX: &str = "rt-mailgate-";
 
 /// How line ends are treated while spooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,28 +44,93 @@ pub enum SpoolError {
     /// The temporary file could not be written.
     #[error("couldn't write temp file: {0}")]
     Write(#[source] io::Error),
+    /// No temporary file could be made and the mail is too big to keep in memory.
+    #[error("couldn't create temp file ({0}), and the message is larger than {MEMORY_LIMIT} bytes")]
+    TooBigForMemory(#[source] io::Error),
 }
 
-/// A mail on local disk, deleted when dropped.
+/// A mail on local disk (or, failing that, in memory), deleted when dropped.
 #[derive(Debug)]
 pub struct Spool {
-    file: tempfile::NamedTempFile,
+    storage: Storage,
     len: u64,
     blank: bool,
     summary: MailSummary,
 }
 
+#[derive(Debug)]
+enum Storage {
+    File(tempfile::NamedTempFile),
+    Memory(bytes::Bytes),
+}
+
+/// Where a spool keeps the mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// A temporary file.
+    File(&'a Path),
+    /// Memory: no temporary file could be made (the reason is logged by the caller).
+    Memory,
+}
+
+/// Where the bytes being spooled go.
+enum Sink {
+    File(tempfile::NamedTempFile, tokio::fs::File),
+    Memory(Vec<u8>, io::Error),
+}
+
+impl Sink {
+    /// A new file in `TMPDIR`, else in `/tmp`, else memory.
+    fn open() -> Self {
+        let mut dirs = vec![std::env::temp_dir()];
+        if dirs[0] != Path::new("/tmp") {
+            dirs.push(PathBuf::from("/tmp"));
+        }
+        let mut last_error = io::Error::other("no temporary directory");
+        for dir in dirs {
+            let made = tempfile::Builder::new()
+                .prefix(FILE_PREFIX)
+                .tempfile_in(&dir)
+                .and_then(|file| Ok((file.reopen()?, file)));
+            match made {
+                Ok((writer, file)) => return Self::File(file, tokio::fs::File::from_std(writer)),
+                Err(e) => last_error = e,
+            }
+        }
+        Self::Memory(Vec::new(), last_error)
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), SpoolError> {
+        match self {
+            Self::File(_, out) => out.write_all(chunk).await.map_err(SpoolError::Write),
+            Self::Memory(buf, why) => {
+                if buf.len() as u64 + chunk.len() as u64 > MEMORY_LIMIT {
+                    return Err(SpoolError::TooBigForMemory(io::Error::new(why.kind(), why.to_string())));
+                }
+                buf.extend_from_slice(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<Storage, SpoolError> {
+        match self {
+            Self::File(file, mut out) => {
+                out.flush().await.map_err(SpoolError::Write)?;
+                Ok(Storage::File(file))
+            }
+            Self::Memory(buf, _) => Ok(Storage::Memory(buf.into())),
+        }
+    }
+}
+
 impl Spool {
-    /// Copies `reader` to a new temporary file.
+    /// Copies `reader` to a new temporary file (or memory, see the module doc).
     pub async fn from_reader<R: AsyncRead + Unpin>(
         mut reader: R,
         line_endings: LineEndings,
     ) -> Result<Self, SpoolError> {
-        let file = tempfile::Builder::new()
-            .prefix("rt-mailgate-")
-            .tempfile()
-            .map_err(SpoolError::Create)?;
-        let mut out = tokio::fs::File::from_std(file.reopen().map_err(SpoolError::Create)?);
+        let mut out = Sink::open();
         let mut buf = vec![0u8; CHUNK];
         let mut converted = Vec::with_capacity(CHUNK + 1);
         let mut converter = (line_endings == LineEndings::CrlfToLf).then(CrlfToLf::new);
@@ -78,16 +152,16 @@ impl Spool {
             };
             blank = blank && chunk.iter().all(is_perl_whitespace);
             headers.push(chunk);
-            out.write_all(chunk).await.map_err(SpoolError::Write)?;
+            out.write(chunk).await?;
             len += chunk.len() as u64;
             if n == 0 {
                 break;
             }
         }
-        out.flush().await.map_err(SpoolError::Write)?;
+        let storage = out.finish().await?;
         let summary = MailSummary::from_header_block(&headers.finish());
         Ok(Self {
-            file,
+            storage,
             len,
             blank,
             summary,
@@ -110,8 +184,11 @@ impl Spool {
     }
 
     /// Where the spool lives (shown by `--debug`).
-    pub fn path(&self) -> &Path {
-        self.file.path()
+    pub fn location(&self) -> Location<'_> {
+        match &self.storage {
+            Storage::File(file) => Location::File(file.path()),
+            Storage::Memory(_) => Location::Memory,
+        }
     }
 
     /// Message-ID, sender and the like, from the mail's header.
@@ -120,8 +197,11 @@ impl Spool {
     }
 
     /// A new reader positioned at the first byte.
-    pub async fn open(&self) -> io::Result<tokio::fs::File> {
-        Ok(tokio::fs::File::from_std(self.file.reopen()?))
+    pub async fn open(&self) -> io::Result<Box<dyn AsyncRead + Send + Unpin>> {
+        Ok(match &self.storage {
+            Storage::File(file) => Box::new(tokio::fs::File::from_std(file.reopen()?)),
+            Storage::Memory(bytes) => Box::new(io::Cursor::new(bytes.clone())),
+        })
     }
 }
 
@@ -163,5 +243,27 @@ mod tests {
         assert!(spool(b" \r\n\t\x0b\x0c", LineEndings::Keep).await.0.is_blank());
         assert!(spool(b"", LineEndings::Keep).await.0.is_empty());
         assert!(!spool(b"\n\xa0", LineEndings::Keep).await.0.is_blank());
+    }
+
+    #[tokio::test]
+    async fn memory_is_the_last_resort_and_is_bounded() {
+        let mut sink = Sink::Memory(Vec::new(), io::Error::other("read-only"));
+        sink.write(b"Subject: x\n\nbody\n").await.unwrap();
+        let Storage::Memory(bytes) = sink.finish().await.unwrap() else {
+            panic!("not memory")
+        };
+        assert_eq!(&bytes[..], b"Subject: x\n\nbody\n");
+
+        let mut sink = Sink::Memory(Vec::new(), io::Error::other("read-only"));
+        let big = vec![b'x'; CHUNK];
+        let mut result = Ok(());
+        for _ in 0..=(MEMORY_LIMIT / CHUNK as u64) {
+            result = sink.write(&big).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("read-only") && err.contains("larger than"), "{err}");
     }
 }

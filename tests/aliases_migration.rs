@@ -35,12 +35,16 @@ fn an_aliases_file_becomes_a_routing_table_the_function_accepts() {
     let table = RoutingTable::parse(&routes, Some('+')).expect("the function accepts the translation");
     let comment = table.route("bugs-comment+12@example.com").unwrap();
     assert_eq!(
-        comment.request.form_fields(),
-        [("queue", "bugs"), ("action", "comment"), ("ticket", "12")]
+        comment.request.form_fields_text(),
+        [
+            ("queue", "bugs".into()),
+            ("action", "comment".into()),
+            ("ticket", "12".into())
+        ]
     );
     assert_eq!(
-        table.route("help@example.com").unwrap().request.form_fields(),
-        [("queue", "Help")]
+        table.route("help@example.com").unwrap().request.form_fields_text(),
+        [("queue", "Help".to_string())]
     );
     assert!(table.route("postmaster@example.com").is_none());
 }

@@ -1,14 +1,18 @@
 //! `rt-mailgate`: drop-in replacement for RT's Perl mail gateway client.
 //! Reads a mail on stdin and posts it to RT; see `rt-mailgate --help`.
 
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 fn main() {
-    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
-    let program = args.next().unwrap_or_else(|| "rt-mailgate".to_string());
+    let mut args = std::env::args_os().map(|a| a.into_vec());
+    let program = args.next().map_or_else(
+        || "rt-mailgate".to_string(),
+        |p| String::from_utf8_lossy(&p).into_owned(),
+    );
     let invocation = rt_mailgate::cli::Invocation {
         program,
         args: args.collect(),
+        posixly_correct: std::env::var_os("POSIXLY_CORRECT").is_some(),
         extension: std::env::var_os("EXTENSION").map(|v| v.as_bytes().to_vec()),
         stdin: tokio::io::stdin(),
     };

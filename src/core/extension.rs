@@ -54,6 +54,13 @@ impl FromStr for ExtensionField {
     }
 }
 
+impl ExtensionField {
+    /// Parses the `--extension` word as given on a command line (bytes).
+    pub fn from_bytes(word: &[u8]) -> Result<Self, UnknownExtensionField> {
+        String::from_utf8_lossy(word).parse()
+    }
+}
+
 /// The header line (ending in `\n`) to put in front of the message for `extension`,
 /// byte for byte as the Perl client builds it.
 pub fn extension_header(extension: &[u8]) -> Vec<u8> {

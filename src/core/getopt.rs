@@ -1,36 +1,40 @@
 //! Command-line parsing that behaves like the Perl client's Getopt::Long call, so an
 //! existing `/etc/aliases` line means the same thing to us:
 //! `--opt value`, `--opt=value`, a single dash (`-queue`), any case (`--URL`), unique
-//! abbreviations (`--q`), `--no-verify-ssl` / `--noverify-ssl`, `--` ends the options,
-//! and words that are not options are left alone.
+//! abbreviations (`--q`), `+queue` (Getopt::Long's `getopt_compat`), `--no-verify-ssl` /
+//! `--noverify-ssl`, `--` ends the options, and words that are not options are left
+//! alone. With `POSIXLY_CORRECT` in the environment Getopt::Long is stricter (no `+`, no
+//! abbreviations, the first word ends the options), and so are we ([`Conventions`]).
+//! Values stay bytes: an argument that is not UTF-8 is posted as the shell gave it.
 //!
 //! A bad option is a *warning*, never a refusal: a typo in an alias line must not bounce
 //! the customer's mail. (clap refuses unknown options and single-dash long names, hence
 //! this small parser.)
 
-/// Options of `rt-mailgate`, as given.
+/// Options of `rt-mailgate`, as given. Values are bytes, as the shell handed them over:
+/// a queue named in Latin-1 (`caf\xe9`) is posted byte for byte, as Perl posts it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CliOptions {
     /// `--queue`.
-    pub queue: Option<String>,
+    pub queue: Option<Vec<u8>>,
     /// `--action`.
-    pub action: Option<String>,
+    pub action: Option<Vec<u8>>,
     /// `--url`: RT's base URL.
-    pub url: Option<String>,
+    pub url: Option<Vec<u8>>,
     /// `--jar`: accepted for compatibility; the NoAuth gateway needs no cookies.
-    pub jar: Option<String>,
+    pub jar: Option<Vec<u8>>,
     /// `--help`.
     pub help: bool,
     /// `--debug`.
     pub debug: bool,
     /// `--extension`.
-    pub extension: Option<String>,
+    pub extension: Option<Vec<u8>>,
     /// `--timeout` in seconds.
     pub timeout: Option<i64>,
     /// `--verify-ssl` / `--no-verify-ssl`; `None` means the default (verify).
     pub verify_ssl: Option<bool>,
     /// `--ca-file`.
-    pub ca_file: Option<String>,
+    pub ca_file: Option<Vec<u8>>,
 }
 
 /// The result of parsing: options, Getopt-style warnings, and the words left over.
@@ -41,7 +45,20 @@ pub struct Parsed {
     /// One line per problem, worded as Getopt::Long words them.
     pub warnings: Vec<String>,
     /// Arguments that are not options (ignored by rt-mailgate, as in Perl).
-    pub operands: Vec<String>,
+    pub operands: Vec<Vec<u8>>,
+}
+
+/// Getopt::Long's two configurations: its default, and the one it switches to when
+/// `POSIXLY_CORRECT` is in the environment (whatever its value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Conventions {
+    /// `--`, `-` or `+` start an option, unique abbreviations are taken, options and
+    /// words may be mixed.
+    #[default]
+    Gnu,
+    /// `POSIXLY_CORRECT`: only `--` and `-`, exact names only, and the first word that
+    /// is not an option ends the options.
+    Posix,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,36 +96,57 @@ fn spellings() -> Vec<(String, &'static str, Kind, bool)> {
     all
 }
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name with Getopt::Long's default conventions.
 pub fn parse_args<I, S>(args: I) -> Parsed
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: Into<Vec<u8>>,
+{
+    parse_args_with(args, Conventions::Gnu)
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args_with<I, S>(args: I, conventions: Conventions) -> Parsed
+where
+    I: IntoIterator<Item = S>,
+    S: Into<Vec<u8>>,
 {
     let mut parsed = Parsed::default();
     let mut args = args.into_iter().map(Into::into);
     let spellings = spellings();
+    let posix = conventions == Conventions::Posix;
     while let Some(arg) = args.next() {
-        if arg == "--" {
+        if arg == b"--" {
             parsed.operands.extend(args.by_ref());
             break;
         }
-        let Some(body) = arg
-            .strip_prefix("--")
-            .or_else(|| arg.strip_prefix('-'))
-            .filter(|b| !b.is_empty())
-        else {
-            parsed.operands.push(arg);
-            continue;
+        let body = match option_body(&arg, posix) {
+            Some(body) => body,
+            None if posix => {
+                // REQUIRE_ORDER: the first word ends the options.
+                parsed.operands.push(arg);
+                parsed.operands.extend(args.by_ref());
+                break;
+            }
+            None => {
+                parsed.operands.push(arg);
+                continue;
+            }
         };
-        let (given, inline_value) = match body.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
+        if body.is_empty() {
+            // Only `+` reaches here (`-` and `--` alone are words).
+            parsed.warnings.push("Missing option after +".to_string());
+            continue;
+        }
+        let (given, inline_value) = match body.iter().position(|&b| b == b'=') {
+            Some(at) => (&body[..at], Some(body[at + 1..].to_vec())),
             None => (body, None),
         };
-        let wanted = given.to_ascii_lowercase();
+        let wanted = String::from_utf8_lossy(given).to_ascii_lowercase();
         let exact = spellings.iter().find(|s| s.0 == wanted);
         let found = match exact {
             Some(s) => Ok(s),
+            None if posix => Err(format!("Unknown option: {wanted}")),
             None => {
                 let candidates: Vec<_> = spellings.iter().filter(|s| s.0.starts_with(&wanted)).collect();
                 let options: std::collections::BTreeSet<_> = candidates.iter().map(|s| (s.1, s.3)).collect();
@@ -155,9 +193,10 @@ where
                 if *kind == Kind::Integer {
                     match parse_integer(&value) {
                         Some(n) => parsed.options.timeout = Some(n),
-                        None => parsed
-                            .warnings
-                            .push(format!("Value \"{value}\" invalid for option {name} (number expected)")),
+                        None => parsed.warnings.push(format!(
+                            "Value \"{}\" invalid for option {name} (number expected)",
+                            String::from_utf8_lossy(&value)
+                        )),
                     }
                     continue;
                 }
@@ -176,8 +215,22 @@ where
     parsed
 }
 
+/// The option name (and `=value`) after its prefix, or `None` for a plain word.
+/// `-` and `--` alone are words; `+` starts an option only outside POSIX mode
+/// (Getopt::Long's `getopt_compat`).
+fn option_body(arg: &[u8], posix: bool) -> Option<&[u8]> {
+    if let Some(body) = arg.strip_prefix(b"--").or_else(|| arg.strip_prefix(b"-")) {
+        return (!body.is_empty()).then_some(body);
+    }
+    if posix {
+        return None;
+    }
+    arg.strip_prefix(b"+")
+}
+
 /// Getopt::Long's `=i`: an optional sign and digits.
-fn parse_integer(value: &str) -> Option<i64> {
+fn parse_integer(value: &[u8]) -> Option<i64> {
+    let value = std::str::from_utf8(value).ok()?;
     let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -193,31 +246,40 @@ mod tests {
         parse_args(line.split_whitespace())
     }
 
+    fn posix(line: &str) -> Parsed {
+        parse_args_with(line.split_whitespace(), Conventions::Posix)
+    }
+
+    fn text(value: &Option<Vec<u8>>) -> Option<&str> {
+        value.as_deref().map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    fn words(operands: &[Vec<u8>]) -> Vec<&str> {
+        operands.iter().map(|v| std::str::from_utf8(v).unwrap()).collect()
+    }
+
     // Each expectation below was checked against Perl's Getopt::Long with the same spec.
 
     #[test]
     fn long_forms_single_dash_case_and_abbreviations() {
         let p = parse("--queue q --action=take-comment -URL=http://rt -e ticket --ca f --deb");
-        assert_eq!(p.options.queue.as_deref(), Some("q"));
-        assert_eq!(p.options.action.as_deref(), Some("take-comment"));
-        assert_eq!(p.options.url.as_deref(), Some("http://rt"));
-        assert_eq!(p.options.extension.as_deref(), Some("ticket"));
-        assert_eq!(p.options.ca_file.as_deref(), Some("f"));
+        assert_eq!(text(&p.options.queue), Some("q"));
+        assert_eq!(text(&p.options.action), Some("take-comment"));
+        assert_eq!(text(&p.options.url), Some("http://rt"));
+        assert_eq!(text(&p.options.extension), Some("ticket"));
+        assert_eq!(text(&p.options.ca_file), Some("f"));
         assert!(p.options.debug);
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
-        assert_eq!(parse("-q x").options.queue.as_deref(), Some("x"));
+        assert_eq!(text(&parse("-q x").options.queue), Some("x"));
     }
 
     #[test]
     fn mandatory_values_take_the_next_word_even_with_a_dash() {
         let p = parse("--queue -x --url u");
-        assert_eq!(
-            (p.options.queue.as_deref(), p.options.url.as_deref()),
-            (Some("-x"), Some("u"))
-        );
+        assert_eq!((text(&p.options.queue), text(&p.options.url)), (Some("-x"), Some("u")));
         let p = parse("--queue --url u");
-        assert_eq!(p.options.queue.as_deref(), Some("--url"));
-        assert_eq!(p.operands, ["u"]);
+        assert_eq!(text(&p.options.queue), Some("--url"));
+        assert_eq!(words(&p.operands), ["u"]);
     }
 
     #[test]
@@ -234,7 +296,7 @@ mod tests {
         assert_eq!(parse("--timeout -5").options.timeout, Some(-5));
         let p = parse("--timeout abc --url u");
         assert_eq!(p.options.timeout, None);
-        assert_eq!(p.options.url.as_deref(), Some("u"));
+        assert_eq!(text(&p.options.url), Some("u"));
         assert_eq!(
             p.warnings,
             ["Value \"abc\" invalid for option timeout (number expected)"]
@@ -244,7 +306,7 @@ mod tests {
     #[test]
     fn problems_warn_and_the_run_goes_on() {
         let p = parse("--bogus --queue q --debug=1 --url");
-        assert_eq!(p.options.queue.as_deref(), Some("q"));
+        assert_eq!(text(&p.options.queue), Some("q"));
         assert!(!p.options.debug);
         assert_eq!(
             p.warnings,
@@ -260,15 +322,55 @@ mod tests {
     #[test]
     fn double_dash_ends_options_and_words_are_left_alone() {
         let p = parse("a --queue q b -- --url x -");
-        assert_eq!(p.options.queue.as_deref(), Some("q"));
+        assert_eq!(text(&p.options.queue), Some("q"));
         assert_eq!(p.options.url, None);
-        assert_eq!(p.operands, ["a", "b", "--url", "x", "-"]);
-        assert_eq!(parse("-").operands, ["-"]);
+        assert_eq!(words(&p.operands), ["a", "b", "--url", "x", "-"]);
+        assert_eq!(words(&parse("-").operands), ["-"]);
     }
 
     #[test]
     fn later_values_win() {
-        assert_eq!(parse("--queue a --queue b").options.queue.as_deref(), Some("b"));
+        assert_eq!(text(&parse("--queue a --queue b").options.queue), Some("b"));
         assert_eq!(parse("--no-verify-ssl --verify-ssl").options.verify_ssl, Some(true));
+    }
+
+    #[test]
+    fn plus_starts_an_option_as_in_getopt_compat() {
+        let p = parse("+queue q +url=u +deb");
+        assert_eq!((text(&p.options.queue), text(&p.options.url)), (Some("q"), Some("u")));
+        assert!(p.options.debug);
+        let p = parse("+ queue");
+        assert_eq!(p.warnings, ["Missing option after +"]);
+        assert_eq!(words(&p.operands), ["queue"]);
+        let p = parse("++queue q");
+        assert_eq!(p.warnings, ["Unknown option: +queue"]);
+        assert_eq!(words(&p.operands), ["q"]);
+    }
+
+    #[test]
+    fn posixly_correct_takes_no_plus_no_abbreviation_and_stops_at_the_first_word() {
+        let p = posix("+queue q --url u");
+        assert_eq!(p.options.queue, None);
+        assert_eq!(words(&p.operands), ["+queue", "q", "--url", "u"]);
+        let p = posix("--q x");
+        assert_eq!(p.warnings, ["Unknown option: q"]);
+        let p = posix("--queue q a --url u");
+        assert_eq!(text(&p.options.queue), Some("q"));
+        assert_eq!(p.options.url, None);
+        assert_eq!(words(&p.operands), ["a", "--url", "u"]);
+        assert_eq!(posix("--noverify-ssl").options.verify_ssl, Some(false));
+        assert_eq!(text(&posix("-QUEUE q").options.queue), Some("q"));
+    }
+
+    #[test]
+    fn values_are_bytes_not_text() {
+        let p = parse_args([b"--queue".to_vec(), b"caf\xe9".to_vec(), b"--ext=\xff".to_vec()]);
+        assert_eq!(p.options.queue.as_deref(), Some(&b"caf\xe9"[..]));
+        assert_eq!(p.options.extension.as_deref(), Some(&b"\xff"[..]));
+        let p = parse_args([b"--timeout=\xe9".to_vec()]);
+        assert_eq!(
+            p.warnings,
+            ["Value \"\u{fffd}\" invalid for option timeout (number expected)"]
+        );
     }
 }

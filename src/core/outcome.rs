@@ -311,7 +311,10 @@ mod tests {
         assert_eq!(Case::from_answer(&http(413)), Case::PayloadTooLarge);
         assert_eq!(Case::from_answer(&http(502)), Case::HttpError);
         assert_eq!(
-            Case::from_answer(&RtAnswer::TemporaryFailure { reason: String::new() }),
+            Case::from_answer(&RtAnswer::TemporaryFailure {
+                reason: String::new(),
+                body: String::new(),
+            }),
             Case::RtTemporaryFailure
         );
         assert_eq!(

@@ -12,12 +12,16 @@ pub enum RtAnswer {
     NotOk {
         /// RT's reason (`operation unsuccessful` unless RT runs in DevelMode).
         reason: String,
+        /// The whole answer as RT wrote it (lossy UTF-8), for the admin.
+        body: String,
     },
     /// `temporary failure - ...`: RT asks for a retry (also said for an unknown queue
     /// or an action no mail plugin handles, which no retry can fix).
     TemporaryFailure {
         /// RT's reason.
         reason: String,
+        /// The whole answer as RT wrote it (lossy UTF-8), for the admin.
+        body: String,
     },
     /// A 2xx answer that is none of the above (a proxy's page, a half-installed RT).
     Unexpected {
@@ -28,7 +32,7 @@ pub enum RtAnswer {
     HttpError {
         /// The HTTP status code.
         status: u16,
-        /// The status line as `CODE Reason`.
+        /// The status line as `CODE Reason`, with the server's own reason phrase.
         status_line: String,
     },
 }
@@ -36,6 +40,8 @@ pub enum RtAnswer {
 /// The DevelMode lines of an `ok` answer (`Ticket: 5`...); absent in production.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OkDetails {
+    /// The whole answer as RT wrote it (lossy UTF-8), for `--debug`.
+    pub body: String,
     /// `Ticket:` — the ticket the mail landed on.
     pub ticket: Option<u64>,
     /// `Queue:`.
@@ -95,12 +101,17 @@ pub fn classify(status: u16, status_line: &str, body: &[u8]) -> RtAnswer {
     if let Some(rest) = text.strip_prefix("not ok") {
         RtAnswer::NotOk {
             reason: reason_after_dash(rest),
+            body: text.to_string(),
         }
     } else if let Some(rest) = text.strip_prefix("ok") {
-        RtAnswer::Ok(parse_ok_details(rest))
+        RtAnswer::Ok(OkDetails {
+            body: text.to_string(),
+            ..parse_ok_details(rest)
+        })
     } else if let Some(rest) = text.strip_prefix("temporary failure") {
         RtAnswer::TemporaryFailure {
             reason: reason_after_dash(rest),
+            body: text.to_string(),
         }
     } else {
         RtAnswer::Unexpected {
@@ -119,6 +130,18 @@ impl RtAnswer {
         }
     }
 
+    /// The answer as the server wrote it: RT's whole body, or the HTTP status line
+    /// (what the Perl client prints for `--debug` and in its error messages).
+    pub fn as_written(&self) -> &str {
+        match self {
+            Self::Ok(OkDetails { body, .. })
+            | Self::NotOk { body, .. }
+            | Self::TemporaryFailure { body, .. }
+            | Self::Unexpected { body } => body,
+            Self::HttpError { status_line, .. } => status_line,
+        }
+    }
+
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         match self {
@@ -126,8 +149,8 @@ impl RtAnswer {
                 Some(t) => format!("ok (ticket {t})"),
                 None => "ok".to_string(),
             },
-            Self::NotOk { reason } => format!("not ok - {reason}"),
-            Self::TemporaryFailure { reason } => format!("temporary failure - {reason}"),
+            Self::NotOk { reason, .. } => format!("not ok - {reason}"),
+            Self::TemporaryFailure { reason, .. } => format!("temporary failure - {reason}"),
             Self::Unexpected { body } => format!("unexpected reply: {}", first_line(body)),
             Self::HttpError { status_line, .. } => format!("HTTP {status_line}"),
         }
@@ -192,7 +215,13 @@ mod tests {
             (d.ticket, d.queue.as_deref(), d.status.as_deref()),
             (Some(12), Some("bugs"), Some("new"))
         );
-        assert_eq!(classify(200, "200 OK", b"ok\n"), RtAnswer::Ok(OkDetails::default()));
+        assert_eq!(
+            classify(200, "200 OK", b"ok\n"),
+            RtAnswer::Ok(OkDetails {
+                body: "ok\n".into(),
+                ..OkDetails::default()
+            })
+        );
     }
 
     #[test]
@@ -209,7 +238,8 @@ mod tests {
         assert_eq!(
             a,
             RtAnswer::NotOk {
-                reason: "operation unsuccessful".into()
+                reason: "operation unsuccessful".into(),
+                body: "not ok - operation unsuccessful\n".into()
             }
         );
         assert_eq!(a.verdict(), Verdict::Rejected);
@@ -221,7 +251,8 @@ mod tests {
         assert_eq!(
             a,
             RtAnswer::TemporaryFailure {
-                reason: "operation unsuccessful".into()
+                reason: "operation unsuccessful".into(),
+                body: "temporary failure - operation unsuccessful\n".into()
             }
         );
         assert_eq!(a.verdict(), Verdict::Retry);
@@ -238,6 +269,15 @@ mod tests {
     fn ok_is_a_prefix_match_like_perl() {
         // `^(ok|not ok)` in Perl: leading whitespace is not ok.
         assert_eq!(classify(200, "200 OK", b" ok").verdict(), Verdict::Retry);
-        assert_eq!(classify(204, "204 No Content", b"ok").verdict(), Verdict::Delivered);
+    }
+
+    #[test]
+    fn the_answer_is_kept_as_written() {
+        let body = "temporary failure - Could not load a valid queue\nfrom RT's log: queue 'nope'\n";
+        let a = classify(200, "200 OK", body.as_bytes());
+        assert_eq!(a.as_written(), body);
+        assert_eq!(a.summary(), "temporary failure - Could not load a valid queue");
+        let a = classify(503, "503 Backend Asleep", b"<html>");
+        assert_eq!(a.as_written(), "503 Backend Asleep");
     }
 }

@@ -9,22 +9,23 @@ use crate::core::extension::{extension_header, ExtensionField};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailgateArgs {
     /// `--queue`: posted only when given (RT then defaults to queue 1).
-    pub queue: Option<String>,
+    pub queue: Option<Vec<u8>>,
     /// `--action`: posted only when given (RT then defaults to `correspond`).
-    pub action: Option<String>,
+    pub action: Option<Vec<u8>>,
     /// `--extension`: the word as given (`queue`, `action`, `ticket`, any case).
-    pub extension: Option<String>,
+    pub extension: Option<Vec<u8>>,
 }
 
-/// One post to RT's mail gateway, minus the message bytes.
+/// One post to RT's mail gateway, minus the message bytes. Field values are bytes: the
+/// Perl client posts its arguments and `$EXTENSION` as the shell gave them, UTF-8 or not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayRequest {
     /// The `queue` field.
-    pub queue: Option<String>,
+    pub queue: Option<Vec<u8>>,
     /// The `action` field.
-    pub action: Option<String>,
+    pub action: Option<Vec<u8>>,
     /// The `ticket` field.
-    pub ticket: Option<String>,
+    pub ticket: Option<Vec<u8>>,
     /// The `X-RT-Mail-Extension` header line to put in front of the message.
     pub extension_header: Option<Vec<u8>>,
     /// Further header lines to put in front (after the extension header), e.g. a spam tag.
@@ -53,9 +54,9 @@ impl MailgateArgs {
             extra_headers: Vec::new(),
         };
         let mut warning = None;
-        match (self.extension.as_deref().map(str::parse::<ExtensionField>), extension) {
+        match (self.extension.as_deref().map(ExtensionField::from_bytes), extension) {
             (Some(Ok(field)), Some(value)) => {
-                let value = Some(String::from_utf8_lossy(value).into_owned());
+                let value = Some(value.to_vec());
                 match field {
                     ExtensionField::Queue => request.queue = value,
                     ExtensionField::Action => request.action = value,
@@ -78,7 +79,7 @@ impl MailgateArgs {
 
 impl GatewayRequest {
     /// The text form fields, in a fixed order (the Perl client's order varies by run).
-    pub fn form_fields(&self) -> Vec<(&'static str, &str)> {
+    pub fn form_fields(&self) -> Vec<(&'static str, &[u8])> {
         [
             ("queue", &self.queue),
             ("action", &self.action),
@@ -87,6 +88,15 @@ impl GatewayRequest {
         .into_iter()
         .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
         .collect()
+    }
+
+    /// The form fields as text, for logs and messages (bytes that are not UTF-8 shown as
+    /// U+FFFD; what is posted stays bytes).
+    pub fn form_fields_text(&self) -> Vec<(&'static str, String)> {
+        self.form_fields()
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(value).into_owned()))
+            .collect()
     }
 
     /// A stable fingerprint of this post (fields and header), naming its delivery record:
@@ -102,7 +112,7 @@ impl GatewayRequest {
         };
         for (name, value) in self.form_fields() {
             feed(name.as_bytes());
-            feed(value.as_bytes());
+            feed(value);
         }
         feed(&self.message_prefix());
         format!("{hash:016x}")
@@ -122,10 +132,14 @@ mod tests {
 
     fn args(queue: Option<&str>, action: Option<&str>, extension: Option<&str>) -> MailgateArgs {
         MailgateArgs {
-            queue: queue.map(String::from),
-            action: action.map(String::from),
-            extension: extension.map(String::from),
+            queue: queue.map(|v| v.as_bytes().to_vec()),
+            action: action.map(|v| v.as_bytes().to_vec()),
+            extension: extension.map(|v| v.as_bytes().to_vec()),
         }
+    }
+
+    fn fields(request: &GatewayRequest) -> Vec<(&'static str, String)> {
+        request.form_fields_text()
     }
 
     #[test]
@@ -134,26 +148,32 @@ mod tests {
         assert!(r.request.form_fields().is_empty());
         assert_eq!(r.request.message_prefix(), b"");
         let r = args(Some("bugs"), Some("comment"), None).resolve(None);
-        assert_eq!(r.request.form_fields(), [("queue", "bugs"), ("action", "comment")]);
+        assert_eq!(
+            fields(&r.request),
+            [("queue", "bugs".to_string()), ("action", "comment".to_string())]
+        );
     }
 
     #[test]
     fn extension_feeds_the_named_field_and_the_header() {
         let r = args(Some("bugs"), None, Some("Ticket")).resolve(Some(b"42"));
-        assert_eq!(r.request.form_fields(), [("queue", "bugs"), ("ticket", "42")]);
+        assert_eq!(
+            fields(&r.request),
+            [("queue", "bugs".to_string()), ("ticket", "42".to_string())]
+        );
         assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: 42\n");
         assert_eq!(r.warning, None);
 
         let r = args(Some("general"), None, Some("queue")).resolve(Some(b"bugs"));
-        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(fields(&r.request), [("queue", "bugs".to_string())]);
         let r = args(None, Some("correspond"), Some("action")).resolve(Some(b"comment"));
-        assert_eq!(r.request.form_fields(), [("action", "comment")]);
+        assert_eq!(fields(&r.request), [("action", "comment".to_string())]);
     }
 
     #[test]
     fn extension_without_option_adds_only_the_header() {
         let r = args(Some("bugs"), None, None).resolve(Some(b"urgent"));
-        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(fields(&r.request), [("queue", "bugs".to_string())]);
         assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: urgent\n");
     }
 
@@ -161,7 +181,7 @@ mod tests {
     fn option_without_extension_keeps_the_given_value_and_adds_no_header() {
         // Perl would write the word `queue` as the header value here; we write none.
         let r = args(Some("bugs"), None, Some("queue")).resolve(None);
-        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(fields(&r.request), [("queue", "bugs".to_string())]);
         assert_eq!(r.request.extension_header, None);
         let r = args(None, None, Some("ticket")).resolve(Some(b""));
         assert!(r.request.form_fields().is_empty());
@@ -186,16 +206,31 @@ mod tests {
     #[test]
     fn zero_is_a_real_extension() {
         let r = args(None, None, Some("ticket")).resolve(Some(b"0"));
-        assert_eq!(r.request.form_fields(), [("ticket", "0")]);
+        assert_eq!(fields(&r.request), [("ticket", "0".to_string())]);
     }
 
     #[test]
     fn a_bad_extension_word_warns_and_is_ignored() {
         let r = args(Some("bugs"), None, Some("owner")).resolve(Some(b"7"));
-        assert_eq!(r.request.form_fields(), [("queue", "bugs")]);
+        assert_eq!(fields(&r.request), [("queue", "bugs".to_string())]);
         assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: 7\n");
         assert!(r.warning.unwrap().contains("The former is ignored"));
         let r = args(None, None, Some("owner")).resolve(None);
         assert!(r.warning.unwrap().contains("`owner`"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_posted_as_given() {
+        let args = MailgateArgs {
+            queue: Some(b"caf\xe9".to_vec()),
+            action: None,
+            extension: Some(b"ticket".to_vec()),
+        };
+        let r = args.resolve(Some(b"4\xff2"));
+        assert_eq!(
+            r.request.form_fields(),
+            [("queue", &b"caf\xe9"[..]), ("ticket", &b"4\xff2"[..])]
+        );
+        assert_eq!(r.request.message_prefix(), b"X-RT-Mail-Extension: 4\xff2\n");
     }
 }

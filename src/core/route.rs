@@ -136,7 +136,7 @@ impl RoutingTable {
             return None;
         }
         let mut args = entry.args.clone();
-        args.queue = Some(base);
+        args.queue = Some(base.into_bytes());
         Some(
             Entry {
                 pattern: entry.pattern.clone(),
@@ -229,7 +229,7 @@ fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
         return Err(warning.clone());
     }
     if let Some(word) = parsed.operands.first() {
-        return Err(format!("unexpected word `{word}`"));
+        return Err(format!("unexpected word `{}`", String::from_utf8_lossy(word)));
     }
     let o = parsed.options;
     let foreign = [
@@ -247,12 +247,12 @@ fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
         ));
     }
     if let Some(action) = &o.action {
-        ActionChain::parse(action).map_err(|e| e.to_string())?;
+        ActionChain::parse(&String::from_utf8_lossy(action)).map_err(|e| e.to_string())?;
     }
     if let Some(word) = &o.extension {
-        word.parse::<ExtensionField>().map_err(|e| e.to_string())?;
+        ExtensionField::from_bytes(word).map_err(|e| e.to_string())?;
     }
-    if o.queue.as_deref().is_some_and(str::is_empty) {
+    if o.queue.as_deref().is_some_and(<[u8]>::is_empty) {
         return Err("--queue is empty".into());
     }
     Ok(MailgateArgs {
@@ -278,8 +278,9 @@ mod tests {
         RoutingTable::parse(TABLE, Some('+')).unwrap()
     }
 
-    fn fields(route: &Route) -> Vec<(&'static str, &str)> {
-        route.request.form_fields()
+    fn fields<'a>(route: &'a Route) -> Vec<(&'static str, &'a str)> {
+        let text = |(name, value): (&'static str, &'a [u8])| (name, std::str::from_utf8(value).unwrap());
+        route.request.form_fields().into_iter().map(text).collect()
     }
 
     #[test]

@@ -514,7 +514,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
-        let fields = format!("{:?}", delivery.route.request.form_fields());
+        let fields = format!("{:?}", delivery.route.request.form_fields_text());
         let (case, rt) = match result {
             Ok(answer) => (Case::from_answer(&answer), answer.summary()),
             Err(failure) => (Case::from_transport(&failure), failure.to_string()),

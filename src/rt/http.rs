@@ -5,7 +5,13 @@
 //! Like the Perl client (LWP): TLS verified by default (rustls, system roots), or
 //! against `--ca-file` only, or not at all; the timeout bounds *inactivity* (no byte
 //! moving), not the whole request, so a big mail on a slow link is not cut off; up to
-//! 3 redirects are followed by posting again to the new location.
+//! 3 redirects (any 3xx, as LWP's `is_redirect`) are followed by posting again to the
+//! new location; a failed status is reported with the server's own reason phrase.
+//!
+//! One deliberate difference: the Perl client appends the gateway path to `--url` as
+//! given, so `https://rt.example/` posts to `//REST/1.0/...`. We post to
+//! `/REST/1.0/...`: RT answers both alike, but a proxy that exposes only the exact
+//! gateway path (as the configs in `deploy/` do) need not know about the double slash.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,7 +179,10 @@ impl HttpGateway {
         let form = request
             .form_fields()
             .into_iter()
-            .fold(Form::new(), |form, (name, value)| form.text(name, value.to_string()))
+            // Bytes, not text: a field that is not UTF-8 goes as given, like Perl's.
+            .fold(Form::new(), |form, (name, value)| {
+                form.part(name, Part::bytes(value.to_vec()))
+            })
             .part("message", part);
 
         let client = self.client_for(url)?;
@@ -183,6 +192,13 @@ impl HttpGateway {
             .await?;
         let response = response.map_err(|e| transport_failure(&e))?;
         let status = response.status();
+        // hyper keeps the server's reason phrase only when it is not the standard one.
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .or_else(|| status.canonical_reason().map(str::to_string))
+            .unwrap_or_default();
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -200,7 +216,7 @@ impl HttpGateway {
                 None => break,
             }
         }
-        let status_line = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let status_line = format!("{} {reason}", status.as_u16());
         Ok(Sent {
             status: status.as_u16(),
             status_line: status_line.trim_end().to_string(),
@@ -215,8 +231,15 @@ impl MailGateway for HttpGateway {
         let mut url = self.endpoint.clone();
         let mut sent = self.post_to(&url, request, message).await?;
         for _ in 0..MAX_REDIRECTS {
-            let (true, Some(location)) = (is_redirect(sent.status), sent.location.as_deref()) else {
+            if !is_redirect(sent.status) {
                 break;
+            }
+            let Some(location) = sent.location.as_deref() else {
+                // LWP posts to the missing URL and fails with its own 400.
+                return Ok(RtAnswer::HttpError {
+                    status: 400,
+                    status_line: "400 URL missing".to_string(),
+                });
             };
             url = url
                 .join(location)
@@ -242,8 +265,9 @@ struct Sent {
     body: Vec<u8>,
 }
 
+/// LWP's `is_redirect`: any 3xx, 300, 304 and 305 included.
 fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
+    (300..400).contains(&status)
 }
 
 /// `{base}/REST/1.0/NoAuth/mail-gateway`; a trailing `/` on the base is not doubled.
