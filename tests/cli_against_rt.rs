@@ -182,3 +182,17 @@ fn eight_bit_text_and_binary_attachments_arrive_byte_identical() {
     let text_id = attachments.iter().find(|a| a.2 == "text/plain").expect("text part").0;
     assert_eq!(rt::attachment_content(id, text_id), text);
 }
+
+#[test]
+fn a_url_with_a_trailing_slash_still_reaches_rt() {
+    // Perl posts to `//REST/1.0/...` here and we to `/REST/1.0/...`; RT takes both.
+    let subject = unique("trailing-slash");
+    let url = format!("{}/", rt::url());
+    let out = ours(
+        &["--url", &url, "--queue", "bugs"],
+        None,
+        &mails::plain("erin@example.org", &subject, "slash"),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"], "bugs");
+}

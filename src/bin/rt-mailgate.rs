@@ -1,6 +1,7 @@
 //! `rt-mailgate`: drop-in replacement for RT's Perl mail gateway client.
 //! Reads a mail on stdin and posts it to RT; see `rt-mailgate --help`.
 
+use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 fn main() {
@@ -14,7 +15,7 @@ fn main() {
         args: args.collect(),
         posixly_correct: std::env::var_os("POSIXLY_CORRECT").is_some(),
         extension: std::env::var_os("EXTENSION").map(|v| v.as_bytes().to_vec()),
-        stdin: tokio::io::stdin(),
+        stdin: stdin(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -29,4 +30,14 @@ fn main() {
         &mut std::io::stderr(),
     ));
     std::process::exit(status);
+}
+
+/// The mail on fd 0. Not through `std::io::Stdin`: it reads `EBADF` as an empty input,
+/// so a write-only stdin would look like "no message" (exit 0) where the Perl client's
+/// read fails (exit 75, the MTA keeps the mail). A plain file on a copy of fd 0 reports it.
+fn stdin() -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+    match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(tokio::fs::File::from_std(std::fs::File::from(fd))),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
 }

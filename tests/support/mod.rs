@@ -7,6 +7,7 @@ pub mod mails;
 pub mod rt;
 pub mod standin;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,23 +27,63 @@ pub fn unique(label: &str) -> String {
 
 /// Runs a client with `args`, `$EXTENSION` (if any) and `stdin`, and waits for it.
 pub fn run_client(program: &str, args: &[&str], extension: Option<&str>, stdin: &[u8]) -> Output {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let env: Vec<(&str, OsString)> = extension.map(|e| ("EXTENSION", e.into())).into_iter().collect();
+    run_client_with(program, &args, &env, Input::Bytes(stdin.to_vec()))
+}
+
+/// What a client's standard input is.
+pub enum Input {
+    /// A pipe holding these bytes.
+    Bytes(Vec<u8>),
+    /// No standard input at all (`<&-`).
+    Closed,
+    /// Standard input open for writing only (`0>/dev/null`): every read fails.
+    WriteOnly,
+}
+
+/// Runs a client with arguments that need not be UTF-8, extra environment variables
+/// (`$EXTENSION` is removed unless given) and any kind of stdin, and waits for it.
+pub fn run_client_with(program: &str, args: &[OsString], env: &[(&str, OsString)], input: Input) -> Output {
     assert!(
         std::path::Path::new(program).exists(),
         "{program} is missing: install rt5-clients (scripts/rt-test-server install)"
     );
-    let mut command = Command::new(program);
+    let redirect = match input {
+        Input::Bytes(_) => None,
+        Input::Closed => Some("<&-"),
+        Input::WriteOnly => Some("0>/dev/null"),
+    };
+    let mut command = match redirect {
+        // The shell sets up the odd stdin, then becomes the client.
+        Some(redirect) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c").arg(format!("exec \"$0\" \"$@\" {redirect}")).arg(program);
+            sh
+        }
+        None => Command::new(program),
+    };
     command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    command.env_remove("EXTENSION");
-    if let Some(value) = extension {
-        command.env("EXTENSION", value);
+    // LD_LIBRARY_PATH is cargo's, not an MTA's: with it, which file Perl's libraries
+    // leave on a closed fd 0 changes, and with it Perl's answer to a closed stdin.
+    command
+        .env_remove("EXTENSION")
+        .env_remove("POSIXLY_CORRECT")
+        .env_remove("LD_LIBRARY_PATH");
+    for (name, value) in env {
+        command.env(name, value);
     }
+    let stdin = match input {
+        Input::Bytes(bytes) => bytes,
+        _ => Vec::new(),
+    };
     let mut child = command.spawn().expect("client starts");
     let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
+    let input = stdin;
     // Write from a thread: a client that exits early must not deadlock the test.
     let writer = std::thread::spawn(move || {
         let _ = pipe.write_all(&input);

@@ -1,7 +1,8 @@
 //! A stand-in for RT on loopback that records every request and answers as told:
-//! a normal reply, a redirect, or a fault a real RT can't be made to produce
-//! (connection reset, stall, garbage). It stops when dropped, and after two minutes
-//! at the latest.
+//! a normal reply, a redirect, raw bytes, or a fault a real RT can't be made to produce
+//! (connection closed unread, reset, stall, an answer trickling in, garbage). Form
+//! fields are compared as raw bytes. It stops when dropped, and after two minutes at the
+//! latest. [`refused_url`] gives a loopback address where nothing listens.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,10 +21,17 @@ pub enum Answer {
     },
     /// Read the request, then reset the connection.
     Reset,
-    /// Close the connection at once, reading nothing (as a refusing or dying server).
+    /// Close the connection as soon as it is accepted, reading nothing (a dying server).
     Close,
     /// Read the request and never answer.
     Stall,
+    /// Read the request, then send `200 OK` and the body one byte every `every`: the
+    /// whole answer takes longer than a client's timeout, but bytes keep moving.
+    Trickle { body: Vec<u8>, every: Duration },
+    /// Read the request, wait, then answer as the inner answer.
+    Delayed(Duration, Box<Answer>),
+    /// Read the request, then send these bytes as the whole answer and close.
+    Raw(Vec<u8>),
     /// Answer bytes that are not HTTP, then close.
     Garbage,
     /// Pass the request on to a real server (`http://host:port`) and relay its answer.
@@ -51,12 +59,25 @@ impl Answer {
 
     /// A 302 to `location`, a path on the stand-in itself.
     pub fn redirect(location: &str) -> Self {
+        Self::redirect_with(302, location)
+    }
+
+    /// A redirect of any status to `location`, a path on the stand-in itself.
+    pub fn redirect_with(status: u16, location: &str) -> Self {
         Self::Http {
-            status: 302,
+            status,
             body: String::new(),
             location: Some(location.to_string()),
         }
     }
+}
+
+/// `http://127.0.0.1:PORT` where nothing listens: connecting is refused at once.
+pub fn refused_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{address}")
 }
 
 /// One request as received.
@@ -128,12 +149,20 @@ impl Recorded {
             .data
     }
 
-    /// `(name, value)` of the text fields, sorted.
-    pub fn fields(&self) -> Vec<(String, String)> {
+    /// `(name, value)` of the text fields, sorted; values as raw bytes.
+    pub fn fields(&self) -> Vec<(String, Vec<u8>)> {
         self.parts()
             .into_iter()
             .filter(|p| p.name != "message")
-            .map(|p| (p.name, String::from_utf8_lossy(&p.data).into_owned()))
+            .map(|p| (p.name, p.data))
+            .collect()
+    }
+
+    /// The text fields as `name=value` strings (values must be UTF-8), for readable asserts.
+    pub fn text_fields(&self) -> Vec<String> {
+        self.fields()
+            .into_iter()
+            .map(|(name, value)| format!("{name}={}", String::from_utf8(value).expect("UTF-8 field")))
             .collect()
     }
 }
@@ -222,10 +251,17 @@ impl Drop for StandIn {
 }
 
 async fn handle(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recorded>>>, base: &str) {
+    if let Answer::Close = answer {
+        return; // dropped unread
+    }
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
     log.lock().unwrap().push(request);
+    respond(stream, answer, log, base).await;
+}
+
+async fn respond(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recorded>>>, base: &str) {
     match answer {
         Answer::Http { status, body, location } => {
             // Absolute, as the Perl client (LWP) needs; ours also takes relative ones.
@@ -245,6 +281,28 @@ async fn handle(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Record
         }
         Answer::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
         Answer::Close => {}
+        Answer::Trickle { body, every } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            for byte in body {
+                tokio::time::sleep(every).await;
+                if stream.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.shutdown().await;
+        }
+        Answer::Delayed(wait, inner) => {
+            tokio::time::sleep(wait).await;
+            Box::pin(respond(stream, *inner, log, base)).await;
+        }
+        Answer::Raw(bytes) => {
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+        }
         Answer::Garbage => {
             let _ = stream.write_all(b"\x00\x01garbage, not HTTP at all\r\n\r\n").await;
             let _ = stream.shutdown().await;
