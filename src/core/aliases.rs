@@ -120,9 +120,7 @@ pub fn import_aliases(text: &str, domain: &str) -> Result<Vec<Item>, ImportError
                 Some(first) => Item::Skipped(Skipped {
                     line,
                     name,
-                    reason: format!(
-                        "an alias of the same name on line {first} comes first (the MTA uses that one)"
-                    ),
+                    reason: format!("an alias of the same name on line {first} comes first (the MTA uses that one)"),
                 }),
                 None => {
                     seen.insert(name.to_lowercase(), line);
@@ -181,7 +179,10 @@ fn alias(line: usize, text: &str) -> Result<(String, String), Skipped> {
     };
     let name = name.trim();
     if name.is_empty() || name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '@' | ',' | '\\')) {
-        return Err(skip(name, "the alias name is not a plain local part, so it can't make an address"));
+        return Err(skip(
+            name,
+            "the alias name is not a plain local part, so it can't make an address",
+        ));
     }
     Ok((name.to_string(), value.to_string()))
 }
@@ -243,7 +244,11 @@ fn targets(value: &str) -> Vec<Target> {
         .map(|t| {
             if let Some(command) = t.strip_prefix('|') {
                 Target::Pipe(command.trim().to_string())
-            } else if let Some(path) = t.get(..9).filter(|p| p.eq_ignore_ascii_case(":include:")).map(|_| &t[9..]) {
+            } else if let Some(path) = t
+                .get(..9)
+                .filter(|p| p.eq_ignore_ascii_case(":include:"))
+                .map(|_| &t[9..])
+            {
                 Target::Include(path.trim().to_string())
             } else if t.starts_with('/') {
                 Target::File(t)
@@ -269,8 +274,17 @@ fn unquote(target: &str) -> String {
     out
 }
 
-/// The words of an rt-mailgate pipe: (words before the program, the program's arguments).
-fn rt_mailgate_words(command: &str) -> Option<Result<(Vec<String>, Vec<String>), String>> {
+/// The shell words of an rt-mailgate pipe.
+#[derive(Debug, Clone)]
+struct Invocation {
+    /// Words before the program (`/usr/bin/perl`, `env X=1`).
+    before: Vec<String>,
+    /// The program's arguments.
+    args: Vec<String>,
+}
+
+/// The pipe's words when it runs rt-mailgate; `None` when it runs something else.
+fn rt_mailgate_words(command: &str) -> Option<Result<Invocation, String>> {
     let is_program = |word: &str| word.rsplit('/').next() == Some("rt-mailgate");
     let Some(mut words) = shlex::split(command) else {
         // Not shell words; worth a reason only if it was meant for rt-mailgate.
@@ -281,7 +295,7 @@ fn rt_mailgate_words(command: &str) -> Option<Result<(Vec<String>, Vec<String>),
     let at = words.iter().position(|w| is_program(w))?;
     let args = words.split_off(at + 1);
     words.pop();
-    Some(Ok((words, args)))
+    Some(Ok(Invocation { before: words, args }))
 }
 
 fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
@@ -292,7 +306,7 @@ fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
     }
     let mut notes = Vec::new();
     let mut broken = None;
-    let mut chosen: Option<(Vec<String>, Vec<String>)> = None;
+    let mut chosen: Option<Invocation> = None;
     for target in &targets {
         let words = match target {
             Target::Pipe(command) => rt_mailgate_words(command),
@@ -305,14 +319,17 @@ fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
                 notes.push(problem);
             }
             Some(Ok(words)) if chosen.is_none() => chosen = Some(words),
-            Some(Ok((_, args))) => notes.push(format!(
+            Some(Ok(Invocation { args, .. })) => notes.push(format!(
                 "a second pipe to rt-mailgate ({}) is not migrated: one address has one route",
                 show_words(&args)
             )),
-            None => notes.push(format!("also {}: not migrated (a route only posts to RT)", target.describe())),
+            None => notes.push(format!(
+                "also {}: not migrated (a route only posts to RT)",
+                target.describe()
+            )),
         }
     }
-    let Some((before, args)) = chosen else {
+    let Some(Invocation { before, args }) = chosen else {
         let what: Vec<String> = targets.iter().map(Target::describe).collect();
         let reason = broken.unwrap_or_else(|| format!("no pipe to rt-mailgate: it {}", what.join(", ")));
         return skip(name, reason);
@@ -334,7 +351,9 @@ fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
         );
     }
     for warning in &parsed.warnings {
-        notes.push(format!("rt-mailgate warned `{warning}` and went on; the route leaves it out"));
+        notes.push(format!(
+            "rt-mailgate warned `{warning}` and went on; the route leaves it out"
+        ));
     }
     if !parsed.operands.is_empty() {
         notes.push(format!(
@@ -482,14 +501,15 @@ pub fn report(items: &[Item], source: &str) -> Report {
         "# Lambda routes from {source}, made by `rt-mailgate-routes import-aliases`."
     )];
     if !settings.is_empty() {
-        header.push("# The aliases' pipes also set, once for the whole function (not in the routes):".into());
+        header.push(
+            "# The aliases' pipes also set, once for the whole function (not in the routes; \
+             credentials in URLs shown as ***):"
+                .into(),
+        );
     }
     for (setting, values) in &settings {
         for (value, names) in values {
-            header.push(format!(
-                "#   {setting}{value}  ({} of {routed} aliases)",
-                names.len()
-            ));
+            header.push(format!("#   {setting}{value}  ({} of {routed} aliases)", names.len()));
         }
         if values.len() > 1 {
             let each: Vec<String> = values
@@ -505,7 +525,9 @@ pub fn report(items: &[Item], source: &str) -> Report {
         }
     }
     if routed == 0 {
-        messages.push(format!("warning: no alias in {source} pipes to rt-mailgate: no route made"));
+        messages.push(format!(
+            "warning: no alias in {source} pipes to rt-mailgate: no route made"
+        ));
     }
     let mut routes = header.join("\n");
     routes.push('\n');
@@ -612,10 +634,7 @@ mod tests {
              \x20 --orphan\n\
              b: root\n",
         );
-        assert_eq!(
-            routes(&all),
-            ["a@example.com: --queue 'Sales Team' --action comment"]
-        );
+        assert_eq!(routes(&all), ["a@example.com: --queue 'Sales Team' --action comment"]);
         let skipped = skips(&all);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
         assert_eq!(skipped[0].0, 7);
@@ -744,7 +763,10 @@ mod tests {
         assert_eq!(redact_url("https://u:p@rt.example/x@y"), "https://***@rt.example/x@y");
         assert_eq!(redact_url("--url=http://a@b:8080"), "--url=http://***@b:8080");
         assert_eq!(redact_url("https://rt.example/"), "https://rt.example/");
-        assert_eq!(redact_url("x https://a:b@h y http://c@d"), "x https://***@h y http://***@d");
+        assert_eq!(
+            redact_url("x https://a:b@h y http://c@d"),
+            "x https://***@h y http://***@d"
+        );
         assert_eq!(redact_url("user@example.com"), "user@example.com");
     }
 
@@ -761,7 +783,8 @@ mod tests {
         assert_eq!(
             r.routes,
             "# Lambda routes from /etc/aliases, made by `rt-mailgate-routes import-aliases`.\n\
-             # The aliases' pipes also set, once for the whole function (not in the routes):\n\
+             # The aliases' pipes also set, once for the whole function (not in the routes; \
+             credentials in URLs shown as ***):\n\
              #   RT_TIMEOUT=30  (1 of 3 aliases)\n\
              #   RT_URL=https://***@rt1  (2 of 3 aliases)\n\
              #   RT_URL=https://rt2  (1 of 3 aliases)\n\

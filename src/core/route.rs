@@ -473,7 +473,10 @@ mod tests {
             ]
         );
         // A quote left open ends at the new line: the next entry is unharmed.
-        assert_eq!(split_entries("a@x: -q 'open\nb@x: -q b"), ["a@x: -q 'open", "b@x: -q b"]);
+        assert_eq!(
+            split_entries("a@x: -q 'open\nb@x: -q b"),
+            ["a@x: -q 'open", "b@x: -q b"]
+        );
     }
 
     #[test]
@@ -527,7 +530,11 @@ mod tests {
             ("a@x.test: --queue \"Sales Team", "route 1", "quote is not closed"),
             ("a@x.test: --queue Sales\\", "route 1", "backslash ends"),
             ("a@x.test: --queue ''", "route 1", "--queue is empty"),
-            ("a@x.test: --queue 'Sales Team' extra", "route 1", "unexpected word `extra`"),
+            (
+                "a@x.test: --queue 'Sales Team' extra",
+                "route 1",
+                "unexpected word `extra`",
+            ),
         ];
         for (text, number, problem) in cases {
             let err = RoutingTable::parse(text, Some('+')).unwrap_err().to_string();
