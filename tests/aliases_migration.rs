@@ -1,50 +1,261 @@
-//! Migrating an `/etc/aliases` file: `scripts/aliases-to-routes` turns each rt-mailgate
-//! line into a Lambda route, and the function's own parser accepts the result and
-//! routes exactly as the aliases did.
+//! Migrating an `/etc/aliases` file: `rt-mailgate-routes import-aliases` turns each
+//! rt-mailgate pipe into a Lambda route, the function's own parser accepts the result,
+//! and every address posts exactly what its alias posted. Every alias left behind is
+//! reported with its reason, and no password from a `--url` is ever printed.
+//! `rt-mailgate-routes explain` then answers "where would this address go?".
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rt_mailgate::core::request::GatewayRequest;
 use rt_mailgate::core::route::RoutingTable;
 
-#[test]
-fn an_aliases_file_becomes_a_routing_table_the_function_accepts() {
-    let dir = tempfile::tempdir().unwrap();
-    let aliases = dir.path().join("aliases");
-    std::fs::write(
-        &aliases,
-        "postmaster: root\n\
-         bugs: \"|/usr/bin/rt-mailgate --queue bugs --action correspond --url https://rt.example.com/\"\n\
-         bugs-comment: \"|/usr/bin/rt-mailgate --queue bugs --action comment --extension=ticket --url=https://rt.example.com/ --no-verify-ssl\"\n\
-         # a folded line, as aliases(5) allows\n\
-         help: \"|/opt/rt5/bin/rt-mailgate --queue Help --timeout 30\n\t--url https://rt.example.com --debug\"\n",
-    )
-    .unwrap();
-    let output = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/aliases-to-routes"))
-        .arg(&aliases)
-        .arg("example.com")
-        .output()
-        .expect("python3 runs the script");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let routes = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(
-        routes,
-        "bugs@example.com: --queue bugs --action correspond\n\
-         bugs-comment@example.com: --queue bugs --action comment --extension=ticket\n\
-         help@example.com: --queue Help\n"
-    );
-    assert!(String::from_utf8_lossy(&output.stderr).contains("`postmaster` does not pipe to rt-mailgate"));
+const ROUTES_BIN: &str = env!("CARGO_BIN_EXE_rt-mailgate-routes");
+const PASSWORD: &str = "s3cret-pw";
 
-    let table = RoutingTable::parse(&routes, Some('+')).expect("the function accepts the translation");
-    let comment = table.route("bugs-comment+12@example.com").unwrap();
+/// An aliases file as an RT host has them: every form the import must read.
+const ALIASES: &str = r##"# /etc/aliases on the old RT host
+postmaster: root
+root: ops@example.com
+
+# Queue names with spaces, quotes, `#` and `;`, in both pipe forms.
+sales: "|/usr/bin/rt-mailgate --queue 'Sales Team' --action correspond --url https://rt:s3cret-pw@rt.example.com/"
+sales-comment: |"/usr/bin/rt-mailgate --queue \"Sales Team\" --action comment --extension ticket --url=https://rt:s3cret-pw@rt.example.com/ --no-verify-ssl"
+number-one: "|/opt/rt5/bin/rt-mailgate --queue \"It's #1; really\" --url https://rt:s3cret-pw@rt.example.com"
+# A folded alias (continuation lines start with whitespace), with a comment inside.
+night: "|/usr/bin/rt-mailgate --queue 'Ops #2; night'
+	--action correspond --extension=ticket
+  # the timeout was raised in 2019
+	--timeout 30 --url https://rt:s3cret-pw@rt.example.com/"
+# Several targets: the rt-mailgate pipe is migrated, the others are reported.
+help: archive@example.com, "|/usr/bin/rt-mailgate --queue Help --url https://rt:s3cret-pw@rt.example.com", /var/log/help.mbox
+staff: :include:/etc/mail/staff.list
+procmail: "|/usr/bin/procmail -m /etc/procmailrc"
+legacy: "|/usr/bin/rt-mailgate --queue Legacy --url https://rt-old.example.com"
+"##;
+
+/// Runs `rt-mailgate-routes` with `args` and `env`, killed after 30 s; gives (exit
+/// code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut command = Command::new(ROUTES_BIN);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    for var in ["ROUTES", "ROUTES_FILE", "SUBADDRESS_SEPARATOR", "RT_URL"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("rt-mailgate-routes starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("rt-mailgate-routes {args:?} ran for more than 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+    (status.code().expect("exited"), read(&out), read(&err))
+}
+
+/// Imports [`ALIASES`]: (routes on stdout, report on stderr).
+fn import(dir: &Path) -> (String, String) {
+    let aliases = dir.join("aliases");
+    std::fs::write(&aliases, ALIASES).unwrap();
+    let (code, routes, report) = run(
+        &["import-aliases", aliases.to_str().unwrap(), "--domain", "example.com"],
+        &[],
+    );
+    assert_eq!(code, 0, "{report}");
+    (routes, report)
+}
+
+/// The form fields a request posts, as text.
+fn posted(request: &GatewayRequest) -> Vec<(&'static str, String)> {
+    [
+        ("queue", &request.queue),
+        ("action", &request.action),
+        ("ticket", &request.ticket),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        let value = value.as_ref()?;
+        Some((name, String::from_utf8_lossy(AsRef::<[u8]>::as_ref(value)).into_owned()))
+    })
+    .collect()
+}
+
+#[test]
+fn every_rt_mailgate_alias_becomes_a_route_that_posts_what_the_alias_posted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, _) = import(dir.path());
+    let table = RoutingTable::parse(&routes, Some('+')).expect("the function accepts the import");
+
+    // address -> what rt-mailgate posted for it (with EXTENSION from the sub-address).
+    let expected: &[(&str, &[(&str, &str)])] = &[
+        (
+            "sales@example.com",
+            &[("queue", "Sales Team"), ("action", "correspond")],
+        ),
+        (
+            "sales+12@example.com",
+            &[("queue", "Sales Team"), ("action", "correspond")],
+        ),
+        (
+            "sales-comment+12@example.com",
+            &[("queue", "Sales Team"), ("action", "comment"), ("ticket", "12")],
+        ),
+        ("number-one@example.com", &[("queue", "It's #1; really")]),
+        (
+            "night+7@example.com",
+            &[("queue", "Ops #2; night"), ("action", "correspond"), ("ticket", "7")],
+        ),
+        ("help@example.com", &[("queue", "Help")]),
+        ("legacy@example.com", &[("queue", "Legacy")]),
+    ];
+    for (address, fields) in expected {
+        let route = table
+            .route(address)
+            .unwrap_or_else(|| panic!("{address} is not routed"));
+        let want: Vec<(&str, String)> = fields.iter().map(|(n, v)| (*n, v.to_string())).collect();
+        assert_eq!(posted(&route.request), want, "{address}");
+    }
+    // The sub-address is the alias's $EXTENSION: it also becomes the header.
+    let sales = table.route("sales+12@example.com").unwrap();
+    assert_eq!(sales.request.message_prefix(), b"X-RT-Mail-Extension: 12\n");
+
+    for unrouted in [
+        "postmaster@example.com",
+        "root@example.com",
+        "staff@example.com",
+        "procmail@example.com",
+    ] {
+        assert!(table.route(unrouted).is_none(), "{unrouted} must not be routed");
+    }
+    // Exactly one route per migrated alias, quoted so the shell words survive.
+    let lines: Vec<&str> = routes.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(
-        comment.request.form_fields_text(),
+        lines,
         [
-            ("queue", "bugs".into()),
-            ("action", "comment".into()),
-            ("ticket", "12".into())
+            "sales@example.com: --queue 'Sales Team' --action correspond",
+            "sales-comment@example.com: --queue 'Sales Team' --action comment --extension ticket",
+            "number-one@example.com: --queue \"It's #1; really\"",
+            "night@example.com: --queue 'Ops #2; night' --action correspond --extension ticket",
+            "help@example.com: --queue Help",
+            "legacy@example.com: --queue Legacy",
         ]
     );
-    assert_eq!(
-        table.route("help@example.com").unwrap().request.form_fields_text(),
-        [("queue", "Help".to_string())]
+}
+
+#[test]
+fn every_skip_and_every_dropped_target_is_reported_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, report) = import(dir.path());
+    for expected in [
+        "line 2: `postmaster` skipped: no pipe to rt-mailgate: it delivers to `root`",
+        "line 3: `root` skipped: no pipe to rt-mailgate: it delivers to `ops@example.com`",
+        "line 16: `staff` skipped: no pipe to rt-mailgate: it includes `/etc/mail/staff.list` (not followed",
+        "line 17: `procmail` skipped: no pipe to rt-mailgate: it pipes to `/usr/bin/procmail`",
+        "line 15: `help` migrated, but also delivers to `archive@example.com`: not migrated",
+        "line 15: `help` migrated, but also appends to the file `/var/log/help.mbox`: not migrated",
+        "warning: the aliases differ on RT_URL",
+        "6 routes made, 4 aliases or lines skipped",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing from:\n{report}");
+    }
+    // The function-wide settings head the routes, for the admin to set once.
+    for expected in [
+        "#   RT_URL=https://***@rt.example.com  (5 of 6 aliases)",
+        "#   RT_URL=https://rt-old.example.com  (1 of 6 aliases)",
+        "# WARNING: the aliases differ on RT_URL",
+        "#   RT_VERIFY_TLS=false  (1 of 6 aliases)",
+        "#   RT_TIMEOUT=30  (1 of 6 aliases)",
+    ] {
+        assert!(routes.contains(expected), "`{expected}` missing from:\n{routes}");
+    }
+    assert!(!routes.contains(PASSWORD) && !report.contains(PASSWORD));
+}
+
+#[test]
+fn a_file_with_no_rt_mailgate_alias_fails_and_a_missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(&aliases, "postmaster: root\n").unwrap();
+    let path = aliases.to_str().unwrap();
+    let (code, _, report) = run(&["import-aliases", path, "--domain", "example.com"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        report.contains("no alias in") && report.contains("`postmaster` skipped"),
+        "{report}"
     );
-    assert!(table.route("postmaster@example.com").is_none());
+
+    let (code, _, report) = run(&["import-aliases", "/nonexistent/aliases", "--domain", "x.test"], &[]);
+    assert_eq!(code, 2);
+    assert!(report.contains("/nonexistent/aliases"), "{report}");
+}
+
+#[test]
+fn explain_says_where_an_address_goes_from_the_functions_own_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, _) = import(dir.path());
+    let routes_file = dir.path().join("routes.txt");
+    std::fs::write(&routes_file, routes).unwrap();
+    let env = [
+        ("ROUTES_FILE", routes_file.to_str().unwrap()),
+        ("RT_URL", "https://rt:s3cret-pw@rt.example.com/"),
+    ];
+
+    let (code, out, err) = run(&["explain", "Sales-Comment+12@example.com"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "Sales-Comment+12@example.com: routed\n\
+         \x20 route:     sales-comment@example.com\n\
+         \x20 queue:     Sales Team\n\
+         \x20 action:    comment\n\
+         \x20 ticket:    12\n\
+         \x20 extension: 12\n\
+         \x20 header:    X-RT-Mail-Extension: 12\n\
+         \x20 posts to:  https://***@rt.example.com/REST/1.0/NoAuth/mail-gateway\n"
+    );
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+
+    let (code, out, _) = run(&["explain", "postmaster@example.com"], &env);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("postmaster@example.com: not routed"), "{out}");
+
+    // Flags stand in for the variables: here sub-addressing is off, so `+12` is no
+    // extension and the whole local part must match.
+    let (code, out, _) = run(&["explain", "sales+12@example.com", "--separator", "none"], &env);
+    assert_eq!(code, 1, "{out}");
+    let (code, out, _) = run(
+        &[
+            "explain",
+            "desk@x.test",
+            "--routes",
+            "desk@x.test: --queue 'Front Desk'",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("  queue:     Front Desk\n") && out.contains("RT_URL is not set"),
+        "{out}"
+    );
+
+    // A configuration the function would refuse is refused here too, naming it.
+    let (code, _, err) = run(&["explain", "a@x.test"], &[("ROUTES", "a@x.test: --queue 'open")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("ROUTES: route 1") && err.contains("quote is not closed"),
+        "{err}"
+    );
 }

@@ -6,6 +6,7 @@
 //! - [`request`]: the form fields posted to RT's mail gateway.
 //! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
 //! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
+//! - [`aliases`]: an `/etc/aliases` file's rt-mailgate pipes as routes (the migration).
 //! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
 //! - [`notice`]: the text of a notice when a mail is given up.
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
@@ -15,6 +16,7 @@
 //! Adapters (HTTP, S3, SES) live outside this module and call into it.
 
 pub mod action;
+pub mod aliases;
 pub mod extension;
 pub mod getopt;
 pub mod headers;

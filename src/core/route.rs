@@ -7,7 +7,13 @@
 //! *@helpdesk.example.com:   --action correspond
 //! ```
 //!
-//! - Entries are separated by new lines or `;`; `#` starts a comment.
+//! - Entries are separated by new lines or `;`; `#` starts a comment to the end of the
+//!   line.
+//! - After the `:`, words are split as a POSIX shell splits them, so a queue name may hold
+//!   spaces, quotes, `#` or `;` when quoted: `--queue 'Sales Team'`, `--queue "It's #1"`,
+//!   `--queue Sales\ Team`. A `;` or `#` inside quotes (or after a backslash) is part of
+//!   the word, not a separator or comment. A quote left open fails the entry; a new line
+//!   always ends an entry, even inside quotes.
 //! - `*@domain` takes every address of the domain, and its local part names the queue.
 //! - A sub-address (`bugs+123@`, separator configurable) is the mail's extension, just as
 //!   `$EXTENSION` is for the CLI: it fills the `--extension` field and adds the
@@ -77,11 +83,8 @@ impl RoutingTable {
             domains: BTreeMap::new(),
             separator,
         };
-        let entries = text
-            .split(['\n', ';'])
-            .map(|line| line.split('#').next().unwrap_or_default().trim())
-            .filter(|line| !line.is_empty());
-        for (index, line) in entries.enumerate() {
+        let entries = split_entries(text);
+        for (index, line) in entries.iter().map(String::as_str).enumerate() {
             let fail = |problem: String| RouteError {
                 number: index + 1,
                 entry: line.to_string(),
@@ -223,8 +226,80 @@ fn parse_pattern(address: &str) -> Result<Pattern, String> {
     }
 }
 
+/// Where the text of a table is at, for [`split_entries`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Before the entry's first `:`: quotes are plain characters there.
+    Address,
+    /// Among the arguments, outside quotes.
+    Words,
+    /// Inside `'...'`: nothing is special but the closing quote.
+    Single,
+    /// Inside `"..."`: a backslash escapes the next character.
+    Double,
+    /// After a `#`, up to the end of the line.
+    Comment,
+}
+
+/// The entries of a table, trimmed, without comments or empty entries. Quote-aware:
+/// only a `;` or `#` outside quotes (and not after a backslash) separates or comments;
+/// the quotes and backslashes themselves are kept for [`parse_route_args`].
+fn split_entries(text: &str) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut current = String::new();
+    let mut scan = Scan::Address;
+    let mut chars = text.chars().peekable();
+    let mut end_entry = |current: &mut String, scan: &mut Scan| {
+        let entry = current.trim();
+        if !entry.is_empty() {
+            entries.push(entry.to_string());
+        }
+        current.clear();
+        *scan = Scan::Address;
+    };
+    while let Some(c) = chars.next() {
+        // A new line ends an entry whatever the state: an open quote fails one entry,
+        // not the rest of the table.
+        if c == '\n' {
+            end_entry(&mut current, &mut scan);
+            continue;
+        }
+        match (scan, c) {
+            (Scan::Comment, _) => {}
+            (Scan::Address | Scan::Words, ';') => end_entry(&mut current, &mut scan),
+            (Scan::Address | Scan::Words, '#') => scan = Scan::Comment,
+            (Scan::Address, ':') => {
+                scan = Scan::Words;
+                current.push(c);
+            }
+            (Scan::Words | Scan::Double, '\\') => {
+                current.push(c);
+                if let Some(next) = chars.next_if(|&n| n != '\n') {
+                    current.push(next);
+                }
+            }
+            (Scan::Words, '\'') => {
+                scan = Scan::Single;
+                current.push(c);
+            }
+            (Scan::Words, '"') => {
+                scan = Scan::Double;
+                current.push(c);
+            }
+            (Scan::Single, '\'') | (Scan::Double, '"') => {
+                scan = Scan::Words;
+                current.push(c);
+            }
+            _ => current.push(c),
+        }
+    }
+    end_entry(&mut current, &mut scan);
+    entries
+}
+
 fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
-    let parsed = parse_args(text.split_whitespace());
+    let words = shlex::split(text).ok_or("a quote is not closed, or a backslash ends the entry")?;
+    let parsed = parse_args(words);
     if let Some(warning) = parsed.warnings.first() {
         return Err(warning.clone());
     }
@@ -356,6 +431,78 @@ mod tests {
     }
 
     #[test]
+    fn quoted_queue_names_keep_spaces_quotes_hashes_and_semicolons() {
+        let t = RoutingTable::parse(
+            r#"
+            sales@x.test: --queue 'Sales Team' --action correspond # a comment; not an entry
+            it@x.test: --queue "It's #1; really" ; ops@x.test: --queue Ops\ \#2\;b
+            tab@x.test:	--queue	"a	b"	--action=comment
+            esc@x.test: --queue "say \"hi\" \\ \$HOME" --extension 'ticket'
+            "#,
+            Some('+'),
+        )
+        .unwrap();
+        let queue = |address: &str| t.route(address).unwrap().request.queue.clone();
+        assert_eq!(
+            fields(&t.route("sales+7@x.test").unwrap()),
+            [("queue", "Sales Team"), ("action", "correspond")]
+        );
+        assert_eq!(queue("it@x.test").as_deref(), Some(&b"It's #1; really"[..]));
+        assert_eq!(queue("ops@x.test").as_deref(), Some(&b"Ops #2;b"[..]));
+        assert_eq!(
+            fields(&t.route("tab@x.test").unwrap()),
+            [("queue", "a\tb"), ("action", "comment")]
+        );
+        assert_eq!(
+            fields(&t.route("esc+9@x.test").unwrap()),
+            [("queue", "say \"hi\" \\ $HOME"), ("ticket", "9")]
+        );
+        assert_eq!(t.route("not@x.test"), None);
+    }
+
+    #[test]
+    fn entries_split_only_outside_quotes() {
+        let entries = split_entries("a@x: --queue 'q;#r' ; b@x: -q \"s;t\" # c@x: no\nd'e@x: -q u; e@x: -q v");
+        assert_eq!(
+            entries,
+            [
+                "a@x: --queue 'q;#r'",
+                "b@x: -q \"s;t\"",
+                // Quotes before the `:` are part of the address, not word quotes.
+                "d'e@x: -q u",
+                "e@x: -q v",
+            ]
+        );
+        // A quote left open ends at the new line: the next entry is unharmed.
+        assert_eq!(
+            split_entries("a@x: -q 'open\nb@x: -q b"),
+            ["a@x: -q 'open", "b@x: -q b"]
+        );
+    }
+
+    #[test]
+    fn what_the_route_parser_reads_is_what_shlex_quoting_wrote() {
+        for queue in [
+            "Sales Team",
+            "It's #1; really",
+            "a\"b\\c$d`e",
+            "tab\there",
+            "Ventes Équipe",
+            "-starts-with-dash",
+            "--url",
+            "x=y",
+        ] {
+            let line = format!("q@x.test: --queue {}", shlex::try_quote(queue).unwrap());
+            let t = RoutingTable::parse(&line, None).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(
+                t.route("q@x.test").unwrap().request.queue.as_deref(),
+                Some(queue.as_bytes()),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_entries_are_named() {
         let cases = [
             ("bugs@x.test --queue bugs", "route 1", "expected `address:"),
@@ -380,6 +527,15 @@ mod tests {
             ("not-an-address: --queue a", "route 1", "not an address"),
             ("b*s@x.test: --queue a", "route 1", "`*@domain`"),
             ("# only a comment", "", "empty"),
+            ("a@x.test: --queue 'Sales Team", "route 1", "quote is not closed"),
+            ("a@x.test: --queue \"Sales Team", "route 1", "quote is not closed"),
+            ("a@x.test: --queue Sales\\", "route 1", "backslash ends"),
+            ("a@x.test: --queue ''", "route 1", "--queue is empty"),
+            (
+                "a@x.test: --queue 'Sales Team' extra",
+                "route 1",
+                "unexpected word `extra`",
+            ),
         ];
         for (text, number, problem) in cases {
             let err = RoutingTable::parse(text, Some('+')).unwrap_err().to_string();

@@ -136,30 +136,7 @@ impl LambdaConfig {
             reason: reason.to_string(),
         };
 
-        let mut routes_text = get("ROUTES").unwrap_or_default();
-        if let Some(path) = get("ROUTES_FILE") {
-            let file = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-                var: "ROUTES_FILE",
-                reason: format!("{path}: {e}"),
-            })?;
-            routes_text.push('\n');
-            routes_text.push_str(&file);
-        }
-        if routes_text.trim().is_empty() {
-            return Err(ConfigError::Missing("ROUTES (or ROUTES_FILE)"));
-        }
-        let separator = match get("SUBADDRESS_SEPARATOR").as_deref() {
-            None => Some('+'),
-            Some(s) if s.eq_ignore_ascii_case("none") => None,
-            Some(s) if s.chars().count() == 1 && !s.starts_with(['@', ':', ';', '#']) => s.chars().next(),
-            Some(_) => {
-                return Err(invalid(
-                    "SUBADDRESS_SEPARATOR",
-                    "must be one character (not @ : ; #) or `none`",
-                ))
-            }
-        };
-        let routes = RoutingTable::parse(&routes_text, separator)?;
+        let routes = routes_from_vars(&var)?;
 
         let timeout_secs = match get("RT_TIMEOUT") {
             None => 20,
@@ -260,6 +237,37 @@ impl LambdaConfig {
     pub fn object_key(&self, message_id: &str) -> String {
         format!("{}{message_id}", self.prefix)
     }
+}
+
+/// The routing table alone, read as [`LambdaConfig::from_vars`] reads it (`ROUTES`,
+/// `ROUTES_FILE`, `SUBADDRESS_SEPARATOR`): for tools that explain routes without the
+/// rest of the function's settings.
+pub fn routes_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<RoutingTable, ConfigError> {
+    let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let mut routes_text = get("ROUTES").unwrap_or_default();
+    if let Some(path) = get("ROUTES_FILE") {
+        let file = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+            var: "ROUTES_FILE",
+            reason: format!("{path}: {e}"),
+        })?;
+        routes_text.push('\n');
+        routes_text.push_str(&file);
+    }
+    if routes_text.trim().is_empty() {
+        return Err(ConfigError::Missing("ROUTES (or ROUTES_FILE)"));
+    }
+    let separator = match get("SUBADDRESS_SEPARATOR").as_deref() {
+        None => Some('+'),
+        Some(s) if s.eq_ignore_ascii_case("none") => None,
+        Some(s) if s.chars().count() == 1 && !s.starts_with(['@', ':', ';', '#']) => s.chars().next(),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                var: "SUBADDRESS_SEPARATOR",
+                reason: "must be one character (not @ : ; #) or `none`".into(),
+            })
+        }
+    };
+    Ok(RoutingTable::parse(&routes_text, separator)?)
 }
 
 fn parse_bool(value: Option<String>, default: bool) -> Result<bool, String> {

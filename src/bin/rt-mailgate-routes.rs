@@ -1,0 +1,155 @@
+//! `rt-mailgate-routes`: the Lambda's routing table from the admin's side.
+//!
+//! - `import-aliases FILE --domain example.com`: an `/etc/aliases` file's rt-mailgate
+//!   pipes as routes on stdout (fit for `ROUTES_FILE`); every alias skipped, and what a
+//!   route leaves out, on stderr (see `rt_mailgate::core::aliases`).
+//! - `explain ADDRESS`: where the function would send mail for that address, read from
+//!   the same environment as the function (`ROUTES`, `ROUTES_FILE`,
+//!   `SUBADDRESS_SEPARATOR`, `RT_URL`); flags override those variables.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rt_mailgate::core::aliases::{import_aliases, redact_url, report};
+use rt_mailgate::lambda::config::routes_from_vars;
+use rt_mailgate::rt::http::GATEWAY_PATH;
+
+/// The Lambda's routing table: import it from /etc/aliases, explain where mail goes.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Turn an aliases file's rt-mailgate pipes into routes (stdout); skips on stderr.
+    ImportAliases {
+        /// The aliases file, e.g. /etc/aliases.
+        file: std::path::PathBuf,
+        /// The mail domain the aliases served: `bugs:` becomes `bugs@DOMAIN`.
+        #[arg(long)]
+        domain: String,
+    },
+    /// Where would mail for ADDRESS go? Exits 1 when it is not routed.
+    Explain {
+        /// An envelope recipient, e.g. bugs+42@example.com.
+        address: String,
+        /// Routing table text, instead of $ROUTES.
+        #[arg(long)]
+        routes: Option<String>,
+        /// Routing table file, instead of $ROUTES_FILE.
+        #[arg(long)]
+        routes_file: Option<String>,
+        /// Sub-address separator (or `none`), instead of $SUBADDRESS_SEPARATOR.
+        #[arg(long)]
+        separator: Option<String>,
+        /// RT's base URL, instead of $RT_URL.
+        #[arg(long)]
+        rt_url: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Args::parse().command {
+        Command::ImportAliases { file, domain } => import(&file, &domain),
+        Command::Explain {
+            address,
+            routes,
+            routes_file,
+            separator,
+            rt_url,
+        } => {
+            let flags = [
+                ("ROUTES", routes),
+                ("ROUTES_FILE", routes_file),
+                ("SUBADDRESS_SEPARATOR", separator),
+                ("RT_URL", rt_url),
+            ];
+            let var = |name: &str| match flags.iter().find(|(n, _)| *n == name) {
+                Some((_, Some(value))) => Some(value.clone()),
+                _ => std::env::var(name).ok(),
+            };
+            explain(&address, var)
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("rt-mailgate-routes: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// True when at least one route was made.
+fn import(file: &std::path::Path, domain: &str) -> anyhow::Result<bool> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!("{} is not UTF-8 (line {line})", file.display())
+    })?;
+    let items = import_aliases(&text, domain)?;
+    let report = report(&items, &file.display().to_string());
+    for message in &report.messages {
+        eprintln!("{message}");
+    }
+    print!("{}", report.routes);
+    eprintln!(
+        "{} routes made, {} aliases or lines skipped",
+        report.routed, report.skipped
+    );
+    Ok(report.routed > 0)
+}
+
+/// True when the address is routed.
+fn explain(address: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool> {
+    let table = routes_from_vars(&var).context("the routing table")?;
+    let Some(route) = table.route(address) else {
+        println!("{address}: not routed (no route takes it; the function logs it and posts nothing)");
+        return Ok(false);
+    };
+    let request = &route.request;
+    let text = |field: &Option<_>, default: &str| match field {
+        Some(value) => String::from_utf8_lossy(AsRef::<[u8]>::as_ref(value)).into_owned(),
+        None => default.to_string(),
+    };
+    let header = request
+        .extension_header
+        .as_deref()
+        .map(|h| String::from_utf8_lossy(h).trim_end().to_string());
+    // Per-route URLs will come first here when routes carry `--url`.
+    let posts_to = match var("RT_URL").map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
+        Some(url) => format!("{}{GATEWAY_PATH}", redact_url(url.trim_end_matches('/'))),
+        None => "RT_URL is not set".to_string(),
+    };
+    let extension = header.as_deref().and_then(|h| h.strip_prefix("X-RT-Mail-Extension: "));
+    println!("{address}: routed");
+    println!("  route:     {}", route.entry);
+    println!(
+        "  queue:     {}",
+        text(&request.queue, "(not sent: RT's default queue)")
+    );
+    println!(
+        "  action:    {}",
+        text(&request.action, "(not sent: RT takes it as correspondence)")
+    );
+    println!(
+        "  ticket:    {}",
+        text(
+            &request.ticket,
+            "(not sent: RT goes by the subject's ticket tag, or makes a new ticket)"
+        )
+    );
+    println!("  extension: {}", extension.unwrap_or("(none: no sub-address)"));
+    println!("  header:    {}", header.as_deref().unwrap_or("(none)"));
+    println!("  posts to:  {posts_to}");
+    Ok(true)
+}

@@ -1,0 +1,809 @@
+//! Migrating an `/etc/aliases` file to the Lambda's routing table ([`crate::core::route`]):
+//! the text of the file in, one [`Item`] per alias out (a route line, or a skip and why).
+//! No I/O: `rt-mailgate-routes import-aliases` reads the file and prints the result.
+//!
+//! The file is read as Postfix and sendmail read it (aliases(5)):
+//!
+//! - `name: target, target, ...`; a line that starts with whitespace continues the one
+//!   before; an empty line ends it, and so does any line that starts with non-whitespace.
+//! - A line whose first non-whitespace character is `#` is a comment (an indented one does
+//!   not end the alias it sits in). A `#` later in a line is not a comment.
+//! - Targets are separated by commas outside double quotes; a quoted target may hold
+//!   backslash escapes (`\"`).
+//! - A pipe is `"|command args"` or `|"command args"` (or `|command`): the command is
+//!   split into words as `/bin/sh` splits it, so `--queue 'Sales Team'` is one queue.
+//!
+//! An alias whose targets include a pipe to `rt-mailgate` becomes one route
+//! (`name@domain: --queue 'Sales Team' ...`, shell-quoted so that the route parser reads
+//! back the same arguments). The pipe's function-wide options (`--url`, `--ca-file`,
+//! `--[no-]verify-ssl`, `--timeout`, `--debug`, `--jar`) are not route options: they are
+//! kept aside in [`FunctionWide`] and summed up by [`report`]. Every other target, a second
+//! rt-mailgate pipe, an `:include:` (never followed) or an ignored word is reported as a
+//! note; an alias with no rt-mailgate pipe is skipped with its reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::core::getopt::parse_args;
+use crate::core::route::RoutingTable;
+
+/// What the import made of one alias (or of a line that is no alias).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// An alias that pipes to rt-mailgate, as a route.
+    Route(Migrated),
+    /// An alias or line that gives no route.
+    Skipped(Skipped),
+}
+
+/// An alias that gives no route, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Line number (1-based) where the alias starts.
+    pub line: usize,
+    /// The alias name, or the start of the line when it has none.
+    pub name: String,
+    /// Why no route was made.
+    pub reason: String,
+}
+
+/// An alias turned into a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// Line number (1-based) where the alias starts.
+    pub line: usize,
+    /// The alias name.
+    pub name: String,
+    /// The route, e.g. `bugs@example.com: --queue 'Sales Team' --action correspond`.
+    pub route: String,
+    /// The pipe's settings that belong to the whole function, left out of the route.
+    pub function_wide: FunctionWide,
+    /// What else the alias did that the route does not do (reported, not migrated).
+    pub notes: Vec<String>,
+}
+
+/// The options of an rt-mailgate pipe that the Lambda sets once for all routes.
+///
+/// When routes learn to carry their own `--url`, `url` moves from here into the route's
+/// words (see `route_words`) and [`report`] stops summing it up.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FunctionWide {
+    /// `--url`, as given: it may hold credentials; show it through [`redact_url`].
+    pub url: Option<String>,
+    /// `--ca-file`.
+    pub ca_file: Option<String>,
+    /// `--verify-ssl` / `--no-verify-ssl`.
+    pub verify_ssl: Option<bool>,
+    /// `--timeout`, in seconds.
+    pub timeout: Option<i64>,
+    /// `--debug`.
+    pub debug: bool,
+    /// `--jar`.
+    pub jar: Option<String>,
+}
+
+// By hand, so that a debug print never shows a password in the URL.
+impl fmt::Debug for FunctionWide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FunctionWide")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("ca_file", &self.ca_file)
+            .field("verify_ssl", &self.verify_ssl)
+            .field("timeout", &self.timeout)
+            .field("debug", &self.debug)
+            .field("jar", &self.jar)
+            .finish()
+    }
+}
+
+/// The import can't start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The mail domain can't make addresses.
+    #[error("`{0}` is not a mail domain")]
+    BadDomain(String),
+}
+
+/// Reads an aliases file's text; every alias of `domain` becomes an [`Item`], in file
+/// order.
+pub fn import_aliases(text: &str, domain: &str) -> Result<Vec<Item>, ImportError> {
+    let domain = domain.trim();
+    if RoutingTable::parse(&format!("probe@{domain}: --queue probe"), None).is_err() || domain.contains('@') {
+        return Err(ImportError::BadDomain(domain.to_string()));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut items = Vec::new();
+    for (line, text) in logical_lines(text) {
+        let item = match alias(line, &text) {
+            Err(skipped) => Item::Skipped(skipped),
+            Ok((name, value)) => match seen.get(&name.to_lowercase()) {
+                Some(first) => Item::Skipped(Skipped {
+                    line,
+                    name,
+                    reason: format!("an alias of the same name on line {first} comes first (the MTA uses that one)"),
+                }),
+                None => {
+                    seen.insert(name.to_lowercase(), line);
+                    migrate(line, name, &value, domain)
+                }
+            },
+        };
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// The logical lines of the file: (first line number, text with continuations joined).
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    // Whether the last logical line may still be continued.
+    let mut open = false;
+    for (index, raw) in text.lines().enumerate() {
+        let content = raw.trim_start();
+        let indented = content.len() != raw.len();
+        if content.is_empty() {
+            open = false;
+        } else if content.starts_with('#') {
+            // An indented comment sits inside an alias; one at the margin ends it.
+            open &= indented;
+        } else if indented && open {
+            // The newline goes; the continuation's own whitespace stays (as Postfix does).
+            if let Some((_, last)) = lines.last_mut() {
+                last.push_str(raw);
+            }
+        } else {
+            lines.push((index + 1, raw.to_string()));
+            open = true;
+        }
+    }
+    lines
+}
+
+/// `name: value`, or why the line is no alias.
+fn alias(line: usize, text: &str) -> Result<(String, String), Skipped> {
+    let skip = |name: &str, reason: &str| Skipped {
+        line,
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if text.starts_with(char::is_whitespace) {
+        let start: String = text.trim().chars().take(30).collect();
+        return Err(skip(
+            &start,
+            "an indented line that continues no alias (an empty line or a comment at the margin ended the one before)",
+        ));
+    }
+    let Some((name, value)) = text.split_once(':') else {
+        let start: String = text.chars().take(30).collect();
+        return Err(skip(&start, "not an alias: no `name: value`"));
+    };
+    let name = name.trim();
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '@' | ',' | '\\')) {
+        return Err(skip(
+            name,
+            "the alias name is not a plain local part, so it can't make an address",
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// One target of an alias, unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// `|command`: the command line, without the `|`.
+    Pipe(String),
+    /// `:include:/path`.
+    Include(String),
+    /// `/path`: appended to a file.
+    File(String),
+    /// Anything else: an address or local user.
+    Address(String),
+}
+
+impl Target {
+    /// How the target is reported. A pipe shows its program only: arguments may hold
+    /// secrets.
+    fn describe(&self) -> String {
+        match self {
+            Target::Pipe(command) => {
+                let words = shlex::split(command).unwrap_or_default();
+                let program = words.first().map_or("", String::as_str);
+                format!("pipes to `{}`", redact_url(program))
+            }
+            Target::Include(path) => format!("includes `{path}` (not followed: check that file by hand)"),
+            Target::File(path) => format!("appends to the file `{path}`"),
+            Target::Address(address) => format!("delivers to `{address}`"),
+        }
+    }
+}
+
+/// The targets of an alias's value: split at commas outside double quotes, then unquoted.
+fn targets(value: &str) -> Vec<Target> {
+    let mut raw = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                current.push(c);
+                current.extend(chars.next());
+            }
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => raw.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    raw.push(current);
+    raw.iter()
+        .map(|t| unquote(t.trim()))
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if let Some(command) = t.strip_prefix('|') {
+                Target::Pipe(command.trim().to_string())
+            } else if let Some(path) = t
+                .get(..9)
+                .filter(|p| p.eq_ignore_ascii_case(":include:"))
+                .map(|_| &t[9..])
+            {
+                Target::Include(path.trim().to_string())
+            } else if t.starts_with('/') {
+                Target::File(t)
+            } else {
+                Target::Address(t)
+            }
+        })
+        .collect()
+}
+
+/// RFC 822 quoting as the MTAs undo it: double quotes go, `\x` inside them is `x`.
+fn unquote(target: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut chars = target.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => out.extend(chars.next()),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The shell words of an rt-mailgate pipe.
+#[derive(Debug, Clone)]
+struct Invocation {
+    /// Words before the program (`/usr/bin/perl`, `env X=1`).
+    before: Vec<String>,
+    /// The program's arguments.
+    args: Vec<String>,
+}
+
+/// The pipe's words when it runs rt-mailgate; `None` when it runs something else.
+fn rt_mailgate_words(command: &str) -> Option<Result<Invocation, String>> {
+    let is_program = |word: &str| word.rsplit('/').next() == Some("rt-mailgate");
+    let Some(mut words) = shlex::split(command) else {
+        // Not shell words; worth a reason only if it was meant for rt-mailgate.
+        return command
+            .contains("rt-mailgate")
+            .then(|| Err("its command has an unclosed quote or ends in a backslash".to_string()));
+    };
+    let at = words.iter().position(|w| is_program(w))?;
+    let args = words.split_off(at + 1);
+    words.pop();
+    Some(Ok(Invocation { before: words, args }))
+}
+
+fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
+    let skip = |name: String, reason: String| Item::Skipped(Skipped { line, name, reason });
+    let targets = targets(value);
+    if targets.is_empty() {
+        return skip(name, "it has no target".into());
+    }
+    let mut notes = Vec::new();
+    let mut broken = None;
+    let mut chosen: Option<Invocation> = None;
+    for target in &targets {
+        let words = match target {
+            Target::Pipe(command) => rt_mailgate_words(command),
+            _ => None,
+        };
+        match words {
+            Some(Err(problem)) => {
+                let problem = format!("a pipe to rt-mailgate is not migrated: {problem}");
+                broken.get_or_insert_with(|| problem.clone());
+                notes.push(problem);
+            }
+            Some(Ok(words)) if chosen.is_none() => chosen = Some(words),
+            Some(Ok(Invocation { args, .. })) => notes.push(format!(
+                "a second pipe to rt-mailgate ({}) is not migrated: one address has one route",
+                show_words(&args)
+            )),
+            None => notes.push(format!(
+                "also {}: not migrated (a route only posts to RT)",
+                target.describe()
+            )),
+        }
+    }
+    let Some(Invocation { before, args }) = chosen else {
+        let what: Vec<String> = targets.iter().map(Target::describe).collect();
+        let reason = broken.unwrap_or_else(|| format!("no pipe to rt-mailgate: it {}", what.join(", ")));
+        return skip(name, reason);
+    };
+    let interpreter = |w: &String| w.rsplit('/').next().is_some_and(|p| p.starts_with("perl"));
+    if !(before.is_empty() || (before.len() == 1 && interpreter(&before[0]))) {
+        notes.push(format!(
+            "runs `{} rt-mailgate ...`: what comes before rt-mailgate is not migrated",
+            show_words(&before)
+        ));
+    }
+
+    let parsed = parse_args(args);
+    let o = parsed.options;
+    if o.help {
+        return skip(
+            name,
+            "its pipe passes --help: rt-mailgate prints its manual and fails, so this alias delivered nothing".into(),
+        );
+    }
+    for warning in &parsed.warnings {
+        notes.push(format!(
+            "rt-mailgate warned `{warning}` and went on; the route leaves it out"
+        ));
+    }
+    if !parsed.operands.is_empty() {
+        notes.push(format!(
+            "words rt-mailgate ignores (or the shell acted on) are left out: {}",
+            show_words(&parsed.operands.iter().map(text).collect::<Vec<_>>())
+        ));
+    }
+    if o.url.is_none() {
+        notes.push(
+            "the pipe has no --url: rt-mailgate refuses to run without one, so this alias delivered nothing; \
+             the route posts to the function's RT_URL"
+                .into(),
+        );
+    }
+    let route_words = route_words(&[
+        ("--queue", o.queue.as_ref().map(text)),
+        ("--action", o.action.as_ref().map(text)),
+        ("--extension", o.extension.as_ref().map(text)),
+    ]);
+    let route_words = match route_words {
+        Ok(words) => words,
+        Err(problem) => return skip(name, problem),
+    };
+    let route = if route_words.is_empty() {
+        format!("{name}@{domain}:")
+    } else {
+        format!("{name}@{domain}: {}", route_words.join(" "))
+    };
+    // The same check the function makes at cold start: what is printed, it accepts.
+    if let Err(e) = RoutingTable::parse(&route, None) {
+        return skip(name, format!("the Lambda would refuse its route: {}", e.problem));
+    }
+    Item::Route(Migrated {
+        line,
+        name,
+        route,
+        function_wide: FunctionWide {
+            url: o.url.map(text),
+            ca_file: o.ca_file.map(text),
+            verify_ssl: o.verify_ssl,
+            timeout: o.timeout,
+            debug: o.debug,
+            jar: o.jar.map(text),
+        },
+        notes,
+    })
+}
+
+/// An option value as text (an aliases file is read as UTF-8, so this is lossless).
+fn text(value: impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(value.as_ref()).into_owned()
+}
+
+/// The route's own options, shell-quoted: `--queue 'Sales Team'`. A later `--url` per
+/// route is one more pair here.
+fn route_words(options: &[(&str, Option<String>)]) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    for (option, value) in options {
+        if let Some(value) = value {
+            let quoted = shlex::try_quote(value).map_err(|_| format!("the {option} value holds a NUL byte"))?;
+            words.push(format!("{option} {quoted}"));
+        }
+    }
+    Ok(words)
+}
+
+/// Words for a report: shell-quoted, URLs redacted.
+fn show_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let w = redact_url(w);
+            shlex::try_quote(&w).map(|q| q.into_owned()).unwrap_or(w)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `scheme://user:password@host/...` as `scheme://***@host/...`, wherever a URL appears
+/// in `text` (a whole URL, or a word such as `--url=...`); anything else unchanged.
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***");
+                rest = &tail[userinfo_end..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What `import-aliases` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The routing table: `# ` comment lines on the function-wide settings, then one
+    /// route per line. Fit for `ROUTES_FILE`.
+    pub routes: String,
+    /// For the admin (stderr): every skipped alias with its reason, every note, warnings.
+    pub messages: Vec<String>,
+    /// How many routes were made.
+    pub routed: usize,
+    /// How many aliases (or lines) were skipped.
+    pub skipped: usize,
+}
+
+/// Lays out the items: routes with their header, and the messages.
+pub fn report(items: &[Item], source: &str) -> Report {
+    let mut messages = Vec::new();
+    let mut lines = Vec::new();
+    // setting (`RT_URL`) -> value shown -> aliases that gave it.
+    let mut settings: BTreeMap<&str, BTreeMap<String, Vec<&str>>> = BTreeMap::new();
+    let (mut routed, mut skipped) = (0, 0);
+    for item in items {
+        match item {
+            Item::Skipped(s) => {
+                skipped += 1;
+                messages.push(format!("line {}: `{}` skipped: {}", s.line, s.name, s.reason));
+            }
+            Item::Route(m) => {
+                routed += 1;
+                lines.push(m.route.clone());
+                for note in &m.notes {
+                    messages.push(format!("line {}: `{}` migrated, but {note}", m.line, m.name));
+                }
+                for (setting, value) in function_wide_settings(&m.function_wide) {
+                    settings
+                        .entry(setting)
+                        .or_default()
+                        .entry(value)
+                        .or_default()
+                        .push(&m.name);
+                }
+            }
+        }
+    }
+    let mut header = vec![format!(
+        "# Lambda routes from {source}, made by `rt-mailgate-routes import-aliases`."
+    )];
+    if !settings.is_empty() {
+        header.push(
+            "# The aliases' pipes also set, once for the whole function (not in the routes; \
+             credentials in URLs shown as ***):"
+                .into(),
+        );
+    }
+    for (setting, values) in &settings {
+        for (value, names) in values {
+            header.push(format!("#   {setting}{value}  ({} of {routed} aliases)", names.len()));
+        }
+        if values.len() > 1 {
+            let each: Vec<String> = values
+                .iter()
+                .map(|(value, names)| format!("{setting}{value} for {}", names.join(", ")))
+                .collect();
+            let warning = format!(
+                "the aliases differ on {setting}, which the function has only one of: {}",
+                each.join("; ")
+            );
+            header.push(format!("# WARNING: {warning}"));
+            messages.push(format!("warning: {warning}"));
+        }
+    }
+    if routed == 0 {
+        messages.push(format!(
+            "warning: no alias in {source} pipes to rt-mailgate: no route made"
+        ));
+    }
+    let mut routes = header.join("\n");
+    routes.push('\n');
+    for line in lines {
+        routes.push_str(&line);
+        routes.push('\n');
+    }
+    Report {
+        routes,
+        messages,
+        routed,
+        skipped,
+    }
+}
+
+/// The Lambda setting (or note) each function-wide option maps to: (`RT_URL`, `=...`).
+fn function_wide_settings(f: &FunctionWide) -> Vec<(&'static str, String)> {
+    let mut settings = Vec::new();
+    if let Some(url) = &f.url {
+        // A trailing `/` names the same gateway.
+        settings.push(("RT_URL", format!("={}", redact_url(url.trim_end_matches('/')))));
+    }
+    if let Some(path) = &f.ca_file {
+        settings.push(("RT_CA_FILE", format!("={path} (pack that file with the function)")));
+    }
+    if let Some(verify) = f.verify_ssl {
+        settings.push(("RT_VERIFY_TLS", format!("={verify}")));
+    }
+    if let Some(seconds) = f.timeout {
+        settings.push(("RT_TIMEOUT", format!("={seconds}")));
+    }
+    if f.debug {
+        settings.push(("--debug", ": no such setting; the function logs every delivery".into()));
+    }
+    if f.jar.is_some() {
+        settings.push(("--jar", ": not needed; the mail gateway takes no cookies".into()));
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(text: &str) -> Vec<Item> {
+        import_aliases(text, "example.com").unwrap()
+    }
+
+    fn routes(items: &[Item]) -> Vec<&str> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Route(m) => Some(m.route.as_str()),
+                Item::Skipped(_) => None,
+            })
+            .collect()
+    }
+
+    fn skips(items: &[Item]) -> Vec<(usize, &str, &str)> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Skipped(s) => Some((s.line, s.name.as_str(), s.reason.as_str())),
+                Item::Route(_) => None,
+            })
+            .collect()
+    }
+
+    fn only_route(text: &str) -> Migrated {
+        match items(text).as_slice() {
+            [Item::Route(m)] => m.clone(),
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_pipe_forms_and_quoted_queue_names() {
+        let all = items(
+            "a: \"|/usr/bin/rt-mailgate --queue 'Sales Team' --action correspond --url https://rt/\"\n\
+             b: |\"/opt/rt5/bin/rt-mailgate --queue \\\"It's #1; ok\\\" --extension=ticket\"\n\
+             c: |/usr/bin/rt-mailgate\n\
+             d: \"|/usr/bin/perl /opt/rt/bin/rt-mailgate -q=Help -a take-comment\"\n",
+        );
+        assert_eq!(
+            routes(&all),
+            [
+                "a@example.com: --queue 'Sales Team' --action correspond",
+                "b@example.com: --queue \"It's #1; ok\" --extension ticket",
+                "c@example.com:",
+                "d@example.com: --queue Help --action take-comment",
+            ]
+        );
+    }
+
+    #[test]
+    fn continuations_comments_and_blank_lines() {
+        let all = items(
+            "# header comment\n\
+             a: \"|/usr/bin/rt-mailgate --queue\n\
+             \t'Sales Team'\n\
+             \x20 # an indented comment keeps the alias open\n\
+             \x20 --action comment\"\n\
+             \n\
+             \x20 --orphan\n\
+             b: root\n",
+        );
+        assert_eq!(routes(&all), ["a@example.com: --queue 'Sales Team' --action comment"]);
+        let skipped = skips(&all);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, 7);
+        assert!(skipped[0].2.contains("continues no alias"), "{skipped:?}");
+        assert_eq!((skipped[1].0, skipped[1].1), (8, "b"));
+        assert!(skipped[1].2.contains("no pipe to rt-mailgate: it delivers to `root`"));
+    }
+
+    #[test]
+    fn a_comment_at_the_margin_ends_an_alias() {
+        let all = items("a: \"|rt-mailgate --queue a\"\n# note\n --action comment\n");
+        assert_eq!(routes(&all), ["a@example.com: --queue a"]);
+        assert!(skips(&all)[0].2.contains("continues no alias"));
+    }
+
+    #[test]
+    fn other_targets_are_noted_and_the_rt_mailgate_pipe_is_kept() {
+        let m = only_route(
+            "bugs: archive@example.com, \"|/usr/bin/rt-mailgate --queue bugs --url https://rt\", \
+             /var/mail/bugs, :include:/etc/mail/bugs.list, \"|/usr/bin/rt-mailgate --queue other --url https://rt\", \
+             \"|/usr/bin/logger -t x\"",
+        );
+        assert_eq!(m.route, "bugs@example.com: --queue bugs");
+        let notes = m.notes.join("\n");
+        for expected in [
+            "also delivers to `archive@example.com`",
+            "also appends to the file `/var/mail/bugs`",
+            "also includes `/etc/mail/bugs.list` (not followed",
+            "a second pipe to rt-mailgate (--queue other --url https://rt)",
+            "also pipes to `/usr/bin/logger`",
+        ] {
+            assert!(notes.contains(expected), "{expected} not in {notes}");
+        }
+        assert_eq!(m.notes.len(), 5);
+    }
+
+    #[test]
+    fn aliases_without_an_rt_mailgate_pipe_are_skipped_with_their_reason() {
+        let all = items(
+            "postmaster: root\n\
+             list: :include:/etc/mail/list\n\
+             proc: \"|/usr/bin/procmail -a secret\"\n\
+             log: /var/log/mail.bugs\n\
+             broken: \"|/usr/bin/rt-mailgate --queue 'open\"\n\
+             empty:\n\
+             no colon here\n\
+             help: \"|rt-mailgate --help --url https://rt\"\n\
+             \"quoted name\": root\n\
+             bugs: \"|rt-mailgate --queue bugs --url https://rt\"\n\
+             BUGS: \"|rt-mailgate --queue other --url https://rt\"\n\
+             bad: \"|rt-mailgate --queue bad --action close --url https://rt\"\n",
+        );
+        assert_eq!(routes(&all), ["bugs@example.com: --queue bugs"]);
+        let expected = [
+            (1, "postmaster", "no pipe to rt-mailgate: it delivers to `root`"),
+            (2, "list", "includes `/etc/mail/list` (not followed"),
+            (3, "proc", "pipes to `/usr/bin/procmail`"),
+            (4, "log", "appends to the file `/var/log/mail.bugs`"),
+            (5, "broken", "unclosed quote"),
+            (6, "empty", "no target"),
+            (7, "no colon here", "no `name: value`"),
+            (8, "help", "--help"),
+            (9, "\"quoted name\"", "not a plain local part"),
+            (11, "BUGS", "same name on line 10"),
+            (12, "bad", "the Lambda would refuse its route: action `close`"),
+        ];
+        let skipped = skips(&all);
+        assert_eq!(skipped.len(), expected.len(), "{skipped:?}");
+        for ((line, name, reason), (l, n, r)) in expected.iter().zip(&skipped) {
+            assert_eq!((line, name), (l, n));
+            assert!(r.contains(reason), "{name}: {r}");
+        }
+        // A pipe's arguments are never echoed for a program that is not rt-mailgate.
+        assert!(!skipped[2].2.contains("secret"));
+    }
+
+    #[test]
+    fn function_wide_options_leave_the_route() {
+        let m = only_route(
+            "a: \"|rt-mailgate --queue a --url=https://u:p@rt/ --ca-file /etc/ca.pem \
+             --no-verify-ssl --timeout 30 --debug --jar /tmp/j -e queue\"",
+        );
+        assert_eq!(m.route, "a@example.com: --queue a --extension queue");
+        assert_eq!(
+            m.function_wide,
+            FunctionWide {
+                url: Some("https://u:p@rt/".into()),
+                ca_file: Some("/etc/ca.pem".into()),
+                verify_ssl: Some(false),
+                timeout: Some(30),
+                debug: true,
+                jar: Some("/tmp/j".into()),
+            }
+        );
+        assert!(!format!("{m:?}").contains("u:p"));
+        assert!(m.notes.is_empty(), "{:?}", m.notes);
+    }
+
+    #[test]
+    fn ignored_words_warnings_and_missing_url_are_noted() {
+        let m = only_route("a: \"|env X=1 rt-mailgate --queue a --frob stray 2>/dev/null\"");
+        assert_eq!(m.route, "a@example.com: --queue a");
+        let notes = m.notes.join("\n");
+        for expected in [
+            "runs `env 'X=1' rt-mailgate ...`",
+            "rt-mailgate warned `Unknown option: frob`",
+            "left out: stray '2>/dev/null'",
+            "no --url",
+        ] {
+            assert!(notes.contains(expected), "{expected} not in {notes}");
+        }
+    }
+
+    #[test]
+    fn a_bad_domain_is_refused() {
+        for domain in ["", "a b", "x@y"] {
+            assert_eq!(
+                import_aliases("a: root", domain),
+                Err(ImportError::BadDomain(domain.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted_wherever_they_appear() {
+        assert_eq!(redact_url("https://u:p@rt.example/x@y"), "https://***@rt.example/x@y");
+        assert_eq!(redact_url("--url=http://a@b:8080"), "--url=http://***@b:8080");
+        assert_eq!(redact_url("https://rt.example/"), "https://rt.example/");
+        assert_eq!(
+            redact_url("x https://a:b@h y http://c@d"),
+            "x https://***@h y http://***@d"
+        );
+        assert_eq!(redact_url("user@example.com"), "user@example.com");
+    }
+
+    #[test]
+    fn the_report_sums_up_settings_and_warns_on_differences() {
+        let all = items(
+            "a: \"|rt-mailgate --queue a --url https://u:secret@rt1/ --no-verify-ssl\"\n\
+             b: \"|rt-mailgate --queue b --url https://rt2 --timeout 30\"\n\
+             c: \"|rt-mailgate --queue c --url https://u:secret@rt1\"\n\
+             d: root\n",
+        );
+        let r = report(&all, "/etc/aliases");
+        assert_eq!((r.routed, r.skipped), (3, 1));
+        assert_eq!(
+            r.routes,
+            "# Lambda routes from /etc/aliases, made by `rt-mailgate-routes import-aliases`.\n\
+             # The aliases' pipes also set, once for the whole function (not in the routes; \
+             credentials in URLs shown as ***):\n\
+             #   RT_TIMEOUT=30  (1 of 3 aliases)\n\
+             #   RT_URL=https://***@rt1  (2 of 3 aliases)\n\
+             #   RT_URL=https://rt2  (1 of 3 aliases)\n\
+             # WARNING: the aliases differ on RT_URL, which the function has only one of: \
+             RT_URL=https://***@rt1 for a, c; RT_URL=https://rt2 for b\n\
+             #   RT_VERIFY_TLS=false  (1 of 3 aliases)\n\
+             a@example.com: --queue a\n\
+             b@example.com: --queue b\n\
+             c@example.com: --queue c\n"
+        );
+        assert_eq!(r.messages.len(), 2, "{:?}", r.messages);
+        assert_eq!(
+            r.messages[0],
+            "line 4: `d` skipped: no pipe to rt-mailgate: it delivers to `root`"
+        );
+        assert!(r.messages[1].starts_with("warning: the aliases differ on RT_URL"));
+        assert!(!format!("{r:?}").contains("secret"));
+        // The function reads the whole output, header included.
+        let table = RoutingTable::parse(&r.routes, Some('+')).unwrap();
+        assert!(table.route("b+1@example.com").is_some());
+    }
+}
