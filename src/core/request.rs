@@ -30,6 +30,17 @@ pub struct GatewayRequest {
     pub extension_header: Option<Vec<u8>>,
     /// Further header lines to put in front (after the extension header), e.g. a spam tag.
     pub extra_headers: Vec<u8>,
+    /// Which RT gets the post when not the function's own (`--url`/`--secret` in a route).
+    pub rt: Option<RtTarget>,
+}
+
+/// An RT instance other than the default: one function may serve several.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RtTarget {
+    /// RT's base URL, without credentials (those live in the secret).
+    pub url: String,
+    /// The Secrets Manager id of its credentials, if it needs any.
+    pub secret: Option<String>,
 }
 
 /// A resolved request and the warning, if any, that the Perl client would print.
@@ -52,6 +63,7 @@ impl MailgateArgs {
             ticket: None,
             extension_header: extension.map(extension_header),
             extra_headers: Vec::new(),
+            rt: None,
         };
         let mut warning = None;
         match (self.extension.as_deref().map(ExtensionField::from_bytes), extension) {
@@ -115,6 +127,12 @@ impl GatewayRequest {
             feed(value);
         }
         feed(&self.message_prefix());
+        // Another RT is another post; the secret is not part of it (rotating or renaming
+        // it must not make a delivered mail look new).
+        if let Some(rt) = &self.rt {
+            feed(b"rt");
+            feed(rt.url.as_bytes());
+        }
         format!("{hash:016x}")
     }
 
@@ -196,6 +214,15 @@ mod tests {
         assert_eq!(a.fingerprint(), a.clone().fingerprint());
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut d = a.clone();
+        d.rt = Some(RtTarget {
+            url: "https://rt2.example".into(),
+            secret: Some("s1".into()),
+        });
+        assert_ne!(a.fingerprint(), d.fingerprint());
+        let mut e = d.clone();
+        e.rt.as_mut().unwrap().secret = Some("s2".into());
+        assert_eq!(d.fingerprint(), e.fingerprint(), "the secret is not part of the post");
         // Pinned: a record written by one release must be found by the next.
         assert_eq!(
             args(None, None, None).resolve(None).request.fingerprint(),
