@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncRead;
 
+use crate::core::credentials::Credentials;
 use crate::core::getopt::{parse_args_with, CliOptions, Conventions};
 use crate::core::reply::{RtAnswer, Verdict};
 use crate::core::request::MailgateArgs;
+use crate::core::url_policy::{redact, OtherHosts};
 use crate::rt::http::{HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
 use crate::rt::MailGateway;
 use crate::spool::{LineEndings, Location, Spool};
@@ -88,7 +90,14 @@ pub async fn run<R: AsyncRead + Unpin>(
 
     // A URL that is not UTF-8 can't be valid; HttpGateway names it (lossily) as bad.
     let url = String::from_utf8_lossy(url).into_owned();
-    let gateway = match HttpGateway::new(&gateway_config(url, &options)) {
+    let credentials = match options.secret_file.as_deref().map(read_secret_file).transpose() {
+        Ok(credentials) => credentials.unwrap_or_default(),
+        Err(e) => {
+            let _ = writeln!(stderr, "{program}: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
+    let gateway = match HttpGateway::new(&gateway_config(url, &options, credentials)) {
         Ok(gateway) => gateway,
         Err(e) => {
             // Tempfail, not bounce: the mail waits in the MTA's queue while the alias is fixed.
@@ -121,7 +130,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         if let Location::File(path) = spool.location() {
             let _ = writeln!(stderr, "{program}: temp file is '{}'", path.display());
         }
-        let _ = writeln!(stderr, "{program}: connecting to {}", gateway.endpoint());
+        let _ = writeln!(stderr, "{program}: connecting to {}", redact(gateway.endpoint()));
     }
 
     // The Perl client reports transport failures and non-2xx statuses alike.
@@ -176,7 +185,15 @@ pub async fn run<R: AsyncRead + Unpin>(
     }
 }
 
-fn gateway_config(url: String, options: &CliOptions) -> HttpGatewayConfig {
+/// `--secret-file`: the same JSON as the function's secret. Errors name the file and the
+/// key, never a value.
+fn read_secret_file(path: &[u8]) -> Result<Credentials, String> {
+    let path = PathBuf::from(OsStr::from_bytes(path));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("--secret-file {}: {e}", path.display()))?;
+    Credentials::from_json(&text).map_err(|e| format!("--secret-file {}: {e}", path.display()))
+}
+
+fn gateway_config(url: String, options: &CliOptions, credentials: Credentials) -> HttpGatewayConfig {
     let tls = match (options.verify_ssl, &options.ca_file) {
         (Some(false), _) => TlsPolicy::NoVerify,
         (_, Some(path)) if !path.is_empty() => TlsPolicy::CaFile(PathBuf::from(OsStr::from_bytes(path))),
@@ -194,6 +211,10 @@ fn gateway_config(url: String, options: &CliOptions) -> HttpGatewayConfig {
         timeout,
         tls,
         user_agent: USER_AGENT.to_string(),
+        credentials,
+        // The Perl client follows a redirect anywhere; we do too, but never with
+        // credentials to another host, nor from https to http.
+        other_hosts: OtherHosts::Any,
     }
 }
 

@@ -1,7 +1,9 @@
 //! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait, and the
-//! delivery records (S3) behind [`records::DeliveryRecords`].
+//! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
+//! Manager) behind [`secrets::SecretSource`].
 
 pub mod records;
 pub mod s3;
+pub mod secrets;
 pub mod ses;
 pub mod sqs;

@@ -54,5 +54,5 @@ fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
 async fn cold_start() -> anyhow::Result<AwsHandler> {
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_handler(config, &aws, true).context("RT connection settings")
+    aws_handler(config, &aws, true).await.context("RT connection settings")
 }

@@ -54,7 +54,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     // No notices: a replay is watched by a person.
-    let handler = aws_handler(config, &aws, false).context("RT connection settings")?;
+    let handler = aws_handler(config, &aws, false)
+        .await
+        .context("RT connection settings")?;
 
     let report = if let Some(url) = args.dlq_url {
         let queue = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url);

@@ -35,6 +35,9 @@ pub struct CliOptions {
     pub verify_ssl: Option<bool>,
     /// `--ca-file`.
     pub ca_file: Option<Vec<u8>>,
+    /// `--secret-file` (ours, not Perl's): a JSON file of credentials for the proxy in
+    /// front of RT (see [`crate::core::credentials`]).
+    pub secret_file: Option<Vec<u8>>,
 }
 
 /// The result of parsing: options, Getopt-style warnings, and the words left over.
@@ -81,6 +84,7 @@ const SPEC: &[(&str, Kind)] = &[
     ("timeout", Kind::Integer),
     ("verify-ssl", Kind::Negatable),
     ("ca-file", Kind::Text),
+    ("secret-file", Kind::Text),
 ];
 
 /// Every spelling that may be abbreviated: (spelling, option, value for negatables).
@@ -206,6 +210,7 @@ where
                     "url" => &mut parsed.options.url,
                     "jar" => &mut parsed.options.jar,
                     "extension" => &mut parsed.options.extension,
+                    "secret-file" => &mut parsed.options.secret_file,
                     _ => &mut parsed.options.ca_file,
                 };
                 *slot = Some(value);

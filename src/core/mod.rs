@@ -12,11 +12,15 @@
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
 //! - [`headers`]: the few header fields logs and notices need (Message-ID...).
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
+//! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
+//!   API login), with values that never print.
+//! - [`url_policy`]: plain http, redirects and URL redaction: where a mail may be posted.
 //!
 //! Adapters (HTTP, S3, SES) live outside this module and call into it.
 
 pub mod action;
 pub mod aliases;
+pub mod credentials;
 pub mod extension;
 pub mod getopt;
 pub mod headers;
@@ -26,3 +30,4 @@ pub mod outcome;
 pub mod reply;
 pub mod request;
 pub mod route;
+pub mod url_policy;

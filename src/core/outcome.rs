@@ -32,6 +32,13 @@ pub enum Case {
     ConnectionBroken,
     /// Certificate or handshake failure.
     TlsFailure,
+    /// 401 or 403 from RT's proxy even after the credentials were read again: a wrong or
+    /// rotated-away credential, or a proxy rule. Retried (and finally dead-lettered),
+    /// never dropped: the mail goes through once the secret is right.
+    Unauthorized,
+    /// RT or its proxy redirected where a post may not follow (https to http, another
+    /// host). Retried, then dead-lettered: fix the URL or allow the host, then replay.
+    RedirectRefused,
     /// The function's own deadline came before the post could start or finish.
     DeadlineReached,
     /// The stored mail does not exist (yet, or under another prefix).
@@ -95,6 +102,7 @@ pub fn decide(case: Case) -> Decision {
         RtUnexpectedReply | HttpError | Timeout | ConnectFailed | ConnectionBroken | TlsFailure | DeadlineReached => {
             Decision::Retry
         }
+        Unauthorized | RedirectRefused => Decision::Retry,
         MailMissing | MailAccessDenied | MailStoreUnavailable => Decision::Retry,
         // Never posted; the log line is the record (an unknown address is not news).
         NoRoute => Decision::GiveUp(Notice {
@@ -116,6 +124,7 @@ impl Case {
             RtAnswer::TemporaryFailure { .. } => Self::RtTemporaryFailure,
             RtAnswer::Unexpected { .. } => Self::RtUnexpectedReply,
             RtAnswer::HttpError { status: 413, .. } => Self::PayloadTooLarge,
+            RtAnswer::HttpError { status: 401 | 403, .. } => Self::Unauthorized,
             RtAnswer::HttpError { .. } => Self::HttpError,
         }
     }
@@ -127,6 +136,7 @@ impl Case {
             TransportFailure::Timeout(_) => Self::Timeout,
             TransportFailure::Tls(_) => Self::TlsFailure,
             TransportFailure::Broken(_) | TransportFailure::Spool(_) => Self::ConnectionBroken,
+            TransportFailure::RedirectRefused(_) => Self::RedirectRefused,
         }
     }
 
@@ -276,6 +286,8 @@ mod tests {
             ConnectFailed,
             ConnectionBroken,
             TlsFailure,
+            Unauthorized,
+            RedirectRefused,
             DeadlineReached,
             MailMissing,
             MailAccessDenied,
@@ -310,6 +322,12 @@ mod tests {
         };
         assert_eq!(Case::from_answer(&http(413)), Case::PayloadTooLarge);
         assert_eq!(Case::from_answer(&http(502)), Case::HttpError);
+        assert_eq!(Case::from_answer(&http(401)), Case::Unauthorized);
+        assert_eq!(Case::from_answer(&http(403)), Case::Unauthorized);
+        assert_eq!(
+            Case::from_transport(&TransportFailure::RedirectRefused("https to http".into())),
+            Case::RedirectRefused
+        );
         assert_eq!(
             Case::from_answer(&RtAnswer::TemporaryFailure {
                 reason: String::new(),

@@ -76,6 +76,10 @@ pub enum TransportFailure {
     /// The connection broke mid-request.
     #[error("connection failed: {0}")]
     Broken(String),
+    /// RT (or its proxy) redirected where a post may not follow (see
+    /// [`crate::core::url_policy`]).
+    #[error("{0}")]
+    RedirectRefused(String),
     /// The message could not be read back from the spool.
     #[error("couldn't read message: {0}")]
     Spool(String),

@@ -117,6 +117,11 @@ impl RoutingTable {
         Ok(table)
     }
 
+    /// The RTs routes name besides the function's own (none until routes carry `--url`).
+    pub fn targets(&self) -> Vec<crate::core::request::RtTarget> {
+        Vec::new()
+    }
+
     /// Where `recipient` goes, or `None` when no entry takes it.
     pub fn route(&self, recipient: &str) -> Option<Route> {
         let (local, domain) = split_address(recipient)?;
@@ -315,6 +320,7 @@ fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
         (o.debug, "--debug"),
         (o.help, "--help"),
         (o.jar.is_some(), "--jar"),
+        (o.secret_file.is_some(), "--secret-file"),
     ];
     if let Some((_, option)) = foreign.iter().find(|(given, _)| *given) {
         return Err(format!(

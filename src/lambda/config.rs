@@ -13,6 +13,9 @@
 //! | `RT_TIMEOUT` | seconds without data moving before a post is abandoned | 20 |
 //! | `RT_VERIFY_TLS` | `false` checks neither chain nor host name | `true` |
 //! | `RT_CA_FILE` | trust only these CA certificates (PEM) | system roots |
+//! | `RT_SECRET_ID` | Secrets Manager secret with RT's credentials (see [`crate::core::credentials`]) | none |
+//! | `RT_ALLOW_HTTP` | allow plain `http://` to a host other than this machine | `false` |
+//! | `RT_REDIRECT_HOSTS` | comma-separated hosts a redirect may lead to (never with credentials) | none |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
 //! | `RECORDS_PREFIX` | where delivery records go in the mail bucket | `delivery-records/` |
@@ -29,8 +32,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::core::credentials::Credentials;
 use crate::core::outcome::{SpamPolicy, VerdictPolicy};
 use crate::core::route::{RouteError, RoutingTable};
+use crate::core::url_policy::{check_plain_http, OtherHosts};
 use crate::rt::http::{GatewayConfigError, HttpGatewayConfig, TlsPolicy};
 use crate::spool::LineEndings;
 
@@ -124,6 +129,10 @@ pub struct LambdaConfig {
     pub notices: NoticeConfig,
     /// Mail larger than this is given up.
     pub max_mail_bytes: Option<u64>,
+    /// The Secrets Manager id of RT's credentials (read at cold start), if any.
+    pub secret_id: Option<String>,
+    /// Plain `http://` to another machine is allowed (`RT_ALLOW_HTTP`).
+    pub allow_plain_http: bool,
 }
 
 impl LambdaConfig {
@@ -152,14 +161,28 @@ impl LambdaConfig {
             (true, Some(path)) => TlsPolicy::CaFile(PathBuf::from(path)),
             (true, None) => TlsPolicy::SystemRoots,
         };
+        let redirect_hosts = get("RT_REDIRECT_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let rt = HttpGatewayConfig {
             base_url: required("RT_URL")?,
             timeout: Some(Duration::from_secs(timeout_secs)),
             tls,
             user_agent: concat!("rt-mailgate-lambda/", env!("CARGO_PKG_VERSION")).to_string(),
+            // Filled in at cold start from RT_SECRET_ID (I/O is not this module's).
+            credentials: Credentials::default(),
+            other_hosts: OtherHosts::Only(redirect_hosts),
         };
         // The URL and the CA file are checked now, at cold start.
         rt.validate()?;
+        let allow_plain_http = parse_bool(get("RT_ALLOW_HTTP"), false).map_err(|r| invalid("RT_ALLOW_HTTP", &r))?;
+        let base = url::Url::parse(&rt.base_url).map_err(|_| invalid("RT_URL", "is not a URL"))?;
+        check_plain_http(&base, allow_plain_http).map_err(|e| invalid("RT_URL", &e.to_string()))?;
 
         let line_endings = match get("LINE_ENDINGS").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("lf") => LineEndings::CrlfToLf,
@@ -221,6 +244,8 @@ impl LambdaConfig {
             verdict_policy,
             notices,
             max_mail_bytes,
+            secret_id: get("RT_SECRET_ID"),
+            allow_plain_http,
             rt,
             bucket: required("MAIL_BUCKET")?,
             prefix: var("MAIL_PREFIX").unwrap_or_default(),

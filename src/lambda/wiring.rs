@@ -1,24 +1,34 @@
 //! The real adapters behind the Lambda and the replay command: S3 for mails and
-//! delivery records, RT over HTTP, SESv2 for notices (when configured).
+//! delivery records, RT over HTTP (credentials from Secrets Manager), SESv2 for notices
+//! (when configured).
 
 use crate::aws::records::S3DeliveryRecords;
 use crate::aws::s3::S3MailStore;
+use crate::aws::secrets::SecretsManager;
 use crate::aws::ses::SesNotifier;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::handler::Handler;
-use crate::rt::http::{GatewayConfigError, HttpGateway};
+use crate::rt::pool::{GatewayPool, PoolError};
 
 /// The handler with the AWS adapters.
-pub type AwsHandler = Handler<S3MailStore, S3DeliveryRecords, HttpGateway, Option<SesNotifier>>;
+pub type AwsHandler = Handler<S3MailStore, S3DeliveryRecords, GatewayPool<SecretsManager>, Option<SesNotifier>>;
 
 /// Builds the handler from a checked configuration and the AWS SDK's shared settings
-/// (region, credentials, endpoint). `notices` turns SESv2 notices on where configured.
-pub fn aws_handler(
+/// (region, credentials, endpoint): reads RT's secrets and builds one client per RT.
+/// `notices` turns SESv2 notices on where configured.
+pub async fn aws_handler(
     config: LambdaConfig,
     aws: &aws_config::SdkConfig,
     notices: bool,
-) -> Result<AwsHandler, GatewayConfigError> {
-    let gateway = HttpGateway::new(&config.rt)?;
+) -> Result<AwsHandler, PoolError> {
+    let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(aws));
+    let gateway = GatewayPool::build(
+        config.rt.clone(),
+        config.secret_id.clone(),
+        config.routes.targets(),
+        secrets,
+    )
+    .await?;
     let s3 = aws_sdk_s3::config::Builder::from(aws)
         .force_path_style(config.s3_force_path_style)
         .build();

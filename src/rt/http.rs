@@ -24,9 +24,14 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Body, Client, Url};
 use tokio_util::io::ReaderStream;
 
+use secrecy::ExposeSecret;
+
 use super::MailGateway;
+use crate::core::aliases::redact_url;
+use crate::core::credentials::Credentials;
 use crate::core::reply::{classify, RtAnswer, TransportFailure};
 use crate::core::request::GatewayRequest;
+use crate::core::url_policy::{check_redirect, OtherHosts};
 use crate::spool::Spool;
 
 /// The path RT serves its mail gateway on, below the base URL.
@@ -49,7 +54,7 @@ pub enum TlsPolicy {
 }
 
 /// Settings for [`HttpGateway`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpGatewayConfig {
     /// RT's base URL (`--url`), e.g. `https://rt.example.com`.
     pub base_url: String,
@@ -59,6 +64,25 @@ pub struct HttpGatewayConfig {
     pub tls: TlsPolicy,
     /// Sent as `User-Agent`.
     pub user_agent: String,
+    /// What goes with every post for the proxy in front of RT (header, basic auth,
+    /// client certificate).
+    pub credentials: Credentials,
+    /// Where redirects may lead besides RT's own host.
+    pub other_hosts: OtherHosts,
+}
+
+impl std::fmt::Debug for HttpGatewayConfig {
+    // By hand: the URL may hold `user:password@` (credentials print redacted anyway).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpGatewayConfig")
+            .field("base_url", &redact_url(&self.base_url))
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
+            .field("user_agent", &self.user_agent)
+            .field("credentials", &self.credentials)
+            .field("other_hosts", &self.other_hosts)
+            .finish()
+    }
 }
 
 /// The gateway could not be set up.
@@ -67,9 +91,12 @@ pub enum GatewayConfigError {
     /// The URL does not parse or is not http(s).
     #[error("RT URL `{url}` is not a valid http:// or https:// URL")]
     BadUrl {
-        /// The URL as given.
+        /// The URL as given, with any `user:password@` replaced by `***@`.
         url: String,
     },
+    /// A credential can't be used (e.g. a header value that is not a valid header).
+    #[error("RT credentials: {0}")]
+    Credentials(String),
     /// The CA file could not be read or holds no certificate.
     #[error("CA file {path}: {reason}")]
     CaFile {
@@ -156,9 +183,34 @@ impl HttpGateway {
         }
     }
 
-    /// The full gateway URL posts go to.
+    /// The full gateway URL posts go to (it may hold `user:password@`: show it through
+    /// [`crate::core::url_policy::redact`]).
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// The proxy's header and basic auth on a request (marked sensitive: never logged).
+    fn authenticated(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let credentials = &self.config.credentials;
+        let mut request = request;
+        if let Some(header) = &credentials.header {
+            if let Ok(mut value) = reqwest::header::HeaderValue::from_str(header.value.expose_secret()) {
+                value.set_sensitive(true);
+                request = request.header(header.name.as_str(), value);
+            }
+        }
+        if let Some(basic) = &credentials.basic {
+            request = request.basic_auth(&basic.username, Some(basic.password.expose_secret()));
+        }
+        request
+    }
+
+    /// True when a post carries credentials of any kind (so it may not follow a
+    /// redirect to another host).
+    fn carries_credentials(&self) -> bool {
+        self.config.credentials.authenticates_posts()
+            || !self.endpoint.username().is_empty()
+            || self.endpoint.password().is_some()
     }
 
     async fn post_to(&self, url: &Url, request: &GatewayRequest, message: &Spool) -> Result<Sent, TransportFailure> {
@@ -188,7 +240,10 @@ impl HttpGateway {
         let client = self.client_for(url)?;
         let timeout = self.config.timeout;
         let response = progress
-            .guard(timeout, client.post(url.clone()).multipart(form).send())
+            .guard(
+                timeout,
+                self.authenticated(client.post(url.clone())).multipart(form).send(),
+            )
             .await?;
         let response = response.map_err(|e| transport_failure(&e))?;
         let status = response.status();
@@ -241,9 +296,12 @@ impl MailGateway for HttpGateway {
                     status_line: "400 URL missing".to_string(),
                 });
             };
-            url = url
+            let next = url
                 .join(location)
-                .map_err(|e| TransportFailure::Broken(format!("bad redirect to `{location}`: {e}")))?;
+                .map_err(|e| TransportFailure::Broken(format!("bad redirect to `{}`: {e}", redact_url(location))))?;
+            check_redirect(&url, &next, self.carries_credentials(), &self.config.other_hosts)
+                .map_err(|refused| TransportFailure::RedirectRefused(refused.to_string()))?;
+            url = next;
             sent = self.post_to(&url, request, message).await?;
         }
         Ok(classify(sent.status, &sent.status_line, &sent.body))
@@ -272,7 +330,7 @@ fn is_redirect(status: u16) -> bool {
 
 /// `{base}/REST/1.0/NoAuth/mail-gateway`; a trailing `/` on the base is not doubled.
 fn endpoint_url(base: &str) -> Result<Url, GatewayConfigError> {
-    let bad = || GatewayConfigError::BadUrl { url: base.to_string() };
+    let bad = || GatewayConfigError::BadUrl { url: redact_url(base) };
     let parsed = Url::parse(base).map_err(|_| bad())?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad());
@@ -398,6 +456,8 @@ mod tests {
             timeout: None,
             tls: TlsPolicy::CaFile(path.into()),
             user_agent: "t".into(),
+            credentials: Credentials::default(),
+            other_hosts: OtherHosts::Any,
         };
         let err = HttpGateway::new(&config("/nonexistent/ca.pem")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");

@@ -1,7 +1,9 @@
 //! Adapter to RT's mail gateway. [`MailGateway`] is the small trait the CLI and the
-//! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls).
+//! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls), and
+//! [`pool::GatewayPool`] holds one per RT the function serves, with its credentials.
 
 pub mod http;
+pub mod pool;
 
 use std::future::Future;
 
