@@ -262,6 +262,21 @@ impl LambdaConfig {
     pub fn object_key(&self, message_id: &str) -> String {
         format!("{}{message_id}", self.prefix)
     }
+
+    /// The key to read a mail from: the event's own `objectKey` (buffered mode), else
+    /// `MAIL_PREFIX + messageId`. Either must lie under `MAIL_PREFIX` and outside the
+    /// delivery records: an event is outside input, and one naming
+    /// `delivery-records/...` would otherwise have the function post a record to RT.
+    pub fn mail_key(&self, message_id: &str, event_key: Option<&str>) -> Result<String, String> {
+        let key = event_key.map_or_else(|| self.object_key(message_id), str::to_string);
+        if !key.starts_with(&self.prefix) || key.len() == self.prefix.len() {
+            return Err(format!("object key `{key}` is not under MAIL_PREFIX `{}`", self.prefix));
+        }
+        if key.starts_with(&self.records_prefix) {
+            return Err(format!("object key `{key}` names a delivery record, not a mail"));
+        }
+        Ok(key)
+    }
 }
 
 /// The routing table alone, read as [`LambdaConfig::from_vars`] reads it (`ROUTES`,
@@ -374,6 +389,30 @@ mod tests {
             let err = config(pairs).unwrap_err().to_string();
             assert!(err.contains(expected), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn only_keys_under_the_mail_prefix_are_read() {
+        let c = config(&[("MAIL_PREFIX", "inbound/")]).unwrap();
+        assert_eq!(c.mail_key("m1", None).unwrap(), "inbound/m1");
+        assert_eq!(c.mail_key("m1", Some("inbound/m1")).unwrap(), "inbound/m1");
+        for hostile in ["delivery-records/m1/abc", "other/m1", "inbound/"] {
+            assert!(c.mail_key("m1", Some(hostile)).is_err(), "{hostile}");
+        }
+        let flat = config(&[]).unwrap();
+        assert!(flat.mail_key("delivery-records/m1/abc", None).is_err());
+        assert!(flat.mail_key("m1", Some("delivery-records/x")).is_err());
+        assert_eq!(flat.mail_key("m1", None).unwrap(), "m1");
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_needs_consent() {
+        let err = config(&[("RT_URL", "http://u:hush@rt.example")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RT_ALLOW_HTTP") && !err.contains("hush"), "{err}");
+        assert!(config(&[("RT_URL", "http://rt.example"), ("RT_ALLOW_HTTP", "true")]).is_ok());
+        assert!(config(&[("RT_URL", "http://127.0.0.1:8080")]).is_ok());
     }
 
     #[test]

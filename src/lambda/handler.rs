@@ -415,10 +415,13 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
 
     async fn fetch(&self, mail: &MailInfo) -> Result<Spool, HandlerError> {
         let message_id = mail.ses_id.as_str();
-        let key = mail
-            .object_key
-            .clone()
-            .unwrap_or_else(|| self.config.object_key(message_id));
+        let key = self
+            .config
+            .mail_key(message_id, mail.object_key.as_deref())
+            .map_err(|reason| {
+                tracing::error!(message_id, reason, outcome = "retry", "refused to read the mail");
+                HandlerError::MalformedEvent(reason)
+            })?;
         self.store
             .fetch(&key, self.config.line_endings)
             .await
