@@ -1,7 +1,9 @@
 //! Adapter to RT's mail gateway. [`MailGateway`] is the small trait the CLI and the
-//! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls).
+//! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls), and
+//! [`tls`] checks certificates against `--ca-file` / `RT_CA_FILE` as OpenSSL would.
 
 pub mod http;
+pub mod tls;
 
 use std::future::Future;
 
