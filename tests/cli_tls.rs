@@ -81,6 +81,55 @@ fn ca_file_accepts_a_chain_through_an_intermediate() {
 }
 
 #[test]
+fn ca_file_accepts_version_1_certificates() {
+    // `openssl x509 -req` given no extensions makes an X.509 v1 certificate (a CN and
+    // nothing else), by the classic recipes: `-signkey` (self-signed) or `-CA`.
+    accepted("v1_self_signed", IP, Some("v1_self_signed.pem"));
+    accepted("v1_self_signed", IP, Some("bundle_v1_self_signed_second.pem"));
+    accepted("v1_leaf_cn_ip", IP, Some("ca.pem"));
+    accepted("v1_leaf_cn_dns", DNS, Some("ca.pem"));
+    accepted("v1_leaf_cn_ip", IP, Some("v1_leaf_cn_ip.pem"));
+    // A v1 CA (OpenSSL's "legacy v1 root"), issuing a v1 or a v3 certificate.
+    accepted("v1_leaf_of_v1_ca", IP, Some("v1_ca.pem"));
+    accepted("leaf_of_v1_ca", IP, Some("v1_ca.pem"));
+}
+
+#[test]
+fn ca_file_refuses_version_1_certificates_as_it_refuses_others() {
+    refused("v1_self_signed", DNS, Some("v1_self_signed.pem"), "NotValidForName");
+    refused("v1_leaf_cn_dns", IP, Some("ca.pem"), "NotValidForName");
+    refused("v1_leaf_cn_ip", IP, Some("other_ca.pem"), "UnknownIssuer");
+    refused("v1_leaf_of_v1_ca", IP, Some("ca.pem"), "UnknownIssuer");
+    refused("v1_expired", IP, Some("ca.pem"), "Expired");
+    refused("v1_expired", IP, Some("v1_expired.pem"), "Expired");
+    // Issued in the site CA's name, signed with another key.
+    refused("v1_leaf_of_impostor_ca", IP, Some("ca.pem"), "UnknownIssuer");
+    refused("leaf_of_impostor_ca", IP, Some("ca.pem"), "certificate");
+}
+
+#[test]
+fn ca_file_works_over_tls_1_2() {
+    // The server's handshake signature is checked another way in TLS 1.2.
+    for (server, ca_file) in [
+        ("self_signed", "self_signed.pem"),
+        ("leaf", "ca.pem"),
+        ("v1_self_signed", "v1_self_signed.pem"),
+        ("v1_leaf_cn_ip", "ca.pem"),
+    ] {
+        let (ours, perl) = both_offering(Offer::Tls12Only, server, IP, &["--ca-file", &pki().path(ca_file)]);
+        assert_eq!(code(&perl), 0, "Perl, {server}: {}", stderr(&perl));
+        assert_eq!(code(&ours), 0, "ours, {server}: {}", stderr(&ours));
+    }
+    let (ours, perl) = both_offering(
+        Offer::Tls12Only,
+        "leaf",
+        IP,
+        &["--ca-file", &pki().path("other_ca.pem")],
+    );
+    assert_eq!((code(&ours), code(&perl)), (75, 75), "{}", stderr(&ours));
+}
+
+#[test]
 fn ca_file_refuses_a_wrong_host_name() {
     refused("leaf_other_host", IP, Some("ca.pem"), "not valid for name");
     refused("leaf_other_host", DNS, Some("ca.pem"), "not valid for name");
@@ -150,6 +199,8 @@ fn without_ca_file_the_system_roots_refuse_them_all() {
         ("leaf_cn_ip", IP),
         ("leaf_cn_dns", DNS),
         ("via_intermediate_chain", IP),
+        ("v1_self_signed", IP),
+        ("v1_leaf_cn_ip", IP),
     ] {
         refused(server, host, None, "certificate");
     }
@@ -231,10 +282,22 @@ fn both_with(server: &str, host: &str, ca_file: Option<&str>) -> (Output, Output
     }
 }
 
+/// Which TLS versions the stand-in offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// TLS 1.3 and 1.2 (1.3 is chosen).
+    Any,
+    Tls12Only,
+}
+
 /// Runs both clients, one after the other, against one stand-in presenting `server`
 /// (a certificate of the test PKI) as `https://{host}:PORT`, with `args` added.
 fn both(server: &str, host: &str, args: &[&str]) -> (Output, Output) {
-    let stand_in = TlsStandIn::start(server);
+    both_offering(Offer::Any, server, host, args)
+}
+
+fn both_offering(offer: Offer, server: &str, host: &str, args: &[&str]) -> (Output, Output) {
+    let stand_in = TlsStandIn::start(server, offer);
     let url = format!("https://{host}:{}", stand_in.port);
     let mut all = vec!["--url", &url, "--timeout", "20"];
     all.extend_from_slice(args);
@@ -249,12 +312,17 @@ struct TlsStandIn {
 }
 
 impl TlsStandIn {
-    fn start(server: &str) -> Self {
+    fn start(server: &str, offer: Offer) -> Self {
         let pki = pki();
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/tls_ok_server.py"))
             .arg(pki.path(&format!("{server}.pem")))
-            .arg(pki.path(&format!("{server}.key")))
+            .arg(pki.path(&format!("{server}.key")));
+        if offer == Offer::Tls12Only {
+            command.arg("tls1.2");
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the TLS stand-in");
@@ -375,10 +443,26 @@ impl Pki {
         );
         pki.issued("leaf_of_expired_ca", "expired_ca", "/CN=127.0.0.1", BOTH_NAMES);
 
+        // X.509 v1, as `openssl x509 -req` makes it without extensions; out of date
+        // through `openssl ca`, which also makes v1 without extensions.
+        pki.v1_self_signed("v1_self_signed", "/CN=127.0.0.1");
+        pki.v1_issued("v1_leaf_cn_ip", "ca", "/CN=127.0.0.1");
+        pki.v1_issued("v1_leaf_cn_dns", "ca", "/CN=localhost");
+        pki.v1_self_signed("v1_ca", "/CN=Test v1 CA");
+        pki.v1_issued("v1_leaf_of_v1_ca", "v1_ca", "/CN=127.0.0.1");
+        pki.issued("leaf_of_v1_ca", "v1_ca", "/CN=127.0.0.1", BOTH_NAMES);
+        pki.long_ago("v1_expired", Some("ca"), "/CN=127.0.0.1", "");
+
+        // An impostor: the site CA's name, another key.
+        pki.self_signed("impostor_ca", "/CN=Test site CA", &[]);
+        pki.v1_issued("v1_leaf_of_impostor_ca", "impostor_ca", "/CN=127.0.0.1");
+        pki.issued("leaf_of_impostor_ca", "impostor_ca", "/CN=127.0.0.1", BOTH_NAMES);
+
         // Bundles where the certificate that matters is not the first.
         pki.concat("bundle_ca_second", &["other_ca", "ca"]);
         pki.concat("bundle_leaf_second", &["other_ca", "leaf"]);
         pki.concat("bundle_self_signed_second", &["other_ca", "self_signed", "ca"]);
+        pki.concat("bundle_v1_self_signed_second", &["other_ca", "v1_self_signed"]);
 
         std::fs::write(pki.dir.join("empty.pem"), "").unwrap();
         pki
@@ -470,6 +554,40 @@ impl Pki {
         );
     }
 
+    /// `openssl x509 -req -signkey`: self-signed, X.509 v1.
+    fn v1_self_signed(&self, name: &str, subject: &str) {
+        let csr = self.request(name, subject);
+        let (key, cert) = (self.file(name, "key"), self.file(name, "pem"));
+        self.openssl(&[
+            "x509", "-req", "-days", "2", "-in", &csr, "-signkey", &key, "-out", &cert,
+        ]);
+    }
+
+    /// `openssl x509 -req -CA` without extensions: X.509 v1.
+    fn v1_issued(&self, name: &str, issuer: &str, subject: &str) {
+        let csr = self.request(name, subject);
+        let (ca, ca_key, cert) = (
+            self.file(issuer, "pem"),
+            self.file(issuer, "key"),
+            self.file(name, "pem"),
+        );
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+        ]);
+    }
+
     /// The database `openssl ca` needs: it alone sets arbitrary validity dates.
     fn openssl_ca_db(&self) {
         std::fs::create_dir_all(self.dir.join("ca_db")).unwrap();
@@ -484,7 +602,8 @@ impl Pki {
         .unwrap();
     }
 
-    /// A certificate valid for one day in 2020, issued by `issuer` or self-signed.
+    /// A certificate valid for one day in 2020, issued by `issuer` or self-signed,
+    /// with the extensions `ext` (none: X.509 v1).
     fn long_ago(&self, name: &str, issuer: Option<&str>, subject: &str, ext: &str) {
         let csr = self.request(name, subject);
         let ext_file = self.file(name, "ext");
@@ -494,9 +613,11 @@ impl Pki {
         let signer = issuer.unwrap_or(name);
         let (ca, ca_key) = (self.file(signer, "pem"), self.file(signer, "key"));
         let mut args = vec![
-            "ca", "-batch", "-notext", "-config", "ca.cnf", "-in", &csr, "-out", &cert, "-extfile", &ext_file,
-            "-keyfile", &ca_key,
+            "ca", "-batch", "-notext", "-config", "ca.cnf", "-in", &csr, "-out", &cert, "-keyfile", &ca_key,
         ];
+        if !ext.is_empty() {
+            args.extend_from_slice(&["-extfile", &ext_file]);
+        }
         args.extend_from_slice(&LONG_AGO);
         match issuer {
             Some(_) => args.extend_from_slice(&["-cert", &ca]),
@@ -535,6 +656,10 @@ fn the_test_certificates_are_what_their_names_say() {
     assert!(!text("leaf_cn_dns").contains("Subject Alternative Name"));
     assert!(text("leaf_expired").contains("Jan  2 00:00:00 2020 GMT"));
     assert!(text("expired_ca").contains("Jan  2 00:00:00 2020 GMT"));
+    for v1 in ["v1_self_signed", "v1_leaf_cn_ip", "v1_ca", "v1_expired"] {
+        assert!(text(v1).contains("Version: 1 (0x0)"), "{v1}");
+    }
+    assert!(text("leaf_of_v1_ca").contains("Version: 3"));
     let pem_count = |name: &str| {
         std::fs::read_to_string(Path::new(&pki().path(name)))
             .unwrap()

@@ -15,12 +15,23 @@
 //!   subject's Common Name; webpki only reads the subjectAltName.
 //! - OpenSSL checks the leaf's key usages for a TLS server (`sslserver` purpose);
 //!   webpki only checks the extended key usage.
+//! - OpenSSL reads X.509 v1 certificates, which `openssl x509 -req` makes when given no
+//!   extensions (the classic recipe for a self-signed or home-CA certificate); webpki
+//!   reads only v3.
 //!
 //! [`CaFileVerifier`] runs webpki first and adds each of these rules on top; everything
 //! else (signatures along the chain, intermediates' dates and constraints, the TLS
-//! handshake's own signature) stays webpki's and the crypto provider's. Each rule was
-//! checked against `/usr/bin/rt-mailgate` (tests/cli_tls.rs runs both clients).
-//! Without `--ca-file` none of this applies: system roots are verified as before.
+//! handshake's own signature) stays webpki's and the crypto provider's. Only for a v1
+//! certificate, which webpki cannot parse, are its one issuer signature and the
+//! handshake signature checked here, with the provider's algorithms through webpki's
+//! raw-public-key API. Each rule was checked against `/usr/bin/rt-mailgate`
+//! (tests/cli_tls.rs runs both clients). Without `--ca-file` none of this applies:
+//! system roots are verified as before.
+//!
+//! Known differences left, all refusals where Perl accepts: a server certificate
+//! marked CA:TRUE that the file does not hold but a CA in it issued; a v1 server
+//! certificate issued by an intermediate the server sends; a Common Name with a
+//! partial-label wildcard (`w*.example.org`).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -28,16 +39,22 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, verify_tls13_signature_with_raw_key, CryptoProvider,
+    WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, TrustAnchor, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, Error, OtherError, PeerMisbehaved, RootCertStore,
+    SignatureScheme,
 };
+use x509_parser::asn1_rs::Any;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Version;
 
 /// The CA file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +165,28 @@ impl CaFile {
             .iter()
             .any(|c| c.der.as_ref() == end_entity.as_ref() && c.valid_at(now))
     }
+
+    /// Whether a certificate of the file, valid now and fit to issue certificates,
+    /// signed `leaf` (for v1 leaves, which webpki cannot chain; one level only).
+    fn issued(
+        &self,
+        leaf: &X509Certificate<'_>,
+        leaf_der: &[u8],
+        now: i64,
+        algorithms: &WebPkiSupportedAlgorithms,
+    ) -> bool {
+        let Some((signed, algorithm, signature)) = signed_parts(leaf, leaf_der) else {
+            return false;
+        };
+        self.certs.iter().filter(|c| c.valid_at(now)).any(|c| {
+            let Ok((_, issuer)) = X509Certificate::from_der(&c.der) else {
+                return false;
+            };
+            issuer.subject().as_raw() == leaf.issuer().as_raw()
+                && can_issue(&issuer)
+                && signature_verifies(issuer.public_key().raw, algorithm, signed, signature, algorithms)
+        })
+    }
 }
 
 /// A rustls client configuration that verifies servers against `ca` as the Perl client
@@ -188,10 +227,15 @@ impl ServerCertVerifier for CaFileVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let parsed = ParsedCertificate::try_from(end_entity)?;
-        let (_, leaf) = X509Certificate::from_der(end_entity)
-            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        // x509-parser reads what webpki does not expose. Should it fail where webpki
+        // succeeds, webpki's verdict alone stands (no key-usage or CN rules).
+        let leaf = X509Certificate::from_der(end_entity).ok().map(|(_, leaf)| leaf);
         let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let parsed = match (ParsedCertificate::try_from(end_entity), &leaf) {
+            (Ok(parsed), _) => parsed,
+            (Err(e), Some(leaf)) if is_older_than_v3(&e) => return self.verify_v1(end_entity, leaf, server_name, secs),
+            (Err(e), _) => return Err(e),
+        };
 
         let roots = self.ca.roots_valid_at(secs);
         match verify_server_cert_signed_by_trust_anchor(&parsed, &roots, intermediates, now, self.algorithms.all) {
@@ -221,9 +265,11 @@ impl ServerCertVerifier for CaFileVerifier {
             }
             Err(e) => return Err(e),
         }
-        server_purpose(&leaf)?;
+        if let Some(leaf) = &leaf {
+            server_purpose(leaf)?;
+        }
         match verify_server_name(&parsed, server_name) {
-            Err(e) if !common_name_names(&leaf, server_name) => Err(e),
+            Err(e) if !leaf.as_ref().is_some_and(|leaf| common_name_names(leaf, server_name)) => Err(e),
             // A subjectAltName matched, or else the Common Name did by the rule of
             // IO::Socket::SSL's `www` scheme.
             _ => Ok(ServerCertVerified::assertion()),
@@ -236,7 +282,10 @@ impl ServerCertVerifier for CaFileVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        match verify_tls12_signature(message, cert, dss, &self.algorithms) {
+            Err(e) if is_older_than_v3(&e) => self.v1_handshake_signature(message, cert, dss, false),
+            checked => checked,
+        }
     }
 
     fn verify_tls13_signature(
@@ -245,12 +294,145 @@ impl ServerCertVerifier for CaFileVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+        match verify_tls13_signature(message, cert, dss, &self.algorithms) {
+            Err(e) if is_older_than_v3(&e) => self.v1_handshake_signature(message, cert, dss, true),
+            checked => checked,
+        }
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+impl CaFileVerifier {
+    /// An X.509 v1 (or v2) server certificate, which webpki does not read, checked as
+    /// OpenSSL checks it: within its dates; trusted because the file holds it (partial
+    /// chain again) or because a certificate of the file signed it; named by its CN
+    /// (no extensions, so no subjectAltName and no key usages). Intermediates the
+    /// server sends are not followed here.
+    fn verify_v1(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        leaf: &X509Certificate<'_>,
+        server_name: &ServerName<'_>,
+        now: i64,
+    ) -> Result<ServerCertVerified, Error> {
+        if leaf.version() == X509Version::V3 {
+            return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
+        }
+        let validity = leaf.validity();
+        if now < validity.not_before.timestamp() {
+            return Err(Error::InvalidCertificate(CertificateError::NotValidYet));
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(Error::InvalidCertificate(CertificateError::Expired));
+        }
+        if !self.ca.pins(end_entity, now) && !self.ca.issued(leaf, end_entity, now, &self.algorithms) {
+            return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        }
+        server_purpose(leaf)?;
+        if common_name_names(leaf, server_name) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::InvalidCertificate(CertificateError::NotValidForName))
+        }
+    }
+
+    /// The handshake signature made with the key of a v1 certificate (accepted by
+    /// [`Self::verify_v1`]), checked with that key as rustls checks it for v3: the
+    /// first algorithm of the scheme for TLS 1.3, any of them for TLS 1.2.
+    fn v1_handshake_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+        tls13: bool,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let (_, leaf) =
+            X509Certificate::from_der(cert).map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let spki = SubjectPublicKeyInfoDer::from(leaf.public_key().raw);
+        if tls13 {
+            return verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms);
+        }
+        let candidates = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or(Error::PeerMisbehaved(
+                PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            ))?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if candidates
+            .iter()
+            .any(|algorithm| key.verify_signature(*algorithm, message, dss.signature()).is_ok())
+        {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(Error::InvalidCertificate(CertificateError::BadSignature))
+        }
+    }
+}
+
+/// webpki refuses anything but X.509 v3 with this.
+fn is_older_than_v3(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::InvalidCertificate(CertificateError::Other(OtherError(inner)))
+            if matches!(inner.downcast_ref::<webpki::Error>(), Some(webpki::Error::UnsupportedCertVersion))
+    )
+}
+
+/// What a certificate's signature covers, the signature algorithm (the content of its
+/// AlgorithmIdentifier, as webpki's algorithm ids are written) and the signature.
+fn signed_parts<'a>(cert: &'a X509Certificate<'a>, der: &'a [u8]) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+    let (_, outer) = Any::from_der(der).ok()?;
+    let (rest, _) = Any::from_der(outer.data).ok()?;
+    let (_, algorithm) = Any::from_der(rest).ok()?;
+    Some((
+        cert.tbs_certificate.as_ref(),
+        algorithm.data,
+        &cert.signature_value.data,
+    ))
+}
+
+/// OpenSSL's `X509_check_ca` for the issuer at the top of a chain: CA:TRUE, or a v1
+/// self-signed certificate (OpenSSL's "legacy v1 root"); and a key usage, if present,
+/// must allow signing certificates.
+fn can_issue(issuer: &X509Certificate<'_>) -> bool {
+    if let Ok(Some(ku)) = issuer.key_usage() {
+        if !ku.value.key_cert_sign() {
+            return false;
+        }
+    }
+    match issuer.basic_constraints() {
+        Ok(Some(bc)) => bc.value.ca,
+        _ => issuer.version() == X509Version::V1 && issuer.subject().as_raw() == issuer.issuer().as_raw(),
+    }
+}
+
+/// Whether `signature` over `message` verifies with the key `spki` (DER) by the
+/// algorithm `algorithm_id` names, among the provider's.
+fn signature_verifies(
+    spki: &[u8],
+    algorithm_id: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> bool {
+    let spki = SubjectPublicKeyInfoDer::from(spki);
+    let Ok(key) = webpki::RawPublicKeyEntity::try_from(&spki) else {
+        return false;
+    };
+    algorithms
+        .all
+        .iter()
+        .filter(|algorithm| algorithm.signature_alg_id().as_ref() == algorithm_id)
+        .any(|algorithm| key.verify_signature(*algorithm, message, signature).is_ok())
 }
 
 /// A refusal by one of the rules added here, in words for the operator. rustls shows

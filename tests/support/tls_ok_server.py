@@ -1,8 +1,9 @@
 """A loopback HTTPS stand-in for RT: answers every POST with `ok`. Used by
 tests/cli_tls.rs to check certificate handling.
 
-Usage: tls_ok_server.py CERT_FILE KEY_FILE. CERT_FILE may hold the server's
-certificate followed by intermediate CA certificates, which are then sent too.
+Usage: tls_ok_server.py CERT_FILE KEY_FILE [tls1.2]. CERT_FILE may hold the
+server's certificate followed by intermediate CA certificates, which are then sent
+too. With `tls1.2`, TLS 1.3 is not offered (the handshake is signed differently).
 Prints its port, then serves until killed (at most 120 s)."""
 import http.server
 import ssl
@@ -12,6 +13,8 @@ import threading
 cert, key = sys.argv[1], sys.argv[2]
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
+if sys.argv[3:] == ["tls1.2"]:
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
