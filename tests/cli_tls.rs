@@ -54,6 +54,16 @@ fn ca_file_accepts_a_common_name_without_subject_alt_name() {
 }
 
 #[test]
+fn ca_file_accepts_a_server_certificate_marked_ca() {
+    // OpenSSL does not mind CA:TRUE on the server's certificate, pinned or issued.
+    accepted("leaf_ca_true", IP, Some("ca.pem"));
+    accepted("leaf_ca_true", IP, Some("leaf_ca_true.pem"));
+    refused("leaf_ca_true", IP, Some("other_ca.pem"), "CaUsedAsEndEntity");
+    refused("leaf_ca_true_of_impostor_ca", IP, Some("ca.pem"), "CaUsedAsEndEntity");
+    refused("leaf_ca_true", DNS, Some("ca.pem"), "not valid for name");
+}
+
+#[test]
 fn ca_file_accepts_the_servers_own_certificate_pinned() {
     // A leaf (CA:FALSE) issued by a CA that is not in the file: OpenSSL's partial
     // chains, which IO::Socket::SSL turns on, make it a trust anchor.
@@ -377,6 +387,12 @@ impl Pki {
         // Server certificates (CA:FALSE) issued by the site CA.
         pki.issued("leaf", "ca", "/CN=127.0.0.1", BOTH_NAMES);
         pki.issued("leaf_cn_ip", "ca", "/CN=127.0.0.1", "");
+        pki.sign(
+            "leaf_ca_true",
+            "ca",
+            "/CN=127.0.0.1",
+            "basicConstraints=CA:TRUE\nsubjectAltName=IP:127.0.0.1",
+        );
         pki.issued("leaf_cn_dns", "ca", "/CN=localhost", "");
         pki.issued(
             "leaf_dns_alt_ip_cn",
@@ -457,6 +473,12 @@ impl Pki {
         pki.self_signed("impostor_ca", "/CN=Test site CA", &[]);
         pki.v1_issued("v1_leaf_of_impostor_ca", "impostor_ca", "/CN=127.0.0.1");
         pki.issued("leaf_of_impostor_ca", "impostor_ca", "/CN=127.0.0.1", BOTH_NAMES);
+        pki.sign(
+            "leaf_ca_true_of_impostor_ca",
+            "impostor_ca",
+            "/CN=127.0.0.1",
+            "basicConstraints=CA:TRUE\nsubjectAltName=IP:127.0.0.1",
+        );
 
         // Bundles where the certificate that matters is not the first.
         pki.concat("bundle_ca_second", &["other_ca", "ca"]);

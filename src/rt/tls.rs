@@ -28,10 +28,10 @@
 //! (tests/cli_tls.rs runs both clients). Without `--ca-file` none of this applies:
 //! system roots are verified as before.
 //!
-//! Known differences left, all refusals where Perl accepts: a server certificate
-//! marked CA:TRUE that the file does not hold but a CA in it issued; a v1 server
-//! certificate issued by an intermediate the server sends; a Common Name with a
-//! partial-label wildcard (`w*.example.org`).
+//! Known differences left, all refusals where Perl accepts: a v1 or CA:TRUE server
+//! certificate issued by an intermediate the server sends (only a certificate of the
+//! file is looked for as its issuer); a Common Name with a partial-label wildcard
+//! (`w*.example.org`).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -167,7 +167,7 @@ impl CaFile {
     }
 
     /// Whether a certificate of the file, valid now and fit to issue certificates,
-    /// signed `leaf` (for v1 leaves, which webpki cannot chain; one level only).
+    /// signed `leaf`: for the leaves webpki does not chain (v1, CA:TRUE); one level.
     fn issued(
         &self,
         leaf: &X509Certificate<'_>,
@@ -247,6 +247,14 @@ impl ServerCertVerifier for CaFileVerifier {
             // and within its dates; the handshake signature still proves the server
             // holds its key, and the purpose and name checks below still apply.
             Err(e) if is_untrusted_end_entity(&e) && self.ca.pins(end_entity, secs) => {}
+            // OpenSSL does not mind CA:TRUE on the server's certificate; webpki stops
+            // at it (CaUsedAsEndEntity), so a CA of the file having signed it is checked
+            // here. Its dates were checked before that error.
+            Err(e)
+                if is_ca_used_as_end_entity(&e)
+                    && leaf
+                        .as_ref()
+                        .is_some_and(|leaf| self.ca.issued(leaf, end_entity, secs, &self.algorithms)) => {}
             // Say so when only an out-of-date CA certificate would have vouched for it:
             // "UnknownIssuer" would send the operator looking in the wrong place.
             Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
@@ -379,11 +387,15 @@ impl CaFileVerifier {
 
 /// webpki refuses anything but X.509 v3 with this.
 fn is_older_than_v3(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::InvalidCertificate(CertificateError::Other(OtherError(inner)))
-            if matches!(inner.downcast_ref::<webpki::Error>(), Some(webpki::Error::UnsupportedCertVersion))
-    )
+    matches!(webpki_error(error), Some(webpki::Error::UnsupportedCertVersion))
+}
+
+/// The webpki error rustls passes on as `Other`, for the ones it has no variant for.
+fn webpki_error(error: &Error) -> Option<&webpki::Error> {
+    match error {
+        Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => inner.downcast_ref(),
+        _ => None,
+    }
 }
 
 /// What a certificate's signature covers, the signature algorithm (the content of its
@@ -461,16 +473,11 @@ fn refusal(why: &'static str) -> Error {
 /// file", which a pinned certificate overrides. Any other failure (bad signature,
 /// expired intermediate, wrong purpose...) stands.
 fn is_untrusted_end_entity(error: &Error) -> bool {
-    match error {
-        Error::InvalidCertificate(CertificateError::UnknownIssuer) => true,
-        Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
-            matches!(
-                inner.downcast_ref::<webpki::Error>(),
-                Some(webpki::Error::CaUsedAsEndEntity)
-            )
-        }
-        _ => false,
-    }
+    matches!(error, Error::InvalidCertificate(CertificateError::UnknownIssuer)) || is_ca_used_as_end_entity(error)
+}
+
+fn is_ca_used_as_end_entity(error: &Error) -> bool {
+    matches!(webpki_error(error), Some(webpki::Error::CaUsedAsEndEntity))
 }
 
 /// OpenSSL's `sslserver` purpose for the server's certificate (`check_purpose_ssl_server`
