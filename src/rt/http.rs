@@ -3,8 +3,7 @@
 //! Content-Length, exactly as the Perl client posts it.
 //!
 //! Like the Perl client (LWP): TLS verified by default (rustls, system roots), or
-//! against `--ca-file` only, trusting what OpenSSL would (see [`super::tls`]), or not at
-//! all; the timeout bounds *inactivity* (no byte
+//! against `--ca-file` only, or not at all; the timeout bounds *inactivity* (no byte
 //! moving), not the whole request, so a big mail on a slow link is not cut off; up to
 //! 3 redirects are followed by posting again to the new location.
 
@@ -38,9 +37,10 @@ const UPLOAD_CHUNK: usize = 64 * 1024;
 pub enum TlsPolicy {
     /// The system's trusted roots (the default).
     SystemRoots,
-    /// Only the certificates in this PEM file (`--ca-file`), as OpenSSL trusts them: a
-    /// self-signed or pinned server certificate in it is trusted as it is. Read only
-    /// when an `https://` URL is used, as the Perl client reads it.
+    /// Only the certificates in this PEM file (`--ca-file`), as OpenSSL trusts them (a
+    /// self-signed or pinned server certificate in it is trusted as it is; see
+    /// [`super::tls`]). Read only when an `https://` URL is used, as the Perl client
+    /// reads it.
     CaFile(PathBuf),
     /// No chain or hostname check (`--no-verify-ssl`).
     NoVerify,
