@@ -1,7 +1,8 @@
 //! TLS, as the Perl client does it (LWP + IO::Socket::SSL + OpenSSL). `--ca-file`
 //! trusts what OpenSSL trusts with IO::Socket::SSL's settings: any certificate in the
 //! file as a trust anchor (so a self-signed or pinned server certificate), the Common
-//! Name when there is no subjectAltName for the host; and it still refuses a wrong
+//! Name when there is no subjectAltName for the host, X.509 v1 certificates, a server
+//! certificate marked CA:TRUE; and it still refuses a wrong
 //! host, an out-of-date certificate, an unrelated CA or a certificate not meant for a
 //! TLS server. Without `--ca-file` the system roots decide; `--no-verify-ssl` checks
 //! nothing.
