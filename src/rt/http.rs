@@ -13,7 +13,7 @@
 //! `/REST/1.0/...`: RT answers both alike, but a proxy that exposes only the exact
 //! gateway path (as the configs in `deploy/` do) need not know about the double slash.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use tokio_util::io::ReaderStream;
 
 use secrecy::ExposeSecret;
 
+use super::tls::{self, CaFile};
 use super::MailGateway;
 use crate::core::aliases::redact_url;
 use crate::core::credentials::Credentials;
@@ -47,7 +48,10 @@ const UPLOAD_CHUNK: usize = 64 * 1024;
 pub enum TlsPolicy {
     /// The system's trusted roots (the default).
     SystemRoots,
-    /// Only the CA certificates in this PEM file (`--ca-file`).
+    /// Only the certificates in this PEM file (`--ca-file`), as OpenSSL trusts them (a
+    /// self-signed or pinned server certificate in it is trusted as it is; see
+    /// [`super::tls`]). Read only when an `https://` URL is used, as the Perl client
+    /// reads it.
     CaFile(PathBuf),
     /// No chain or hostname check (`--no-verify-ssl`).
     NoVerify,
@@ -118,30 +122,36 @@ pub struct HttpGateway {
     /// For `https://` URLs, built on first use (a redirect may lead from http to https).
     secure: OnceLock<Result<Client, String>>,
     config: HttpGatewayConfig,
-    ca_certs: Option<Vec<reqwest::Certificate>>,
+    /// Read up front for an `https://` URL; for `http://`, on first use if a redirect
+    /// leads to https.
+    ca_file: Option<Arc<CaFile>>,
     endpoint: Url,
 }
 
 impl HttpGatewayConfig {
-    /// Checks the URL and reads the CA file, without building a client.
+    /// Checks the URL and, for an `https://` URL, reads the CA file, without building a
+    /// client.
     pub fn validate(&self) -> Result<(), GatewayConfigError> {
         self.checked().map(|_| ())
     }
 
-    fn checked(&self) -> Result<(Url, Option<Vec<reqwest::Certificate>>), GatewayConfigError> {
+    /// The CA file is read only for an `https://` URL: the Perl client hands it to
+    /// IO::Socket::SSL, which opens it when a TLS connection is made, so a missing or
+    /// broken file does not stop a post over plain http.
+    fn checked(&self) -> Result<(Url, Option<Arc<CaFile>>), GatewayConfigError> {
         let endpoint = endpoint_url(&self.base_url)?;
-        let ca_certs = match &self.tls {
-            TlsPolicy::CaFile(path) => Some(read_ca_file(path)?),
+        let ca_file = match &self.tls {
+            TlsPolicy::CaFile(path) if endpoint.scheme() == "https" => Some(read_ca_file(path)?),
             _ => None,
         };
-        Ok((endpoint, ca_certs))
+        Ok((endpoint, ca_file))
     }
 }
 
 impl HttpGateway {
     /// Checks the configuration and builds the client (no connection is made yet).
     pub fn new(config: &HttpGatewayConfig) -> Result<Self, GatewayConfigError> {
-        let (endpoint, ca_certs) = config.checked()?;
+        let (endpoint, ca_file) = config.checked()?;
         let plain = base_builder(config)
             .tls_certs_only(Vec::new())
             .build()
@@ -150,7 +160,7 @@ impl HttpGateway {
             plain,
             secure: OnceLock::new(),
             config: config.clone(),
-            ca_certs,
+            ca_file,
             endpoint,
         };
         if gateway.endpoint.scheme() == "https" {
@@ -163,12 +173,21 @@ impl HttpGateway {
 
     fn secure_client(&self) -> Result<&Client, &str> {
         let built = self.secure.get_or_init(|| {
-            let builder = match (&self.config.tls, &self.ca_certs) {
-                (TlsPolicy::NoVerify, _) => base_builder(&self.config)
+            let builder = match &self.config.tls {
+                TlsPolicy::NoVerify => base_builder(&self.config)
                     .tls_danger_accept_invalid_certs(true)
                     .tls_danger_accept_invalid_hostnames(true),
-                (_, Some(certs)) => base_builder(&self.config).tls_certs_only(certs.clone()),
-                _ => base_builder(&self.config),
+                TlsPolicy::CaFile(path) => {
+                    let ca_file = match &self.ca_file {
+                        Some(ca_file) => ca_file.clone(),
+                        None => read_ca_file(path).map_err(|e| e.to_string())?,
+                    };
+                    let tls = tls::client_config(ca_file).map_err(|e| format!("TLS setup: {e}"))?;
+                    // Must be the rustls reqwest links (Cargo.toml): otherwise `build` fails
+                    // with "Unknown TLS backend".
+                    base_builder(&self.config).tls_backend_preconfigured(tls)
+                }
+                TlsPolicy::SystemRoots => base_builder(&self.config),
             };
             builder.build().map_err(|e| e.to_string())
         });
@@ -338,17 +357,13 @@ fn endpoint_url(base: &str) -> Result<Url, GatewayConfigError> {
     Url::parse(&format!("{}{GATEWAY_PATH}", base.trim_end_matches('/'))).map_err(|_| bad())
 }
 
-fn read_ca_file(path: &PathBuf) -> Result<Vec<reqwest::Certificate>, GatewayConfigError> {
-    let err = |reason: String| GatewayConfigError::CaFile {
-        path: path.clone(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no PEM certificate in it".to_string()));
-    }
-    Ok(certs)
+fn read_ca_file(path: &Path) -> Result<Arc<CaFile>, GatewayConfigError> {
+    CaFile::read(path)
+        .map(Arc::new)
+        .map_err(|e| GatewayConfigError::CaFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 /// Maps a reqwest error, with its whole cause chain, to a transport failure.
@@ -464,5 +479,25 @@ mod tests {
         let empty = tempfile::NamedTempFile::new().unwrap();
         let err = HttpGateway::new(&config(empty.path().to_str().unwrap())).unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_file_is_read_only_when_https_is_used() {
+        let config = HttpGatewayConfig {
+            base_url: "http://rt.example".into(),
+            timeout: None,
+            tls: TlsPolicy::CaFile("/nonexistent/ca.pem".into()),
+            user_agent: "t".into(),
+            credentials: Credentials::default(),
+            other_hosts: OtherHosts::Any,
+        };
+        config.validate().unwrap();
+        let gateway = HttpGateway::new(&config).unwrap();
+        assert!(gateway.client_for(&Url::parse("http://rt.example/").unwrap()).is_ok());
+        // A redirect to https: now the file is needed, and its problem is a TLS failure.
+        match gateway.client_for(&Url::parse("https://rt.example/").unwrap()) {
+            Err(TransportFailure::Tls(text)) => assert!(text.contains("/nonexistent/ca.pem"), "{text}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
 }

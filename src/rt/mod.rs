@@ -1,9 +1,11 @@
 //! Adapter to RT's mail gateway. [`MailGateway`] is the small trait the CLI and the
 //! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls), and
-//! [`pool::GatewayPool`] holds one per RT the function serves, with its credentials.
+//! [`pool::GatewayPool`] holds one per RT the function serves, with its credentials;
+//! [`tls`] checks certificates against `--ca-file` / `RT_CA_FILE` as OpenSSL would.
 
 pub mod http;
 pub mod pool;
+pub mod tls;
 
 use std::future::Future;
 
