@@ -1,7 +1,9 @@
 //! Migrating an `/etc/aliases` file: `rt-mailgate-routes import-aliases` turns each
 //! rt-mailgate pipe into a Lambda route, the function's own parser accepts the result,
-//! and every address posts exactly what its alias posted. Every alias left behind is
-//! reported with its reason, and no password from a `--url` is ever printed.
+//! and every address posts exactly what its alias posted, to the RT it posted to: the RT
+//! most aliases share becomes `RT_URL`, every other one stays in its routes as `--url`.
+//! Every alias left behind is reported with its reason, and no password from a `--url`
+//! is ever printed or copied (it belongs in a Secrets Manager secret).
 //! `rt-mailgate-routes explain` then answers "where would this address go?".
 
 use std::path::Path;
@@ -13,6 +15,8 @@ use rt_mailgate::core::route::RoutingTable;
 
 const ROUTES_BIN: &str = env!("CARGO_BIN_EXE_rt-mailgate-routes");
 const PASSWORD: &str = "s3cret-pw";
+/// The password of the second RT with credentials in its URL.
+const OPS_PASSWORD: &str = "0ps-pw";
 
 /// An aliases file as an RT host has them: every form the import must read.
 const ALIASES: &str = r##"# /etc/aliases on the old RT host
@@ -32,7 +36,9 @@ night: "|/usr/bin/rt-mailgate --queue 'Ops #2; night'
 help: archive@example.com, "|/usr/bin/rt-mailgate --queue Help --url https://rt:s3cret-pw@rt.example.com", /var/log/help.mbox
 staff: :include:/etc/mail/staff.list
 procmail: "|/usr/bin/procmail -m /etc/procmailrc"
+# Two more RTs: an old one without credentials, the ops team's with its own.
 legacy: "|/usr/bin/rt-mailgate --queue Legacy --url https://rt-old.example.com"
+ops: "|/usr/bin/rt-mailgate --queue Ops --action comment --url https://mailgate:0ps-pw@rt-ops.example.com/rt/"
 "##;
 
 /// Runs `rt-mailgate-routes` with `args` and `env`, killed after 30 s; gives (exit
@@ -46,7 +52,13 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap());
-    for var in ["ROUTES", "ROUTES_FILE", "SUBADDRESS_SEPARATOR", "RT_URL"] {
+    for var in [
+        "ROUTES",
+        "ROUTES_FILE",
+        "SUBADDRESS_SEPARATOR",
+        "RT_URL",
+        "RT_SECRET_ID",
+    ] {
         command.env_remove(var);
     }
     command.envs(env.iter().copied());
@@ -120,6 +132,7 @@ fn every_rt_mailgate_alias_becomes_a_route_that_posts_what_the_alias_posted() {
         ),
         ("help@example.com", &[("queue", "Help")]),
         ("legacy@example.com", &[("queue", "Legacy")]),
+        ("ops+3@example.com", &[("queue", "Ops"), ("action", "comment")]),
     ];
     for (address, fields) in expected {
         let route = table
@@ -140,7 +153,8 @@ fn every_rt_mailgate_alias_becomes_a_route_that_posts_what_the_alias_posted() {
     ] {
         assert!(table.route(unrouted).is_none(), "{unrouted} must not be routed");
     }
-    // Exactly one route per migrated alias, quoted so the shell words survive.
+    // Exactly one route per migrated alias, quoted so the shell words survive. The RT
+    // most aliases use is left to RT_URL; the others are named, without credentials.
     let lines: Vec<&str> = routes.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(
         lines,
@@ -150,9 +164,34 @@ fn every_rt_mailgate_alias_becomes_a_route_that_posts_what_the_alias_posted() {
             "number-one@example.com: --queue \"It's #1; really\"",
             "night@example.com: --queue 'Ops #2; night' --action correspond --extension ticket",
             "help@example.com: --queue Help",
-            "legacy@example.com: --queue Legacy",
+            "legacy@example.com: --queue Legacy --url https://rt-old.example.com",
+            "ops@example.com: --queue Ops --action comment --url https://rt-ops.example.com/rt",
         ]
     );
+}
+
+#[test]
+fn each_address_goes_to_the_rt_its_alias_posted_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, _) = import(dir.path());
+    let table = RoutingTable::parse(&routes, Some('+')).unwrap();
+    let rt = |address: &str| table.route(address).unwrap().request.rt.map(|t| (t.url, t.secret));
+    // The function's own RT (RT_URL): the routes name none.
+    for address in ["sales@example.com", "night+7@example.com", "help@example.com"] {
+        assert_eq!(rt(address), None, "{address}");
+    }
+    assert_eq!(
+        rt("legacy@example.com"),
+        Some(("https://rt-old.example.com".into(), None))
+    );
+    // The URL without its credentials, and no secret yet: the admin adds `--secret`.
+    assert_eq!(
+        rt("ops@example.com"),
+        Some(("https://rt-ops.example.com/rt".into(), None))
+    );
+    // The function builds one client for each RT a route names.
+    let urls: Vec<String> = table.targets().into_iter().map(|t| t.url).collect();
+    assert_eq!(urls, ["https://rt-old.example.com", "https://rt-ops.example.com/rt"]);
 }
 
 #[test]
@@ -166,22 +205,36 @@ fn every_skip_and_every_dropped_target_is_reported_with_its_reason() {
         "line 17: `procmail` skipped: no pipe to rt-mailgate: it pipes to `/usr/bin/procmail`",
         "line 15: `help` migrated, but also delivers to `archive@example.com`: not migrated",
         "line 15: `help` migrated, but also appends to the file `/var/log/help.mbox`: not migrated",
-        "warning: the aliases differ on RT_URL",
-        "6 routes made, 4 aliases or lines skipped",
+        // Credentials are never copied: the admin is told where they go instead.
+        "line 20: `ops` migrated, but its --url held credentials (https://***@rt-ops.example.com/rt): \
+         the route leaves them out; put them in a Secrets Manager secret and add `--secret ID` to the route",
+        "warning: the aliases' URL for RT_URL held credentials (https://***@rt.example.com): they are not copied; \
+         put them in a Secrets Manager secret and name it in RT_SECRET_ID",
+        "7 routes made, 4 aliases or lines skipped",
     ] {
         assert!(report.contains(expected), "`{expected}` missing from:\n{report}");
     }
-    // The function-wide settings head the routes, for the admin to set once.
+    // Several RTs are no conflict any more: only function-wide settings can be.
+    assert!(!report.contains("differ on RT_URL"), "{report}");
+    // The RTs and the function-wide settings head the routes, for the admin to set once.
     for expected in [
-        "#   RT_URL=https://***@rt.example.com  (5 of 6 aliases)",
-        "#   RT_URL=https://rt-old.example.com  (1 of 6 aliases)",
-        "# WARNING: the aliases differ on RT_URL",
-        "#   RT_VERIFY_TLS=false  (1 of 6 aliases)",
-        "#   RT_TIMEOUT=30  (1 of 6 aliases)",
+        "# The RTs the aliases post to (credentials are never copied into routes):",
+        "#   RT_URL=https://rt.example.com  (5 of 7 aliases; their routes leave --url out)",
+        "#     its aliases' URL held credentials: put them in a Secrets Manager secret and name it in RT_SECRET_ID",
+        "#   --url https://rt-old.example.com  (1 of 7 aliases, in their routes: legacy)",
+        "#   --url https://rt-ops.example.com/rt  (1 of 7 aliases, in their routes: ops)",
+        "#     its aliases' URL held credentials: put them in a Secrets Manager secret and add `--secret ID` to these routes",
+        "#   RT_VERIFY_TLS=false  (1 of 7 aliases)",
+        "#   RT_TIMEOUT=30  (1 of 7 aliases)",
     ] {
         assert!(routes.contains(expected), "`{expected}` missing from:\n{routes}");
     }
-    assert!(!routes.contains(PASSWORD) && !report.contains(PASSWORD));
+    for password in [PASSWORD, OPS_PASSWORD] {
+        assert!(
+            !routes.contains(password) && !report.contains(password),
+            "{password} shown"
+        );
+    }
 }
 
 #[test]
@@ -224,9 +277,27 @@ fn explain_says_where_an_address_goes_from_the_functions_own_settings() {
          \x20 ticket:    12\n\
          \x20 extension: 12\n\
          \x20 header:    X-RT-Mail-Extension: 12\n\
-         \x20 posts to:  https://***@rt.example.com/REST/1.0/NoAuth/mail-gateway\n"
+         \x20 posts to:  https://***@rt.example.com/REST/1.0/NoAuth/mail-gateway (RT_URL)\n"
     );
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+
+    // A route that names its own RT posts there; the function's secret, when set, is
+    // shown for the others.
+    let (code, out, err) = run(
+        &["explain", "legacy@example.com", "--rt-secret-id", "rt/mailgate"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.ends_with("  posts to:  https://rt-old.example.com/REST/1.0/NoAuth/mail-gateway (the route's --url)\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["explain", "help@example.com", "--rt-secret-id", "rt/mailgate"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        out.ends_with("(RT_URL)\n  secret:    rt/mailgate (RT_SECRET_ID)\n"),
+        "{out}"
+    );
 
     let (code, out, _) = run(&["explain", "postmaster@example.com"], &env);
     assert_eq!(code, 1);
@@ -258,4 +329,44 @@ fn explain_says_where_an_address_goes_from_the_functions_own_settings() {
         err.contains("ROUTES: route 1") && err.contains("quote is not closed"),
         "{err}"
     );
+}
+
+#[test]
+fn the_admin_adds_the_secret_the_import_asked_for_and_explain_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, _) = import(dir.path());
+    // What the note asks for: the ops credentials now live in a secret the route names.
+    let ops_route = "ops@example.com: --queue Ops --action comment --url https://rt-ops.example.com/rt";
+    let routes = routes.replace(ops_route, &format!("{ops_route} --secret rt-ops/mailgate"));
+    let routes_file = dir.path().join("routes.txt");
+    std::fs::write(&routes_file, routes).unwrap();
+    let env = [
+        ("ROUTES_FILE", routes_file.to_str().unwrap()),
+        ("RT_URL", "https://rt.example.com"),
+    ];
+
+    let (code, out, err) = run(&["explain", "OPS+9@example.com"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "OPS+9@example.com: routed\n\
+         \x20 route:     ops@example.com\n\
+         \x20 queue:     Ops\n\
+         \x20 action:    comment\n\
+         \x20 ticket:    (not sent: RT goes by the subject's ticket tag, or makes a new ticket)\n\
+         \x20 extension: 9\n\
+         \x20 header:    X-RT-Mail-Extension: 9\n\
+         \x20 posts to:  https://rt-ops.example.com/rt/REST/1.0/NoAuth/mail-gateway (the route's --url)\n\
+         \x20 secret:    rt-ops/mailgate (the route's --secret)\n"
+    );
+
+    // Pasting the credentials back into the URL is refused, and the password not shown.
+    let routes = format!("ops@example.com: --queue Ops --url https://mailgate:{OPS_PASSWORD}@rt-ops.example.com/rt");
+    let (code, out, err) = run(&["explain", "ops@example.com"], &[("ROUTES", &routes)]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("ROUTES: route 1") && err.contains("--url holds credentials") && err.contains("--secret ID"),
+        "{err}"
+    );
+    assert!(!err.contains(OPS_PASSWORD) && !out.contains(OPS_PASSWORD), "{err}");
 }

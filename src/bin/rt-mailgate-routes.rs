@@ -5,13 +5,16 @@
 //!   route leaves out, on stderr (see `rt_mailgate::core::aliases`).
 //! - `explain ADDRESS`: where the function would send mail for that address, read from
 //!   the same environment as the function (`ROUTES`, `ROUTES_FILE`,
-//!   `SUBADDRESS_SEPARATOR`, `RT_URL`); flags override those variables.
+//!   `SUBADDRESS_SEPARATOR`, `RT_URL`, `RT_SECRET_ID`); flags override those variables.
+//!   The RT is the route's own `--url` (and `--secret`) or the function's; credentials in
+//!   a URL are shown as `***`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rt_mailgate::core::aliases::{import_aliases, redact_url, report};
+use rt_mailgate::core::aliases::{import_aliases, report};
+use rt_mailgate::core::redact::redact_url;
 use rt_mailgate::lambda::config::routes_from_vars;
 use rt_mailgate::rt::http::GATEWAY_PATH;
 
@@ -49,6 +52,9 @@ enum Command {
         /// RT's base URL, instead of $RT_URL.
         #[arg(long)]
         rt_url: Option<String>,
+        /// The function's RT credentials secret (name or ARN), instead of $RT_SECRET_ID.
+        #[arg(long)]
+        rt_secret_id: Option<String>,
     },
 }
 
@@ -61,12 +67,14 @@ fn main() -> ExitCode {
             routes_file,
             separator,
             rt_url,
+            rt_secret_id,
         } => {
             let flags = [
                 ("ROUTES", routes),
                 ("ROUTES_FILE", routes_file),
                 ("SUBADDRESS_SEPARATOR", separator),
                 ("RT_URL", rt_url),
+                ("RT_SECRET_ID", rt_secret_id),
             ];
             let var = |name: &str| match flags.iter().find(|(n, _)| *n == name) {
                 Some((_, Some(value))) => Some(value.clone()),
@@ -125,10 +133,21 @@ fn explain(address: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Resul
         .extension_header
         .as_deref()
         .map(|h| String::from_utf8_lossy(h).trim_end().to_string());
-    // Per-route URLs will come first here when routes carry `--url`.
-    let posts_to = match var("RT_URL").map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
-        Some(url) => format!("{}{GATEWAY_PATH}", redact_url(url.trim_end_matches('/'))),
-        None => "RT_URL is not set".to_string(),
+    let set = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let endpoint = |url: &str| format!("{}{GATEWAY_PATH}", redact_url(url.trim_end_matches('/')));
+    // The route's own RT, else the function's.
+    let (posts_to, secret) = match &request.rt {
+        Some(rt) => (
+            format!("{} (the route's --url)", endpoint(&rt.url)),
+            rt.secret.as_ref().map(|id| format!("{id} (the route's --secret)")),
+        ),
+        None => (
+            set("RT_URL").map_or_else(
+                || "RT_URL is not set".to_string(),
+                |url| format!("{} (RT_URL)", endpoint(&url)),
+            ),
+            set("RT_SECRET_ID").map(|id| format!("{id} (RT_SECRET_ID)")),
+        ),
     };
     let extension = header.as_deref().and_then(|h| h.strip_prefix("X-RT-Mail-Extension: "));
     println!("{address}: routed");
@@ -151,5 +170,8 @@ fn explain(address: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Resul
     println!("  extension: {}", extension.unwrap_or("(none: no sub-address)"));
     println!("  header:    {}", header.as_deref().unwrap_or("(none)"));
     println!("  posts to:  {posts_to}");
+    if let Some(secret) = secret {
+        println!("  secret:    {secret}");
+    }
     Ok(true)
 }

@@ -15,7 +15,11 @@
 //!
 //! An alias whose targets include a pipe to `rt-mailgate` becomes one route
 //! (`name@domain: --queue 'Sales Team' ...`, shell-quoted so that the route parser reads
-//! back the same arguments). The pipe's function-wide options (`--url`, `--ca-file`,
+//! back the same arguments). The RT each pipe posts to (`--url`) is kept: the URL most
+//! aliases share is the one to set as the function's `RT_URL`, and their routes leave it
+//! out; every other alias's route names its own `--url` (see [`import_aliases`]).
+//! Credentials in a URL (`user:password@`) are never copied: they belong in a Secrets
+//! Manager secret, and a note says so. The pipe's function-wide options (`--ca-file`,
 //! `--[no-]verify-ssl`, `--timeout`, `--debug`, `--jar`) are not route options: they are
 //! kept aside in [`FunctionWide`] and summed up by [`report`]. Every other target, a second
 //! rt-mailgate pipe, an `:include:` (never followed) or an ignored word is reported as a
@@ -25,7 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::core::getopt::parse_args;
-use crate::core::route::RoutingTable;
+use crate::core::redact::redact_word;
+use crate::core::route::{rt_base_url, RoutingTable, RtUrlError};
 
 /// What the import made of one alias (or of a line that is no alias).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,20 +61,76 @@ pub struct Migrated {
     pub name: String,
     /// The route, e.g. `bugs@example.com: --queue 'Sales Team' --action correspond`.
     pub route: String,
+    /// The RT the pipe posted to (`--url`), if it named one.
+    pub url: Option<AliasUrl>,
     /// The pipe's settings that belong to the whole function, left out of the route.
     pub function_wide: FunctionWide,
     /// What else the alias did that the route does not do (reported, not migrated).
     pub notes: Vec<String>,
 }
 
+/// The RT an alias's pipe posts to, as the routes give it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AliasUrl {
+    /// RT's base URL in its canonical form ([`rt_base_url`]), without credentials.
+    pub url: String,
+    /// True when the route names it (`--url`); false when it is the URL most aliases
+    /// share, left to the function's `RT_URL`.
+    pub in_route: bool,
+    /// `user:password@` as written, kept only to tell two credentials for one RT apart
+    /// (two secrets); never shown.
+    userinfo: Option<String>,
+}
+
+impl AliasUrl {
+    /// Reads a pipe's `--url`, setting its credentials aside.
+    fn parse(given: &str) -> Result<Self, RtUrlError> {
+        let mut url = url::Url::parse(given.trim()).map_err(|_| RtUrlError::NotHttp)?;
+        let userinfo = (!url.username().is_empty() || url.password().is_some())
+            .then(|| format!("{}:{}", url.username(), url.password().unwrap_or_default()));
+        // Only URLs without a host refuse these, and rt_base_url refuses those anyway.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(Self {
+            url: rt_base_url(url.as_str())?,
+            in_route: false,
+            userinfo,
+        })
+    }
+
+    /// Whether the alias's URL held credentials (which no route keeps).
+    pub fn had_credentials(&self) -> bool {
+        self.userinfo.is_some()
+    }
+
+    /// The URL as the alias gave it, credentials shown as `***`.
+    pub fn shown(&self) -> String {
+        match (self.had_credentials(), self.url.split_once("://")) {
+            (true, Some((scheme, rest))) => format!("{scheme}://***@{rest}"),
+            _ => self.url.clone(),
+        }
+    }
+
+    /// What tells two RTs apart: the URL, and the credentials used with it.
+    fn key(&self) -> (&str, Option<&str>) {
+        (&self.url, self.userinfo.as_deref())
+    }
+}
+
+// By hand, so that a debug print never shows a password.
+impl fmt::Debug for AliasUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AliasUrl")
+            .field("url", &self.url)
+            .field("in_route", &self.in_route)
+            .field("had_credentials", &self.had_credentials())
+            .finish()
+    }
+}
+
 /// The options of an rt-mailgate pipe that the Lambda sets once for all routes.
-///
-/// When routes learn to carry their own `--url`, `url` moves from here into the route's
-/// words (see `route_words`) and [`report`] stops summing it up.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FunctionWide {
-    /// `--url`, as given: it may hold credentials; show it through [`redact_url`].
-    pub url: Option<String>,
     /// `--ca-file`.
     pub ca_file: Option<String>,
     /// `--verify-ssl` / `--no-verify-ssl`.
@@ -82,20 +143,6 @@ pub struct FunctionWide {
     pub jar: Option<String>,
 }
 
-// By hand, so that a debug print never shows a password in the URL.
-impl fmt::Debug for FunctionWide {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FunctionWide")
-            .field("url", &self.url.as_deref().map(redact_url))
-            .field("ca_file", &self.ca_file)
-            .field("verify_ssl", &self.verify_ssl)
-            .field("timeout", &self.timeout)
-            .field("debug", &self.debug)
-            .field("jar", &self.jar)
-            .finish()
-    }
-}
-
 /// The import can't start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportError {
@@ -106,6 +153,11 @@ pub enum ImportError {
 
 /// Reads an aliases file's text; every alias of `domain` becomes an [`Item`], in file
 /// order.
+///
+/// The RT most aliases post to (same URL, same credentials; the first in the file on a
+/// tie) is left to the function's `RT_URL`: those routes read as they always did, and a
+/// file that knows one RT gives a table that names none. Every other alias's route
+/// carries its own `--url`, so that no mail changes RT in the migration.
 pub fn import_aliases(text: &str, domain: &str) -> Result<Vec<Item>, ImportError> {
     let domain = domain.trim();
     if RoutingTable::parse(&format!("probe@{domain}: --queue probe"), None).is_err() || domain.contains('@') {
@@ -130,7 +182,52 @@ pub fn import_aliases(text: &str, domain: &str) -> Result<Vec<Item>, ImportError
         };
         items.push(item);
     }
+    place_urls(&mut items);
     Ok(items)
+}
+
+/// Chooses the URL left to `RT_URL` and writes `--url` into every other route.
+fn place_urls(items: &mut [Item]) {
+    // (URL, credentials) -> (aliases, position of the first).
+    let mut counts: BTreeMap<(&str, Option<&str>), (usize, usize)> = BTreeMap::new();
+    for (position, item) in items.iter().enumerate() {
+        if let Item::Route(Migrated { url: Some(url), .. }) = item {
+            counts.entry(url.key()).or_insert((0, position)).0 += 1;
+        }
+    }
+    let default = counts
+        .iter()
+        .max_by_key(|(_, &(count, first))| (count, std::cmp::Reverse(first)))
+        .map(|(&(url, userinfo), _)| (url.to_string(), userinfo.map(String::from)));
+    for item in items.iter_mut() {
+        let Item::Route(m) = item else { continue };
+        let Some(url) = &mut m.url else { continue };
+        if default
+            .as_ref()
+            .is_some_and(|(u, i)| (u.as_str(), i.as_deref()) == url.key())
+        {
+            continue;
+        }
+        url.in_route = true;
+        // A canonical URL holds no NUL: quoting can't fail.
+        let quoted = shlex::try_quote(&url.url).map_or_else(|_| url.url.clone(), |q| q.into_owned());
+        m.route = format!("{} --url {quoted}", m.route);
+        if url.had_credentials() {
+            m.notes.push(format!(
+                "its --url held credentials ({}): the route leaves them out; put them in a Secrets \
+                 Manager secret and add `--secret ID` to the route",
+                url.shown()
+            ));
+        }
+        // The same check the function makes at cold start: what is printed, it accepts.
+        if let Err(e) = RoutingTable::parse(&m.route, None) {
+            *item = Item::Skipped(Skipped {
+                line: m.line,
+                name: m.name.clone(),
+                reason: format!("the Lambda would refuse its route: {}", e.problem),
+            });
+        }
+    }
 }
 
 /// The logical lines of the file: (first line number, text with continuations joined).
@@ -208,7 +305,7 @@ impl Target {
             Target::Pipe(command) => {
                 let words = shlex::split(command).unwrap_or_default();
                 let program = words.first().map_or("", String::as_str);
-                format!("pipes to `{}`", redact_url(program))
+                format!("pipes to `{}`", redact_word(program))
             }
             Target::Include(path) => format!("includes `{path}` (not followed: check that file by hand)"),
             Target::File(path) => format!("appends to the file `{path}`"),
@@ -361,7 +458,15 @@ fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
             show_words(&parsed.operands.iter().map(text).collect::<Vec<_>>())
         ));
     }
-    if o.url.is_none() {
+    let url = match o.url.as_ref().map(|u| AliasUrl::parse(&text(u))) {
+        None => None,
+        Some(Ok(url)) => Some(url),
+        Some(Err(e)) => {
+            let shown = redact_word(&text(o.url.as_deref().unwrap_or_default()));
+            return skip(name, format!("the Lambda would refuse its route: {e} (`{shown}`)"));
+        }
+    };
+    if url.is_none() {
         notes.push(
             "the pipe has no --url: rt-mailgate refuses to run without one, so this alias delivered nothing; \
              the route posts to the function's RT_URL"
@@ -390,8 +495,8 @@ fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
         line,
         name,
         route,
+        url,
         function_wide: FunctionWide {
-            url: o.url.map(text),
             ca_file: o.ca_file.map(text),
             verify_ssl: o.verify_ssl,
             timeout: o.timeout,
@@ -407,8 +512,8 @@ fn text(value: impl AsRef<[u8]>) -> String {
     String::from_utf8_lossy(value.as_ref()).into_owned()
 }
 
-/// The route's own options, shell-quoted: `--queue 'Sales Team'`. A later `--url` per
-/// route is one more pair here.
+/// The route's own options, shell-quoted: `--queue 'Sales Team'` (`--url` is added by
+/// `place_urls` once every alias is read).
 fn route_words(options: &[(&str, Option<String>)]) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     for (option, value) in options {
@@ -420,44 +525,23 @@ fn route_words(options: &[(&str, Option<String>)]) -> Result<Vec<String>, String
     Ok(words)
 }
 
-/// Words for a report: shell-quoted, URLs redacted.
+/// Words for a report: shell-quoted, credentials redacted.
 fn show_words(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
-            let w = redact_url(w);
+            let w = redact_word(w);
             shlex::try_quote(&w).map(|q| q.into_owned()).unwrap_or(w)
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-/// `scheme://user:password@host/...` as `scheme://***@host/...`, wherever a URL appears
-/// in `text` (a whole URL, or a word such as `--url=...`); anything else unchanged.
-pub fn redact_url(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
-            Some(userinfo_end) => {
-                out.push_str("***");
-                rest = &tail[userinfo_end..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// What `import-aliases` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// The routing table: `# ` comment lines on the function-wide settings, then one
-    /// route per line. Fit for `ROUTES_FILE`.
+    /// The routing table: `# ` comment lines on the RTs (`RT_URL`, the routes' `--url`)
+    /// and the function-wide settings, then one route per line. Fit for `ROUTES_FILE`.
     pub routes: String,
     /// For the admin (stderr): every skipped alias with its reason, every note, warnings.
     pub messages: Vec<String>,
@@ -471,8 +555,10 @@ pub struct Report {
 pub fn report(items: &[Item], source: &str) -> Report {
     let mut messages = Vec::new();
     let mut lines = Vec::new();
-    // setting (`RT_URL`) -> value shown -> aliases that gave it.
+    // setting (`RT_TIMEOUT`) -> value shown -> aliases that gave it.
     let mut settings: BTreeMap<&str, BTreeMap<String, Vec<&str>>> = BTreeMap::new();
+    // Each RT (URL and credentials), the function's own first, then in file order.
+    let mut rts: Vec<(&AliasUrl, Vec<&str>)> = Vec::new();
     let (mut routed, mut skipped) = (0, 0);
     for item in items {
         match item {
@@ -485,6 +571,12 @@ pub fn report(items: &[Item], source: &str) -> Report {
                 lines.push(m.route.clone());
                 for note in &m.notes {
                     messages.push(format!("line {}: `{}` migrated, but {note}", m.line, m.name));
+                }
+                if let Some(url) = &m.url {
+                    match rts.iter_mut().find(|(u, _)| u.key() == url.key()) {
+                        Some((_, names)) => names.push(&m.name),
+                        None => rts.push((url, vec![&m.name])),
+                    }
                 }
                 for (setting, value) in function_wide_settings(&m.function_wide) {
                     settings
@@ -500,12 +592,48 @@ pub fn report(items: &[Item], source: &str) -> Report {
     let mut header = vec![format!(
         "# Lambda routes from {source}, made by `rt-mailgate-routes import-aliases`."
     )];
+    rts.sort_by_key(|(url, _)| url.in_route);
+    match rts.len() {
+        0 => {}
+        1 => header.push("# The RT the aliases post to:".into()),
+        _ => header.push("# The RTs the aliases post to (credentials are never copied into routes):".into()),
+    }
+    for (url, names) in &rts {
+        let count = names.len();
+        if url.in_route {
+            header.push(format!(
+                "#   --url {}  ({count} of {routed} aliases, in their routes: {})",
+                url.url,
+                names.join(", ")
+            ));
+            if url.had_credentials() {
+                header.push(
+                    "#     its aliases' URL held credentials: put them in a Secrets Manager secret \
+                     and add `--secret ID` to these routes"
+                        .into(),
+                );
+            }
+        } else {
+            header.push(format!(
+                "#   RT_URL={}  ({count} of {routed} aliases; their routes leave --url out)",
+                url.url
+            ));
+            if url.had_credentials() {
+                header.push(
+                    "#     its aliases' URL held credentials: put them in a Secrets Manager secret \
+                     and name it in RT_SECRET_ID"
+                        .into(),
+                );
+                messages.push(format!(
+                    "warning: the aliases' URL for RT_URL held credentials ({}): they are not copied; \
+                     put them in a Secrets Manager secret and name it in RT_SECRET_ID",
+                    url.shown()
+                ));
+            }
+        }
+    }
     if !settings.is_empty() {
-        header.push(
-            "# The aliases' pipes also set, once for the whole function (not in the routes; \
-             credentials in URLs shown as ***):"
-                .into(),
-        );
+        header.push("# The aliases' pipes also set, once for the whole function (not in the routes):".into());
     }
     for (setting, values) in &settings {
         for (value, names) in values {
@@ -543,13 +671,9 @@ pub fn report(items: &[Item], source: &str) -> Report {
     }
 }
 
-/// The Lambda setting (or note) each function-wide option maps to: (`RT_URL`, `=...`).
+/// The Lambda setting (or note) each function-wide option maps to: (`RT_TIMEOUT`, `=...`).
 fn function_wide_settings(f: &FunctionWide) -> Vec<(&'static str, String)> {
     let mut settings = Vec::new();
-    if let Some(url) = &f.url {
-        // A trailing `/` names the same gateway.
-        settings.push(("RT_URL", format!("={}", redact_url(url.trim_end_matches('/')))));
-    }
     if let Some(path) = &f.ca_file {
         settings.push(("RT_CA_FILE", format!("={path} (pack that file with the function)")));
     }
@@ -718,10 +842,13 @@ mod tests {
              --no-verify-ssl --timeout 30 --debug --jar /tmp/j -e queue\"",
         );
         assert_eq!(m.route, "a@example.com: --queue a --extension queue");
+        let url = m.url.as_ref().unwrap();
+        assert_eq!((url.url.as_str(), url.in_route), ("https://rt", false));
+        assert!(url.had_credentials());
+        assert_eq!(url.shown(), "https://***@rt");
         assert_eq!(
             m.function_wide,
             FunctionWide {
-                url: Some("https://u:p@rt/".into()),
                 ca_file: Some("/etc/ca.pem".into()),
                 verify_ssl: Some(false),
                 timeout: Some(30),
@@ -759,51 +886,146 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_redacted_wherever_they_appear() {
-        assert_eq!(redact_url("https://u:p@rt.example/x@y"), "https://***@rt.example/x@y");
-        assert_eq!(redact_url("--url=http://a@b:8080"), "--url=http://***@b:8080");
-        assert_eq!(redact_url("https://rt.example/"), "https://rt.example/");
-        assert_eq!(
-            redact_url("x https://a:b@h y http://c@d"),
-            "x https://***@h y http://***@d"
+    fn the_url_most_aliases_share_is_rt_url_and_the_others_stay_in_their_routes() {
+        let all = items(
+            "a: \"|rt-mailgate --queue a --url https://rt2.example/\"\n\
+             b: \"|rt-mailgate --queue b --url HTTPS://RT1.example\"\n\
+             c: \"|rt-mailgate --queue c --url https://rt1.example/\"\n\
+             d: \"|rt-mailgate --queue d\"\n\
+             e: |rt-mailgate --url https://rt3.example/it\\'s\n",
         );
-        assert_eq!(redact_url("user@example.com"), "user@example.com");
+        assert_eq!(
+            routes(&all),
+            [
+                "a@example.com: --queue a --url https://rt2.example",
+                "b@example.com: --queue b",
+                "c@example.com: --queue c",
+                // No --url: rt-mailgate refused it; the route goes to RT_URL.
+                "d@example.com: --queue d",
+                "e@example.com: --url \"https://rt3.example/it's\"",
+            ]
+        );
+        // The routes post where the aliases did.
+        let table: Vec<&str> = routes(&all);
+        let table = RoutingTable::parse(&table.join("\n"), None).unwrap();
+        let rt = |a: &str| table.route(a).unwrap().request.rt.map(|t| t.url);
+        assert_eq!(rt("a@example.com").as_deref(), Some("https://rt2.example"));
+        assert_eq!(rt("b@example.com"), None);
+        assert_eq!(rt("e@example.com").as_deref(), Some("https://rt3.example/it's"));
+        // On a tie, the first in the file is RT_URL.
+        let tie = items("a: \"|rt-mailgate -q a --url https://rt2\"\nb: \"|rt-mailgate -q b --url https://rt1\"\n");
+        assert_eq!(
+            routes(&tie),
+            ["a@example.com: --queue a", "b@example.com: --queue b --url https://rt1"]
+        );
     }
 
     #[test]
-    fn the_report_sums_up_settings_and_warns_on_differences() {
+    fn credentials_are_never_copied_and_two_credentials_are_two_rts() {
+        let all = items(
+            "a: \"|rt-mailgate --queue a --url https://u:s3cret@rt1/\"\n\
+             b: \"|rt-mailgate --queue b --url https://u:s3cret@rt1\"\n\
+             c: \"|rt-mailgate --queue c --url https://v:0ther@rt1/\"\n\
+             d: \"|rt-mailgate --queue d --url https://rt1/\"\n",
+        );
+        assert_eq!(
+            routes(&all),
+            [
+                "a@example.com: --queue a",
+                "b@example.com: --queue b",
+                "c@example.com: --queue c --url https://rt1",
+                "d@example.com: --queue d --url https://rt1",
+            ]
+        );
+        let Item::Route(c) = &all[2] else {
+            panic!("{:?}", all[2])
+        };
+        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+        assert!(
+            c.notes[0].contains("(https://***@rt1)") && c.notes[0].contains("add `--secret ID` to the route"),
+            "{:?}",
+            c.notes
+        );
+        let Item::Route(d) = &all[3] else {
+            panic!("{:?}", all[3])
+        };
+        assert!(d.notes.is_empty(), "{:?}", d.notes);
+        let shown = format!("{all:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("0ther"), "{shown}");
+    }
+
+    #[test]
+    fn an_alias_whose_url_the_function_would_refuse_is_skipped() {
+        let all = items(
+            "a: \"|rt-mailgate --queue a --url rt.example.com\"\n\
+             b: \"|rt-mailgate --queue b --url=ftp://u:s3cret@rt.example.com\"\n\
+             c: \"|rt-mailgate --queue c --url https://rt.example.com/?x=1\"\n",
+        );
+        assert!(routes(&all).is_empty());
+        let skipped = skips(&all);
+        assert_eq!(skipped.len(), 3);
+        assert!(skipped[0].2.contains("http:// or https://") && skipped[0].2.contains("`rt.example.com`"));
+        assert!(skipped[1].2.contains("`ftp://***@rt.example.com`"), "{:?}", skipped[1]);
+        assert!(skipped[2].2.contains("no `?query`"));
+    }
+
+    #[test]
+    fn the_report_names_each_rt_and_sums_up_settings() {
         let all = items(
             "a: \"|rt-mailgate --queue a --url https://u:secret@rt1/ --no-verify-ssl\"\n\
              b: \"|rt-mailgate --queue b --url https://rt2 --timeout 30\"\n\
-             c: \"|rt-mailgate --queue c --url https://u:secret@rt1\"\n\
-             d: root\n",
+             c: \"|rt-mailgate --queue c --url https://u:secret@rt1 --timeout 60\"\n\
+             d: root\n\
+             e: \"|rt-mailgate --queue e --url https://v:other@rt2/\"\n",
         );
         let r = report(&all, "/etc/aliases");
-        assert_eq!((r.routed, r.skipped), (3, 1));
+        assert_eq!((r.routed, r.skipped), (4, 1));
         assert_eq!(
             r.routes,
             "# Lambda routes from /etc/aliases, made by `rt-mailgate-routes import-aliases`.\n\
-             # The aliases' pipes also set, once for the whole function (not in the routes; \
-             credentials in URLs shown as ***):\n\
-             #   RT_TIMEOUT=30  (1 of 3 aliases)\n\
-             #   RT_URL=https://***@rt1  (2 of 3 aliases)\n\
-             #   RT_URL=https://rt2  (1 of 3 aliases)\n\
-             # WARNING: the aliases differ on RT_URL, which the function has only one of: \
-             RT_URL=https://***@rt1 for a, c; RT_URL=https://rt2 for b\n\
-             #   RT_VERIFY_TLS=false  (1 of 3 aliases)\n\
+             # The RTs the aliases post to (credentials are never copied into routes):\n\
+             #   RT_URL=https://rt1  (2 of 4 aliases; their routes leave --url out)\n\
+             #     its aliases' URL held credentials: put them in a Secrets Manager secret \
+             and name it in RT_SECRET_ID\n\
+             #   --url https://rt2  (1 of 4 aliases, in their routes: b)\n\
+             #   --url https://rt2  (1 of 4 aliases, in their routes: e)\n\
+             #     its aliases' URL held credentials: put them in a Secrets Manager secret \
+             and add `--secret ID` to these routes\n\
+             # The aliases' pipes also set, once for the whole function (not in the routes):\n\
+             #   RT_TIMEOUT=30  (1 of 4 aliases)\n\
+             #   RT_TIMEOUT=60  (1 of 4 aliases)\n\
+             # WARNING: the aliases differ on RT_TIMEOUT, which the function has only one of: \
+             RT_TIMEOUT=30 for b; RT_TIMEOUT=60 for c\n\
+             #   RT_VERIFY_TLS=false  (1 of 4 aliases)\n\
              a@example.com: --queue a\n\
-             b@example.com: --queue b\n\
-             c@example.com: --queue c\n"
+             b@example.com: --queue b --url https://rt2\n\
+             c@example.com: --queue c\n\
+             e@example.com: --queue e --url https://rt2\n"
         );
-        assert_eq!(r.messages.len(), 2, "{:?}", r.messages);
+        assert_eq!(r.messages.len(), 4, "{:?}", r.messages);
         assert_eq!(
             r.messages[0],
             "line 4: `d` skipped: no pipe to rt-mailgate: it delivers to `root`"
         );
-        assert!(r.messages[1].starts_with("warning: the aliases differ on RT_URL"));
-        assert!(!format!("{r:?}").contains("secret"));
+        assert!(r.messages[1].starts_with("line 5: `e` migrated, but its --url held credentials (https://***@rt2)"));
+        assert!(r.messages[2].starts_with("warning: the aliases' URL for RT_URL held credentials (https://***@rt1)"));
+        assert!(r.messages[3].starts_with("warning: the aliases differ on RT_TIMEOUT"));
+        assert!(!format!("{r:?}").contains("secret@") && !format!("{r:?}").contains("other@"));
         // The function reads the whole output, header included.
         let table = RoutingTable::parse(&r.routes, Some('+')).unwrap();
         assert!(table.route("b+1@example.com").is_some());
+    }
+
+    #[test]
+    fn one_rt_is_named_once() {
+        let r = report(&items("a: \"|rt-mailgate --queue a --url https://rt/\""), "x");
+        assert_eq!(
+            r.routes,
+            "# Lambda routes from x, made by `rt-mailgate-routes import-aliases`.\n\
+             # The RT the aliases post to:\n\
+             #   RT_URL=https://rt  (1 of 1 aliases; their routes leave --url out)\n\
+             a@example.com: --queue a\n"
+        );
+        assert!(r.messages.is_empty(), "{:?}", r.messages);
     }
 }

@@ -6,6 +6,8 @@
 //! alone. With `POSIXLY_CORRECT` in the environment Getopt::Long is stricter (no `+`, no
 //! abbreviations, the first word ends the options), and so are we ([`Conventions`]).
 //! Values stay bytes: an argument that is not UTF-8 is posted as the shell gave it.
+//! Routes reuse the same rules for the few options only a route has
+//! ([`parse_args_extended`]); rt-mailgate itself does not know them (they warn as unknown).
 //!
 //! A bad option is a *warning*, never a refusal: a typo in an alias line must not bounce
 //! the customer's mail. (clap refuses unknown options and single-dash long names, hence
@@ -87,10 +89,19 @@ const SPEC: &[(&str, Kind)] = &[
     ("secret-file", Kind::Text),
 ];
 
+/// Options of ours that the Perl client lacks (the CLI only).
+const CLI_ONLY: &[&str] = &["secret-file"];
+
 /// Every spelling that may be abbreviated: (spelling, option, value for negatables).
-fn spellings() -> Vec<(String, &'static str, Kind, bool)> {
+/// `extra` are text options beyond rt-mailgate's own (see [`parse_args_extended`]).
+/// With `extra` options (a route's), the CLI's own additions to Perl's options are left
+/// out: a route can't use them, and `--sec` must abbreviate `--secret` there.
+fn spellings(extra: &[&'static str]) -> Vec<(String, &'static str, Kind, bool)> {
     let mut all = Vec::new();
-    for &(name, kind) in SPEC {
+    let cli_only = |name: &str| !extra.is_empty() && CLI_ONLY.contains(&name);
+    let spec = SPEC.iter().copied().filter(|(name, _)| !cli_only(name));
+    let extra = extra.iter().map(|&name| (name, Kind::Text));
+    for (name, kind) in spec.chain(extra) {
         all.push((name.to_string(), name, kind, true));
         if kind == Kind::Negatable {
             all.push((format!("no-{name}"), name, kind, false));
@@ -115,9 +126,31 @@ where
     I: IntoIterator<Item = S>,
     S: Into<Vec<u8>>,
 {
+    parse(args, conventions, &[]).0
+}
+
+/// Parses like [`parse_args`], also taking the text options `extra` that rt-mailgate
+/// itself does not have (a route's `--secret`), with the same conventions: any case,
+/// `=value` or the next word, unique abbreviations. Their values come back apart, in
+/// order. Parsing them here rather than picking them out beforehand keeps
+/// `--queue --secret` a queue named `--secret`, as Getopt::Long reads it.
+pub fn parse_args_extended<I, S>(args: I, extra: &[&'static str]) -> (Parsed, Vec<(&'static str, Vec<u8>)>)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<Vec<u8>>,
+{
+    parse(args, Conventions::Gnu, extra)
+}
+
+fn parse<I, S>(args: I, conventions: Conventions, extra: &[&'static str]) -> (Parsed, Vec<(&'static str, Vec<u8>)>)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<Vec<u8>>,
+{
     let mut parsed = Parsed::default();
+    let mut extra_values = Vec::new();
     let mut args = args.into_iter().map(Into::into);
-    let spellings = spellings();
+    let spellings = spellings(extra);
     let posix = conventions == Conventions::Posix;
     while let Some(arg) = args.next() {
         if arg == b"--" {
@@ -204,6 +237,10 @@ where
                     }
                     continue;
                 }
+                if extra.contains(name) {
+                    extra_values.push((*name, value));
+                    continue;
+                }
                 let slot = match *name {
                     "queue" => &mut parsed.options.queue,
                     "action" => &mut parsed.options.action,
@@ -217,7 +254,7 @@ where
             }
         }
     }
-    parsed
+    (parsed, extra_values)
 }
 
 /// The option name (and `=value`) after its prefix, or `None` for a plain word.
@@ -365,6 +402,30 @@ mod tests {
         assert_eq!(words(&p.operands), ["a", "--url", "u"]);
         assert_eq!(posix("--noverify-ssl").options.verify_ssl, Some(false));
         assert_eq!(text(&posix("-QUEUE q").options.queue), Some("q"));
+    }
+
+    #[test]
+    fn extra_options_parse_like_the_others_and_come_back_apart() {
+        let line = "--SECRET=a -sec b --queue --secret --secret c +se d stray";
+        let (p, extra) = parse_args_extended(line.split_whitespace(), &["secret"]);
+        assert_eq!(text(&p.options.queue), Some("--secret"));
+        let values: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(n, v)| (*n, std::str::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(
+            values,
+            [("secret", "a"), ("secret", "b"), ("secret", "c"), ("secret", "d")]
+        );
+        assert_eq!(words(&p.operands), ["stray"]);
+        let (p, extra) = parse_args_extended(["--secret="], &["secret"]);
+        assert_eq!(p.warnings, ["Option secret requires an argument"]);
+        assert!(extra.is_empty());
+        // rt-mailgate itself knows no such option: there `--secret` abbreviates
+        // `--secret-file`, which routes in turn don't know.
+        assert_eq!(text(&parse("--secret x").options.secret_file), Some("x"));
+        let (p, _) = parse_args_extended(["--secret-file", "f"], &["secret"]);
+        assert_eq!(p.warnings, ["Unknown option: secret-file"]);
     }
 
     #[test]

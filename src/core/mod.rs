@@ -11,6 +11,7 @@
 //! - [`notice`]: the text of a notice when a mail is given up.
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
 //! - [`headers`]: the few header fields logs and notices need (Message-ID...).
+//! - [`redact`]: credentials in URLs shown as `***` in reports, errors and logs.
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
 //! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
 //!   API login), with values that never print.
@@ -27,6 +28,7 @@ pub mod headers;
 pub mod line_endings;
 pub mod notice;
 pub mod outcome;
+pub mod redact;
 pub mod reply;
 pub mod request;
 pub mod route;

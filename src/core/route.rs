@@ -5,6 +5,7 @@
 //! bugs@example.com:         --queue bugs --action correspond --extension ticket
 //! bugs-comment@example.com: --queue bugs --action comment --extension ticket
 //! *@helpdesk.example.com:   --action correspond
+//! ops@example.com:          --queue Ops --url https://rt2.example.com --secret rt2/mailgate
 //! ```
 //!
 //! - Entries are separated by new lines or `;`; `#` starts a comment to the end of the
@@ -20,15 +21,27 @@
 //!   `X-RT-Mail-Extension` header.
 //! - Addresses compare case-insensitively (domains always are; RT admins expect local
 //!   parts to be too).
-//! - Only `--queue`, `--action` and `--extension` belong in a route: the RT URL and TLS
-//!   settings are the function's own. Any mistake fails the whole table, naming the entry.
+//! - A route posts to the function's RT (`RT_URL`, credentials from `RT_SECRET_ID`)
+//!   unless it names its own: `--url URL` (http or https, with a host and no
+//!   `user:password@`) and, when that RT wants credentials, `--secret ID` (the name or
+//!   ARN of the Secrets Manager secret holding them; only with `--url`). One function
+//!   may so serve several RTs, each with its own credentials ([`RoutingTable::targets`]).
+//! - Besides those, only `--queue`, `--action` and `--extension` belong in a route: the
+//!   TLS settings and the timeout are the function's own (`--ca-file`,
+//!   `--[no-]verify-ssl`, `--timeout`, `--debug`, `--help`, `--jar` are refused).
+//! - Any mistake fails the whole table, naming the entry (a URL's credentials shown as
+//!   `***`). The checks are pure: whether the secret exists is learnt at cold start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::action::ActionChain;
 use crate::core::extension::ExtensionField;
-use crate::core::getopt::parse_args;
-use crate::core::request::{GatewayRequest, MailgateArgs};
+use crate::core::getopt::parse_args_extended;
+use crate::core::redact::{redact_url, redact_word};
+use crate::core::request::{GatewayRequest, MailgateArgs, RtTarget};
+
+/// The options a route knows that rt-mailgate itself does not.
+const ROUTE_ONLY_OPTIONS: &[&str] = &["secret"];
 
 /// A routing table entry that can't be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +49,7 @@ use crate::core::request::{GatewayRequest, MailgateArgs};
 pub struct RouteError {
     /// 1-based position among the entries.
     pub number: usize,
-    /// The entry as written.
+    /// The entry as written, with any credentials in it shown as `***`.
     pub entry: String,
     /// What is wrong with it.
     pub problem: String,
@@ -55,6 +68,42 @@ enum Pattern {
 struct Entry {
     pattern: String,
     args: MailgateArgs,
+    /// `--url` and `--secret`, when the entry names its own RT.
+    rt: Option<RtTarget>,
+}
+
+/// Why a URL can't name an RT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RtUrlError {
+    /// Not `http://` or `https://` with a host name.
+    #[error("--url must be an http:// or https:// URL with a host name")]
+    NotHttp,
+    /// `user:password@` in the URL (shown nowhere: the URL is not echoed).
+    #[error(
+        "--url holds credentials (`user:password@`): put them in a Secrets Manager secret \
+         and name it with --secret ID; the URL then names only the RT"
+    )]
+    Credentials,
+    /// A `?query` or `#fragment`, which the gateway path can't follow.
+    #[error("--url is RT's base URL: it takes no `?query` or `#fragment`")]
+    QueryOrFragment,
+}
+
+/// An RT's base URL as a route (or an alias) gives it, checked and in one canonical
+/// form: `HTTPS://RT.example.com/rt/` is `https://rt.example.com/rt`, so that two
+/// spellings of one RT are one [`RtTarget`] (and one delivery fingerprint).
+pub fn rt_base_url(text: &str) -> Result<String, RtUrlError> {
+    let url = url::Url::parse(text.trim()).map_err(|_| RtUrlError::NotHttp)?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(RtUrlError::NotHttp);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(RtUrlError::Credentials);
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(RtUrlError::QueryOrFragment);
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// A validated routing table.
@@ -87,17 +136,18 @@ impl RoutingTable {
         for (index, line) in entries.iter().map(String::as_str).enumerate() {
             let fail = |problem: String| RouteError {
                 number: index + 1,
-                entry: line.to_string(),
+                entry: shown_entry(line),
                 problem,
             };
             let (address, args) = line
                 .split_once(':')
                 .ok_or_else(|| fail("expected `address: --queue ...`".into()))?;
             let pattern = parse_pattern(address.trim()).map_err(fail)?;
-            let args = parse_route_args(args).map_err(fail)?;
+            let (args, rt) = parse_route_args(args).map_err(fail)?;
             let entry = Entry {
                 pattern: address.trim().to_string(),
                 args,
+                rt,
             };
             let duplicate = match pattern {
                 Pattern::Exact(local, domain) => table.exact.insert((local, domain), entry).is_some(),
@@ -115,11 +165,6 @@ impl RoutingTable {
             });
         }
         Ok(table)
-    }
-
-    /// The RTs routes name besides the function's own (none until routes carry `--url`).
-    pub fn targets(&self) -> Vec<crate::core::request::RtTarget> {
-        Vec::new()
     }
 
     /// Where `recipient` goes, or `None` when no entry takes it.
@@ -149,9 +194,19 @@ impl RoutingTable {
             Entry {
                 pattern: entry.pattern.clone(),
                 args,
+                rt: entry.rt.clone(),
             }
             .route(extension.as_deref()),
         )
+    }
+
+    /// Every RT the routes name with `--url` (and `--secret`), each once, sorted: the
+    /// function builds one client per target at cold start. The function's own RT
+    /// (`RT_URL`) is not among them.
+    pub fn targets(&self) -> Vec<RtTarget> {
+        let all = self.exact.values().chain(self.domains.values());
+        let distinct: BTreeSet<&RtTarget> = all.filter_map(|entry| entry.rt.as_ref()).collect();
+        distinct.into_iter().cloned().collect()
     }
 }
 
@@ -196,9 +251,11 @@ impl RoutingTable {
 
 impl Entry {
     fn route(&self, extension: Option<&str>) -> Route {
+        let mut request = self.args.resolve(extension.map(str::as_bytes)).request;
+        request.rt = self.rt.clone();
         Route {
             entry: self.pattern.clone(),
-            request: self.args.resolve(extension.map(str::as_bytes)).request,
+            request,
         }
     }
 }
@@ -302,9 +359,28 @@ fn split_entries(text: &str) -> Vec<String> {
     entries
 }
 
-fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
+/// An entry as errors show it: as written, but for what may be credentials
+/// (`https://u:p@rt` and `u:p@rt` alike, quoted or not) shown as `***`.
+fn shown_entry(line: &str) -> String {
+    let (address, args) = line.split_once(':').unwrap_or((line, ""));
+    let words = shlex::split(args).unwrap_or_else(|| args.split_whitespace().map(String::from).collect());
+    if words.iter().all(|w| redact_word(w) == *w) {
+        return redact_url(line);
+    }
+    let shown: Vec<String> = words
+        .iter()
+        .map(|w| {
+            let w = redact_word(w);
+            shlex::try_quote(&w).map_or_else(|_| w.clone(), |q| q.into_owned())
+        })
+        .collect();
+    format!("{address}: {}", shown.join(" "))
+}
+
+/// A route's arguments: what to post, and to which RT when not the function's.
+fn parse_route_args(text: &str) -> Result<(MailgateArgs, Option<RtTarget>), String> {
     let words = shlex::split(text).ok_or("a quote is not closed, or a backslash ends the entry")?;
-    let parsed = parse_args(words);
+    let (parsed, route_only) = parse_args_extended(words, ROUTE_ONLY_OPTIONS);
     if let Some(warning) = parsed.warnings.first() {
         return Err(warning.clone());
     }
@@ -313,20 +389,42 @@ fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
     }
     let o = parsed.options;
     let foreign = [
-        (o.url.is_some(), "--url"),
         (o.ca_file.is_some(), "--ca-file"),
         (o.verify_ssl.is_some(), "--verify-ssl/--no-verify-ssl"),
         (o.timeout.is_some(), "--timeout"),
         (o.debug, "--debug"),
         (o.help, "--help"),
         (o.jar.is_some(), "--jar"),
-        (o.secret_file.is_some(), "--secret-file"),
     ];
     if let Some((_, option)) = foreign.iter().find(|(given, _)| *given) {
         return Err(format!(
-            "{option} is set once for the whole function (RT_URL, RT_CA_FILE...), not per route"
+            "{option} is set once for the whole function (RT_CA_FILE, RT_VERIFY_TLS, RT_TIMEOUT), \
+             not per route"
         ));
     }
+    // As for any option, the last `--secret` given wins.
+    let secret = route_only
+        .into_iter()
+        .next_back()
+        .map(|(_, id)| String::from_utf8_lossy(&id).into_owned());
+    let rt = match (&o.url, secret) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(
+                "--secret names the credentials of a route's own RT, so it needs --url; \
+                 the function's RT takes its credentials from RT_SECRET_ID"
+                    .into(),
+            )
+        }
+        (Some(url), secret) => {
+            let url = std::str::from_utf8(url).map_err(|_| RtUrlError::NotHttp.to_string())?;
+            let url = rt_base_url(url).map_err(|e| e.to_string())?;
+            if let Some(id) = &secret {
+                check_secret_id(id)?;
+            }
+            Some(RtTarget { url, secret })
+        }
+    };
     if let Some(action) = &o.action {
         ActionChain::parse(&String::from_utf8_lossy(action)).map_err(|e| e.to_string())?;
     }
@@ -336,11 +434,25 @@ fn parse_route_args(text: &str) -> Result<MailgateArgs, String> {
     if o.queue.as_deref().is_some_and(<[u8]>::is_empty) {
         return Err("--queue is empty".into());
     }
-    Ok(MailgateArgs {
+    let args = MailgateArgs {
         queue: o.queue,
         action: o.action,
         extension: o.extension,
-    })
+    };
+    Ok((args, rt))
+}
+
+/// A Secrets Manager secret id as its API takes it: a name (letters, digits and
+/// `/_+=.@-`, up to 512) or an ARN (which adds `:`).
+fn check_secret_id(id: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/_+=.@-:".contains(c);
+    if id.is_empty() || id.len() > 2048 || !id.chars().all(allowed) {
+        return Err(format!(
+            "--secret `{id}` is not a Secrets Manager secret name or ARN \
+             (letters, digits and /_+=.@- ; an ARN adds :)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -496,6 +608,7 @@ mod tests {
             "Ventes Équipe",
             "-starts-with-dash",
             "--url",
+            "--secret",
             "x=y",
         ] {
             let line = format!("q@x.test: --queue {}", shlex::try_quote(queue).unwrap());
@@ -519,9 +632,9 @@ mod tests {
             ),
             ("bugs@x.test: --queue bugs --extension owner", "route 1", "owner"),
             (
-                "bugs@x.test: --queue bugs --url https://rt",
+                "bugs@x.test: --queue bugs --ca-file /etc/ca.pem",
                 "route 1",
-                "--url is set once",
+                "--ca-file is set once",
             ),
             (
                 "bugs@x.test: --queue bugs --frobnicate",
@@ -547,5 +660,156 @@ mod tests {
             let err = RoutingTable::parse(text, Some('+')).unwrap_err().to_string();
             assert!(err.contains(number) && err.contains(problem), "{text:?} gave {err:?}");
         }
+    }
+
+    fn target(url: &str, secret: Option<&str>) -> RtTarget {
+        RtTarget {
+            url: url.into(),
+            secret: secret.map(Into::into),
+        }
+    }
+
+    const TWO_RTS: &str = "
+        bugs@example.com: --queue bugs
+        ops@example.com:  --queue Ops --url https://rt2.example.com/ --secret rt2/mailgate
+        ops-comment@example.com: --queue Ops --action comment --URL=HTTPS://RT2.example.com -Secret=rt2/mailgate
+        lab@example.com:  --queue Lab --url http://lab.internal:8080/rt
+        *@desk.example.com: --url https://desk.example.com --sec arn:aws:secretsmanager:eu-west-1:123456789012:secret:desk-AbCdEf
+    ";
+
+    #[test]
+    fn a_route_may_name_its_own_rt_and_secret() {
+        let t = RoutingTable::parse(TWO_RTS, Some('+')).unwrap();
+        assert_eq!(t.route("bugs@example.com").unwrap().request.rt, None);
+        let ops = t.route("ops+5@example.com").unwrap();
+        assert_eq!(
+            ops.request.rt,
+            Some(target("https://rt2.example.com", Some("rt2/mailgate")))
+        );
+        assert_eq!(fields(&ops), [("queue", "Ops")]);
+        assert_eq!(ops.request.message_prefix(), b"X-RT-Mail-Extension: 5\n");
+        // Any spelling of the same RT is one target.
+        assert_eq!(t.route("ops-comment@example.com").unwrap().request.rt, ops.request.rt);
+        assert_eq!(
+            t.route("lab@example.com").unwrap().request.rt,
+            Some(target("http://lab.internal:8080/rt", None))
+        );
+        // A domain entry's RT goes with every address of the domain.
+        let desk = t.route("Billing@desk.example.com").unwrap();
+        assert_eq!(fields(&desk), [("queue", "billing")]);
+        assert_eq!(
+            desk.request.rt,
+            Some(target(
+                "https://desk.example.com",
+                Some("arn:aws:secretsmanager:eu-west-1:123456789012:secret:desk-AbCdEf")
+            ))
+        );
+    }
+
+    #[test]
+    fn targets_are_each_rt_once_sorted() {
+        let t = RoutingTable::parse(TWO_RTS, Some('+')).unwrap();
+        assert_eq!(
+            t.targets(),
+            [
+                target("http://lab.internal:8080/rt", None),
+                target(
+                    "https://desk.example.com",
+                    Some("arn:aws:secretsmanager:eu-west-1:123456789012:secret:desk-AbCdEf")
+                ),
+                target("https://rt2.example.com", Some("rt2/mailgate")),
+            ]
+        );
+        assert_eq!(table().targets(), []);
+    }
+
+    #[test]
+    fn the_same_fields_for_two_rts_are_two_deliveries() {
+        let t = RoutingTable::parse(
+            "a@x.test: --queue q; b@x.test: --queue q --url https://rt2.test; c@x.test: --queue q",
+            None,
+        )
+        .unwrap();
+        let plan = t.plan(&["a@x.test", "b@x.test", "c@x.test"]);
+        assert_eq!(plan.deliveries.len(), 2);
+        assert_eq!(plan.deliveries[0].recipients, ["a@x.test", "c@x.test"]);
+        assert_eq!(
+            plan.deliveries[1].route.request.rt,
+            Some(target("https://rt2.test", None))
+        );
+    }
+
+    #[test]
+    fn rt_base_urls_are_checked_and_canonical() {
+        for (given, canonical) in [
+            ("https://rt.example.com", "https://rt.example.com"),
+            ("HTTPS://RT.Example.com/", "https://rt.example.com"),
+            ("https://rt.example.com/rt/", "https://rt.example.com/rt"),
+            ("http://rt.example.com:80/", "http://rt.example.com"),
+            ("https://rt.example.com:8443", "https://rt.example.com:8443"),
+            (" https://[::1]:8080 ", "https://[::1]:8080"),
+        ] {
+            assert_eq!(rt_base_url(given).as_deref(), Ok(canonical), "{given}");
+        }
+        for (given, error) in [
+            ("rt.example.com", RtUrlError::NotHttp),
+            ("ftp://rt.example.com", RtUrlError::NotHttp),
+            ("file:///etc/passwd", RtUrlError::NotHttp),
+            ("https://", RtUrlError::NotHttp),
+            ("https://u:p@rt.example.com", RtUrlError::Credentials),
+            ("https://u@rt.example.com", RtUrlError::Credentials),
+            ("https://rt.example.com/?x=1", RtUrlError::QueryOrFragment),
+            ("https://rt.example.com/#x", RtUrlError::QueryOrFragment),
+        ] {
+            assert_eq!(rt_base_url(given), Err(error), "{given}");
+        }
+    }
+
+    #[test]
+    fn bad_rt_options_are_refused_without_showing_credentials() {
+        let cases = [
+            (
+                "a@x.test: --queue a --url https://rt:s3cret-pw@rt2.example.com/",
+                "put them in a Secrets Manager secret",
+            ),
+            ("a@x.test: --queue a --url=https://rt:s3cret-pw@rt2", "--secret ID"),
+            ("a@x.test: --queue a --url 'https://rt:s3cret pw@rt2'", "--secret ID"),
+            (
+                "a@x.test: --queue a --url rt:s3cret-pw@rt2.example.com",
+                "http:// or https://",
+            ),
+            (
+                "a@x.test: --queue a --url https://rt:s3cret/pw@rt2/",
+                "http:// or https://",
+            ),
+            ("a@x.test: --queue a --url rt2.example.com", "http:// or https://"),
+            ("a@x.test: --queue a --url 'https://rt2/?q=1'", "no `?query`"),
+            ("a@x.test: --queue a --secret rt2/mailgate", "needs --url"),
+            ("*@x.test: --secret=rt2", "needs --url"),
+            (
+                "a@x.test: --url https://rt2 --secret 'my secret'",
+                "not a Secrets Manager secret name",
+            ),
+            (
+                "a@x.test: --url https://rt2 --secret=",
+                "Option secret requires an argument",
+            ),
+            ("a@x.test: --url https://rt2 --timeout 5", "--timeout is set once"),
+            (
+                "a@x.test: --url https://rt2 --no-verify-ssl",
+                "--verify-ssl/--no-verify-ssl",
+            ),
+            ("a@x.test: --url https://rt2 --debug", "--debug is set once"),
+            ("a@x.test: --url https://rt2 --help", "--help is set once"),
+            ("a@x.test: --url https://rt2 --jar /tmp/j", "--jar is set once"),
+        ];
+        for (text, problem) in cases {
+            let err = RoutingTable::parse(text, None).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(err.problem.contains(problem), "{text:?} gave {shown}");
+            assert!(!shown.contains("s3cret"), "{text:?} showed a password: {shown}");
+        }
+        let err = RoutingTable::parse("a@x.test: --url https://u:pw@rt2.example.com/x", None).unwrap_err();
+        assert_eq!(err.entry, "a@x.test: --url 'https://***@rt2.example.com/x'");
     }
 }

@@ -56,7 +56,7 @@ pub enum UrlRefused {
 
 /// `url` as text with any `user:password@` replaced by `***@`.
 pub fn redact(url: &Url) -> String {
-    crate::core::aliases::redact_url(url.as_str())
+    crate::core::redact::redact_url(url.as_str())
 }
 
 /// Refuses `http://` to another machine unless `allow_plain_http`.

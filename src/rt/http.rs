@@ -28,8 +28,8 @@ use secrecy::ExposeSecret;
 
 use super::tls::{self, CaFile};
 use super::MailGateway;
-use crate::core::aliases::redact_url;
-use crate::core::credentials::Credentials;
+use crate::core::credentials::{ClientIdentity, Credentials};
+use crate::core::redact::redact_url;
 use crate::core::reply::{classify, RtAnswer, TransportFailure};
 use crate::core::request::GatewayRequest;
 use crate::core::url_policy::{check_redirect, OtherHosts};
@@ -173,6 +173,7 @@ impl HttpGateway {
 
     fn secure_client(&self) -> Result<&Client, &str> {
         let built = self.secure.get_or_init(|| {
+            let client_identity = self.config.credentials.client_identity.as_ref();
             let builder = match &self.config.tls {
                 TlsPolicy::NoVerify => base_builder(&self.config)
                     .tls_danger_accept_invalid_certs(true)
@@ -182,12 +183,19 @@ impl HttpGateway {
                         Some(ca_file) => ca_file.clone(),
                         None => read_ca_file(path).map_err(|e| e.to_string())?,
                     };
-                    let tls = tls::client_config(ca_file).map_err(|e| format!("TLS setup: {e}"))?;
+                    let tls = tls::client_config(ca_file, client_identity).map_err(|e| format!("TLS setup: {e}"))?;
                     // Must be the rustls reqwest links (Cargo.toml): otherwise `build` fails
-                    // with "Unknown TLS backend".
-                    base_builder(&self.config).tls_backend_preconfigured(tls)
+                    // with "Unknown TLS backend". The client certificate is in `tls` already.
+                    return base_builder(&self.config)
+                        .tls_backend_preconfigured(tls)
+                        .build()
+                        .map_err(|e| e.to_string());
                 }
                 TlsPolicy::SystemRoots => base_builder(&self.config),
+            };
+            let builder = match client_identity {
+                None => builder,
+                Some(identity) => builder.identity(mtls_identity(identity)?),
             };
             builder.build().map_err(|e| e.to_string())
         });
@@ -325,6 +333,16 @@ impl MailGateway for HttpGateway {
         }
         Ok(classify(sent.status, &sent.status_line, &sent.body))
     }
+}
+
+/// A client certificate for reqwest's own rustls setup (checked first by
+/// [`tls::client_identity`], whose errors never quote the PEM).
+fn mtls_identity(identity: &ClientIdentity) -> Result<reqwest::Identity, String> {
+    tls::client_identity(identity).map_err(|e| format!("client certificate: {e}"))?;
+    let mut pem = identity.cert_pem.clone().into_bytes();
+    pem.push(b'\n');
+    pem.extend_from_slice(identity.key_pem.expose_secret().as_bytes());
+    reqwest::Identity::from_pem(&pem).map_err(|_| "client certificate: unusable PEM".to_string())
 }
 
 fn base_builder(config: &HttpGatewayConfig) -> reqwest::ClientBuilder {

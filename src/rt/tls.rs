@@ -44,7 +44,10 @@ use rustls::crypto::{
     WebPkiSupportedAlgorithms,
 };
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, TrustAnchor, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, SubjectPublicKeyInfoDer, TrustAnchor, UnixTime};
+use secrecy::ExposeSecret;
+
+use crate::core::credentials::ClientIdentity;
 use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, OtherError, PeerMisbehaved, RootCertStore,
@@ -193,7 +196,7 @@ impl CaFile {
 /// does, for reqwest's `tls_backend_preconfigured`. Same crypto provider and protocol
 /// versions reqwest would pick, and the ALPN it would offer (HTTP/1.1 only: the
 /// `http2` feature is off).
-pub fn client_config(ca: Arc<CaFile>) -> Result<ClientConfig, Error> {
+pub fn client_config(ca: Arc<CaFile>, client: Option<&ClientIdentity>) -> Result<ClientConfig, Error> {
     let provider = CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
@@ -201,13 +204,35 @@ pub fn client_config(ca: Arc<CaFile>) -> Result<ClientConfig, Error> {
         ca,
         algorithms: provider.signature_verification_algorithms,
     };
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (certs, key) = client_identity(identity)?;
+            builder.with_client_auth_cert(certs, key)?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The client certificate chain and key of an mTLS identity, from PEM. Errors say what
+/// is missing, never what the PEM holds.
+pub fn client_identity(
+    identity: &ClientIdentity,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+    let certs = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Error::General("client_cert is not PEM certificates".into()))?;
+    if certs.is_empty() {
+        return Err(Error::General("client_cert holds no PEM certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.expose_secret().as_bytes())
+        .map_err(|_| Error::General("client_key is not a PEM private key".into()))?;
+    Ok((certs, key))
 }
 
 /// Verifies the server's certificate against a [`CaFile`]: webpki, plus the rules by
