@@ -205,6 +205,20 @@ impl Spool {
     }
 }
 
+/// Removes spool files a killed process left in `dir` (the Lambda's `/tmp` survives
+/// between invocations of a sandbox, and a process killed at its deadline leaves its
+/// spool behind). Call it only where no other spool is in use (the function's cold
+/// start: one invocation at a time per sandbox). Returns how many were removed.
+pub fn sweep_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(FILE_PREFIX))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Perl's `\S` negated on bytes: space, \t, \n, \r, \f and vertical tab.
 fn is_perl_whitespace(byte: &u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
@@ -265,5 +279,15 @@ mod tests {
         }
         let err = result.unwrap_err().to_string();
         assert!(err.contains("read-only") && err.contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn leftovers_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rt-mailgate-abc"), b"x").unwrap();
+        std::fs::write(dir.path().join("other-file"), b"y").unwrap();
+        std::fs::create_dir(dir.path().join("rt-mailgate-dir")).unwrap();
+        assert_eq!(sweep_leftovers(dir.path()), 1);
+        assert!(dir.path().join("other-file").exists() && dir.path().join("rt-mailgate-dir").exists());
     }
 }

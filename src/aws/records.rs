@@ -3,8 +3,10 @@
 //! Written with `If-None-Match: *` (a conditional write): the first record wins and is
 //! never overwritten.
 //!
-//! Known limit: if RT took a mail but its answer was lost (connection cut after RT
-//! committed), no record is written and the retry posts again. Only RT could tell.
+//! Leases ([`crate::core::lease`]) live here too: read with their version (ETag) and
+//! replaced only if unchanged (`If-Match`), so two invocations can't both take one. S3
+//! answers 409 (ConditionalRequestConflict) when two conditional writes race; AWS says
+//! to retry, and we do, a few times.
 
 use std::future::Future;
 
@@ -21,7 +23,14 @@ pub trait DeliveryRecords {
     /// Writes `value` at `key` unless a record is already there; true when this call
     /// created it.
     fn create(&self, key: &str, value: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The record at `key` and its version, if one exists.
+    fn find_versioned(&self, key: &str) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+    /// Replaces the record at `key` if it is still at `version`; true when it was.
+    fn replace(&self, key: &str, value: &str, version: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// How often a conditional write that met a concurrent one (409) is tried again.
+const CONFLICT_RETRIES: u32 = 3;
 
 /// Records in the mail bucket under a prefix (`delivery-records/` by default).
 #[derive(Debug, Clone)]
@@ -54,17 +63,79 @@ impl S3DeliveryRecords {
     }
 }
 
+/// The answer to a conditional write.
+enum Conditional {
+    Written,
+    /// 412: the condition does not hold (someone else wrote first).
+    Refused,
+    /// 409: a concurrent conditional write; try again.
+    Conflict,
+}
+
+impl S3DeliveryRecords {
+    /// One conditional PUT: `If-None-Match: *` when `version` is `None`, else `If-Match`.
+    async fn put_if(&self, key: &str, value: &str, version: Option<&str>) -> Result<Conditional, StoreError> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_none_match(version.is_none().then(|| "*".to_string()))
+            .set_if_match(version.map(str::to_string))
+            .content_type("text/plain")
+            .body(ByteStream::from(value.as_bytes().to_vec()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Conditional::Written),
+            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("PreconditionFailed") => {
+                Ok(Conditional::Refused)
+            }
+            Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(Conditional::Refused),
+            Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 409) => Ok(Conditional::Conflict),
+            Err(err) => Err(self.unavailable(
+                key.to_string(),
+                aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+            )),
+        }
+    }
+
+    /// A conditional PUT, tried again on 409 as AWS documents.
+    async fn write_if(&self, key: &str, value: &str, version: Option<&str>) -> Result<bool, StoreError> {
+        let key = self.key(key);
+        for attempt in 0..=CONFLICT_RETRIES {
+            match self.put_if(&key, value, version).await? {
+                Conditional::Written => return Ok(true),
+                Conditional::Refused => return Ok(false),
+                Conditional::Conflict if attempt < CONFLICT_RETRIES => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                Conditional::Conflict => {}
+            }
+        }
+        Err(self.unavailable(key, "409 ConditionalRequestConflict, still after retries".into()))
+    }
+}
+
 impl DeliveryRecords for S3DeliveryRecords {
     async fn find(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.find_versioned(key).await?.map(|(value, _)| value))
+    }
+
+    async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
         let key = self.key(key);
         match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
             Ok(object) => {
+                let version = object.e_tag().unwrap_or_default().to_string();
                 let body = object
                     .body
                     .collect()
                     .await
                     .map_err(|e| self.unavailable(key.clone(), e.to_string()))?;
-                Ok(Some(String::from_utf8_lossy(&body.into_bytes()).into_owned()))
+                Ok(Some((
+                    String::from_utf8_lossy(&body.into_bytes()).into_owned(),
+                    version,
+                )))
             }
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
@@ -73,23 +144,11 @@ impl DeliveryRecords for S3DeliveryRecords {
     }
 
     async fn create(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let key = self.key(key);
-        let put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .if_none_match("*")
-            .content_type("text/plain")
-            .body(ByteStream::from(value.as_bytes().to_vec()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            // Someone recorded it first: it is recorded either way.
-            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("PreconditionFailed") => Ok(false),
-            Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
-            Err(err) => Err(self.unavailable(key, aws_sdk_s3::error::DisplayErrorContext(&err).to_string())),
-        }
+        // false: someone recorded it first (it is recorded either way).
+        self.write_if(key, value, None).await
+    }
+
+    async fn replace(&self, key: &str, value: &str, version: &str) -> Result<bool, StoreError> {
+        self.write_if(key, value, Some(version)).await
     }
 }

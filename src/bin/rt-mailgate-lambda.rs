@@ -15,6 +15,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .with_current_span(false)
         .with_target(false)
         .init();
+    // A process killed at its deadline leaves its spool in /tmp, which outlives it.
+    let swept = rt_mailgate::spool::sweep_leftovers(&std::env::temp_dir());
+    if swept > 0 {
+        tracing::info!(swept, "removed spool files a killed process left behind");
+    }
     let handler = match cold_start().await {
         Ok(handler) => handler,
         Err(e) => {

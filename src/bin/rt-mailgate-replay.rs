@@ -9,7 +9,7 @@ use clap::Parser;
 use rt_mailgate::aws::sqs::SqsDeadLetters;
 use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::events::mails_in;
-use rt_mailgate::lambda::handler::MailInfo;
+use rt_mailgate::lambda::events::MailInfo;
 use rt_mailgate::lambda::wiring::aws_handler;
 
 /// Re-deliver mails from the SES bucket to RT (same environment as the Lambda).

@@ -7,6 +7,7 @@
 //! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
 //! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
 //! - [`aliases`]: an `/etc/aliases` file's rt-mailgate pipes as routes (the migration).
+//! - [`lease`]: one poster per route at a time (the lease rules).
 //! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
 //! - [`notice`]: the text of a notice when a mail is given up.
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
@@ -25,6 +26,7 @@ pub mod credentials;
 pub mod extension;
 pub mod getopt;
 pub mod headers;
+pub mod lease;
 pub mod line_endings;
 pub mod notice;
 pub mod outcome;

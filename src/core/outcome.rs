@@ -22,7 +22,10 @@ pub enum Case {
     RtUnexpectedReply,
     /// 413 from a body-size limit in front of RT: a retry can never pass.
     PayloadTooLarge,
-    /// Any other HTTP status (500, 502, 503, 404 while RT restarts...).
+    /// A 5xx status (500 from RT, 502/503/504 from a proxy): RT may have taken the mail
+    /// before the answer broke.
+    ServerError,
+    /// Any other HTTP status (404 while RT restarts, 400...).
     HttpError,
     /// No byte moved for the timeout.
     Timeout,
@@ -41,6 +44,12 @@ pub enum Case {
     RedirectRefused,
     /// The function's own deadline came before the post could start or finish.
     DeadlineReached,
+    /// Another invocation holds the route's lease (it is posting it now): left for a
+    /// later retry, neither lost nor posted twice.
+    LeaseHeld,
+    /// RT's REST 2 API shows RT already holds this mail on this route (an earlier post's
+    /// answer was lost): delivered, not posted again.
+    FoundInRt,
     /// The stored mail does not exist (yet, or under another prefix).
     MailMissing,
     /// The function may not read the stored mail.
@@ -93,7 +102,7 @@ const OPERATOR_AND_SENDER: Notice = Notice {
 pub fn decide(case: Case) -> Decision {
     use Case::*;
     match case {
-        RtOk => Decision::Delivered,
+        RtOk | FoundInRt => Decision::Delivered,
         // RT has already told the sender (or the owner address); the operator hears too.
         RtNotOk => Decision::GiveUp(OPERATOR_ONLY),
         // The route names a queue or action RT lacks: fix the route, then replay.
@@ -102,7 +111,7 @@ pub fn decide(case: Case) -> Decision {
         RtUnexpectedReply | HttpError | Timeout | ConnectFailed | ConnectionBroken | TlsFailure | DeadlineReached => {
             Decision::Retry
         }
-        Unauthorized | RedirectRefused => Decision::Retry,
+        Unauthorized | RedirectRefused | ServerError | LeaseHeld => Decision::Retry,
         MailMissing | MailAccessDenied | MailStoreUnavailable => Decision::Retry,
         // Never posted; the log line is the record (an unknown address is not news).
         NoRoute => Decision::GiveUp(Notice {
@@ -125,6 +134,7 @@ impl Case {
             RtAnswer::Unexpected { .. } => Self::RtUnexpectedReply,
             RtAnswer::HttpError { status: 413, .. } => Self::PayloadTooLarge,
             RtAnswer::HttpError { status: 401 | 403, .. } => Self::Unauthorized,
+            RtAnswer::HttpError { status: 500..=599, .. } => Self::ServerError,
             RtAnswer::HttpError { .. } => Self::HttpError,
         }
     }
@@ -138,6 +148,20 @@ impl Case {
             TransportFailure::Broken(_) | TransportFailure::Spool(_) => Self::ConnectionBroken,
             TransportFailure::RedirectRefused(_) => Self::RedirectRefused,
         }
+    }
+
+    /// Whether RT may have taken the mail although no `ok` came back: the upload may
+    /// have completed before the connection broke, time ran out, or a proxy failed. Such
+    /// a post is never simply repeated: RT is asked first (when it can be).
+    pub fn may_have_reached_rt(self) -> bool {
+        matches!(
+            self,
+            Self::Timeout
+                | Self::ConnectionBroken
+                | Self::ServerError
+                | Self::RtUnexpectedReply
+                | Self::DeadlineReached
+        )
     }
 
     /// The word used for this case in logs (`outcome` field).
@@ -279,6 +303,7 @@ mod tests {
     fn the_table() {
         use Case::*;
         assert_eq!(decide(RtOk), Decision::Delivered);
+        assert_eq!(decide(FoundInRt), Decision::Delivered);
         for retried in [
             RtUnexpectedReply,
             HttpError,
@@ -288,6 +313,8 @@ mod tests {
             TlsFailure,
             Unauthorized,
             RedirectRefused,
+            ServerError,
+            LeaseHeld,
             DeadlineReached,
             MailMissing,
             MailAccessDenied,
@@ -321,7 +348,8 @@ mod tests {
             status_line: String::new(),
         };
         assert_eq!(Case::from_answer(&http(413)), Case::PayloadTooLarge);
-        assert_eq!(Case::from_answer(&http(502)), Case::HttpError);
+        assert_eq!(Case::from_answer(&http(502)), Case::ServerError);
+        assert_eq!(Case::from_answer(&http(404)), Case::HttpError);
         assert_eq!(Case::from_answer(&http(401)), Case::Unauthorized);
         assert_eq!(Case::from_answer(&http(403)), Case::Unauthorized);
         assert_eq!(
@@ -342,6 +370,24 @@ mod tests {
         assert_eq!(Case::RtNotOk.decision_word(), "rejected");
         assert_eq!(Case::RtTemporaryFailure.decision_word(), "given-up");
         assert_eq!(Case::Timeout.decision_word(), "retry");
+        assert_eq!(Case::FoundInRt.decision_word(), "delivered");
+        for ambiguous in [
+            Case::Timeout,
+            Case::ConnectionBroken,
+            Case::ServerError,
+            Case::RtUnexpectedReply,
+        ] {
+            assert!(ambiguous.may_have_reached_rt(), "{ambiguous:?}");
+        }
+        for surely_not in [
+            Case::ConnectFailed,
+            Case::TlsFailure,
+            Case::Unauthorized,
+            Case::HttpError,
+            Case::PayloadTooLarge,
+        ] {
+            assert!(!surely_not.may_have_reached_rt(), "{surely_not:?}");
+        }
     }
 
     #[test]

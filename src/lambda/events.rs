@@ -1,11 +1,68 @@
 //! The payloads the function (and the replay command) understand: SES receipt events,
 //! SQS batches and SNS events carrying an S3 action's SES notification (raw or in an SNS
-//! envelope), and Lambda's on-failure records (which hold the original event).
+//! envelope), and Lambda's on-failure records (which hold the original event); and
+//! [`MailInfo`], what the function needs to know of one mail from its event.
 
 use aws_lambda_events::event::ses::{SimpleEmailEvent, SimpleEmailService};
 use serde_json::Value;
 
-use crate::lambda::handler::{HandlerError, MailInfo};
+use crate::core::outcome::Verdicts;
+
+/// A payload that is not what its shape promises.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an SES receipt-rule event: {0}")]
+pub struct MalformedEvent(pub String);
+
+/// One mail as the event describes it.
+#[derive(Debug, Clone, Default)]
+pub struct MailInfo {
+    /// SES's message id (the S3 key's last part).
+    pub ses_id: String,
+    /// The envelope recipients this rule matched.
+    pub recipients: Vec<String>,
+    /// The envelope sender.
+    pub sender: String,
+    /// SES's verdicts.
+    pub verdicts: Verdicts,
+    /// SPF passed.
+    pub spf_pass: bool,
+    /// DKIM passed.
+    pub dkim_pass: bool,
+    /// Subject from the event's common headers.
+    pub subject: Option<String>,
+    /// The S3 key when the event names it (an S3 action's notification); else
+    /// `MAIL_PREFIX + ses_id`.
+    pub object_key: Option<String>,
+}
+
+impl MailInfo {
+    /// Reads the mail's facts from an SES record.
+    pub fn from_ses(ses: &SimpleEmailService) -> Result<Self, MalformedEvent> {
+        let receipt = &ses.receipt;
+        let status = |v: &aws_lambda_events::event::ses::SimpleEmailVerdict| v.status.clone().unwrap_or_default();
+        let pass = |v: &aws_lambda_events::event::ses::SimpleEmailVerdict| status(v).eq_ignore_ascii_case("PASS");
+        Ok(Self {
+            ses_id: ses
+                .mail
+                .message_id
+                .clone()
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| MalformedEvent("a record has no mail.messageId".into()))?,
+            recipients: receipt.recipients.clone(),
+            sender: ses.mail.source.clone().unwrap_or_default(),
+            verdicts: Verdicts {
+                virus: status(&receipt.virus_verdict),
+                spam: status(&receipt.spam_verdict),
+                dmarc: status(&receipt.dmarc_verdict),
+                dmarc_policy: receipt.dmarc_policy.clone(),
+            },
+            spf_pass: pass(&receipt.spf_verdict),
+            dkim_pass: pass(&receipt.dkim_verdict),
+            subject: ses.mail.common_headers.subject.clone(),
+            object_key: receipt.action.object_key.clone().filter(|k| !k.is_empty()),
+        })
+    }
+}
 
 /// The kinds of payload the function is invoked with.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,8 +104,8 @@ impl EventShape {
 }
 
 /// An SES notification (an S3 action's, through SNS), raw or in an SNS envelope.
-fn ses_notification(text: &str) -> Result<MailInfo, HandlerError> {
-    let malformed = |e: String| HandlerError::MalformedEvent(format!("not an SES notification: {e}"));
+fn ses_notification(text: &str) -> Result<MailInfo, MalformedEvent> {
+    let malformed = |e: String| MalformedEvent(format!("not an SES notification: {e}"));
     let mut value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
     if let Some(inner) = value.get("Message").and_then(Value::as_str) {
         value = serde_json::from_str(inner).map_err(|e| malformed(e.to_string()))?;
@@ -59,14 +116,14 @@ fn ses_notification(text: &str) -> Result<MailInfo, HandlerError> {
 
 /// Every mail named by a payload of any shape above, or by a Lambda on-failure record
 /// (`requestPayload`), or by an SQS body holding one: what the replay command reads.
-pub fn mails_in(payload: &Value) -> Result<Vec<MailInfo>, HandlerError> {
+pub fn mails_in(payload: &Value) -> Result<Vec<MailInfo>, MalformedEvent> {
     if let Some(original) = payload.get("requestPayload") {
         return mails_in(original);
     }
     match EventShape::of(payload) {
         EventShape::Ses => {
             let event: SimpleEmailEvent =
-                serde_json::from_value(payload.clone()).map_err(|e| HandlerError::MalformedEvent(e.to_string()))?;
+                serde_json::from_value(payload.clone()).map_err(|e| MalformedEvent(e.to_string()))?;
             event.records.iter().map(|r| MailInfo::from_ses(&r.ses)).collect()
         }
         EventShape::Sqs => records(payload)
@@ -83,8 +140,8 @@ pub fn mails_in(payload: &Value) -> Result<Vec<MailInfo>, HandlerError> {
 }
 
 /// The mails in one queued message body: an on-failure record, an event, or a notification.
-pub fn body_mails(body: &str) -> Result<Vec<MailInfo>, HandlerError> {
-    let value: Value = serde_json::from_str(body).map_err(|e| HandlerError::MalformedEvent(e.to_string()))?;
+pub fn body_mails(body: &str) -> Result<Vec<MailInfo>, MalformedEvent> {
+    let value: Value = serde_json::from_str(body).map_err(|e| MalformedEvent(e.to_string()))?;
     if value.get("requestPayload").is_some() || value.get("Records").is_some() {
         mails_in(&value)
     } else {

@@ -12,20 +12,17 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::ses::{SimpleEmailEvent, SimpleEmailService};
+use aws_lambda_events::event::ses::SimpleEmailEvent;
 use serde_json::{json, Value};
 
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
 use crate::aws::ses::Notifier;
-use crate::core::headers::MailSummary;
-use crate::core::notice::{operator_notice, sender_notice, GivenUpMail};
-use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts, Verdicts};
-use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
-use crate::lambda::events::{body_mails, mails_in, EventShape};
+use crate::lambda::delivery::{RouteEnd, StoredMail};
+use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo, MalformedEvent};
+use crate::rt::lookup::{DeliveryLookup, NoLookup};
 use crate::rt::MailGateway;
-use crate::spool::Spool;
 
 /// SES writes this object when a rule is created; it is not a mail.
 pub const SES_SETUP_NOTIFICATION: &str = "AMAZON_SES_SETUP_NOTIFICATION";
@@ -49,6 +46,12 @@ pub enum HandlerError {
         #[source]
         source: StoreError,
     },
+    /// The mail could not be read before the function's deadline.
+    #[error("message {message_id}: the mail could not be read before the function's deadline")]
+    Deadline {
+        /// SES's message id.
+        message_id: String,
+    },
     /// Some deliveries failed in a way a retry may fix.
     #[error("message {message_id}: {failed} of {total} deliveries will be retried: {details}")]
     Retry {
@@ -63,12 +66,19 @@ pub enum HandlerError {
     },
 }
 
+impl From<MalformedEvent> for HandlerError {
+    fn from(error: MalformedEvent) -> Self {
+        Self::MalformedEvent(error.0)
+    }
+}
+
 impl HandlerError {
     /// A short name for the Lambda error type (shown in the DLQ / on-failure record).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::MalformedEvent(_) => "MalformedEvent",
             Self::Store { .. } => "MailNotReadable",
+            Self::Deadline { .. } => "DeadlineReached",
             Self::Retry { .. } => "DeliveryWillBeRetried",
         }
     }
@@ -99,57 +109,6 @@ impl std::ops::AddAssign for Summary {
     }
 }
 
-/// One mail as the event describes it.
-#[derive(Debug, Clone, Default)]
-pub struct MailInfo {
-    /// SES's message id (the S3 key's last part).
-    pub ses_id: String,
-    /// The envelope recipients this rule matched.
-    pub recipients: Vec<String>,
-    /// The envelope sender.
-    pub sender: String,
-    /// SES's verdicts.
-    pub verdicts: Verdicts,
-    /// SPF passed.
-    pub spf_pass: bool,
-    /// DKIM passed.
-    pub dkim_pass: bool,
-    /// Subject from the event's common headers.
-    pub subject: Option<String>,
-    /// The S3 key when the event names it (an S3 action's notification); else
-    /// `MAIL_PREFIX + ses_id`.
-    pub object_key: Option<String>,
-}
-
-impl MailInfo {
-    /// Reads the mail's facts from an SES record.
-    pub fn from_ses(ses: &SimpleEmailService) -> Result<Self, HandlerError> {
-        let receipt = &ses.receipt;
-        let status = |v: &aws_lambda_events::event::ses::SimpleEmailVerdict| v.status.clone().unwrap_or_default();
-        let pass = |v: &aws_lambda_events::event::ses::SimpleEmailVerdict| status(v).eq_ignore_ascii_case("PASS");
-        Ok(Self {
-            ses_id: ses
-                .mail
-                .message_id
-                .clone()
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| HandlerError::MalformedEvent("a record has no mail.messageId".into()))?,
-            recipients: receipt.recipients.clone(),
-            sender: ses.mail.source.clone().unwrap_or_default(),
-            verdicts: Verdicts {
-                virus: status(&receipt.virus_verdict),
-                spam: status(&receipt.spam_verdict),
-                dmarc: status(&receipt.dmarc_verdict),
-                dmarc_policy: receipt.dmarc_policy.clone(),
-            },
-            spf_pass: pass(&receipt.spf_verdict),
-            dkim_pass: pass(&receipt.dkim_verdict),
-            subject: ses.mail.common_headers.subject.clone(),
-            object_key: receipt.action.object_key.clone().filter(|k| !k.is_empty()),
-        })
-    }
-}
-
 /// Whether earlier give-ups are honoured (a normal invocation) or retried (a replay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -160,23 +119,26 @@ pub enum Mode {
 }
 
 /// The function's work, with its adapters.
-pub struct Handler<S, R, G, N> {
-    config: LambdaConfig,
-    store: S,
-    records: R,
-    gateway: G,
-    notifier: N,
+pub struct Handler<S, R, G, N, L = NoLookup> {
+    pub(super) config: LambdaConfig,
+    pub(super) store: S,
+    pub(super) records: R,
+    pub(super) gateway: G,
+    pub(super) notifier: N,
+    pub(super) lookup: L,
 }
 
-impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R, G, N> {
-    /// A handler with its configuration and adapters.
-    pub fn new(config: LambdaConfig, store: S, records: R, gateway: G, notifier: N) -> Self {
+impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
+    /// A handler with its configuration and adapters. `lookup` asks RT whether it holds
+    /// a mail already ([`NoLookup`] when no RT API credentials are configured).
+    pub fn new(config: LambdaConfig, store: S, records: R, gateway: G, notifier: N, lookup: L) -> Self {
         Self {
             config,
             store,
             records,
             gateway,
             notifier,
+            lookup,
         }
     }
 
@@ -247,7 +209,8 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         Ok(json!(summary))
     }
 
-    /// Screens, routes, fetches and posts one mail.
+    /// Screens, routes, fetches and posts one mail: one [`Self::deliver_route`] per
+    /// distinct route, each a straight line of steps (see [`crate::lambda::delivery`]).
     pub async fn deliver_mail(
         &self,
         mail: &MailInfo,
@@ -270,116 +233,15 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
                 "no route for this recipient; not posted"
             );
         }
-        let screening = match mode {
-            Mode::Normal => self.config.verdict_policy.screen(&mail.verdicts),
-            Mode::Replay => Screening::Post(Vec::new()),
-        };
-        let mut spool: Option<Spool> = None;
+        // A replay screens as the first delivery did: a virus stays dropped, spam tagged.
+        let screening = self.config.verdict_policy.screen(&mail.verdicts);
+        let mut stored = StoredMail::new(mail, deadline);
         let mut failures = Vec::new();
         for delivery in &plan.deliveries {
-            let mut delivery = delivery.clone();
-            if let Screening::Post(tag) = &screening {
-                delivery.route.request.extra_headers.clone_from(tag);
-            }
-            let route = delivery.route.entry.clone();
-            let fingerprint = delivery.route.request.fingerprint();
-            let (done_key, given_up_key) = (
-                format!("{message_id}/{fingerprint}"),
-                format!("{message_id}/{fingerprint}.given-up"),
-            );
-            match self.settled_before(&done_key, &given_up_key, mode).await {
-                Ok(Some(earlier)) => {
-                    summary.already_delivered += 1;
-                    tracing::info!(
-                        message_id,
-                        route,
-                        earlier,
-                        outcome = "already-delivered",
-                        "settled by an earlier invocation; not posted again"
-                    );
-                    continue;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    // Unknown is not "not delivered": retry later rather than risk a duplicate.
-                    tracing::warn!(message_id, route, error = %error, outcome = "retry", "delivery record unreadable");
-                    failures.push(format!("{route} (delivery record unreadable)"));
-                    continue;
-                }
-            }
-            let case = if let Screening::Drop(case) = screening {
-                tracing::warn!(message_id, route, outcome = case.decision_word(), case = ?case, "dropped by the verdict policy; not posted");
-                case
-            } else {
-                let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                if remaining.is_some_and(|r| r <= DEADLINE_MARGIN) {
-                    tracing::warn!(
-                        message_id,
-                        route,
-                        outcome = "retry",
-                        "too close to the function's deadline; left for the retry"
-                    );
-                    failures.push(format!("{route} (deadline)"));
-                    continue;
-                }
-                if spool.is_none() {
-                    let fetched = self.fetch(mail).await?;
-                    if fetched.is_blank() {
-                        // As the CLI: nothing to post. Logged, never silently dropped.
-                        tracing::warn!(
-                            message_id,
-                            outcome = "empty",
-                            "stored mail holds no message; nothing posted"
-                        );
-                        return Ok(summary);
-                    }
-                    spool = Some(fetched);
-                }
-                let Some(stored) = spool.as_ref() else { continue };
-                if self.config.max_mail_bytes.is_some_and(|max| stored.len() > max) {
-                    tracing::warn!(
-                        message_id,
-                        route,
-                        bytes = stored.len(),
-                        outcome = "given-up",
-                        "mail larger than MAX_MAIL_BYTES"
-                    );
-                    Case::MailTooLarge
-                } else {
-                    self.post(
-                        message_id,
-                        &delivery,
-                        stored,
-                        remaining.map(|r| r - DEADLINE_MARGIN / 2),
-                    )
-                    .await
-                }
-            };
-            if matches!(case, Case::RtOk | Case::RtNotOk) {
-                // RT settled it: record it so no retry posts it again.
-                if case == Case::RtOk {
-                    summary.delivered += 1;
-                } else {
-                    summary.rejected += 1;
-                }
-                self.write_record(message_id, &route, &done_key, case.decision_word())
-                    .await;
-            }
-            match decide(case) {
-                Decision::Delivered => {}
-                Decision::Retry => failures.push(format!("{route} ({case:?})")),
-                Decision::GiveUp(notice) if case == Case::RtNotOk => {
-                    self.notify(mail, spool.as_ref(), &delivery, case, notice).await;
-                }
-                Decision::GiveUp(notice) => {
-                    summary.given_up += 1;
-                    if self
-                        .create_record(message_id, &route, &given_up_key, &format!("{case:?}"))
-                        .await
-                    {
-                        self.notify(mail, spool.as_ref(), &delivery, case, notice).await;
-                    }
-                }
+            match self.deliver_route(&mut stored, delivery, &screening, mode).await? {
+                RouteEnd::Settled(counted) => summary += counted,
+                RouteEnd::Retry(why) => failures.push(format!("{} ({why})", delivery.route.entry)),
+                RouteEnd::NothingToPost => return Ok(summary),
             }
         }
         if failures.is_empty() {
@@ -393,179 +255,6 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
             })
         }
     }
-
-    async fn settled_before(
-        &self,
-        done_key: &str,
-        given_up_key: &str,
-        mode: Mode,
-    ) -> Result<Option<String>, StoreError> {
-        if let Some(earlier) = self.records.find(done_key).await? {
-            return Ok(Some(earlier));
-        }
-        match mode {
-            Mode::Normal => Ok(self
-                .records
-                .find(given_up_key)
-                .await?
-                .map(|why| format!("given up: {why}"))),
-            Mode::Replay => Ok(None),
-        }
-    }
-
-    async fn fetch(&self, mail: &MailInfo) -> Result<Spool, HandlerError> {
-        let message_id = mail.ses_id.as_str();
-        let key = self
-            .config
-            .mail_key(message_id, mail.object_key.as_deref())
-            .map_err(|reason| {
-                tracing::error!(message_id, reason, outcome = "retry", "refused to read the mail");
-                HandlerError::MalformedEvent(reason)
-            })?;
-        self.store
-            .fetch(&key, self.config.line_endings)
-            .await
-            .map_err(|source| {
-                tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
-                HandlerError::Store {
-                    message_id: message_id.to_string(),
-                    source,
-                }
-            })
-    }
-
-    /// Writes a record; a failure is logged (the mail is settled either way).
-    async fn write_record(&self, message_id: &str, route: &str, key: &str, value: &str) {
-        if let Err(error) = self.records.create(key, value).await {
-            tracing::error!(message_id, route, error = %error, "delivery record not written; a retry of this mail may post it again");
-        }
-    }
-
-    /// Creates a given-up record; true when this invocation is the first to give up
-    /// (so notices go out once, whatever the retries).
-    async fn create_record(&self, message_id: &str, route: &str, key: &str, value: &str) -> bool {
-        match self.records.create(key, value).await {
-            Ok(created) => created,
-            Err(error) => {
-                tracing::error!(message_id, route, error = %error, "given-up record not written");
-                true
-            }
-        }
-    }
-
-    async fn notify(
-        &self,
-        mail: &MailInfo,
-        spool: Option<&Spool>,
-        delivery: &PlannedDelivery,
-        case: Case,
-        notice: Notice,
-    ) {
-        let header = spool.map(Spool::summary).cloned().unwrap_or_else(MailSummary::default);
-        let given_up = GivenUpMail {
-            ses_message_id: mail.ses_id.clone(),
-            message_id: header.message_id.clone(),
-            subject: header.subject.clone().or_else(|| mail.subject.clone()),
-            sender: mail.sender.clone(),
-            recipients: delivery.recipients.clone(),
-            reason: reason(case, &delivery.route.entry),
-        };
-        let mut notices = Vec::new();
-        if let (true, Some(operator)) = (notice.operator, self.config.notices.operator.as_deref()) {
-            notices.push(operator_notice(operator, &given_up));
-        }
-        let facts = SenderFacts {
-            envelope_sender: mail.sender.clone(),
-            spf_pass: mail.spf_pass,
-            dkim_pass: mail.dkim_pass,
-            machine_generated: header.machine_generated,
-        };
-        if notice.sender && self.config.notices.to_senders && sender_may_be_told(&facts) {
-            // At most one notice per sender per hour: no mail storm, whatever arrives.
-            let hour = chrono::Utc::now().format("%Y%m%d%H");
-            let mark = format!("notices/{}/{hour}", mail.sender.to_ascii_lowercase());
-            if self.records.create(&mark, &mail.ses_id).await.unwrap_or(false) {
-                notices.push(sender_notice(&given_up));
-            } else {
-                tracing::info!(
-                    message_id = mail.ses_id,
-                    sender = mail.sender,
-                    "sender notice rate-limited"
-                );
-            }
-        }
-        for text in notices {
-            match self.notifier.send(&text).await {
-                Ok(()) => tracing::info!(message_id = mail.ses_id, to = text.to, "notice sent"),
-                Err(error) => tracing::error!(message_id = mail.ses_id, error = %error, "notice not sent"),
-            }
-        }
-    }
-
-    async fn post(&self, message_id: &str, delivery: &PlannedDelivery, spool: &Spool, limit: Option<Duration>) -> Case {
-        let started = Instant::now();
-        let posting = self.gateway.post(&delivery.route.request, spool);
-        let result = match limit {
-            None => posting.await,
-            Some(limit) => tokio::time::timeout(limit, posting).await.unwrap_or_else(|_| {
-                Err(crate::core::reply::TransportFailure::Timeout(
-                    "stopped before the function's deadline".into(),
-                ))
-            }),
-        };
-        let ms = started.elapsed().as_millis() as u64;
-        let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
-        let recipients = delivery.recipients.join(",");
-        let route = delivery.route.entry.as_str();
-        let fields = format!("{:?}", delivery.route.request.form_fields_text());
-        let (case, rt) = match result {
-            Ok(answer) => (Case::from_answer(&answer), answer.summary()),
-            Err(failure) => (Case::from_transport(&failure), failure.to_string()),
-        };
-        let outcome = case.decision_word();
-        if case == Case::RtOk {
-            tracing::info!(
-                message_id,
-                recipients,
-                route,
-                fields,
-                outcome,
-                rt,
-                bytes,
-                ms,
-                "delivery outcome"
-            );
-        } else {
-            tracing::warn!(
-                message_id,
-                recipients,
-                route,
-                fields,
-                outcome,
-                rt,
-                bytes,
-                ms,
-                "delivery outcome"
-            );
-        }
-        case
-    }
-}
-
-/// A sentence for the notice.
-fn reason(case: Case, route: &str) -> String {
-    match case {
-        Case::RtNotOk => format!("RT refused the mail for good (route {route}); RT has told the sender where it could"),
-        Case::RtTemporaryFailure => {
-            format!("RT has no such queue or action for route {route}: fix the route or create the queue, then replay")
-        }
-        Case::PayloadTooLarge => "the mail is larger than the web server in front of RT accepts (HTTP 413)".to_string(),
-        Case::MailTooLarge => "the mail is larger than this gateway accepts (MAX_MAIL_BYTES)".to_string(),
-        Case::VirusFound => "SES found a virus in the mail".to_string(),
-        Case::SpamDropped => "SES judged the mail to be spam".to_string(),
-        Case::DmarcReject => "the mail failed DMARC and the sender's domain asks for rejection".to_string(),
-        other => format!("{other:?} on route {route}"),
-    }
 }
 
 #[cfg(test)]
@@ -577,7 +266,7 @@ mod tests {
     use crate::core::notice::NoticeText;
     use crate::core::reply::{OkDetails, RtAnswer, TransportFailure};
     use crate::core::request::GatewayRequest;
-    use crate::spool::LineEndings;
+    use crate::spool::{LineEndings, Spool};
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -615,16 +304,57 @@ mod tests {
             let mut map = self.map.lock().unwrap();
             Ok(!map.contains_key(key) && map.insert(key.into(), value.into()).is_none())
         }
+        async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
+            // The value is its own version here.
+            Ok(self.find(key).await?.map(|v| (v.clone(), v)))
+        }
+        async fn replace(&self, key: &str, value: &str, version: &str) -> Result<bool, StoreError> {
+            let mut map = self.map.lock().unwrap();
+            if map.get(key).map(String::as_str) != Some(version) {
+                return Ok(false);
+            }
+            map.insert(key.into(), value.into());
+            Ok(true)
+        }
+    }
+
+    /// RT as its API would show it: whether it holds the mail, and how often asked.
+    #[derive(Default)]
+    struct FakeLookup {
+        holds: std::sync::atomic::AtomicBool,
+        asked: AtomicUsize,
+    }
+    impl DeliveryLookup for FakeLookup {
+        async fn find(
+            &self,
+            _message_id: &str,
+            _request: &GatewayRequest,
+        ) -> Result<crate::rt::lookup::Lookup, crate::rt::lookup::LookupError> {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            Ok(if self.holds.load(Ordering::Relaxed) {
+                crate::rt::lookup::Lookup::Found {
+                    ticket: 7,
+                    transaction: 70,
+                }
+            } else {
+                crate::rt::lookup::Lookup::NotFound
+            })
+        }
     }
 
     struct Gateway {
         posts: AtomicUsize,
         delay: Duration,
+        /// Answers with a reset (RT may have taken the mail) instead of `ok`.
+        breaks: std::sync::atomic::AtomicBool,
     }
     impl MailGateway for Gateway {
         async fn post(&self, _request: &GatewayRequest, _message: &Spool) -> Result<RtAnswer, TransportFailure> {
             self.posts.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(self.delay).await;
+            if self.breaks.load(Ordering::Relaxed) {
+                return Err(TransportFailure::Broken("connection reset".into()));
+            }
             Ok(RtAnswer::Ok(OkDetails::default()))
         }
     }
@@ -638,7 +368,9 @@ mod tests {
         }
     }
 
-    fn handler(vars: &[(&str, &str)], records: Records, delay: Duration) -> Handler<Store, Records, Gateway, Outbox> {
+    type TestHandler = Handler<Store, Records, Gateway, Outbox, FakeLookup>;
+
+    fn handler(vars: &[(&str, &str)], records: Records, delay: Duration) -> TestHandler {
         let mut env: HashMap<String, String> = [
             ("RT_URL", "http://127.0.0.1:9"),
             ("MAIL_BUCKET", "b"),
@@ -654,12 +386,13 @@ mod tests {
         let mails = ["m1", "m2", "m3"].map(|id| {
             (
                 id.to_string(),
-                format!("From: a@c.example\nSubject: {id}\n\nhello\n").into_bytes(),
+                format!("From: a@c.example\nMessage-ID: <{id}@c.example>\nSubject: {id}\n\nhello\n").into_bytes(),
             )
         });
         let gateway = Gateway {
             posts: AtomicUsize::new(0),
             delay,
+            breaks: Default::default(),
         };
         Handler::new(
             config,
@@ -667,6 +400,7 @@ mod tests {
             records,
             gateway,
             Outbox::default(),
+            FakeLookup::default(),
         )
     }
 
@@ -705,9 +439,11 @@ mod tests {
         assert!(matches!(err, Err(HandlerError::Retry { .. })), "{err:?}");
         assert!(Instant::now() < deadline, "stopped before the deadline");
         assert!(
-            h.records.map.lock().unwrap().is_empty(),
+            h.records.map.lock().unwrap().keys().all(|k| k.ends_with(".lease")),
             "nothing recorded as delivered"
         );
+        // RT may be creating the ticket still: the retry must ask before posting.
+        assert!(lease_keys(&h)[0].1.starts_with("unsure "), "{:?}", lease_keys(&h));
     }
 
     #[tokio::test]
@@ -749,5 +485,102 @@ mod tests {
         let again = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
         assert_eq!((again.given_up, again.already_delivered), (0, 1));
         assert_eq!(h.notifier.0.lock().unwrap().len(), 4);
+    }
+
+    fn lease_keys(h: &TestHandler) -> Vec<(String, String)> {
+        let map = h.records.map.lock().unwrap();
+        let mut leases: Vec<_> = map
+            .iter()
+            .filter(|(k, _)| k.ends_with(".lease"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        leases.sort();
+        leases
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_another_invocation_leaves_the_route_for_later() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        // Another invocation claimed the route and is posting it now.
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        let (key, _) = lease_keys(&h).remove(0);
+        let done = key.trim_end_matches(".lease").to_string();
+        h.records.map.lock().unwrap().remove(&done);
+        let far = super::super::delivery::tests_support::posting_until(u64::MAX / 2);
+        h.records.map.lock().unwrap().insert(key, far);
+        let err = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await;
+        assert!(
+            matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("LeaseHeld")),
+            "{err:?}"
+        );
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1, "not posted a second time");
+    }
+
+    #[tokio::test]
+    async fn an_unclear_answer_asks_rt_and_a_found_mail_is_recorded_not_reposted() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        h.gateway.breaks.store(true, Ordering::Relaxed);
+        h.lookup.holds.store(true, Ordering::Relaxed);
+        let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(summary.delivered, 1);
+        assert_eq!(h.lookup.asked.load(Ordering::Relaxed), 1);
+        // A duplicate invocation finds the record and neither posts nor asks.
+        let again = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(again.already_delivered, 1);
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn after_an_unclear_answer_the_retry_asks_rt_before_posting_again() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        h.gateway.breaks.store(true, Ordering::Relaxed);
+        // RT is still creating the ticket when asked right away...
+        assert!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.is_err());
+        assert!(lease_keys(&h)[0].1.starts_with("unsure "), "{:?}", lease_keys(&h));
+        // ...and holds it by the time Lambda retries: the retry asks first, posts nothing.
+        h.lookup.holds.store(true, Ordering::Relaxed);
+        let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(summary.delivered, 1);
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1, "posted once in all");
+        assert_eq!(h.lookup.asked.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_never_reached_rt_is_retried_without_asking() {
+        let h = handler(&[("RT_URL", "http://127.0.0.1:9")], Records::default(), Duration::ZERO);
+        h.gateway.breaks.store(true, Ordering::Relaxed);
+        h.records.map.lock().unwrap().clear();
+        // A lease left `free` (say, after a refused connection) needs no question.
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap_err();
+        let (key, _) = lease_keys(&h).remove(0);
+        h.records.map.lock().unwrap().insert(key, "free 0 x".into());
+        let asked_before = h.lookup.asked.load(Ordering::Relaxed);
+        h.gateway.breaks.store(false, Ordering::Relaxed);
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(h.lookup.asked.load(Ordering::Relaxed), asked_before);
+    }
+
+    #[tokio::test]
+    async fn a_replay_screens_as_the_first_delivery_and_finds_the_tagged_mails_record() {
+        let h = handler(&[("VIRUS_POLICY", "drop")], Records::default(), Duration::ZERO);
+        let mut virus = mail("m1", true);
+        virus.verdicts.virus = "FAIL".into();
+        let replayed = h.deliver_mail(&virus, None, Mode::Replay).await.unwrap();
+        assert_eq!(replayed.given_up, 1);
+        assert_eq!(
+            h.gateway.posts.load(Ordering::Relaxed),
+            0,
+            "a virus is not posted by a replay either"
+        );
+
+        let mut spam = mail("m2", true);
+        spam.verdicts.spam = "FAIL".into();
+        assert_eq!(h.deliver_mail(&spam, None, Mode::Normal).await.unwrap().delivered, 1);
+        let again = h.deliver_mail(&spam, None, Mode::Replay).await.unwrap();
+        assert_eq!(
+            again.already_delivered, 1,
+            "the spam tag is not part of the record's name"
+        );
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1);
     }
 }

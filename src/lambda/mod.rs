@@ -1,7 +1,10 @@
 //! The SES Lambda: configuration read once at cold start ([`config`]) and the event
-//! handler that routes each envelope recipient and posts the mail to RT ([`handler`]).
+//! handler that routes each envelope recipient and posts the mail to RT ([`handler`]),
+//! one route at a time as a straight line of steps ([`delivery`]); the payloads it
+//! understands ([`events`]); re-delivery ([`replay`]); the real adapters ([`wiring`]).
 
 pub mod config;
+pub mod delivery;
 pub mod events;
 pub mod handler;
 pub mod replay;

@@ -10,7 +10,8 @@ use crate::aws::s3::MailStore;
 use crate::aws::ses::Notifier;
 use crate::aws::sqs::DeadLetters;
 use crate::lambda::events::body_mails;
-use crate::lambda::handler::{Handler, MailInfo, Mode, Summary};
+use crate::lambda::events::MailInfo;
+use crate::lambda::handler::{Handler, Mode, Summary};
 use crate::rt::MailGateway;
 
 /// What a replay did.

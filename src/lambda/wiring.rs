@@ -8,10 +8,12 @@ use crate::aws::secrets::SecretsManager;
 use crate::aws::ses::SesNotifier;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::handler::Handler;
+use crate::rt::lookup::NoLookup;
 use crate::rt::pool::{GatewayPool, PoolError};
 
 /// The handler with the AWS adapters.
-pub type AwsHandler = Handler<S3MailStore, S3DeliveryRecords, GatewayPool<SecretsManager>, Option<SesNotifier>>;
+pub type AwsHandler =
+    Handler<S3MailStore, S3DeliveryRecords, GatewayPool<SecretsManager>, Option<SesNotifier>, NoLookup>;
 
 /// Builds the handler from a checked configuration and the AWS SDK's shared settings
 /// (region, credentials, endpoint): reads RT's secrets and builds one client per RT.
@@ -39,5 +41,5 @@ pub async fn aws_handler(
         (Some(from), true) => Some(SesNotifier::new(aws_sdk_sesv2::Client::new(aws), from.clone())),
         _ => None,
     };
-    Ok(Handler::new(config, store, records, gateway, notifier))
+    Ok(Handler::new(config, store, records, gateway, notifier, NoLookup))
 }

@@ -4,6 +4,7 @@
 //! [`tls`] checks certificates against `--ca-file` / `RT_CA_FILE` as OpenSSL would.
 
 pub mod http;
+pub mod lookup;
 pub mod pool;
 pub mod tls;
 

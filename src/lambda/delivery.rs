@@ -1,0 +1,652 @@
+//! One route's delivery, as a straight line of named steps:
+//!
+//! 1. **settled?** a delivery (or given-up) record says an earlier invocation finished
+//!    it: nothing to do;
+//! 2. **screen**: a verdict policy that drops the mail decides here, nothing is posted;
+//! 3. **claim** the route's lease ([`crate::core::lease`]): another invocation posting
+//!    it now means "later", not "again";
+//! 4. **fetch** the mail from the store (once per mail, shared by its routes);
+//! 5. **ask RT** first when an earlier attempt may have reached it;
+//! 6. **post**;
+//! 7. **ask RT** after an answer that leaves it unknown whether RT took the mail;
+//! 8. **settle**: the record (delivered, refused, given up), or the lease's state for
+//!    the retry (`unsure` when RT may hold the mail, `free` when it surely does not);
+//! 9. **tell**: notices for a mail given up.
+//!
+//! The outcome table ([`crate::core::outcome::decide`]) is the only place deciding what
+//! a case means. Every step that waits (S3, RT, RT's API) is bounded by the invocation's
+//! deadline: what can't finish in time is left for the retry.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::aws::records::DeliveryRecords;
+use crate::aws::s3::MailStore;
+use crate::aws::ses::Notifier;
+use crate::core::headers::MailSummary;
+use crate::core::lease::{claim, Claim, Lease, LeaseState, LEASE_MARGIN};
+use crate::core::notice::{operator_notice, sender_notice, GivenUpMail};
+use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts};
+use crate::core::reply::TransportFailure;
+use crate::core::route::PlannedDelivery;
+use crate::lambda::events::MailInfo;
+use crate::lambda::handler::{Handler, HandlerError, Mode, Summary, DEADLINE_MARGIN};
+use crate::rt::lookup::{DeliveryLookup, Lookup};
+use crate::rt::MailGateway;
+use crate::spool::Spool;
+
+/// How a route's delivery ended for this invocation.
+#[derive(Debug)]
+pub enum RouteEnd {
+    /// Settled (delivered, refused, given up, or found settled), counted.
+    Settled(Summary),
+    /// Left for a retry, with the reason.
+    Retry(String),
+    /// The stored mail is blank: nothing to post on any route.
+    NothingToPost,
+}
+
+/// The mail of one invocation: its event's facts, the deadline, and the stored bytes
+/// once fetched (routes share one download).
+pub struct StoredMail<'a> {
+    info: &'a MailInfo,
+    deadline: Option<Instant>,
+    spool: Option<Spool>,
+}
+
+impl<'a> StoredMail<'a> {
+    /// Nothing fetched yet.
+    pub fn new(info: &'a MailInfo, deadline: Option<Instant>) -> Self {
+        Self {
+            info,
+            deadline,
+            spool: None,
+        }
+    }
+
+    /// Time left before the margin the function keeps for itself.
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .saturating_sub(DEADLINE_MARGIN)
+        })
+    }
+
+    /// The mail's own Message-ID (without brackets), once fetched.
+    fn message_id_header(&self) -> Option<&str> {
+        self.spool.as_ref()?.summary().message_id.as_deref()
+    }
+}
+
+/// The record keys of one route of one mail.
+struct Keys {
+    done: String,
+    given_up: String,
+    lease: String,
+}
+
+impl Keys {
+    fn new(message_id: &str, delivery: &PlannedDelivery) -> Self {
+        // The spam tag is not part of the post's identity: a replay of a tagged mail
+        // finds its record whatever the policy says today.
+        let fingerprint = delivery.route.request.fingerprint();
+        Self {
+            done: format!("{message_id}/{fingerprint}"),
+            given_up: format!("{message_id}/{fingerprint}.given-up"),
+            lease: format!("{message_id}/{fingerprint}.lease"),
+        }
+    }
+}
+
+/// A step ran out of time, or its store failed: the route is left for the retry.
+struct Stop(String);
+
+impl<S, R, G, N, L> Handler<S, R, G, N, L>
+where
+    S: MailStore,
+    R: DeliveryRecords,
+    G: MailGateway,
+    N: Notifier,
+    L: DeliveryLookup,
+{
+    /// Delivers one route of a mail: the steps of the module doc, in order.
+    pub(super) async fn deliver_route(
+        &self,
+        mail: &mut StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        screening: &Screening,
+        mode: Mode,
+    ) -> Result<RouteEnd, HandlerError> {
+        let message_id = mail.info.ses_id.clone();
+        let message_id = message_id.as_str();
+        let route = delivery.route.entry.as_str();
+        let keys = Keys::new(message_id, delivery);
+        let mut delivery = delivery.clone();
+
+        // 1. settled?
+        match self.settled_before(mail, &keys, mode).await {
+            Ok(Some(earlier)) => {
+                tracing::info!(
+                    message_id,
+                    route,
+                    earlier,
+                    outcome = "already-delivered",
+                    "settled by an earlier invocation; not posted again"
+                );
+                return Ok(RouteEnd::Settled(Summary {
+                    already_delivered: 1,
+                    ..Summary::default()
+                }));
+            }
+            Ok(None) => {}
+            // Unknown is not "not delivered": retry later rather than risk a duplicate.
+            Err(Stop(why)) => return Ok(self.retry(message_id, route, format!("delivery record unreadable: {why}"))),
+        }
+
+        // 2. screen
+        let tag = match screening {
+            Screening::Drop(case) => {
+                tracing::warn!(message_id, route, outcome = case.decision_word(), case = ?case, "dropped by the verdict policy; not posted");
+                return Ok(self.settle(mail, &delivery, &keys, *case, None).await);
+            }
+            Screening::Post(tag) => tag,
+        };
+        delivery.route.request.extra_headers.clone_from(tag);
+        if mail.time_left().is_some_and(|left| left.is_zero()) {
+            return Ok(self.retry(message_id, route, "too close to the function's deadline".into()));
+        }
+
+        // 3. claim
+        let ask_rt_first = match self.claim(mail, &keys).await {
+            Ok(Claimed::Mine { ask_rt }) => ask_rt,
+            Ok(Claimed::Held { holder, until_ms }) => {
+                tracing::info!(
+                    message_id,
+                    route,
+                    holder,
+                    until_ms,
+                    outcome = "retry",
+                    duplicate_avoided = "lease",
+                    "another invocation is posting this route; left for a later retry"
+                );
+                return Ok(RouteEnd::Retry(format!("{:?}", Case::LeaseHeld)));
+            }
+            Err(Stop(why)) => return Ok(self.retry(message_id, route, format!("lease: {why}"))),
+        };
+
+        // 4. fetch
+        if mail.spool.is_none() {
+            let fetched = self.fetch(mail).await?;
+            if fetched.is_blank() {
+                // As the CLI: nothing to post. Logged, never silently dropped.
+                tracing::warn!(
+                    message_id,
+                    outcome = "empty",
+                    "stored mail holds no message; nothing posted"
+                );
+                return Ok(RouteEnd::NothingToPost);
+            }
+            mail.spool = Some(fetched);
+        }
+        let too_large = mail
+            .spool
+            .as_ref()
+            .is_some_and(|s| self.config.max_mail_bytes.is_some_and(|max| s.len() > max));
+        if too_large {
+            tracing::warn!(
+                message_id,
+                route,
+                outcome = "given-up",
+                "mail larger than MAX_MAIL_BYTES"
+            );
+            return Ok(self.settle(mail, &delivery, &keys, Case::MailTooLarge, None).await);
+        }
+
+        // 5. ask RT first
+        if ask_rt_first && self.ask_rt(mail, &delivery, "before posting again").await {
+            return Ok(self.settle(mail, &delivery, &keys, Case::FoundInRt, None).await);
+        }
+
+        // 6. post
+        let mut case = self.post(mail, &delivery).await;
+
+        // 7. ask RT after an answer that leaves it open
+        if case.may_have_reached_rt() && self.ask_rt(mail, &delivery, "after an unclear answer").await {
+            case = Case::FoundInRt;
+        }
+
+        // 8. settle, 9. tell
+        Ok(self.settle(mail, &delivery, &keys, case, Some(&keys.lease)).await)
+    }
+
+    /// Step 1: an earlier invocation's delivery record (or, outside a replay, its
+    /// given-up record).
+    async fn settled_before(&self, mail: &StoredMail<'_>, keys: &Keys, mode: Mode) -> Result<Option<String>, Stop> {
+        if let Some(earlier) = self.find_record(mail, &keys.done).await? {
+            return Ok(Some(earlier));
+        }
+        match mode {
+            Mode::Normal => Ok(self
+                .find_record(mail, &keys.given_up)
+                .await?
+                .map(|why| format!("given up: {why}"))),
+            // An admin fixed what made it give up: post it again.
+            Mode::Replay => Ok(None),
+        }
+    }
+
+    /// A record, read within the time left.
+    async fn find_record(&self, mail: &StoredMail<'_>, key: &str) -> Result<Option<String>, Stop> {
+        within(mail.time_left(), self.records.find(key))
+            .await?
+            .map_err(|e| Stop(e.to_string()))
+    }
+
+    /// Step 3: takes the route's lease, until this invocation's deadline (plus a margin).
+    async fn claim(&self, mail: &StoredMail<'_>, keys: &Keys) -> Result<Claimed, Stop> {
+        let now = epoch_ms();
+        let lasts = mail.time_left().unwrap_or(Duration::from_secs(900)) + DEADLINE_MARGIN + LEASE_MARGIN;
+        let mine = Lease {
+            state: LeaseState::Posting,
+            until_ms: now + lasts.as_millis() as u64,
+            holder: holder_id(),
+        }
+        .to_text();
+        let found = within(mail.time_left(), self.records.find_versioned(&keys.lease))
+            .await?
+            .map_err(|e| Stop(e.to_string()))?;
+        let (decision, version) = match &found {
+            None => (claim(None, now), None),
+            Some((text, version)) => (claim(Some(text), now), Some(version.as_str())),
+        };
+        let taken = match (&decision, version) {
+            (Claim::Held { holder, until_ms }, _) => {
+                return Ok(Claimed::Held {
+                    holder: holder.clone(),
+                    until_ms: *until_ms,
+                })
+            }
+            (Claim::Create, _) | (_, None) => self.records.create(&keys.lease, &mine),
+            (Claim::TakeOver { .. }, Some(version)) => {
+                return match within(mail.time_left(), self.records.replace(&keys.lease, &mine, version))
+                    .await?
+                    .map_err(|e| Stop(e.to_string()))?
+                {
+                    true => Ok(Claimed::Mine {
+                        ask_rt: matches!(decision, Claim::TakeOver { ask_rt: true }),
+                    }),
+                    false => Ok(lost_race()),
+                };
+            }
+        };
+        match within(mail.time_left(), taken)
+            .await?
+            .map_err(|e| Stop(e.to_string()))?
+        {
+            true => Ok(Claimed::Mine { ask_rt: false }),
+            false => Ok(lost_race()),
+        }
+    }
+
+    /// Step 4: reads the mail (only keys under `MAIL_PREFIX`), bounded by the deadline.
+    async fn fetch(&self, mail: &StoredMail<'_>) -> Result<Spool, HandlerError> {
+        let message_id = mail.info.ses_id.as_str();
+        let key = self
+            .config
+            .mail_key(message_id, mail.info.object_key.as_deref())
+            .map_err(|reason| {
+                tracing::error!(message_id, reason, outcome = "retry", "refused to read the mail");
+                HandlerError::MalformedEvent(reason)
+            })?;
+        let fetched = match within(mail.time_left(), self.store.fetch(&key, self.config.line_endings)).await {
+            Ok(fetched) => fetched,
+            Err(Stop(why)) => {
+                tracing::error!(
+                    message_id,
+                    key,
+                    error = why,
+                    outcome = "retry",
+                    "mail not read before the deadline"
+                );
+                return Err(HandlerError::Deadline {
+                    message_id: message_id.to_string(),
+                });
+            }
+        };
+        fetched.map_err(|source| {
+            tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
+            HandlerError::Store {
+                message_id: message_id.to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Steps 5 and 7: true when RT's API shows RT holds the mail on this route. Unknown
+    /// (no credentials, no Message-ID, RT unreachable, no time) counts as "no", logged:
+    /// then the post goes ahead as it would without the lookup.
+    async fn ask_rt(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery, when: &str) -> bool {
+        let message_id = mail.info.ses_id.as_str();
+        let route = delivery.route.entry.as_str();
+        let Some(header_id) = mail.message_id_header() else {
+            tracing::warn!(
+                message_id,
+                route,
+                when,
+                "the mail has no Message-ID: RT can't be asked; posting as before"
+            );
+            return false;
+        };
+        match within(mail.time_left(), self.lookup.find(header_id, &delivery.route.request)).await {
+            Ok(Ok(Lookup::Found { ticket, transaction })) => {
+                tracing::info!(
+                    message_id,
+                    route,
+                    when,
+                    ticket,
+                    transaction,
+                    duplicate_avoided = "rt-lookup",
+                    "RT already holds this mail on this route; not posted again"
+                );
+                true
+            }
+            Ok(Ok(Lookup::NotFound)) => {
+                tracing::info!(message_id, route, when, "RT does not hold this mail on this route");
+                false
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(message_id, route, when, error = %error, "RT could not be asked; a duplicate is possible");
+                false
+            }
+            Err(Stop(why)) => {
+                tracing::warn!(
+                    message_id,
+                    route,
+                    when,
+                    error = why,
+                    "RT could not be asked in time; a duplicate is possible"
+                );
+                false
+            }
+        }
+    }
+
+    /// Step 6: one post, abandoned (as a timeout) before the function's deadline.
+    async fn post(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery) -> Case {
+        let Some(spool) = mail.spool.as_ref() else {
+            return Case::MailStoreUnavailable;
+        };
+        let message_id = mail.info.ses_id.as_str();
+        let started = Instant::now();
+        let result = within(mail.time_left(), self.gateway.post(&delivery.route.request, spool))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportFailure::Timeout(
+                    "stopped before the function's deadline".into(),
+                ))
+            });
+        let ms = started.elapsed().as_millis() as u64;
+        let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
+        let recipients = delivery.recipients.join(",");
+        let route = delivery.route.entry.as_str();
+        let fields = format!("{:?}", delivery.route.request.form_fields_text());
+        let (case, rt) = match result {
+            Ok(answer) => (Case::from_answer(&answer), answer.summary()),
+            Err(failure) => (Case::from_transport(&failure), failure.to_string()),
+        };
+        let outcome = case.decision_word();
+        if case == Case::RtOk {
+            tracing::info!(
+                message_id,
+                recipients,
+                route,
+                fields,
+                outcome,
+                rt,
+                bytes,
+                ms,
+                "delivery outcome"
+            );
+        } else {
+            tracing::warn!(
+                message_id,
+                recipients,
+                route,
+                fields,
+                outcome,
+                rt,
+                bytes,
+                ms,
+                "delivery outcome"
+            );
+        }
+        case
+    }
+
+    /// Steps 8 and 9: records what the outcome table decided, leaves the lease (when
+    /// this invocation holds one) in the state the retry needs, and tells who is told.
+    async fn settle(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        keys: &Keys,
+        case: Case,
+        lease: Option<&str>,
+    ) -> RouteEnd {
+        let message_id = mail.info.ses_id.as_str();
+        let route = delivery.route.entry.as_str();
+        let mut counted = Summary::default();
+        match decide(case) {
+            Decision::Delivered | Decision::GiveUp(_)
+                if matches!(case, Case::RtOk | Case::RtNotOk | Case::FoundInRt) =>
+            {
+                // RT settled it: record it so no retry posts it again.
+                if case == Case::RtNotOk {
+                    counted.rejected += 1;
+                } else {
+                    counted.delivered += 1;
+                }
+                self.write_record(message_id, route, &keys.done, case.decision_word())
+                    .await;
+                if let Decision::GiveUp(notice) = decide(case) {
+                    self.tell(mail, delivery, case, notice).await;
+                }
+                RouteEnd::Settled(counted)
+            }
+            Decision::Delivered => RouteEnd::Settled(counted),
+            Decision::GiveUp(notice) => {
+                counted.given_up += 1;
+                // The first invocation to give up tells; a retry or a twin does not.
+                if self
+                    .create_record(message_id, route, &keys.given_up, &format!("{case:?}"))
+                    .await
+                {
+                    self.tell(mail, delivery, case, notice).await;
+                }
+                RouteEnd::Settled(counted)
+            }
+            Decision::Retry => {
+                if let Some(key) = lease {
+                    let state = if case.may_have_reached_rt() {
+                        LeaseState::Unsure
+                    } else {
+                        LeaseState::Free
+                    };
+                    self.release(mail, key, state).await;
+                }
+                RouteEnd::Retry(format!("{case:?}"))
+            }
+        }
+    }
+
+    /// Leaves the lease in `state` for the retry (if it is still ours to change).
+    async fn release(&self, mail: &StoredMail<'_>, key: &str, state: LeaseState) {
+        let text = Lease {
+            state,
+            until_ms: epoch_ms(),
+            holder: holder_id(),
+        }
+        .to_text();
+        let message_id = mail.info.ses_id.as_str();
+        let written = async {
+            let (_, version) = self.records.find_versioned(key).await?.unwrap_or_default();
+            self.records.replace(key, &text, &version).await
+        };
+        match within(mail.time_left().map(|t| t + DEADLINE_MARGIN / 2), written).await {
+            Ok(Ok(true)) => {}
+            // Left as `posting`, the lease expires and the next taker asks RT first.
+            Ok(Ok(false)) => tracing::info!(message_id, key, "lease changed meanwhile; left as it is"),
+            Ok(Err(error)) => tracing::warn!(message_id, key, error = %error, "lease not released; it expires"),
+            Err(Stop(why)) => tracing::warn!(message_id, key, error = why, "lease not released in time; it expires"),
+        }
+    }
+
+    /// Writes a delivery record; a lost race (another invocation wrote it first) and a
+    /// failure are logged (the mail is settled either way).
+    async fn write_record(&self, message_id: &str, route: &str, key: &str, value: &str) {
+        match self.records.create(key, value).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(message_id, route, key, "delivery record already written by another invocation (a record race lost); RT may hold this mail twice"),
+            Err(error) => tracing::error!(message_id, route, error = %error, "delivery record not written; a retry of this mail may post it again"),
+        }
+    }
+
+    /// Creates a given-up record; true when this invocation is the first to give up
+    /// (so notices go out once, whatever the retries).
+    async fn create_record(&self, message_id: &str, route: &str, key: &str, value: &str) -> bool {
+        match self.records.create(key, value).await {
+            Ok(created) => created,
+            Err(error) => {
+                tracing::error!(message_id, route, error = %error, "given-up record not written");
+                true
+            }
+        }
+    }
+
+    /// Step 9: the notices the outcome table asks for.
+    async fn tell(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery, case: Case, notice: Notice) {
+        let info = mail.info;
+        let header = mail
+            .spool
+            .as_ref()
+            .map(Spool::summary)
+            .cloned()
+            .unwrap_or_else(MailSummary::default);
+        let given_up = GivenUpMail {
+            ses_message_id: info.ses_id.clone(),
+            message_id: header.message_id.clone(),
+            subject: header.subject.clone().or_else(|| info.subject.clone()),
+            sender: info.sender.clone(),
+            recipients: delivery.recipients.clone(),
+            reason: reason(case, &delivery.route.entry),
+        };
+        let mut notices = Vec::new();
+        if let (true, Some(operator)) = (notice.operator, self.config.notices.operator.as_deref()) {
+            notices.push(operator_notice(operator, &given_up));
+        }
+        let facts = SenderFacts {
+            envelope_sender: info.sender.clone(),
+            spf_pass: info.spf_pass,
+            dkim_pass: info.dkim_pass,
+            machine_generated: header.machine_generated,
+        };
+        if notice.sender && self.config.notices.to_senders && sender_may_be_told(&facts) {
+            // At most one notice per sender per hour: no mail storm, whatever arrives.
+            let hour = chrono::Utc::now().format("%Y%m%d%H");
+            let mark = format!("notices/{}/{hour}", info.sender.to_ascii_lowercase());
+            if self.records.create(&mark, &info.ses_id).await.unwrap_or(false) {
+                notices.push(sender_notice(&given_up));
+            } else {
+                tracing::info!(
+                    message_id = info.ses_id,
+                    sender = info.sender,
+                    "sender notice rate-limited"
+                );
+            }
+        }
+        for text in notices {
+            match self.notifier.send(&text).await {
+                Ok(()) => tracing::info!(message_id = info.ses_id, to = text.to, "notice sent"),
+                Err(error) => tracing::error!(message_id = info.ses_id, error = %error, "notice not sent"),
+            }
+        }
+    }
+
+    /// A route left for the retry, logged.
+    fn retry(&self, message_id: &str, route: &str, why: String) -> RouteEnd {
+        tracing::warn!(message_id, route, outcome = "retry", reason = why, "left for the retry");
+        RouteEnd::Retry(why)
+    }
+}
+
+/// The claim's result.
+enum Claimed {
+    /// This invocation may post; ask RT first when `ask_rt`.
+    Mine { ask_rt: bool },
+    /// Another invocation holds the lease.
+    Held { holder: String, until_ms: u64 },
+}
+
+/// Another invocation changed the lease between our read and our write: it holds it.
+fn lost_race() -> Claimed {
+    Claimed::Held {
+        holder: "a concurrent invocation".into(),
+        until_ms: 0,
+    }
+}
+
+/// Runs `work` within `limit` (no limit when `None`).
+async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Result<T, Stop> {
+    match limit {
+        None => Ok(work.await),
+        Some(limit) => tokio::time::timeout(limit, work).await.map_err(|_| {
+            Stop(format!(
+                "not done within the {} s left before the deadline",
+                limit.as_secs()
+            ))
+        }),
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Who holds a lease: this process and the moment it claimed (for the log only).
+fn holder_id() -> String {
+    format!("pid{}-{}", std::process::id(), epoch_ms())
+}
+
+/// A sentence for the notice.
+fn reason(case: Case, route: &str) -> String {
+    match case {
+        Case::RtNotOk => format!("RT refused the mail for good (route {route}); RT has told the sender where it could"),
+        Case::RtTemporaryFailure => {
+            format!("RT has no such queue or action for route {route}: fix the route or create the queue, then replay")
+        }
+        Case::PayloadTooLarge => "the mail is larger than the web server in front of RT accepts (HTTP 413)".to_string(),
+        Case::MailTooLarge => "the mail is larger than this gateway accepts (MAX_MAIL_BYTES)".to_string(),
+        Case::VirusFound => "SES found a virus in the mail".to_string(),
+        Case::SpamDropped => "SES judged the mail to be spam".to_string(),
+        Case::DmarcReject => "the mail failed DMARC and the sender's domain asks for rejection".to_string(),
+        other => format!("{other:?} on route {route}"),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests_support {
+    //! Lease texts for the handler's tests.
+    use super::*;
+
+    /// A `posting` lease of another invocation, valid until `until_ms`.
+    pub fn posting_until(until_ms: u64) -> String {
+        Lease {
+            state: LeaseState::Posting,
+            until_ms,
+            holder: "another".into(),
+        }
+        .to_text()
+    }
+}
