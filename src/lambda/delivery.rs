@@ -389,7 +389,17 @@ where
         let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
-        let fields = format!("{:?}", delivery.route.request.form_fields_text());
+        // Each field its own JSON string (absent when not posted), never a Debug dump.
+        let field = |name: &str| {
+            delivery
+                .route
+                .request
+                .form_fields_text()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+        };
+        let (queue, action, ticket) = (field("queue"), field("action"), field("ticket"));
         let (case, rt) = match result {
             Ok(answer) => (Case::from_answer(&answer), answer.summary()),
             Err(failure) => (Case::from_transport(&failure), failure.to_string()),
@@ -400,7 +410,9 @@ where
                 message_id,
                 recipients,
                 route,
-                fields,
+                queue,
+                action,
+                ticket,
                 outcome,
                 rt,
                 bytes,
@@ -412,7 +424,9 @@ where
                 message_id,
                 recipients,
                 route,
-                fields,
+                queue,
+                action,
+                ticket,
                 outcome,
                 rt,
                 bytes,

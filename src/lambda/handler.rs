@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::ses::SimpleEmailEvent;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
@@ -212,6 +213,17 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
     /// Screens, routes, fetches and posts one mail: one [`Self::deliver_route`] per
     /// distinct route, each a straight line of steps (see [`crate::lambda::delivery`]).
     pub async fn deliver_mail(
+        &self,
+        mail: &MailInfo,
+        deadline: Option<Instant>,
+        mode: Mode,
+    ) -> Result<Summary, HandlerError> {
+        // Every line logged for this mail carries its message id (the span's field).
+        let span = tracing::info_span!("mail", message_id = %mail.ses_id);
+        self.deliver_mail_in_span(mail, deadline, mode).instrument(span).await
+    }
+
+    async fn deliver_mail_in_span(
         &self,
         mail: &MailInfo,
         deadline: Option<Instant>,

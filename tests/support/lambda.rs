@@ -125,6 +125,8 @@ impl LambdaStack {
             ("MAIL_PREFIX", PREFIX),
             ("ROUTES", ROUTES),
             ("RT_TIMEOUT", "10"),
+            // As Lambda sets it for a function whose LoggingConfig is JSON (template.yaml).
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
