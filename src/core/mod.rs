@@ -7,6 +7,8 @@
 //! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
 //! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
 //! - [`aliases`]: an `/etc/aliases` file's rt-mailgate pipes as routes (the migration).
+//! - [`lookup`]: whether RT already holds a mail as a route would have put it there
+//!   (asked before posting again after an outcome where RT may have taken it).
 //! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
 //! - [`notice`]: the text of a notice when a mail is given up.
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
@@ -26,6 +28,7 @@ pub mod extension;
 pub mod getopt;
 pub mod headers;
 pub mod line_endings;
+pub mod lookup;
 pub mod notice;
 pub mod outcome;
 pub mod redact;
