@@ -354,6 +354,10 @@ where
                 tracing::info!(message_id, route, when, "RT does not hold this mail on this route");
                 false
             }
+            Ok(Ok(Lookup::Unanswerable(why))) => {
+                tracing::warn!(message_id, route, when, reason = %why, "RT can't be asked about this mail; posting as before, a duplicate is possible");
+                false
+            }
             Ok(Err(error)) => {
                 tracing::warn!(message_id, route, when, error = %error, "RT could not be asked; a duplicate is possible");
                 false

@@ -22,7 +22,7 @@ use crate::aws::ses::Notifier;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::delivery::{RouteEnd, StoredMail};
 use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo, MalformedEvent};
-use crate::rt::lookup::{DeliveryLookup, NoLookup};
+use crate::rt::lookup::{DeliveryLookup, Lookups};
 use crate::rt::MailGateway;
 
 /// SES writes this object when a rule is created; it is not a mail.
@@ -120,7 +120,7 @@ pub enum Mode {
 }
 
 /// The function's work, with its adapters.
-pub struct Handler<S, R, G, N, L = NoLookup> {
+pub struct Handler<S, R, G, N, L = Lookups> {
     pub(super) config: LambdaConfig,
     pub(super) store: S,
     pub(super) records: R,
@@ -131,7 +131,7 @@ pub struct Handler<S, R, G, N, L = NoLookup> {
 
 impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
     /// A handler with its configuration and adapters. `lookup` asks RT whether it holds
-    /// a mail already ([`NoLookup`] when no RT API credentials are configured).
+    /// a mail already ([`Lookups`]: none when no RT API credentials are configured).
     pub fn new(config: LambdaConfig, store: S, records: R, gateway: G, notifier: N, lookup: L) -> Self {
         Self {
             config,
