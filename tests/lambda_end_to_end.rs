@@ -248,7 +248,8 @@ fn a_bad_configuration_stops_the_cold_start_naming_the_entry() {
 
 #[test]
 fn a_retried_invocation_never_posts_a_route_twice_and_posts_the_rest() {
-    // In front of the real RT: the second post (support@) fails once with a 503.
+    // In front of the real RT: the second post fails once with a 503 (the routes post
+    // concurrently, so which route gets it varies).
     let rt_url = rt::url();
     let proxy = StandIn::start(move |n| {
         if n == 1 {
@@ -264,13 +265,10 @@ fn a_retried_invocation_never_posts_a_route_twice_and_posts_the_rest() {
 
     let (kind, message) = stack.invoke(&event).unwrap_err();
     assert_eq!(kind, "DeliveryWillBeRetried");
-    assert!(
-        message.contains("1 of 2") && message.contains("support@example.test"),
-        "{message}"
-    );
+    assert!(message.contains("1 of 2") && message.contains("ServerError"), "{message}");
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
 
-    // Lambda's retry: bugs@ is not posted again, support@ is.
+    // Lambda's retry: the delivered route is not posted again, the failed one is.
     assert_eq!(
         stack.invoke(&event),
         Ok(json!({"delivered": 1, "rejected": 0, "unrouted": 0, "already_delivered": 1, "given_up": 0}))

@@ -15,6 +15,7 @@
 //! | `RT_CA_FILE` | trust only these CA certificates (PEM) | system roots |
 //! | `RT_SECRET_ID` | Secrets Manager secret with RT's credentials (see [`crate::core::credentials`]) | none |
 //! | `RT_ALLOW_HTTP` | allow plain `http://` to a host other than this machine | `false` |
+//! | `ROUTE_CONCURRENCY` | how many routes of one mail are posted at once (1: one after another) | 4 |
 //! | `RT_API_URL` | where RT's REST 2 API answers lookups (when not at `RT_URL`) | `RT_URL` |
 //! | `RT_REDIRECT_HOSTS` | comma-separated hosts a redirect may lead to (never with credentials) | none |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
@@ -136,6 +137,8 @@ pub struct LambdaConfig {
     pub allow_plain_http: bool,
     /// Where RT's REST 2 API answers (`RT_API_URL`), when not at `RT_URL`.
     pub rt_api_url: Option<String>,
+    /// How many routes of one mail are posted at once.
+    pub route_concurrency: usize,
 }
 
 impl LambdaConfig {
@@ -241,6 +244,14 @@ impl LambdaConfig {
                 return Err(invalid(var, "is not an email address"));
             }
         }
+        let route_concurrency = match get("ROUTE_CONCURRENCY") {
+            None => 4,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=16).contains(n))
+                .ok_or_else(|| invalid("ROUTE_CONCURRENCY", "must be a whole number from 1 to 16"))?,
+        };
         let max_mail_bytes = match get("MAX_MAIL_BYTES") {
             None => None,
             Some(v) => Some(
@@ -256,6 +267,7 @@ impl LambdaConfig {
             max_mail_bytes,
             secret_id: get("RT_SECRET_ID"),
             rt_api_url: get("RT_API_URL"),
+            route_concurrency,
             allow_plain_http,
             rt,
             bucket: required("MAIL_BUCKET")?,
