@@ -345,6 +345,103 @@ fn an_rt_auth_token_works_as_the_login() {
     assert!(!err.to_string().contains(&token), "{err}");
 }
 
+// --- Through the shipped nginx front door (deploy/nginx), with extras/rest2-lookup.conf. ---
+
+/// `scripts/rt-proxy` in front of the test RT, over TLS with the header and client
+/// certificate checks, on a free port and in a state folder of its own; stopped on drop.
+struct Proxy {
+    vars: HashMap<String, String>,
+    state: std::path::PathBuf,
+}
+
+impl Proxy {
+    fn start(extras: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Directly under /tmp: run as root, the script hands the folder to `nobody`.
+        let state = std::env::temp_dir().join(unique("rt-mailgate-lookup-proxy"));
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rt-proxy"))
+            .args(["start", "header", "mtls"])
+            .env("RT_TEST_URL", rt::url())
+            .env("RT_PROXY_SERVER", "nginx")
+            .env("RT_PROXY_PORT", port.to_string())
+            .env("RT_PROXY_STATE", &state)
+            .env("RT_PROXY_EXTRAS", extras)
+            .output()
+            .expect("scripts/rt-proxy runs");
+        let proxy = Self {
+            vars: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state,
+        };
+        assert!(
+            out.status.success(),
+            "scripts/rt-proxy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        proxy
+    }
+
+    /// A lookup through the proxy: its CA, its secret (less the keys `without`) and
+    /// `rt_login`'s keys.
+    fn lookup(&self, rt_login: &str, without: &[&str]) -> Rest2Lookup {
+        let read = std::fs::read_to_string(&self.vars["RT_PROXY_SECRET_JSON"]).unwrap();
+        let mut secret: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&read).unwrap();
+        secret.retain(|key, _| !without.contains(&key.as_str()));
+        let login: serde_json::Map<String, serde_json::Value> = serde_json::from_str(rt_login).unwrap();
+        secret.extend(login);
+        let mut config = gateway_config(
+            &self.vars["RT_PROXY_URL"],
+            &serde_json::Value::Object(secret).to_string(),
+        );
+        config.tls = TlsPolicy::CaFile(self.vars["RT_PROXY_CA"].clone().into());
+        Rest2Lookup::new(&config, None, LIMIT).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rt-proxy"))
+            .arg("stop")
+            .env("RT_PROXY_STATE", &self.state)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+#[test]
+fn the_shipped_proxy_passes_the_lookup_only_with_its_extra_and_its_checks() {
+    let id = new_message_id("via-proxy");
+    let subject = unique("lookup-proxy");
+    let bugs = route(&["--queue", "bugs"], None);
+    bugs.deliver(&mail(&id, &subject));
+    let ticket = rt::only_ticket_with_subject(&subject);
+
+    let proxy = Proxy::start("rest2-lookup");
+    let lookup = proxy.lookup(ROOT_LOGIN, &[]);
+    assert_found_on(find(&lookup, &id, &bugs).unwrap(), ticket, "Ticket created");
+    let support = route(&["--queue", "support"], None);
+    assert_eq!(find(&lookup, &id, &support).unwrap(), Lookup::NotFound);
+    // The proxy's checks still apply: here its header (its client certificate is part
+    // of the TLS setup that every request here passes).
+    let err = find(&proxy.lookup(ROOT_LOGIN, &["header"]), &id, &bugs).unwrap_err();
+    assert!(matches!(err, LookupError::Forbidden { .. }), "{err}");
+    drop(proxy);
+
+    // Without the extra, the front door passes the mail gateway only.
+    let plain = Proxy::start("");
+    let err = find(&plain.lookup(ROOT_LOGIN, &[]), &id, &bugs).unwrap_err();
+    assert!(matches!(err, LookupError::NotAvailable { .. }), "{err}");
+}
+
 // --- Against a stand-in: what a real RT won't do on demand. ---
 
 fn json(body: serde_json::Value) -> Answer {
