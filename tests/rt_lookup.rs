@@ -298,21 +298,27 @@ fn a_wrong_rt_password_is_an_error_not_a_not_found() {
     assert!(!err.to_string().contains("hush"), "{err}");
 }
 
-/// An RT auth token for root, made with RT's own Perl API in the test RT's state folder
-/// (RT 5 has RT::Authen::Token built in; REST 2 can't make one).
-fn root_token() -> String {
+/// An RT auth token for a new RT user `name`, made with RT's own Perl API in the test
+/// RT's state folder (RT 5 has RT::Authen::Token built in; REST 2 can't make one). A
+/// user of its own: RT checks a token against each of its user's tokens in turn (a
+/// bcrypt each), so root, gaining one per run, would get slower every run. The user
+/// has only the rights the test RT gives everyone (no superuser).
+fn new_user_with_token(name: &str) -> String {
     let url = rt::url();
     let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
     let state = std::env::var("RT_TEST_STATE").unwrap_or_else(|_| format!("/tmp/rt-mailgate-test-rt-{port}"));
     let script = r#"
         use strict; use warnings; use RT; RT::LoadConfig(); RT::Init();
-        my $root = RT::User->new(RT->SystemUser); $root->Load('root') or die "no root\n";
-        my ($id, $msg, $token) = RT::AuthToken->new(RT::CurrentUser->new($root))
-            ->Create(Owner => $root->Id, Description => 'rt-mailgate lookup test');
-        die "token: $msg\n" unless $id; print "$token\n";
+        my $name = shift;
+        my ($uid, $msg) = RT::User->new(RT->SystemUser)
+            ->Create(Name => $name, Privileged => 1, EmailAddress => "$name\@example.test");
+        die "user: $msg\n" unless $uid;
+        my ($id, $why, $token) = RT::AuthToken->new(RT->SystemUser)
+            ->Create(Owner => $uid, Description => 'rt-mailgate lookup test');
+        die "token: $why\n" unless $id; print "$token\n";
     "#;
     let out = Command::new("timeout")
-        .args(["60", "perl", "-I/usr/share/request-tracker5/lib", "-e", script])
+        .args(["60", "perl", "-I/usr/share/request-tracker5/lib", "-e", script, name])
         .env("RT_SITE_CONFIG", format!("{state}/RT_SiteConfig.pm"))
         .env("RT_SITE_CONFIG_DIR", format!("{state}/site.d"))
         .output()
@@ -327,14 +333,14 @@ fn root_token() -> String {
 }
 
 #[test]
-fn an_rt_auth_token_works_as_the_login() {
+fn an_rt_auth_token_of_a_plain_user_works_as_the_login() {
     let id = new_message_id("token");
     let subject = unique("lookup-token");
     let bugs = route(&["--queue", "bugs"], None);
     bugs.deliver(&mail(&id, &subject));
     let ticket = rt::only_ticket_with_subject(&subject);
 
-    let token = root_token();
+    let token = new_user_with_token(&unique("lookup-user"));
     let secret = serde_json::json!({ "rt_token": token }).to_string();
     let found = find(&lookup_at(&rt::url(), &secret), &id, &bugs).unwrap();
     assert_found_on(found, ticket, "Ticket created");
