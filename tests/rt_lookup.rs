@@ -76,6 +76,19 @@ fn new_message_id(label: &str) -> String {
     format!("{}@lookup.example", unique(label))
 }
 
+/// Posts a new mail to queue bugs; returns its Message-ID and the ticket RT made of it.
+fn new_ticket(label: &str) -> (String, u64) {
+    let id = new_message_id(label);
+    let subject = unique(label);
+    bugs().deliver(&mail(&id, &subject));
+    (id, rt::only_ticket_with_subject(&subject))
+}
+
+/// The route of a new ticket in queue bugs.
+fn bugs() -> Route {
+    route(&["--queue", "bugs"], None)
+}
+
 fn gateway_config(url: &str, secret: &str) -> HttpGatewayConfig {
     HttpGatewayConfig {
         base_url: url.to_string(),
@@ -144,11 +157,8 @@ fn queue_id(name: &str) -> String {
 
 #[test]
 fn a_new_ticket_is_found_in_its_queue_by_name_or_id_and_nowhere_else() {
-    let id = new_message_id("new");
-    let subject = unique("lookup-new");
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&id, &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (id, ticket) = new_ticket("lookup-new");
+    let bugs = bugs();
 
     assert_found_on(ask(&id, &bugs), ticket, "Ticket created");
     assert_found_on(ask(&format!("<{id}>"), &bugs), ticket, "Ticket created");
@@ -171,9 +181,7 @@ fn a_new_ticket_is_found_in_its_queue_by_name_or_id_and_nowhere_else() {
 
 #[test]
 fn a_reply_and_a_comment_are_found_on_their_ticket_as_what_they_are() {
-    let subject = unique("lookup-thread");
-    route(&["--queue", "bugs"], None).deliver(&mail(&new_message_id("first"), &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (_, ticket) = new_ticket("lookup-thread");
     let on = |action: &str, t: u64| route(&["--action", action, "--extension", "ticket"], Some(t.to_string()));
 
     let reply_id = new_message_id("reply");
@@ -199,8 +207,7 @@ fn a_reply_and_a_comment_are_found_on_their_ticket_as_what_they_are() {
 fn one_mail_to_two_queues_is_two_tickets_each_found_by_its_route() {
     let id = new_message_id("two-queues");
     let subject = unique("lookup-two");
-    let bugs = route(&["--queue", "bugs"], None);
-    let support = route(&["--queue", "support"], None);
+    let (bugs, support) = (bugs(), route(&["--queue", "support"], None));
     bugs.deliver(&mail(&id, &subject));
     // Only the first landed so far: the second route is still to be posted.
     assert_eq!(ask(&id, &support), Lookup::NotFound);
@@ -216,13 +223,11 @@ fn one_mail_to_two_queues_is_two_tickets_each_found_by_its_route() {
 
 #[test]
 fn a_subject_tag_places_a_mail_without_a_ticket_field() {
-    let subject = unique("lookup-tagged");
-    route(&["--queue", "bugs"], None).deliver(&mail(&new_message_id("tag-first"), &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (_, ticket) = new_ticket("lookup-tagged");
     let id = new_message_id("tagged");
     // RT follows the tag, whatever the route's queue.
     let support = route(&["--queue", "support"], None);
-    support.deliver(&mail(&id, &format!("Re: [example.test #{ticket}] {subject}")));
+    support.deliver(&mail(&id, &format!("Re: [example.test #{ticket}] still broken")));
     assert_found_on(ask(&id, &support), ticket, "Correspondence added");
     assert_eq!(
         ask(&id, &route(&["--queue", "support", "--action", "comment"], None)),
@@ -232,14 +237,7 @@ fn a_subject_tag_places_a_mail_without_a_ticket_field() {
 
 #[test]
 fn a_reply_to_a_ticket_merged_since_is_found_on_the_ticket_it_went_into() {
-    let (first, second) = (unique("lookup-merge-a"), unique("lookup-merge-b"));
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&new_message_id("ma"), &first));
-    bugs.deliver(&mail(&new_message_id("mb"), &second));
-    let (a, b) = (
-        rt::only_ticket_with_subject(&first),
-        rt::only_ticket_with_subject(&second),
-    );
+    let ((_, a), (_, b)) = (new_ticket("lookup-merge-a"), new_ticket("lookup-merge-b"));
     let id = new_message_id("reply-to-b");
     let reply_to_b = route(&["--extension", "ticket"], Some(b.to_string()));
     reply_to_b.deliver(&mail(&id, "Re: b"));
@@ -260,7 +258,7 @@ fn a_message_id_inside_a_forwarded_mail_is_not_that_mail() {
          original text\n--B--\n",
         unique("lookup-forward")
     );
-    let bugs = route(&["--queue", "bugs"], None);
+    let bugs = bugs();
     bugs.deliver(forward.as_bytes());
     assert!(matches!(ask(&outer, &bugs), Lookup::Found { .. }));
     assert_eq!(ask(&inner, &bugs), Lookup::NotFound);
@@ -334,11 +332,8 @@ fn new_user_with_token(name: &str) -> String {
 
 #[test]
 fn an_rt_auth_token_of_a_plain_user_works_as_the_login() {
-    let id = new_message_id("token");
-    let subject = unique("lookup-token");
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&id, &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (id, ticket) = new_ticket("lookup-token");
+    let bugs = bugs();
 
     let token = new_user_with_token(&unique("lookup-user"));
     let secret = serde_json::json!({ "rt_token": token }).to_string();
@@ -425,11 +420,8 @@ impl Drop for Proxy {
 
 #[test]
 fn the_shipped_proxy_passes_the_lookup_only_with_its_extra_and_its_checks() {
-    let id = new_message_id("via-proxy");
-    let subject = unique("lookup-proxy");
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&id, &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (id, ticket) = new_ticket("lookup-proxy");
+    let bugs = bugs();
 
     let proxy = Proxy::start("rest2-lookup");
     let lookup = proxy.lookup(ROOT_LOGIN, &[]);
