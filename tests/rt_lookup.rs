@@ -76,6 +76,19 @@ fn new_message_id(label: &str) -> String {
     format!("{}@lookup.example", unique(label))
 }
 
+/// Posts a new mail to queue bugs; returns its Message-ID and the ticket RT made of it.
+fn new_ticket(label: &str) -> (String, u64) {
+    let id = new_message_id(label);
+    let subject = unique(label);
+    bugs().deliver(&mail(&id, &subject));
+    (id, rt::only_ticket_with_subject(&subject))
+}
+
+/// The route of a new ticket in queue bugs.
+fn bugs() -> Route {
+    route(&["--queue", "bugs"], None)
+}
+
 fn gateway_config(url: &str, secret: &str) -> HttpGatewayConfig {
     HttpGatewayConfig {
         base_url: url.to_string(),
@@ -144,11 +157,8 @@ fn queue_id(name: &str) -> String {
 
 #[test]
 fn a_new_ticket_is_found_in_its_queue_by_name_or_id_and_nowhere_else() {
-    let id = new_message_id("new");
-    let subject = unique("lookup-new");
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&id, &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (id, ticket) = new_ticket("lookup-new");
+    let bugs = bugs();
 
     assert_found_on(ask(&id, &bugs), ticket, "Ticket created");
     assert_found_on(ask(&format!("<{id}>"), &bugs), ticket, "Ticket created");
@@ -171,9 +181,7 @@ fn a_new_ticket_is_found_in_its_queue_by_name_or_id_and_nowhere_else() {
 
 #[test]
 fn a_reply_and_a_comment_are_found_on_their_ticket_as_what_they_are() {
-    let subject = unique("lookup-thread");
-    route(&["--queue", "bugs"], None).deliver(&mail(&new_message_id("first"), &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (_, ticket) = new_ticket("lookup-thread");
     let on = |action: &str, t: u64| route(&["--action", action, "--extension", "ticket"], Some(t.to_string()));
 
     let reply_id = new_message_id("reply");
@@ -199,8 +207,7 @@ fn a_reply_and_a_comment_are_found_on_their_ticket_as_what_they_are() {
 fn one_mail_to_two_queues_is_two_tickets_each_found_by_its_route() {
     let id = new_message_id("two-queues");
     let subject = unique("lookup-two");
-    let bugs = route(&["--queue", "bugs"], None);
-    let support = route(&["--queue", "support"], None);
+    let (bugs, support) = (bugs(), route(&["--queue", "support"], None));
     bugs.deliver(&mail(&id, &subject));
     // Only the first landed so far: the second route is still to be posted.
     assert_eq!(ask(&id, &support), Lookup::NotFound);
@@ -216,13 +223,11 @@ fn one_mail_to_two_queues_is_two_tickets_each_found_by_its_route() {
 
 #[test]
 fn a_subject_tag_places_a_mail_without_a_ticket_field() {
-    let subject = unique("lookup-tagged");
-    route(&["--queue", "bugs"], None).deliver(&mail(&new_message_id("tag-first"), &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+    let (_, ticket) = new_ticket("lookup-tagged");
     let id = new_message_id("tagged");
     // RT follows the tag, whatever the route's queue.
     let support = route(&["--queue", "support"], None);
-    support.deliver(&mail(&id, &format!("Re: [example.test #{ticket}] {subject}")));
+    support.deliver(&mail(&id, &format!("Re: [example.test #{ticket}] still broken")));
     assert_found_on(ask(&id, &support), ticket, "Correspondence added");
     assert_eq!(
         ask(&id, &route(&["--queue", "support", "--action", "comment"], None)),
@@ -232,14 +237,7 @@ fn a_subject_tag_places_a_mail_without_a_ticket_field() {
 
 #[test]
 fn a_reply_to_a_ticket_merged_since_is_found_on_the_ticket_it_went_into() {
-    let (first, second) = (unique("lookup-merge-a"), unique("lookup-merge-b"));
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&new_message_id("ma"), &first));
-    bugs.deliver(&mail(&new_message_id("mb"), &second));
-    let (a, b) = (
-        rt::only_ticket_with_subject(&first),
-        rt::only_ticket_with_subject(&second),
-    );
+    let ((_, a), (_, b)) = (new_ticket("lookup-merge-a"), new_ticket("lookup-merge-b"));
     let id = new_message_id("reply-to-b");
     let reply_to_b = route(&["--extension", "ticket"], Some(b.to_string()));
     reply_to_b.deliver(&mail(&id, "Re: b"));
@@ -260,7 +258,7 @@ fn a_message_id_inside_a_forwarded_mail_is_not_that_mail() {
          original text\n--B--\n",
         unique("lookup-forward")
     );
-    let bugs = route(&["--queue", "bugs"], None);
+    let bugs = bugs();
     bugs.deliver(forward.as_bytes());
     assert!(matches!(ask(&outer, &bugs), Lookup::Found { .. }));
     assert_eq!(ask(&inner, &bugs), Lookup::NotFound);
@@ -298,21 +296,27 @@ fn a_wrong_rt_password_is_an_error_not_a_not_found() {
     assert!(!err.to_string().contains("hush"), "{err}");
 }
 
-/// An RT auth token for root, made with RT's own Perl API in the test RT's state folder
-/// (RT 5 has RT::Authen::Token built in; REST 2 can't make one).
-fn root_token() -> String {
+/// An RT auth token for a new RT user `name`, made with RT's own Perl API in the test
+/// RT's state folder (RT 5 has RT::Authen::Token built in; REST 2 can't make one). A
+/// user of its own: RT checks a token against each of its user's tokens in turn (a
+/// bcrypt each), so root, gaining one per run, would get slower every run. The user
+/// has only the rights the test RT gives everyone (no superuser).
+fn new_user_with_token(name: &str) -> String {
     let url = rt::url();
     let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
     let state = std::env::var("RT_TEST_STATE").unwrap_or_else(|_| format!("/tmp/rt-mailgate-test-rt-{port}"));
     let script = r#"
         use strict; use warnings; use RT; RT::LoadConfig(); RT::Init();
-        my $root = RT::User->new(RT->SystemUser); $root->Load('root') or die "no root\n";
-        my ($id, $msg, $token) = RT::AuthToken->new(RT::CurrentUser->new($root))
-            ->Create(Owner => $root->Id, Description => 'rt-mailgate lookup test');
-        die "token: $msg\n" unless $id; print "$token\n";
+        my $name = shift;
+        my ($uid, $msg) = RT::User->new(RT->SystemUser)
+            ->Create(Name => $name, Privileged => 1, EmailAddress => "$name\@example.test");
+        die "user: $msg\n" unless $uid;
+        my ($id, $why, $token) = RT::AuthToken->new(RT->SystemUser)
+            ->Create(Owner => $uid, Description => 'rt-mailgate lookup test');
+        die "token: $why\n" unless $id; print "$token\n";
     "#;
     let out = Command::new("timeout")
-        .args(["60", "perl", "-I/usr/share/request-tracker5/lib", "-e", script])
+        .args(["60", "perl", "-I/usr/share/request-tracker5/lib", "-e", script, name])
         .env("RT_SITE_CONFIG", format!("{state}/RT_SiteConfig.pm"))
         .env("RT_SITE_CONFIG_DIR", format!("{state}/site.d"))
         .output()
@@ -327,14 +331,11 @@ fn root_token() -> String {
 }
 
 #[test]
-fn an_rt_auth_token_works_as_the_login() {
-    let id = new_message_id("token");
-    let subject = unique("lookup-token");
-    let bugs = route(&["--queue", "bugs"], None);
-    bugs.deliver(&mail(&id, &subject));
-    let ticket = rt::only_ticket_with_subject(&subject);
+fn an_rt_auth_token_of_a_plain_user_works_as_the_login() {
+    let (id, ticket) = new_ticket("lookup-token");
+    let bugs = bugs();
 
-    let token = root_token();
+    let token = new_user_with_token(&unique("lookup-user"));
     let secret = serde_json::json!({ "rt_token": token }).to_string();
     let found = find(&lookup_at(&rt::url(), &secret), &id, &bugs).unwrap();
     assert_found_on(found, ticket, "Ticket created");
@@ -343,6 +344,100 @@ fn an_rt_auth_token_works_as_the_login() {
     let err = find(&lookup_at(&rt::url(), &wrong), &id, &bugs).unwrap_err();
     assert!(matches!(err, LookupError::Unauthorized { .. }), "{err}");
     assert!(!err.to_string().contains(&token), "{err}");
+}
+
+// --- Through the shipped nginx front door (deploy/nginx), with extras/rest2-lookup.conf. ---
+
+/// `scripts/rt-proxy` in front of the test RT, over TLS with the header and client
+/// certificate checks, on a free port and in a state folder of its own; stopped on drop.
+struct Proxy {
+    vars: HashMap<String, String>,
+    state: std::path::PathBuf,
+}
+
+impl Proxy {
+    fn start(extras: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Directly under /tmp: run as root, the script hands the folder to `nobody`.
+        let state = std::env::temp_dir().join(unique("rt-mailgate-lookup-proxy"));
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rt-proxy"))
+            .args(["start", "header", "mtls"])
+            .env("RT_TEST_URL", rt::url())
+            .env("RT_PROXY_SERVER", "nginx")
+            .env("RT_PROXY_PORT", port.to_string())
+            .env("RT_PROXY_STATE", &state)
+            .env("RT_PROXY_EXTRAS", extras)
+            .output()
+            .expect("scripts/rt-proxy runs");
+        let proxy = Self {
+            vars: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state,
+        };
+        assert!(
+            out.status.success(),
+            "scripts/rt-proxy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        proxy
+    }
+
+    /// A lookup through the proxy: its CA, its secret (less the keys `without`) and
+    /// `rt_login`'s keys.
+    fn lookup(&self, rt_login: &str, without: &[&str]) -> Rest2Lookup {
+        let read = std::fs::read_to_string(&self.vars["RT_PROXY_SECRET_JSON"]).unwrap();
+        let mut secret: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&read).unwrap();
+        secret.retain(|key, _| !without.contains(&key.as_str()));
+        let login: serde_json::Map<String, serde_json::Value> = serde_json::from_str(rt_login).unwrap();
+        secret.extend(login);
+        let mut config = gateway_config(
+            &self.vars["RT_PROXY_URL"],
+            &serde_json::Value::Object(secret).to_string(),
+        );
+        config.tls = TlsPolicy::CaFile(self.vars["RT_PROXY_CA"].clone().into());
+        Rest2Lookup::new(&config, None, LIMIT).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rt-proxy"))
+            .arg("stop")
+            .env("RT_PROXY_STATE", &self.state)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+#[test]
+fn the_shipped_proxy_passes_the_lookup_only_with_its_extra_and_its_checks() {
+    let (id, ticket) = new_ticket("lookup-proxy");
+    let bugs = bugs();
+
+    let proxy = Proxy::start("rest2-lookup");
+    let lookup = proxy.lookup(ROOT_LOGIN, &[]);
+    assert_found_on(find(&lookup, &id, &bugs).unwrap(), ticket, "Ticket created");
+    let support = route(&["--queue", "support"], None);
+    assert_eq!(find(&lookup, &id, &support).unwrap(), Lookup::NotFound);
+    // The proxy's checks still apply: here its header (its client certificate is part
+    // of the TLS setup that every request here passes).
+    let err = find(&proxy.lookup(ROOT_LOGIN, &["header"]), &id, &bugs).unwrap_err();
+    assert!(matches!(err, LookupError::Forbidden { .. }), "{err}");
+    drop(proxy);
+
+    // Without the extra, the front door passes the mail gateway only.
+    let plain = Proxy::start("");
+    let err = find(&plain.lookup(ROOT_LOGIN, &[]), &id, &bugs).unwrap_err();
+    assert!(matches!(err, LookupError::NotAvailable { .. }), "{err}");
 }
 
 // --- Against a stand-in: what a real RT won't do on demand. ---
