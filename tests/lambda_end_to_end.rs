@@ -265,7 +265,10 @@ fn a_retried_invocation_never_posts_a_route_twice_and_posts_the_rest() {
 
     let (kind, message) = stack.invoke(&event).unwrap_err();
     assert_eq!(kind, "DeliveryWillBeRetried");
-    assert!(message.contains("1 of 2") && message.contains("ServerError"), "{message}");
+    assert!(
+        message.contains("1 of 2") && message.contains("ServerError"),
+        "{message}"
+    );
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
 
     // Lambda's retry: the delivered route is not posted again, the failed one is.
