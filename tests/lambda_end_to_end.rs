@@ -427,3 +427,36 @@ fn every_line_about_a_mail_is_json_with_its_message_id_and_the_request_id() {
     assert_eq!(outcome["fields"]["queue"], "bugs");
     assert!(outcome["fields"]["bytes"].is_u64());
 }
+
+#[test]
+fn each_invocation_writes_its_metrics_in_embedded_metric_format() {
+    let stack = LambdaStack::start(&[]);
+    let id = unique("metrics");
+    stack.store_mail(&id, &mails::plain("a@example.org", &id, "x"));
+    stack
+        .invoke(&ses_event(&id, &["bugs@example.test", "nobody@example.test"]))
+        .unwrap();
+    let documents: Vec<serde_json::Value> = stack
+        .function_log()
+        .into_iter()
+        .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
+        .collect();
+    let value = |metric: &str, dimensions: &[&str]| {
+        documents.iter().find_map(|d| {
+            let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n.as_str())
+                .collect();
+            (names == dimensions)
+                .then(|| d[metric].clone())
+                .filter(|v| !v.is_null())
+        })
+    };
+    assert_eq!(value("Delivered", &["Route"]), Some(json!(1)), "{documents:?}");
+    assert_eq!(value("Unrouted", &[]), Some(json!(1)), "{documents:?}");
+    assert!(value("RtLatency", &["Route"]).is_some(), "{documents:?}");
+    // Low cardinality: never the sender, recipient or message id as a dimension.
+    let text = serde_json::to_string(&documents).unwrap();
+    assert!(!text.contains("a@example.org") && !text.contains("nobody@example.test") && !text.contains(&id));
+}

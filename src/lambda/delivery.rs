@@ -31,6 +31,7 @@ use crate::core::reply::TransportFailure;
 use crate::core::route::PlannedDelivery;
 use crate::lambda::events::MailInfo;
 use crate::lambda::handler::{Handler, HandlerError, Mode, Summary, DEADLINE_MARGIN};
+use crate::lambda::metrics::{self, Avoided};
 use crate::rt::lookup::{DeliveryLookup, Lookup};
 use crate::rt::MailGateway;
 use crate::spool::Spool;
@@ -126,6 +127,7 @@ where
         // 1. settled?
         match self.settled_before(mail, &keys, mode).await {
             Ok(Some(earlier)) => {
+                metrics::avoided(route, Avoided::Record);
                 tracing::info!(
                     message_id,
                     route,
@@ -160,6 +162,8 @@ where
         let ask_rt_first = match self.claim(mail, &keys).await {
             Ok(Claimed::Mine { ask_rt }) => ask_rt,
             Ok(Claimed::Held { holder, until_ms }) => {
+                metrics::avoided(route, Avoided::Lease);
+                metrics::outcome(route, Case::LeaseHeld);
                 tracing::info!(
                     message_id,
                     route,
@@ -293,7 +297,10 @@ where
                 tracing::error!(message_id, reason, outcome = "retry", "refused to read the mail");
                 HandlerError::MalformedEvent(reason)
             })?;
-        let fetched = match within(mail.time_left(), self.store.fetch(&key, self.config.line_endings)).await {
+        let started = Instant::now();
+        let fetched = within(mail.time_left(), self.store.fetch(&key, self.config.line_endings)).await;
+        metrics::mail_read(started.elapsed());
+        let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(Stop(why)) => {
                 tracing::error!(
@@ -334,6 +341,7 @@ where
         };
         match within(mail.time_left(), self.lookup.find(header_id, &delivery.route.request)).await {
             Ok(Ok(Lookup::Found { ticket, transaction })) => {
+                metrics::avoided(route, Avoided::RtLookup);
                 tracing::info!(
                     message_id,
                     route,
@@ -386,6 +394,7 @@ where
             });
         let ms = started.elapsed().as_millis() as u64;
         let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
+        metrics::posted(&delivery.route.entry, started.elapsed(), bytes);
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
         // Each field its own JSON string (absent when not posted), never a Debug dump.
@@ -449,6 +458,7 @@ where
         let message_id = mail.info.ses_id.as_str();
         let route = delivery.route.entry.as_str();
         let mut counted = Summary::default();
+        metrics::outcome(route, case);
         match decide(case) {
             Decision::Delivered | Decision::GiveUp(_)
                 if matches!(case, Case::RtOk | Case::RtNotOk | Case::FoundInRt) =>
@@ -587,6 +597,7 @@ where
 
     /// A route left for the retry, logged.
     fn retry(&self, message_id: &str, route: &str, why: String) -> RouteEnd {
+        metrics::retried(route);
         tracing::warn!(message_id, route, outcome = "retry", reason = why, "left for the retry");
         RouteEnd::Retry(why)
     }

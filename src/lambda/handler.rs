@@ -239,6 +239,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         let plan = self.config.routes.plan(&mail.recipients);
         for recipient in &plan.unrouted {
             summary.unrouted += 1;
+            crate::lambda::metrics::unrouted();
             tracing::warn!(
                 message_id,
                 recipient,
