@@ -154,7 +154,10 @@ where
             Screening::Post(tag) => tag,
         };
         delivery.route.request.extra_headers.clone_from(tag);
-        if mail.time_left().is_some_and(|left| left.is_zero()) {
+        // A post our own deadline could cut while RT is still storing the mail (RT may be
+        // silent for up to RT_TIMEOUT) is not started: never posted, it waits for the retry.
+        let needed = self.config.rt.timeout.unwrap_or_default();
+        if mail.time_left().is_some_and(|left| left.is_zero() || left < needed) {
             return Ok(self.retry(message_id, route, "too close to the function's deadline".into()));
         }
 

@@ -462,8 +462,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_rt_is_abandoned_before_the_deadline_and_not_recorded() {
-        let h = handler(&[], Records::default(), Duration::from_secs(30));
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let h = handler(&[("RT_TIMEOUT", "1")], Records::default(), Duration::from_secs(30));
+        let deadline = Instant::now() + Duration::from_secs(5);
         let err = h.deliver_mail(&mail("m1", true), Some(deadline), Mode::Normal).await;
         assert!(matches!(err, Err(HandlerError::Retry { .. })), "{err:?}");
         assert!(Instant::now() < deadline, "stopped before the deadline");
@@ -611,5 +611,22 @@ mod tests {
             "the spam tag is not part of the record's name"
         );
         assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_post_that_the_deadline_could_cut_while_rt_stores_the_mail_is_not_started() {
+        let h = handler(&[("RT_TIMEOUT", "60")], Records::default(), Duration::ZERO);
+        let err = h
+            .deliver_mail(
+                &mail("m1", true),
+                Some(Instant::now() + Duration::from_secs(30)),
+                Mode::Normal,
+            )
+            .await;
+        assert!(
+            matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("deadline")),
+            "{err:?}"
+        );
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
     }
 }
