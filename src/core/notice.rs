@@ -42,6 +42,8 @@ pub struct GivenUpMail {
 
 /// Recipients listed per route in a notice; the rest are counted.
 const LISTED_RECIPIENTS: usize = 20;
+/// Routes listed in an operator digest; the rest are counted (the log has each).
+const LISTED_ROUTES: usize = 20;
 
 /// The operator's digest: one per mail, with every given-up route and its reason, and
 /// everything needed to find and replay the mail.
@@ -51,9 +53,10 @@ pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
         0 | 1 => format!("[rt-mailgate] mail given up: {}", one_line(first, 120)),
         n => format!("[rt-mailgate] mail given up on {n} routes: {}", one_line(first, 100)),
     };
-    let routes: String = mail
+    let mut routes: String = mail
         .routes
         .iter()
+        .take(LISTED_ROUTES)
         .map(|r| {
             format!(
                 "Route:       {}\nTo:          {}\nReason:      {}\n\n",
@@ -63,6 +66,12 @@ pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
             )
         })
         .collect();
+    if mail.routes.len() > LISTED_ROUTES {
+        routes.push_str(&format!(
+            "... and {} more routes given up (each logged with this SES id).\n\n",
+            mail.routes.len() - LISTED_ROUTES
+        ));
+    }
     NoticeText {
         to: to.to_string(),
         subject,
@@ -195,6 +204,12 @@ mod tests {
         assert!(s
             .body
             .contains("RT has no queue or action for route bugs@example.com; RT has no such queue"));
+        m.routes = (0..25)
+            .map(|n| route(&format!("q{n}@desk.example"), "no queue"))
+            .collect();
+        let n = operator_notice("ops@example.com", &m);
+        assert!(n.body.contains("q19@desk.example") && !n.body.contains("q20@desk.example"));
+        assert!(n.body.contains("... and 5 more routes given up"), "{}", n.body);
     }
 
     #[test]
