@@ -207,14 +207,24 @@ impl Spool {
 
 /// Removes spool files a killed process left in `dir` (the Lambda's `/tmp` survives
 /// between invocations of a sandbox, and a process killed at its deadline leaves its
-/// spool behind). Call it only where no other spool is in use (the function's cold
-/// start: one invocation at a time per sandbox). Returns how many were removed.
-pub fn sweep_leftovers(dir: &Path) -> usize {
+/// spool behind). Only files last written more than `older_than` ago go: a spool in use
+/// is written once and then read for at most an invocation's length, so with
+/// `older_than` above the function's timeout no live spool is touched, even where
+/// several processes share the directory. Returns how many were removed.
+pub fn sweep_leftovers(dir: &Path, older_than: std::time::Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let stale = |e: &std::fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > older_than)
+    };
     entries
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(FILE_PREFIX))
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(stale)
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
 }
@@ -287,7 +297,11 @@ mod tests {
         std::fs::write(dir.path().join("rt-mailgate-abc"), b"x").unwrap();
         std::fs::write(dir.path().join("other-file"), b"y").unwrap();
         std::fs::create_dir(dir.path().join("rt-mailgate-dir")).unwrap();
-        assert_eq!(sweep_leftovers(dir.path()), 1);
+        // A spool written just now may be in use by another process: kept.
+        assert_eq!(sweep_leftovers(dir.path(), std::time::Duration::from_secs(60)), 0);
+        assert!(dir.path().join("rt-mailgate-abc").exists());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(sweep_leftovers(dir.path(), std::time::Duration::from_millis(10)), 1);
         assert!(dir.path().join("other-file").exists() && dir.path().join("rt-mailgate-dir").exists());
     }
 }

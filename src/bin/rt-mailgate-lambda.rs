@@ -14,7 +14,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // the invocation's span (requestId) and, for a mail's lines, its message_id.
     lambda_runtime::tracing::init_default_subscriber();
     // A process killed at its deadline leaves its spool in /tmp, which outlives it.
-    let swept = rt_mailgate::spool::sweep_leftovers(&std::env::temp_dir());
+    // Older than Lambda's longest invocation: never a spool another process still reads.
+    let swept = rt_mailgate::spool::sweep_leftovers(&std::env::temp_dir(), std::time::Duration::from_secs(16 * 60));
     if swept > 0 {
         tracing::info!(swept, "removed spool files a killed process left behind");
     }
