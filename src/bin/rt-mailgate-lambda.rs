@@ -9,12 +9,10 @@ use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = std::time::Instant::now();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .with_target(false)
-        .init();
+    // Lambda's advanced logging controls: AWS_LAMBDA_LOG_FORMAT=JSON gives one JSON object
+    // per line (the template sets it), AWS_LAMBDA_LOG_LEVEL the level. Each line carries
+    // the invocation's span (requestId) and, for a mail's lines, its message_id.
+    lambda_runtime::tracing::init_default_subscriber();
     // A process killed at its deadline leaves its spool in /tmp, which outlives it.
     let swept = rt_mailgate::spool::sweep_leftovers(&std::env::temp_dir());
     if swept > 0 {

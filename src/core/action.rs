@@ -32,17 +32,30 @@ pub enum ActionError {
 }
 
 impl ActionChain {
-    /// Parses `take-comment-resolve` into its steps; case-insensitive, as RT is.
+    /// Parses `take-comment-resolve` into its steps. RT calls `Handle` + `ucfirst(step)`,
+    /// so a step is taken as written or with a capital first letter (`comment`,
+    /// `Comment`), never in other cases (`COMMENT` gets `temporary failure` from RT).
     pub fn parse(chain: &str) -> Result<Self, ActionError> {
-        let steps: Vec<String> = chain.split('-').map(|s| s.trim().to_ascii_lowercase()).collect();
-        if steps.iter().any(String::is_empty) {
+        let written: Vec<&str> = chain.split('-').collect();
+        if written.iter().any(|s| s.is_empty()) {
             return Err(ActionError::EmptyStep(chain.to_string()));
         }
-        if let Some(step) = steps.iter().find(|s| !KNOWN_ACTIONS.contains(&s.as_str())) {
-            return Err(ActionError::UnknownAction {
-                chain: chain.to_string(),
-                step: step.clone(),
-            });
+        let mut steps = Vec::new();
+        for step in written {
+            let mut chars = step.chars();
+            let lower_first: String = chars
+                .next()
+                .map(|c| c.to_ascii_lowercase())
+                .into_iter()
+                .chain(chars)
+                .collect();
+            if !KNOWN_ACTIONS.contains(&lower_first.as_str()) {
+                return Err(ActionError::UnknownAction {
+                    chain: chain.to_string(),
+                    step: step.to_string(),
+                });
+            }
+            steps.push(lower_first);
         }
         Ok(Self { steps })
     }
@@ -97,5 +110,16 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("close"));
+    }
+
+    #[test]
+    fn steps_are_taken_as_rt_spells_them() {
+        assert_eq!(
+            ActionChain::parse("Comment-resolve").unwrap().steps(),
+            ["comment", "resolve"]
+        );
+        for wrong in ["COMMENT", "cOMMENT", "comment ", "écrire"] {
+            assert!(ActionChain::parse(wrong).is_err(), "{wrong}");
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
 //! - [`aliases`]: an `/etc/aliases` file's rt-mailgate pipes as routes (the migration).
 //! - [`lease`]: one poster per route at a time (the lease rules).
+//! - [`lookup`]: whether RT already holds a mail as a route would have put it there
+//!   (asked before posting again after an outcome where RT may have taken it).
 //! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
 //! - [`notice`]: the text of a notice when a mail is given up.
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
@@ -28,6 +30,7 @@ pub mod getopt;
 pub mod headers;
 pub mod lease;
 pub mod line_endings;
+pub mod lookup;
 pub mod notice;
 pub mod outcome;
 pub mod redact;

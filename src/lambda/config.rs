@@ -15,6 +15,8 @@
 //! | `RT_CA_FILE` | trust only these CA certificates (PEM) | system roots |
 //! | `RT_SECRET_ID` | Secrets Manager secret with RT's credentials (see [`crate::core::credentials`]) | none |
 //! | `RT_ALLOW_HTTP` | allow plain `http://` to a host other than this machine | `false` |
+//! | `ROUTE_CONCURRENCY` | how many routes of one mail are posted at once (1: one after another) | 4 |
+//! | `RT_API_URL` | where RT's REST 2 API answers lookups (when not at `RT_URL`) | `RT_URL` |
 //! | `RT_REDIRECT_HOSTS` | comma-separated hosts a redirect may lead to (never with credentials) | none |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
@@ -133,6 +135,10 @@ pub struct LambdaConfig {
     pub secret_id: Option<String>,
     /// Plain `http://` to another machine is allowed (`RT_ALLOW_HTTP`).
     pub allow_plain_http: bool,
+    /// Where RT's REST 2 API answers (`RT_API_URL`), when not at `RT_URL`.
+    pub rt_api_url: Option<String>,
+    /// How many routes of one mail are posted at once.
+    pub route_concurrency: usize,
 }
 
 impl LambdaConfig {
@@ -183,6 +189,13 @@ impl LambdaConfig {
         let allow_plain_http = parse_bool(get("RT_ALLOW_HTTP"), false).map_err(|r| invalid("RT_ALLOW_HTTP", &r))?;
         let base = url::Url::parse(&rt.base_url).map_err(|_| invalid("RT_URL", "is not a URL"))?;
         check_plain_http(&base, allow_plain_http).map_err(|e| invalid("RT_URL", &e.to_string()))?;
+        if let Some(api) = get("RT_API_URL") {
+            let api = url::Url::parse(&api)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| invalid("RT_API_URL", "is not an http:// or https:// URL"))?;
+            check_plain_http(&api, allow_plain_http).map_err(|e| invalid("RT_API_URL", &e.to_string()))?;
+        }
 
         let line_endings = match get("LINE_ENDINGS").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("lf") => LineEndings::CrlfToLf,
@@ -231,6 +244,14 @@ impl LambdaConfig {
                 return Err(invalid(var, "is not an email address"));
             }
         }
+        let route_concurrency = match get("ROUTE_CONCURRENCY") {
+            None => 4,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=16).contains(n))
+                .ok_or_else(|| invalid("ROUTE_CONCURRENCY", "must be a whole number from 1 to 16"))?,
+        };
         let max_mail_bytes = match get("MAX_MAIL_BYTES") {
             None => None,
             Some(v) => Some(
@@ -245,6 +266,8 @@ impl LambdaConfig {
             notices,
             max_mail_bytes,
             secret_id: get("RT_SECRET_ID"),
+            rt_api_url: get("RT_API_URL"),
+            route_concurrency,
             allow_plain_http,
             rt,
             bucket: required("MAIL_BUCKET")?,

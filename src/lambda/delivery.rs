@@ -47,11 +47,11 @@ pub enum RouteEnd {
 }
 
 /// The mail of one invocation: its event's facts, the deadline, and the stored bytes
-/// once fetched (routes share one download).
+/// once fetched (its routes, posted concurrently, share one download).
 pub struct StoredMail<'a> {
     info: &'a MailInfo,
     deadline: Option<Instant>,
-    spool: Option<Spool>,
+    spool: tokio::sync::OnceCell<Spool>,
 }
 
 impl<'a> StoredMail<'a> {
@@ -60,7 +60,7 @@ impl<'a> StoredMail<'a> {
         Self {
             info,
             deadline,
-            spool: None,
+            spool: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -74,7 +74,7 @@ impl<'a> StoredMail<'a> {
 
     /// The mail's own Message-ID (without brackets), once fetched.
     fn message_id_header(&self) -> Option<&str> {
-        self.spool.as_ref()?.summary().message_id.as_deref()
+        self.spool.get()?.summary().message_id.as_deref()
     }
 }
 
@@ -112,7 +112,7 @@ where
     /// Delivers one route of a mail: the steps of the module doc, in order.
     pub(super) async fn deliver_route(
         &self,
-        mail: &mut StoredMail<'_>,
+        mail: &StoredMail<'_>,
         delivery: &PlannedDelivery,
         screening: &Screening,
         mode: Mode,
@@ -174,24 +174,19 @@ where
             Err(Stop(why)) => return Ok(self.retry(message_id, route, format!("lease: {why}"))),
         };
 
-        // 4. fetch
-        if mail.spool.is_none() {
-            let fetched = self.fetch(mail).await?;
-            if fetched.is_blank() {
-                // As the CLI: nothing to post. Logged, never silently dropped.
-                tracing::warn!(
-                    message_id,
-                    outcome = "empty",
-                    "stored mail holds no message; nothing posted"
-                );
-                return Ok(RouteEnd::NothingToPost);
-            }
-            mail.spool = Some(fetched);
+        // 4. fetch (once: the first route to get here reads, the others wait for it)
+        let spool = mail.spool.get_or_try_init(|| self.fetch(mail)).await?;
+        if spool.is_blank() {
+            // As the CLI: nothing to post. Logged, never silently dropped.
+            tracing::warn!(
+                message_id,
+                route,
+                outcome = "empty",
+                "stored mail holds no message; nothing posted"
+            );
+            return Ok(RouteEnd::NothingToPost);
         }
-        let too_large = mail
-            .spool
-            .as_ref()
-            .is_some_and(|s| self.config.max_mail_bytes.is_some_and(|max| s.len() > max));
+        let too_large = self.config.max_mail_bytes.is_some_and(|max| spool.len() > max);
         if too_large {
             tracing::warn!(
                 message_id,
@@ -354,6 +349,10 @@ where
                 tracing::info!(message_id, route, when, "RT does not hold this mail on this route");
                 false
             }
+            Ok(Ok(Lookup::Unanswerable(why))) => {
+                tracing::warn!(message_id, route, when, reason = %why, "RT can't be asked about this mail; posting as before, a duplicate is possible");
+                false
+            }
             Ok(Err(error)) => {
                 tracing::warn!(message_id, route, when, error = %error, "RT could not be asked; a duplicate is possible");
                 false
@@ -373,7 +372,7 @@ where
 
     /// Step 6: one post, abandoned (as a timeout) before the function's deadline.
     async fn post(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery) -> Case {
-        let Some(spool) = mail.spool.as_ref() else {
+        let Some(spool) = mail.spool.get() else {
             return Case::MailStoreUnavailable;
         };
         let message_id = mail.info.ses_id.as_str();
@@ -389,7 +388,17 @@ where
         let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
-        let fields = format!("{:?}", delivery.route.request.form_fields_text());
+        // Each field its own JSON string (absent when not posted), never a Debug dump.
+        let field = |name: &str| {
+            delivery
+                .route
+                .request
+                .form_fields_text()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+        };
+        let (queue, action, ticket) = (field("queue"), field("action"), field("ticket"));
         let (case, rt) = match result {
             Ok(answer) => (Case::from_answer(&answer), answer.summary()),
             Err(failure) => (Case::from_transport(&failure), failure.to_string()),
@@ -400,7 +409,9 @@ where
                 message_id,
                 recipients,
                 route,
-                fields,
+                queue,
+                action,
+                ticket,
                 outcome,
                 rt,
                 bytes,
@@ -412,7 +423,9 @@ where
                 message_id,
                 recipients,
                 route,
-                fields,
+                queue,
+                action,
+                ticket,
                 outcome,
                 rt,
                 bytes,
@@ -528,7 +541,7 @@ where
         let info = mail.info;
         let header = mail
             .spool
-            .as_ref()
+            .get()
             .map(Spool::summary)
             .cloned()
             .unwrap_or_else(MailSummary::default);

@@ -13,7 +13,9 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::ses::SimpleEmailEvent;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
@@ -21,7 +23,7 @@ use crate::aws::ses::Notifier;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::delivery::{RouteEnd, StoredMail};
 use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo, MalformedEvent};
-use crate::rt::lookup::{DeliveryLookup, NoLookup};
+use crate::rt::lookup::{DeliveryLookup, Lookups};
 use crate::rt::MailGateway;
 
 /// SES writes this object when a rule is created; it is not a mail.
@@ -119,7 +121,7 @@ pub enum Mode {
 }
 
 /// The function's work, with its adapters.
-pub struct Handler<S, R, G, N, L = NoLookup> {
+pub struct Handler<S, R, G, N, L = Lookups> {
     pub(super) config: LambdaConfig,
     pub(super) store: S,
     pub(super) records: R,
@@ -130,7 +132,7 @@ pub struct Handler<S, R, G, N, L = NoLookup> {
 
 impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
     /// A handler with its configuration and adapters. `lookup` asks RT whether it holds
-    /// a mail already ([`NoLookup`] when no RT API credentials are configured).
+    /// a mail already ([`Lookups`]: none when no RT API credentials are configured).
     pub fn new(config: LambdaConfig, store: S, records: R, gateway: G, notifier: N, lookup: L) -> Self {
         Self {
             config,
@@ -217,6 +219,17 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         deadline: Option<Instant>,
         mode: Mode,
     ) -> Result<Summary, HandlerError> {
+        // Every line logged for this mail carries its message id (the span's field).
+        let span = tracing::info_span!("mail", message_id = %mail.ses_id);
+        self.deliver_mail_in_span(mail, deadline, mode).instrument(span).await
+    }
+
+    async fn deliver_mail_in_span(
+        &self,
+        mail: &MailInfo,
+        deadline: Option<Instant>,
+        mode: Mode,
+    ) -> Result<Summary, HandlerError> {
         let mut summary = Summary::default();
         let message_id = mail.ses_id.as_str();
         if message_id == SES_SETUP_NOTIFICATION {
@@ -235,14 +248,29 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         }
         // A replay screens as the first delivery did: a virus stays dropped, spam tagged.
         let screening = self.config.verdict_policy.screen(&mail.verdicts);
-        let mut stored = StoredMail::new(mail, deadline);
+        let stored = StoredMail::new(mail, deadline);
+        // Routes post concurrently (`ROUTE_CONCURRENCY`, default 4: enough that a mail to a
+        // few queues takes about as long as its slowest post, few enough that one mail
+        // can't flood RT). They share one download of the mail.
+        let ends: Vec<_> = futures_util::stream::iter(&plan.deliveries)
+            .map(|delivery| {
+                let (stored, screening) = (&stored, &screening);
+                async move { (delivery, self.deliver_route(stored, delivery, screening, mode).await) }
+            })
+            .buffer_unordered(self.config.route_concurrency)
+            .collect()
+            .await;
         let mut failures = Vec::new();
-        for delivery in &plan.deliveries {
-            match self.deliver_route(&mut stored, delivery, &screening, mode).await? {
+        let mut nothing_to_post = false;
+        for (delivery, end) in ends {
+            match end? {
                 RouteEnd::Settled(counted) => summary += counted,
                 RouteEnd::Retry(why) => failures.push(format!("{} ({why})", delivery.route.entry)),
-                RouteEnd::NothingToPost => return Ok(summary),
+                RouteEnd::NothingToPost => nothing_to_post = true,
             }
+        }
+        if nothing_to_post {
+            return Ok(summary);
         }
         if failures.is_empty() {
             Ok(summary)

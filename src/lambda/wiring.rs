@@ -2,18 +2,21 @@
 //! delivery records, RT over HTTP (credentials from Secrets Manager), SESv2 for notices
 //! (when configured).
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use crate::aws::records::S3DeliveryRecords;
 use crate::aws::s3::S3MailStore;
 use crate::aws::secrets::SecretsManager;
 use crate::aws::ses::SesNotifier;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::handler::Handler;
-use crate::rt::lookup::NoLookup;
+use crate::rt::lookup::{Lookups, Rest2Lookup};
 use crate::rt::pool::{GatewayPool, PoolError};
 
 /// The handler with the AWS adapters.
 pub type AwsHandler =
-    Handler<S3MailStore, S3DeliveryRecords, GatewayPool<SecretsManager>, Option<SesNotifier>, NoLookup>;
+    Handler<S3MailStore, S3DeliveryRecords, GatewayPool<SecretsManager>, Option<SesNotifier>, Lookups>;
 
 /// Builds the handler from a checked configuration and the AWS SDK's shared settings
 /// (region, credentials, endpoint): reads RT's secrets and builds one client per RT.
@@ -41,5 +44,35 @@ pub async fn aws_handler(
         (Some(from), true) => Some(SesNotifier::new(aws_sdk_sesv2::Client::new(aws), from.clone())),
         _ => None,
     };
-    Ok(Handler::new(config, store, records, gateway, notifier, NoLookup))
+    let lookups = lookups(&gateway, config.rt_api_url.as_deref())?;
+    Ok(Handler::new(config, store, records, gateway, notifier, lookups))
+}
+
+/// How long one lookup may take at most (the deadline may cut it shorter).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A REST 2 lookup for each RT whose secret holds an RT login (`rt_token`, or
+/// `rt_username` and `rt_password`); `api_url` (`RT_API_URL`) replaces the function's
+/// own RT URL for its lookups. Without a login, that RT is not asked (logged per mail).
+fn lookups(pool: &GatewayPool<SecretsManager>, api_url: Option<&str>) -> Result<Lookups, PoolError> {
+    let mut own = None;
+    let mut others = BTreeMap::new();
+    for (target, config) in pool.configs() {
+        if config.credentials.rt_api.is_none() {
+            continue;
+        }
+        let url = if target.is_none() { api_url } else { None };
+        let lookup = Rest2Lookup::new(config, url, LOOKUP_TIMEOUT).map_err(PoolError::from)?;
+        match target {
+            None => own = Some(lookup),
+            Some(target) => {
+                others.insert(target.clone(), lookup);
+            }
+        }
+    }
+    let lookups = Lookups::new(own, others);
+    if lookups.is_empty() {
+        tracing::info!("no RT login in the secret: RT is not asked before posting again (see README, Exactly once)");
+    }
+    Ok(lookups)
 }

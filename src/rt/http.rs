@@ -384,8 +384,9 @@ fn read_ca_file(path: &Path) -> Result<Arc<CaFile>, GatewayConfigError> {
         })
 }
 
-/// Maps a reqwest error, with its whole cause chain, to a transport failure.
-fn transport_failure(error: &reqwest::Error) -> TransportFailure {
+/// Maps a reqwest error, with its whole cause chain, to a transport failure (also used
+/// by the REST 2 lookup, [`super::lookup`]).
+pub(crate) fn transport_failure(error: &reqwest::Error) -> TransportFailure {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     let mut tls = false;
@@ -405,6 +406,17 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
     } else {
         TransportFailure::Broken(text)
     }
+}
+
+/// The client [`HttpGateway`] uses for `config.base_url`'s scheme (TLS policy, CA file,
+/// client certificate, user agent; no redirects, no proxy), for other requests to the
+/// same RT: the REST 2 lookup ([`super::lookup`]), which sets its own time limits.
+pub(crate) fn client_for_base_url(config: &HttpGatewayConfig) -> Result<Client, GatewayConfigError> {
+    let gateway = HttpGateway::new(config)?;
+    let client = gateway
+        .client_for(&gateway.endpoint)
+        .map_err(|e| GatewayConfigError::Client(e.to_string()))?;
+    Ok(client.clone())
 }
 
 /// When a byte last moved; the inactivity timeout is measured from it.

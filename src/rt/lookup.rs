@@ -1,33 +1,81 @@
-//! Asking RT whether it already holds a mail (RT 5's REST 2 API, by Message-ID), behind
-//! the small [`DeliveryLookup`] trait the handler asks before posting a route again.
+//! Asks RT whether it already holds a mail, over RT 5's REST 2 API (built in), before a
+//! mail whose first post may have reached RT is posted again. The rule that judges the
+//! answer is [`crate::core::lookup`]; this file only fetches the facts:
+//!
+//! 1. `GET {api}/REST/2.0/attachments?query=[MessageId = ID, Parent = 0]&fields=TransactionId,Subject`
+//!    (paged, 100 a page): the top-level attachments holding the Message-ID, i.e. each
+//!    time RT took the mail. `Parent = 0` leaves out a forwarded message inside another mail.
+//! 2. `GET {api}/REST/2.0/transaction/N` for each: its `Type` and ticket (`Object`).
+//! 3. For a `Create`: `GET {api}/REST/2.0/ticket/N` (its queue) and, for a route naming
+//!    its queue, `GET {api}/REST/2.0/queue/N` (the name).
+//! 4. Only when a reply or comment sits on another ticket than the route named:
+//!    `GET {api}/REST/2.0/ticket/N` for the named one, which REST 2 answers with the
+//!    ticket it was merged into.
+//!
+//! About four requests of ~0.1-0.2 s for a mail RT took once. `{api}` is RT's base URL
+//! (`RT_URL`) unless set apart (`RT_API_URL`): the shipped proxy exposes only the mail
+//! gateway unless `deploy/nginx/extras/rest2-lookup.conf` is installed too.
+//!
+//! RT's login goes in `Authorization` (`token ...` for an RT auth token, or basic auth
+//! with an RT user's password), so of the proxy's credentials only the header and the
+//! client certificate go along; the proxy's basic auth can't (it would need the same
+//! header). The RT user needs `ShowTicket` and `ShowTicketComments` (and `SeeQueue`
+//! for queue names) on the queues mail goes to: RT's search silently leaves out what
+//! its user can't see, which would look like "not found" and post the mail again.
+//!
+//! No redirect is followed (RT 4 without REST 2 redirects to its login page: an
+//! error). No error here carries a credential: the API URL may not hold
+//! `user:password@`, and header values are never quoted.
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
-use crate::core::request::GatewayRequest;
+use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::{Client, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::Deserialize;
 
-/// What RT holds for one mail and route.
+use super::http::{client_for_base_url, transport_failure, GatewayConfigError, HttpGatewayConfig};
+use crate::core::credentials::RtApiAuth;
+use crate::core::lookup::{stored_message_id, Expectation, Hit, QueueInfo, TransactionType, Unanswerable, Verdict};
+use crate::core::redact::redact_url;
+use crate::core::reply::TransportFailure;
+use crate::core::request::{GatewayRequest, RtTarget};
+
+/// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
+pub const PER_PAGE: u64 = 100;
+/// Pages read at most: more than 1000 copies of one Message-ID is not a mail RT took
+/// a few times, and the answer would no longer be quick.
+pub const MAX_PAGES: u64 = 10;
+/// Merged tickets asked about at most per lookup.
+pub const MAX_MERGE_CHECKS: usize = 4;
+/// The largest answer read from RT (a page of 100 hits is ~20 KB).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// What RT holds of a mail, for one route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// RT holds the mail on this route: the transaction that recorded it.
+    /// RT holds it as the route would have put it there: don't post it again.
     Found {
-        /// The ticket.
+        /// The ticket it is on (the new one, or the one replied to / commented on).
         ticket: u64,
-        /// The transaction.
+        /// The transaction that recorded it (the route's first recording step).
         transaction: u64,
     },
-    /// RT has no such transaction.
+    /// RT does not hold it that way: posting it again makes no duplicate.
     NotFound,
+    /// RT can't be asked about this route or mail (no Message-ID; an action that
+    /// records no message): nothing was requested, the caller decides as before.
+    Unanswerable(Unanswerable),
 }
 
-/// RT could not be asked (the answer is unknown, not "no").
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("RT lookup: {0}")]
-pub struct LookupError(pub String);
-
-/// Asks RT whether it holds the mail `message_id` (without angle brackets) as posted
-/// by `request`.
+/// Asks RT whether it already holds a mail, as a route would have put it there.
 pub trait DeliveryLookup {
-    /// Finds the transaction, if any.
+    /// Looks for the mail with this Message-ID (with or without angle brackets) as posted
+    /// with `request`. `request.rt` is not read: the caller picks the lookup of that RT.
     fn find(
         &self,
         message_id: &str,
@@ -35,15 +83,548 @@ pub trait DeliveryLookup {
     ) -> impl Future<Output = Result<Lookup, LookupError>> + Send;
 }
 
-/// No RT API credentials: RT is never asked (today's behaviour; duplicates after a lost
-/// answer remain possible, see the README).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoLookup;
+/// The lookup could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupSetupError {
+    /// The URL, TLS or client certificate settings are unusable.
+    #[error("RT REST 2 lookup: {0}")]
+    Gateway(#[from] GatewayConfigError),
+    /// The secret has no RT login.
+    #[error("RT REST 2 lookup: the secret has no RT login (rt_token, or rt_username and rt_password)")]
+    NoRtLogin,
+    /// A credential can't be sent as a header.
+    #[error("RT REST 2 lookup: the secret's {0} is not a valid HTTP header value")]
+    BadHeader(&'static str),
+    /// The API URL carries `user:password@`, which would collide with RT's own login.
+    #[error("RT REST 2 lookup: {url} carries user:password@ (basic auth for a proxy), which can't go with RT's own Authorization; give the REST 2 URL without it (RT_API_URL)")]
+    UserInUrl {
+        /// The URL, redacted.
+        url: String,
+    },
+}
 
-impl DeliveryLookup for NoLookup {
-    async fn find(&self, _message_id: &str, _request: &GatewayRequest) -> Result<Lookup, LookupError> {
-        Err(LookupError(
-            "no RT API credentials (rt_token, or rt_username and rt_password, in the secret)".into(),
-        ))
+/// The lookup failed: whether RT holds the mail is unknown. Never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// No answer within the time allowed.
+    #[error("RT REST 2 lookup: no answer within {0:?}")]
+    Timeout(Duration),
+    /// The request did not get an HTTP answer (refused, TLS, reset).
+    #[error("RT REST 2 lookup, {what}: {source}")]
+    Transport {
+        /// What was asked.
+        what: String,
+        /// How it failed.
+        source: TransportFailure,
+    },
+    /// 401: RT (or a proxy in front) refused the login.
+    #[error("RT REST 2 lookup, {what}: 401, RT refused the login (rt_token or rt_username/rt_password in the secret; a proxy in front must pass Authorization on)")]
+    Unauthorized {
+        /// What was asked.
+        what: String,
+    },
+    /// 403: the proxy's checks (header, client certificate) or RT's rights refused it.
+    #[error("RT REST 2 lookup, {what}: 403, refused by the proxy's checks or for want of the RT user's rights (ShowTicket, ShowTicketComments, SeeQueue)")]
+    Forbidden {
+        /// What was asked.
+        what: String,
+    },
+    /// No REST 2 at that URL: 404, or a redirect (RT 4's login page), or a page that is
+    /// not JSON where the search should be.
+    #[error("RT REST 2 lookup: no REST 2 API at {url} ({answer}); RT 5 has it built in, and a proxy in front must expose it (deploy/nginx/extras/rest2-lookup.conf)")]
+    NotAvailable {
+        /// The API's base URL.
+        url: String,
+        /// What came back instead.
+        answer: String,
+    },
+    /// Any other status.
+    #[error("RT REST 2 lookup, {what}: RT answered {status}")]
+    Status {
+        /// What was asked.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// An answer that is not what REST 2 sends.
+    #[error("RT REST 2 lookup, {what}: unexpected answer: {reason}")]
+    Malformed {
+        /// What was asked.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// More copies of the Message-ID than [`MAX_PAGES`] pages hold.
+    #[error("RT REST 2 lookup: more than {} attachments hold this Message-ID", PER_PAGE * MAX_PAGES)]
+    TooManyHits,
+}
+
+/// The RT login, ready to send.
+enum ApiAuth {
+    Token(HeaderValue),
+    Password { username: String, password: SecretString },
+}
+
+/// RT's REST 2 API as a [`DeliveryLookup`].
+pub struct Rest2Lookup {
+    client: Client,
+    base: Url,
+    auth: ApiAuth,
+    proxy_header: Option<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Rest2Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rest2Lookup")
+            .field("base", &self.base.as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rest2Lookup {
+    /// A lookup for the RT that `rt` posts to: the same TLS policy, user agent, proxy
+    /// header and client certificate, and the RT login from its credentials
+    /// (`rt_api`). `api_url` replaces `rt.base_url` (`RT_API_URL`); `timeout` bounds a
+    /// whole [`DeliveryLookup::find`], every request of it together.
+    pub fn new(rt: &HttpGatewayConfig, api_url: Option<&str>, timeout: Duration) -> Result<Self, LookupSetupError> {
+        let mut config = rt.clone();
+        if let Some(url) = api_url {
+            config.base_url = url.to_string();
+        }
+        // Checks the URL and builds the client as the gateway does.
+        let client = client_for_base_url(&config)?;
+        let base = Url::parse(config.base_url.trim_end_matches('/')).map_err(|_| GatewayConfigError::BadUrl {
+            url: redact_url(&config.base_url),
+        })?;
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(LookupSetupError::UserInUrl {
+                url: redact_url(&config.base_url),
+            });
+        }
+        let auth = match &config.credentials.rt_api {
+            None => return Err(LookupSetupError::NoRtLogin),
+            Some(RtApiAuth::Token(token)) => {
+                let mut value = HeaderValue::from_str(&format!("token {}", token.expose_secret()))
+                    .map_err(|_| LookupSetupError::BadHeader("rt_token"))?;
+                value.set_sensitive(true);
+                ApiAuth::Token(value)
+            }
+            Some(RtApiAuth::Password { username, password }) => ApiAuth::Password {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        };
+        let proxy_header = match &config.credentials.header {
+            None => None,
+            Some(header) => {
+                let name = HeaderName::from_bytes(header.name.as_bytes())
+                    .map_err(|_| LookupSetupError::BadHeader("header"))?;
+                let mut value = HeaderValue::from_str(header.value.expose_secret())
+                    .map_err(|_| LookupSetupError::BadHeader("header"))?;
+                value.set_sensitive(true);
+                Some((name, value))
+            }
+        };
+        Ok(Self {
+            client,
+            base,
+            auth,
+            proxy_header,
+            timeout,
+        })
+    }
+
+    /// [`DeliveryLookup::find`] within `limit` instead of the configured timeout (e.g.
+    /// what is left of the function's own time).
+    pub async fn find_within(
+        &self,
+        message_id: &str,
+        request: &GatewayRequest,
+        limit: Duration,
+    ) -> Result<Lookup, LookupError> {
+        let Some(message_id) = stored_message_id(message_id) else {
+            return Ok(Lookup::Unanswerable(Unanswerable::NoMessageId));
+        };
+        let expectation = match Expectation::of(request) {
+            Ok(expectation) => expectation,
+            Err(why) => return Ok(Lookup::Unanswerable(why)),
+        };
+        tokio::time::timeout(limit, self.ask(message_id, &expectation))
+            .await
+            .map_err(|_| LookupError::Timeout(limit))?
+    }
+
+    async fn ask(&self, message_id: &str, expectation: &Expectation) -> Result<Lookup, LookupError> {
+        let hits = self.hits(message_id, expectation).await?;
+        let mut merged_into = BTreeMap::new();
+        for ticket in expectation.tickets_to_resolve(&hits, MAX_MERGE_CHECKS) {
+            if let Some(into) = self.merged_into(ticket).await? {
+                merged_into.insert(ticket, into);
+            }
+        }
+        Ok(match expectation.find(&hits, &merged_into) {
+            Verdict::Found { ticket, transaction } => Lookup::Found { ticket, transaction },
+            Verdict::NotFound => Lookup::NotFound,
+        })
+    }
+
+    /// Every transaction holding the mail, with what the rule needs of each.
+    async fn hits(&self, message_id: &str, expectation: &Expectation) -> Result<Vec<Hit>, LookupError> {
+        let mut hits: Vec<Hit> = Vec::new();
+        // Several hits may share a ticket or a queue (one mail, two routes): ask once.
+        let mut queues: BTreeMap<u64, QueueInfo> = BTreeMap::new();
+        let mut names: BTreeMap<u64, String> = BTreeMap::new();
+        for attachment in self.search(message_id).await? {
+            if hits.iter().any(|h| h.transaction == attachment.transaction) {
+                continue;
+            }
+            let id = attachment.transaction.to_string();
+            let transaction: TransactionJson = self.get(&["transaction", &id], &format!("transaction {id}")).await?;
+            if transaction.object.kind != "ticket" {
+                continue;
+            }
+            let ticket = transaction.object.id;
+            let kind = TransactionType::from_rt(&transaction.kind);
+            // Only a new ticket is judged by its queue.
+            let queue = if kind == TransactionType::Create {
+                Some(match queues.entry(ticket) {
+                    Entry::Occupied(known) => known.get().clone(),
+                    Entry::Vacant(new) => {
+                        let named = expectation.needs_queue_names();
+                        new.insert(self.queue_of(ticket, named, &mut names).await?).clone()
+                    }
+                })
+            } else {
+                None
+            };
+            hits.push(Hit {
+                transaction: attachment.transaction,
+                kind,
+                ticket,
+                queue,
+                subject: attachment.subject.unwrap_or_default(),
+            });
+        }
+        Ok(hits)
+    }
+
+    /// A ticket's queue, with its name when `named` (`names` caches them by queue id).
+    async fn queue_of(
+        &self,
+        ticket: u64,
+        named: bool,
+        names: &mut BTreeMap<u64, String>,
+    ) -> Result<QueueInfo, LookupError> {
+        let id = ticket.to_string();
+        let json: TicketJson = self.get(&["ticket", &id], &format!("ticket {id}")).await?;
+        let queue = json.queue.id;
+        if let (true, Entry::Vacant(new)) = (named, names.entry(queue)) {
+            let id = queue.to_string();
+            let json: QueueJson = self.get(&["queue", &id], &format!("queue {id}")).await?;
+            new.insert(json.name);
+        }
+        Ok(QueueInfo {
+            id: queue,
+            name: names.get(&queue).cloned(),
+        })
+    }
+
+    /// The top-level attachments holding the Message-ID, every page of them.
+    async fn search(&self, message_id: &str) -> Result<Vec<AttachmentJson>, LookupError> {
+        let query = serde_json::json!([
+            {"field": "MessageId", "operator": "=", "value": message_id},
+            {"field": "Parent", "operator": "=", "value": "0"},
+        ])
+        .to_string();
+        let mut found = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut url = self.url(&["attachments"]);
+            url.query_pairs_mut()
+                .append_pair("query", &query)
+                .append_pair("fields", "TransactionId,Subject")
+                .append_pair("per_page", &PER_PAGE.to_string())
+                .append_pair("page", &page.to_string());
+            let answer: SearchJson = match self.get_url(url, "the attachment search").await {
+                Err(LookupError::Status { status: 404, .. }) => {
+                    return Err(self.not_available("404 Not Found".to_string()));
+                }
+                Err(LookupError::Status { status, .. }) if (300..400).contains(&status) => {
+                    return Err(self.not_available(format!("a redirect ({status})")));
+                }
+                Err(LookupError::Malformed { reason, .. }) if page == 1 => {
+                    return Err(self.not_available(format!("not REST 2's JSON: {reason}")));
+                }
+                other => other?,
+            };
+            let full = answer.items.len() as u64 >= answer.per_page.max(1);
+            found.extend(answer.items);
+            // A superuser is told how many pages there are; anyone else is not (RT then
+            // sends `pages: null`), and a full page is the only sign of another one.
+            let more = match answer.pages {
+                Some(pages) => (page as f64) < pages,
+                None => full,
+            };
+            if !more {
+                return Ok(found);
+            }
+        }
+        Err(LookupError::TooManyHits)
+    }
+
+    /// The ticket `ticket` was merged into, if any (`None` also when RT won't say).
+    async fn merged_into(&self, ticket: u64) -> Result<Option<u64>, LookupError> {
+        let id = ticket.to_string();
+        match self.get::<TicketJson>(&["ticket", &id], &format!("ticket {id}")).await {
+            // REST 2 answers for a merged ticket with the one it went into.
+            Ok(json) => Ok((json.id != ticket).then_some(json.id)),
+            // Best effort: a ticket that is gone or hidden changes nothing found so far.
+            Err(LookupError::Forbidden { .. } | LookupError::Status { status: 404, .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn not_available(&self, answer: String) -> LookupError {
+        LookupError::NotAvailable {
+            url: self.base.to_string(),
+            answer,
+        }
+    }
+
+    /// `{base}/REST/2.0/{segments...}`, each segment escaped.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL has a path")
+            .pop_if_empty()
+            .extend(["REST", "2.0"])
+            .extend(segments);
+        url
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str], what: &str) -> Result<T, LookupError> {
+        self.get_url(self.url(segments), what).await
+    }
+
+    async fn get_url<T: DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, LookupError> {
+        let mut request = self.client.get(url).header(ACCEPT, "application/json");
+        request = match &self.auth {
+            ApiAuth::Token(value) => request.header(AUTHORIZATION, value.clone()),
+            ApiAuth::Password { username, password } => request.basic_auth(username, Some(password.expose_secret())),
+        };
+        if let Some((name, value)) = &self.proxy_header {
+            request = request.header(name.clone(), value.clone());
+        }
+        let transport = |e: &reqwest::Error| LookupError::Transport {
+            what: what.to_string(),
+            source: transport_failure(e),
+        };
+        let mut response = request.send().await.map_err(|e| transport(&e))?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED => return Err(LookupError::Unauthorized { what: what.to_string() }),
+            StatusCode::FORBIDDEN => return Err(LookupError::Forbidden { what: what.to_string() }),
+            status => {
+                return Err(LookupError::Status {
+                    what: what.to_string(),
+                    status: status.as_u16(),
+                })
+            }
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(LookupError::Malformed {
+                    what: what.to_string(),
+                    reason: format!("larger than {MAX_BODY} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| LookupError::Malformed {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl DeliveryLookup for Rest2Lookup {
+    async fn find(&self, message_id: &str, request: &GatewayRequest) -> Result<Lookup, LookupError> {
+        self.find_within(message_id, request, self.timeout).await
+    }
+}
+
+// REST 2's JSON, as much as is read. Ids come as strings in links and search results
+// and as numbers elsewhere.
+
+#[derive(Deserialize)]
+struct SearchJson {
+    items: Vec<AttachmentJson>,
+    per_page: u64,
+    /// `null` unless the user is a superuser; a float (`0.0`) when nothing is found.
+    #[serde(default)]
+    pages: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct AttachmentJson {
+    #[serde(rename = "TransactionId", deserialize_with = "id")]
+    transaction: u64,
+    #[serde(rename = "Subject", default)]
+    subject: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TransactionJson {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Object")]
+    object: LinkJson,
+}
+
+#[derive(Deserialize)]
+struct LinkJson {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(deserialize_with = "id")]
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct TicketJson {
+    #[serde(deserialize_with = "id")]
+    id: u64,
+    #[serde(rename = "Queue")]
+    queue: LinkJson,
+}
+
+#[derive(Deserialize)]
+struct QueueJson {
+    #[serde(rename = "Name")]
+    name: String,
+}
+
+fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(text) => text.parse().map_err(|_| D::Error::custom("an id that is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::credentials::Credentials;
+    use crate::core::url_policy::OtherHosts;
+    use crate::rt::http::TlsPolicy;
+
+    fn config(url: &str, secret: &str) -> HttpGatewayConfig {
+        HttpGatewayConfig {
+            base_url: url.into(),
+            timeout: None,
+            tls: TlsPolicy::SystemRoots,
+            user_agent: "t".into(),
+            credentials: Credentials::from_json(secret).unwrap(),
+            other_hosts: OtherHosts::Any,
+        }
+    }
+
+    const LOGIN: &str = r#"{"rt_username": "lookup", "rt_password": "hush-pw"}"#;
+
+    #[test]
+    fn urls_keep_rts_web_path_and_escape_segments() {
+        let second = Duration::from_secs(1);
+        for (base, expected) in [
+            ("http://rt.example", "http://rt.example/REST/2.0/ticket/5"),
+            ("http://rt.example/", "http://rt.example/REST/2.0/ticket/5"),
+            ("https://h.example/rt/", "https://h.example/rt/REST/2.0/ticket/5"),
+        ] {
+            let lookup = Rest2Lookup::new(&config(base, LOGIN), None, second).unwrap();
+            assert_eq!(lookup.url(&["ticket", "5"]).as_str(), expected);
+        }
+        let lookup = Rest2Lookup::new(
+            &config("http://rt.example", LOGIN),
+            Some("http://api.example/x"),
+            second,
+        )
+        .unwrap();
+        assert_eq!(
+            lookup.url(&["queue", "a/b"]).as_str(),
+            "http://api.example/x/REST/2.0/queue/a%2Fb"
+        );
+    }
+
+    #[test]
+    fn setup_needs_an_rt_login_and_no_user_in_the_url() {
+        let second = Duration::from_secs(1);
+        let err = Rest2Lookup::new(&config("http://rt.example", "{}"), None, second).unwrap_err();
+        assert!(matches!(err, LookupSetupError::NoRtLogin), "{err}");
+        let err = Rest2Lookup::new(&config("http://proxy:hush@rt.example", LOGIN), None, second).unwrap_err();
+        assert!(matches!(err, LookupSetupError::UserInUrl { .. }), "{err}");
+        assert!(!err.to_string().contains("hush"), "{err}");
+        let err = Rest2Lookup::new(&config("http://rt.example", LOGIN), Some("ftp://x"), second).unwrap_err();
+        assert!(matches!(err, LookupSetupError::Gateway(_)), "{err}");
+        let shown = format!(
+            "{:?}",
+            Rest2Lookup::new(&config("http://rt.example", LOGIN), None, second).unwrap()
+        );
+        assert!(!shown.contains("hush") && !shown.contains("lookup\""), "{shown}");
+    }
+
+    #[test]
+    fn ids_come_as_numbers_or_strings() {
+        let t: TransactionJson =
+            serde_json::from_str(r#"{"Type": "Create", "Object": {"type": "ticket", "id": "10"}, "id": 43}"#).unwrap();
+        assert_eq!((t.kind.as_str(), t.object.id), ("Create", 10));
+        let s: SearchJson = serde_json::from_str(
+            r#"{"items": [{"TransactionId": "43", "Subject": "x", "id": "1"}], "per_page": 100, "pages": 0.0, "total": 0}"#,
+        )
+        .unwrap();
+        assert_eq!((s.items[0].transaction, s.pages), (43, Some(0.0)));
+        let s: SearchJson =
+            serde_json::from_str(r#"{"items": [], "per_page": 20, "pages": null, "total": null}"#).unwrap();
+        assert_eq!(s.pages, None);
+        assert!(serde_json::from_str::<LinkJson>(r#"{"type": "ticket", "id": "ten"}"#).is_err());
+    }
+}
+
+/// Every RT's lookup: the function's own and those of the RTs routes name. An RT whose
+/// secret holds no RT login can't be asked ([`Unanswerable::NoRtLogin`]): the function
+/// then posts as it would without lookups.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    own: Option<Rest2Lookup>,
+    others: BTreeMap<RtTarget, Rest2Lookup>,
+}
+
+impl Lookups {
+    /// The lookups that could be set up.
+    pub fn new(own: Option<Rest2Lookup>, others: BTreeMap<RtTarget, Rest2Lookup>) -> Self {
+        Self { own, others }
+    }
+
+    /// True when no RT can be asked.
+    pub fn is_empty(&self) -> bool {
+        self.own.is_none() && self.others.is_empty()
+    }
+}
+
+impl DeliveryLookup for Lookups {
+    async fn find(&self, message_id: &str, request: &GatewayRequest) -> Result<Lookup, LookupError> {
+        let lookup = match &request.rt {
+            None => self.own.as_ref(),
+            Some(target) => self.others.get(target),
+        };
+        match lookup {
+            Some(lookup) => lookup.find(message_id, request).await,
+            None => Ok(Lookup::Unanswerable(Unanswerable::NoRtLogin)),
+        }
     }
 }

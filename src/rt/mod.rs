@@ -1,7 +1,9 @@
 //! Adapter to RT's mail gateway. [`MailGateway`] is the small trait the CLI and the
 //! Lambda post through; [`http::HttpGateway`] is the real one (reqwest, rustls), and
 //! [`pool::GatewayPool`] holds one per RT the function serves, with its credentials;
-//! [`tls`] checks certificates against `--ca-file` / `RT_CA_FILE` as OpenSSL would.
+//! [`tls`] checks certificates against `--ca-file` / `RT_CA_FILE` as OpenSSL would;
+//! [`lookup`] asks RT's REST 2 API whether it already holds a mail, before a mail that
+//! may have reached RT is posted again.
 
 pub mod http;
 pub mod lookup;

@@ -25,6 +25,9 @@ pub enum PoolError {
     /// Its secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// Its REST 2 lookup could not be set up.
+    #[error(transparent)]
+    Lookup(#[from] crate::rt::lookup::LookupSetupError),
 }
 
 /// One RT: how to build its client, and the client in use.
@@ -94,6 +97,14 @@ impl<S: SecretSource + Sync> GatewayPool<S> {
         }
         let own = Slot::build(config, secret_id, &secrets).await?;
         Ok(Self { secrets, own, others })
+    }
+
+    /// Each RT's settings as read at cold start (credentials included): the function's
+    /// own first (`None`), then those routes name.
+    pub fn configs(&self) -> Vec<(Option<&RtTarget>, &HttpGatewayConfig)> {
+        std::iter::once((None, &self.own.config))
+            .chain(self.others.iter().map(|(target, slot)| (Some(target), &slot.config)))
+            .collect()
     }
 
     fn slot(&self, target: Option<&RtTarget>) -> Result<&Slot, TransportFailure> {

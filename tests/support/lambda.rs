@@ -73,7 +73,16 @@ pub struct LambdaStack {
 impl LambdaStack {
     /// Starts moto, the emulator and the function with the fixtures' routes plus `env`.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with_secrets(env, &[])
+    }
+
+    /// As [`LambdaStack::start`], with these Secrets Manager secrets (name, JSON) in moto
+    /// before the function's cold start reads them.
+    pub fn start_with_secrets(env: &[(&str, &str)], secrets: &[(&str, &str)]) -> Self {
         let mut stack = Self::without_function(1);
+        for (name, json) in secrets {
+            stack.create_secret(name, json);
+        }
         stack.start_functions(env, 1);
         stack
     }
@@ -146,6 +155,8 @@ impl LambdaStack {
             ("MAIL_PREFIX", PREFIX),
             ("ROUTES", ROUTES),
             ("RT_TIMEOUT", "10"),
+            // As Lambda sets it for a function whose LoggingConfig is JSON (template.yaml).
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -177,29 +188,6 @@ impl LambdaStack {
         }
     }
 
-    /// Creates a Secrets Manager secret in moto holding `json` (as `SecretString`).
-    pub fn create_secret(&self, name: &str, json: &str) {
-        let body = serde_json::json!({ "Name": name, "SecretString": json }).to_string();
-        let (status, text) = block_on(async {
-            let response = reqwest::Client::new()
-                .post(&self.moto)
-                .header("Content-Type", "application/x-amz-json-1.1")
-                .header("X-Amz-Target", "secretsmanager.CreateSecret")
-                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
-                .body(body)
-                .send()
-                .await
-                .expect("moto answers");
-            (response.status(), response.text().await.unwrap_or_default())
-        });
-        // Only the name in the message: the value is a secret, even in a test.
-        assert!(
-            status.is_success(),
-            "CreateSecret {name}: {status} {}",
-            text.replace(json, "[the value]")
-        );
-    }
-
     /// Runs `rt-mailgate-replay` with the function's environment plus `env`.
     pub fn replay(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         Command::new(REPLAY)
@@ -210,6 +198,62 @@ impl LambdaStack {
             .envs(env.iter().copied())
             .output()
             .expect("rt-mailgate-replay runs")
+    }
+
+    /// Creates a Secrets Manager secret holding `json` (as `aws secretsmanager create-secret`).
+    pub fn create_secret(&self, name: &str, json: &str) {
+        self.secretsmanager("CreateSecret", serde_json::json!({"Name": name, "SecretString": json}));
+    }
+
+    /// Puts a new current value into a secret, as a rotation does.
+    pub fn put_secret(&self, name: &str, json: &str) {
+        self.secretsmanager(
+            "PutSecretValue",
+            serde_json::json!({"SecretId": name, "SecretString": json}),
+        );
+    }
+
+    /// Secrets Manager's JSON API over HTTP: `POST /` with the action in `X-Amz-Target`.
+    fn secretsmanager(&self, action: &str, body: serde_json::Value) {
+        let (status, text) = block_on(async {
+            let response = reqwest::Client::new()
+                .post(&self.moto)
+                .header("X-Amz-Target", format!("secretsmanager.{action}"))
+                .header("Content-Type", "application/x-amz-json-1.1")
+                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("moto answers");
+            (response.status(), response.text().await.unwrap())
+        });
+        // The answer names the secret and its version, never the value.
+        assert!(status.is_success(), "Secrets Manager {action}: {status} {text}");
+    }
+
+    /// Every object in the bucket under `prefix`, with its bytes.
+    pub fn objects_under(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let (status, listing) = self.s3(
+            reqwest::Method::GET,
+            &format!("{BUCKET}?list-type=2&max-keys=1000&prefix={}", urlencode(prefix)),
+            Vec::new(),
+        );
+        let listing = String::from_utf8_lossy(&listing).into_owned();
+        assert_eq!(status, 200, "list {prefix}: {listing}");
+        assert!(
+            !listing.contains("<IsTruncated>true"),
+            "more than 1000 objects under {prefix}"
+        );
+        listing
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split("</Key>").next())
+            .map(|key| {
+                let (status, bytes) = self.s3(reqwest::Method::GET, &format!("{BUCKET}/{key}"), Vec::new());
+                assert_eq!(status, 200, "get {key}");
+                (key.to_string(), bytes)
+            })
+            .collect()
     }
 
     /// Creates an SQS queue in moto; returns its URL.
@@ -367,6 +411,12 @@ impl LambdaStack {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// A log as written, whole: `function.log` (the function's JSON lines and anything
+    /// else it printed), `emulator.log` (cargo-lambda's), `moto.log`.
+    pub fn log_text(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     /// The function's process, to check it is still alive (or why it died).

@@ -1,9 +1,11 @@
 //! Shared helpers for the integration tests: running the two clients, a real RT read
-//! back over its REST 1.0 API, sample mails, and a recording stand-in for RT.
+//! back over its REST 1.0 API, sample mails, a recording stand-in for RT, and the shipped
+//! nginx front door in front of the real RT.
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod lambda;
 pub mod mails;
+pub mod proxy;
 pub mod rt;
 pub mod standin;
 
