@@ -166,6 +166,11 @@ impl LambdaStack {
         self.env = vars;
         for _ in 0..count {
             let function_log = self.dir.path().join(function_log_name(self.functions));
+            // A /tmp of its own, as each Lambda sandbox has: the cold start sweeps leftover
+            // spools there, which must not be the live ones of another process (another
+            // test's function on this machine, or this stack's other processes).
+            let tmp = self.dir.path().join(format!("tmp-{}", self.functions));
+            std::fs::create_dir(&tmp).unwrap();
             self.functions += 1;
             let mut command = Command::new(FUNCTION);
             command
@@ -178,6 +183,7 @@ impl LambdaStack {
                 .env("AWS_LAMBDA_FUNCTION_NAME", "_")
                 .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
                 .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+                .env("TMPDIR", &tmp)
                 .envs(self.env.iter().map(|(k, v)| (k, v)));
             let file = std::fs::File::create(&function_log).unwrap();
             command
