@@ -314,11 +314,12 @@ fn a_misrouted_mail_is_given_up_once_with_an_operator_notice() {
     let sent = stack.sent_mail();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let raw = &sent[0];
-    assert!(
-        raw.contains("To: ops@example.test") && raw.contains("Auto-Submitted: auto-replied"),
-        "{raw}"
-    );
-    assert!(raw.contains(&id) && raw.contains("no such queue or action"), "{raw}");
+    let notice = mail_parser::MessageParser::new().parse(raw.as_bytes()).unwrap();
+    let to = notice.to().and_then(|a| a.first()).and_then(|a| a.address());
+    assert_eq!(to, Some("ops@example.test"), "{raw}");
+    assert!(raw.contains("\r\nAuto-Submitted: auto-replied\r\n"), "{raw}");
+    let body = notice.body_text(0).unwrap();
+    assert!(body.contains(&id) && body.contains("no such queue or action"), "{body}");
 }
 
 #[test]
@@ -426,4 +427,37 @@ fn every_line_about_a_mail_is_json_with_its_message_id_and_the_request_id() {
         .expect("the outcome line");
     assert_eq!(outcome["fields"]["queue"], "bugs");
     assert!(outcome["fields"]["bytes"].is_u64());
+}
+
+#[test]
+fn each_invocation_writes_its_metrics_in_embedded_metric_format() {
+    let stack = LambdaStack::start(&[]);
+    let id = unique("metrics");
+    stack.store_mail(&id, &mails::plain("a@example.org", &id, "x"));
+    stack
+        .invoke(&ses_event(&id, &["bugs@example.test", "nobody@example.test"]))
+        .unwrap();
+    let documents: Vec<serde_json::Value> = stack
+        .function_log()
+        .into_iter()
+        .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
+        .collect();
+    let value = |metric: &str, dimensions: &[&str]| {
+        documents.iter().find_map(|d| {
+            let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n.as_str())
+                .collect();
+            (names == dimensions)
+                .then(|| d[metric].clone())
+                .filter(|v| !v.is_null())
+        })
+    };
+    assert_eq!(value("Delivered", &["Route"]), Some(json!(1)), "{documents:?}");
+    assert_eq!(value("Unrouted", &[]), Some(json!(1)), "{documents:?}");
+    assert!(value("RtLatency", &["Route"]).is_some(), "{documents:?}");
+    // Low cardinality: never the sender, recipient or message id as a dimension.
+    let text = serde_json::to_string(&documents).unwrap();
+    assert!(!text.contains("a@example.org") && !text.contains("nobody@example.test") && !text.contains(&id));
 }

@@ -1,5 +1,6 @@
-//! Notices through Amazon SES (SESv2 `SendEmail` with a raw MIME message; SESv2 has no
-//! bounce call), behind the small [`Notifier`] trait.
+//! Notices through Amazon SES (SESv2 `SendEmail` with a raw MIME message built by
+//! [`mime_message`]: our own `Auto-Submitted` header; SESv2 has no bounce call), behind
+//! the small [`Notifier`] trait.
 
 use std::future::Future;
 
@@ -43,8 +44,7 @@ impl SesNotifier {
 
 impl Notifier for SesNotifier {
     async fn send(&self, notice: &NoticeText) -> Result<(), NoticeError> {
-        let date = chrono::Utc::now().to_rfc2822();
-        let raw = mime_message(&self.from, notice, &date);
+        let raw = mime_message(&self.from, notice, chrono::Utc::now().timestamp());
         let err = |reason: String| NoticeError {
             to: notice.to.clone(),
             reason,

@@ -26,19 +26,28 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     };
     tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1000.0, "ready");
+    // CloudWatch metrics in Embedded Metric Format, written after each invocation.
+    let metrics = match metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(rt_mailgate::lambda::metrics::NAMESPACE)
+        .init()
+    {
+        Ok(metrics) => metrics,
+        Err(e) => return Err(format!("metrics: {e}").into()),
+    };
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            handler
-                .handle(event.payload, deadline(&event.context))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, kind = e.kind(), "invocation failed");
-                    lambda_runtime::Diagnostic {
-                        error_type: e.kind().to_string(),
-                        error_message: e.to_string(),
-                    }
-                })
+            let answer = handler.handle(event.payload, deadline(&event.context)).await;
+            if let Err(e) = metrics.flush(std::io::stdout()) {
+                tracing::warn!(error = %e, "metrics not written");
+            }
+            answer.map_err(|e| {
+                tracing::error!(error = %e, kind = e.kind(), "invocation failed");
+                lambda_runtime::Diagnostic {
+                    error_type: e.kind().to_string(),
+                    error_message: e.to_string(),
+                }
+            })
         },
     ))
     .await

@@ -12,6 +12,8 @@
 //!   (asked before posting again after an outcome where RT may have taken it).
 //! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
 //! - [`notice`]: the text of a notice when a mail is given up.
+//! - [`rate_limit`]: how many notices may go out (sliding windows per address, domain,
+//!   operator).
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
 //! - [`headers`]: the few header fields logs and notices need (Message-ID...).
 //! - [`redact`]: credentials in URLs shown as `***` in reports, errors and logs.
@@ -33,6 +35,7 @@ pub mod line_endings;
 pub mod lookup;
 pub mod notice;
 pub mod outcome;
+pub mod rate_limit;
 pub mod redact;
 pub mod reply;
 pub mod request;

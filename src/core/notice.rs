@@ -13,7 +13,19 @@ pub struct NoticeText {
     pub body: String,
 }
 
-/// Facts about the mail the notice is about.
+/// One route of a mail that was given up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GivenUpRoute {
+    /// The route's entry (its pattern in the routing table).
+    pub route: String,
+    /// The envelope recipients it took.
+    pub recipients: Vec<String>,
+    /// Why it was given up, in a sentence.
+    pub reason: String,
+}
+
+/// Facts about the mail the notice is about, and every route of it given up in this
+/// invocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GivenUpMail {
     /// SES's message id (the S3 key's last part).
@@ -24,71 +36,110 @@ pub struct GivenUpMail {
     pub subject: Option<String>,
     /// The envelope sender.
     pub sender: String,
-    /// The envelope recipients concerned.
-    pub recipients: Vec<String>,
-    /// Why it was given up, in a sentence.
-    pub reason: String,
+    /// The routes given up (at least one).
+    pub routes: Vec<GivenUpRoute>,
 }
 
-/// The notice for the operator: everything needed to find and replay the mail.
+/// Recipients listed per route in a notice; the rest are counted.
+const LISTED_RECIPIENTS: usize = 20;
+/// Routes listed in an operator digest; the rest are counted (the log has each).
+const LISTED_ROUTES: usize = 20;
+
+/// The operator's digest: one per mail, with every given-up route and its reason, and
+/// everything needed to find and replay the mail.
 pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
+    let first = mail.routes.first().map_or("", |r| r.reason.as_str());
+    let subject = match mail.routes.len() {
+        0 | 1 => format!("[rt-mailgate] mail given up: {}", one_line(first, 120)),
+        n => format!("[rt-mailgate] mail given up on {n} routes: {}", one_line(first, 100)),
+    };
+    let mut routes: String = mail
+        .routes
+        .iter()
+        .take(LISTED_ROUTES)
+        .map(|r| {
+            format!(
+                "Route:       {}\nTo:          {}\nReason:      {}\n\n",
+                r.route,
+                recipients(&r.recipients),
+                r.reason
+            )
+        })
+        .collect();
+    if mail.routes.len() > LISTED_ROUTES {
+        routes.push_str(&format!(
+            "... and {} more routes given up (each logged with this SES id).\n\n",
+            mail.routes.len() - LISTED_ROUTES
+        ));
+    }
     NoticeText {
         to: to.to_string(),
-        subject: format!("[rt-mailgate] mail given up: {}", one_line(&mail.reason, 120)),
+        subject,
         body: format!(
             "A mail was not delivered to RT and will not be retried.\n\n\
-             Reason:      {}\nSES id:      {}\nMessage-ID:  {}\nFrom:        {}\nTo:          {}\nSubject:     {}\n\n\
+             SES id:      {}\nMessage-ID:  {}\nFrom:        {}\nSubject:     {}\n\n{routes}\
              The raw mail stays in the mail bucket until it expires. Once the cause is fixed,\n\
              re-deliver it with: rt-mailgate-replay --message-id {} --recipient <address>\n",
-            mail.reason,
             mail.ses_message_id,
             mail.message_id.as_deref().unwrap_or("(none)"),
             mail.sender,
-            mail.recipients.join(", "),
             one_line(mail.subject.as_deref().unwrap_or("(none)"), 200),
             mail.ses_message_id,
         ),
     }
 }
 
-/// The notice for the sender: what happened to their mail, briefly.
+/// The notice for the sender: what happened to their mail, briefly (one per mail).
 pub fn sender_notice(mail: &GivenUpMail) -> NoticeText {
+    let reasons: Vec<&str> = mail.routes.iter().map(|r| r.reason.as_str()).collect();
+    let to: Vec<String> = mail.routes.iter().flat_map(|r| r.recipients.clone()).collect();
     NoticeText {
         to: mail.sender.clone(),
         subject: format!(
             "Undelivered: {}",
-            one_line(mail.subject.as_deref().unwrap_or("your message"), 150)
+            one_line(mail.subject.as_deref().unwrap_or("your message"), 300)
         ),
         body: format!(
             "Your message could not be added to our ticket system.\n\n\
              Reason:     {}\nMessage-ID: {}\nTo:         {}\n\n\
              Please contact us another way, or send a shorter message.\n",
-            mail.reason,
+            reasons.join("; "),
             mail.message_id.as_deref().unwrap_or("(none)"),
-            mail.recipients.join(", "),
+            recipients(&to),
         ),
     }
 }
 
-/// The raw MIME message for a notice. `date` is an RFC 2822 date.
-pub fn mime_message(from: &str, notice: &NoticeText, date: &str) -> Vec<u8> {
-    let mut message = String::new();
-    for (name, value) in [
-        ("From", from),
-        ("To", notice.to.as_str()),
-        ("Subject", &encode_header(&notice.subject)),
-        ("Date", date),
-        ("Auto-Submitted", "auto-replied"),
-        ("Precedence", "bulk"),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Transfer-Encoding", "8bit"),
-    ] {
-        message.push_str(&format!("{name}: {}\r\n", one_line(value, 900)));
+/// A bounded list of recipients.
+fn recipients(all: &[String]) -> String {
+    let mut text = all
+        .iter()
+        .take(LISTED_RECIPIENTS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > LISTED_RECIPIENTS {
+        text.push_str(&format!(" and {} more", all.len() - LISTED_RECIPIENTS));
     }
-    message.push_str("\r\n");
-    message.push_str(&notice.body.replace("\r\n", "\n").replace('\n', "\r\n"));
-    message.into_bytes()
+    text
+}
+
+/// The raw MIME message for a notice, sent at `date` (seconds since the epoch). Built by
+/// mail-builder, which folds and RFC 2047-encodes header words at any length and in any
+/// script, and picks the body's transfer encoding.
+pub fn mime_message(from: &str, notice: &NoticeText, date: i64) -> Vec<u8> {
+    use mail_builder::headers::{address::Address, date::Date, raw::Raw, text::Text};
+    mail_builder::MessageBuilder::new()
+        .from(Address::new_address(None::<&str>, one_line(from, 320)))
+        .to(Address::new_address(None::<&str>, one_line(&notice.to, 320)))
+        .subject(Text::new(one_line(&notice.subject, 400)))
+        .date(Date::new(date))
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .header("Precedence", Raw::new("bulk"))
+        .text_body(notice.body.replace("\r\n", "\n"))
+        .write_to_vec()
+        // Writing into a Vec can't fail.
+        .unwrap_or_default()
 }
 
 /// Header-safe: no line breaks (they would start a new header), bounded length.
@@ -97,31 +148,17 @@ fn one_line(text: &str, max_chars: usize) -> String {
     flat.chars().take(max_chars).collect()
 }
 
-/// RFC 2047 for non-ASCII subjects.
-fn encode_header(text: &str) -> String {
-    if text.is_ascii() {
-        return text.to_string();
-    }
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut encoded = String::from("=?UTF-8?Q?");
-    for &b in one_line(text, 300).as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => encoded.push(b as char),
-            b' ' => encoded.push('_'),
-            _ => {
-                encoded.push('=');
-                encoded.push(HEX[(b >> 4) as usize] as char);
-                encoded.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
-    encoded.push_str("?=");
-    encoded
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route(name: &str, reason: &str) -> GivenUpRoute {
+        GivenUpRoute {
+            route: name.into(),
+            recipients: vec![name.into()],
+            reason: reason.into(),
+        }
+    }
 
     fn mail() -> GivenUpMail {
         GivenUpMail {
@@ -129,9 +166,15 @@ mod tests {
             message_id: Some("m1@customer.example".into()),
             subject: Some("Printer\r\nBcc: evil@example.org".into()),
             sender: "alice@customer.example".into(),
-            recipients: vec!["bugs@example.com".into()],
-            reason: "RT has no queue or action for route bugs@example.com".into(),
+            routes: vec![route(
+                "bugs@example.com",
+                "RT has no queue or action for route bugs@example.com",
+            )],
         }
+    }
+
+    fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::new().parse(raw).expect("a message")
     }
 
     #[test]
@@ -144,22 +187,61 @@ mod tests {
     }
 
     #[test]
-    fn mime_is_auto_submitted_and_headers_cannot_be_injected() {
-        let raw = String::from_utf8(mime_message(
-            "rt@example.com",
-            &sender_notice(&mail()),
-            "Tue, 24 Nov 2026 10:00:00 +0000",
-        ))
-        .unwrap();
-        assert!(raw.contains("\r\nAuto-Submitted: auto-replied\r\n"));
-        assert!(raw.starts_with("From: rt@example.com\r\nTo: alice@customer.example\r\n"));
-        let headers = raw.split("\r\n\r\n").next().unwrap();
-        assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{headers}");
+    fn one_digest_lists_every_route_and_bounds_the_recipients() {
+        let mut m = mail();
+        m.routes.push(GivenUpRoute {
+            route: "*@support.example.com".into(),
+            recipients: (0..50).map(|n| format!("r{n}@support.example.com")).collect(),
+            reason: "RT has no such queue".into(),
+        });
+        let n = operator_notice("ops@example.com", &m);
+        assert!(n.subject.contains("on 2 routes"), "{}", n.subject);
+        assert!(n.body.contains("Route:       bugs@example.com"));
+        assert!(n.body.contains("Route:       *@support.example.com"));
+        assert!(n.body.contains("r19@support.example.com and 30 more"), "{}", n.body);
+        assert!(!n.body.contains("r20@"));
+        let s = sender_notice(&m);
+        assert!(s
+            .body
+            .contains("RT has no queue or action for route bugs@example.com; RT has no such queue"));
+        m.routes = (0..25)
+            .map(|n| route(&format!("q{n}@desk.example"), "no queue"))
+            .collect();
+        let n = operator_notice("ops@example.com", &m);
+        assert!(n.body.contains("q19@desk.example") && !n.body.contains("q20@desk.example"));
+        assert!(n.body.contains("... and 5 more routes given up"), "{}", n.body);
     }
 
     #[test]
-    fn non_ascii_subjects_are_encoded() {
-        assert_eq!(encode_header("Grüße"), "=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=");
-        assert_eq!(encode_header("plain"), "plain");
+    fn mime_is_auto_submitted_and_headers_cannot_be_injected() {
+        let raw = mime_message("rt@example.com", &sender_notice(&mail()), 1_795_000_000);
+        let text = String::from_utf8(raw.clone()).unwrap();
+        assert!(text.contains("\r\nAuto-Submitted: auto-replied\r\n"), "{text}");
+        let headers = text.split("\r\n\r\n").next().unwrap();
+        assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{headers}");
+        let parsed = parse(&raw);
+        assert_eq!(
+            parsed.from().unwrap().first().unwrap().address(),
+            Some("rt@example.com")
+        );
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().address(),
+            Some("alice@customer.example")
+        );
+        assert_eq!(parsed.subject(), Some("Undelivered: Printer  Bcc: evil@example.org"));
+        assert!(parsed.body_text(0).unwrap().contains("could not be added"));
+    }
+
+    #[test]
+    fn long_subjects_in_any_script_decode_back_exactly() {
+        let subject: String = "打印机坏了🖨️🔥 Grüße ".chars().cycle().take(300).collect();
+        let mut m = mail();
+        m.subject = Some(subject.clone());
+        let notice = sender_notice(&m);
+        let raw = mime_message("rt@example.com", &notice, 1_795_000_000);
+        let text = String::from_utf8(raw.clone()).unwrap();
+        let headers = text.split("\r\n\r\n").next().unwrap();
+        assert!(headers.lines().all(|l| l.len() <= 998 && l.is_ascii()), "{headers}");
+        assert_eq!(parse(&raw).subject(), Some(format!("Undelivered: {subject}").as_str()));
     }
 }

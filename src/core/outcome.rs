@@ -260,17 +260,21 @@ impl VerdictPolicy {
 pub struct SenderFacts {
     /// The envelope sender (SES's `mail.source`).
     pub envelope_sender: String,
-    /// SES's SPF verdict is PASS.
+    /// SES's SPF verdict is PASS (SPF checks the envelope sender's domain).
     pub spf_pass: bool,
-    /// SES's DKIM verdict is PASS.
+    /// SES's DKIM verdict is PASS: some signature passed, SES does not say whose.
     pub dkim_pass: bool,
+    /// The `d=` domain of every `DKIM-Signature` in the mail (see
+    /// [`crate::core::headers::MailSummary::dkim_domains`]).
+    pub dkim_domains: Vec<String>,
     /// The header says auto-submitted, bulk, junk or list mail.
     pub machine_generated: bool,
 }
 
 /// Whether an automatic notice may go to the sender without causing backscatter or a
-/// mail loop: the sender must be authenticated (SPF or DKIM passed), not the null
-/// sender or a mailer daemon, and the mail must not itself be automatic or list traffic.
+/// mail loop: the envelope sender must be authenticated (see [`sender_authenticated`]),
+/// not the null sender or a mailer daemon, and the mail must not itself be automatic or
+/// list traffic.
 pub fn sender_may_be_told(facts: &SenderFacts) -> bool {
     let sender = facts
         .envelope_sender
@@ -288,11 +292,33 @@ pub fn sender_may_be_told(facts: &SenderFacts) -> bool {
     ]
     .iter()
     .any(|d| local == *d || local.starts_with(&format!("{d}+")) || local.starts_with(&format!("{d}-")));
-    !sender.is_empty()
-        && sender.contains('@')
-        && !daemon
-        && (facts.spf_pass || facts.dkim_pass)
-        && !facts.machine_generated
+    !sender.is_empty() && sender.contains('@') && !daemon && sender_authenticated(facts) && !facts.machine_generated
+}
+
+/// Whether the envelope sender's domain vouches for the mail: SPF passed (SES's SPF
+/// verdict is about the MAIL FROM domain), or DKIM passed and every signature in the
+/// mail is for a domain aligned with the envelope sender's. SES says only that *some*
+/// signature passed, so one unaligned signature (anyone can sign with their own domain
+/// and forge the envelope) means DKIM can't vouch.
+pub fn sender_authenticated(facts: &SenderFacts) -> bool {
+    let sender = facts.envelope_sender.trim().trim_matches(['<', '>']);
+    let Some((_, domain)) = sender.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() {
+        return false;
+    }
+    facts.spf_pass
+        || (facts.dkim_pass && !facts.dkim_domains.is_empty() && facts.dkim_domains.iter().all(|d| aligned(d, &domain)))
+}
+
+/// DMARC's relaxed alignment, approximated without the public-suffix list: the same
+/// domain, or one a subdomain of the other (`mail.example.org` and `example.org`).
+pub fn aligned(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    let under = |child: &str, parent: &str| child.strip_suffix(parent).is_some_and(|rest| rest.ends_with('.'));
+    !a.is_empty() && !b.is_empty() && (a == b || under(&a, &b) || under(&b, &a))
 }
 
 #[cfg(test)]
@@ -445,6 +471,7 @@ mod tests {
                 envelope_sender: sender.into(),
                 spf_pass: spf,
                 dkim_pass: dkim,
+                dkim_domains: vec!["customer.example".into()],
                 machine_generated: machine,
             })
         };
@@ -462,5 +489,77 @@ mod tests {
             !told("alice@customer.example", true, true, true),
             "auto-submitted or list mail"
         );
+    }
+
+    fn dkim_told(sender: &str, spf: bool, dkim: bool, domains: &[&str]) -> bool {
+        sender_may_be_told(&SenderFacts {
+            envelope_sender: sender.into(),
+            spf_pass: spf,
+            dkim_pass: dkim,
+            dkim_domains: domains.iter().map(|d| d.to_string()).collect(),
+            machine_generated: false,
+        })
+    }
+
+    #[test]
+    fn spf_pass_suffices() {
+        assert!(dkim_told("alice@customer.example", true, false, &[]));
+        assert!(dkim_told("alice@customer.example", true, true, &["attacker.example"]));
+    }
+
+    #[test]
+    fn dkim_vouches_only_for_aligned_domains() {
+        // A forged envelope sender, signed by the forger's own domain: not told.
+        assert!(!dkim_told(
+            "victim@customer.example",
+            false,
+            true,
+            &["attacker.example"]
+        ));
+        // Aligned: the same domain, or a parent/sub-domain of it.
+        assert!(dkim_told("alice@customer.example", false, true, &["customer.example"]));
+        assert!(dkim_told(
+            "alice@customer.example",
+            false,
+            true,
+            &["mail.customer.example"]
+        ));
+        assert!(dkim_told(
+            "alice@eu.customer.example",
+            false,
+            true,
+            &["Customer.Example"]
+        ));
+        // One unaligned signature is enough to doubt: SES does not say which passed.
+        assert!(!dkim_told(
+            "alice@customer.example",
+            false,
+            true,
+            &["customer.example", "attacker.example"]
+        ));
+        // A signature without d=, no signature at all, or DKIM failed.
+        assert!(!dkim_told("alice@customer.example", false, true, &[""]));
+        assert!(!dkim_told("alice@customer.example", false, true, &[]));
+        assert!(!dkim_told(
+            "alice@customer.example",
+            false,
+            false,
+            &["customer.example"]
+        ));
+        // Suffix is not subdomain.
+        assert!(!dkim_told(
+            "alice@customer.example",
+            false,
+            true,
+            &["evilcustomer.example"]
+        ));
+    }
+
+    #[test]
+    fn alignment() {
+        assert!(aligned("a.example", "A.EXAMPLE"));
+        assert!(aligned("x.a.example", "a.example") && aligned("a.example", "x.a.example"));
+        assert!(!aligned("ba.example", "a.example"));
+        assert!(!aligned("", "a.example"));
     }
 }

@@ -10,7 +10,7 @@
 //! | `ROUTES` | routing table (see [`crate::core::route`]) | |
 //! | `ROUTES_FILE` | a routing table file packed with the function (added to `ROUTES`) | |
 //! | `SUBADDRESS_SEPARATOR` | one character, or `none` | `+` |
-//! | `RT_TIMEOUT` | seconds without data moving before a post is abandoned | 20 |
+//! | `RT_TIMEOUT` | seconds without a byte moving before a post is abandoned: RT's silence while it stores the mail counts, the upload does not | 600 (see [`DEFAULT_RT_TIMEOUT_SECS`]) |
 //! | `RT_VERIFY_TLS` | `false` checks neither chain nor host name | `true` |
 //! | `RT_CA_FILE` | trust only these CA certificates (PEM) | system roots |
 //! | `RT_SECRET_ID` | Secrets Manager secret with RT's credentials (see [`crate::core::credentials`]) | none |
@@ -40,6 +40,17 @@ use crate::core::route::{RouteError, RoutingTable};
 use crate::core::url_policy::{check_plain_http, OtherHosts};
 use crate::rt::http::{GatewayConfigError, HttpGatewayConfig, TlsPolicy};
 use crate::spool::LineEndings;
+
+/// `RT_TIMEOUT`'s default. RT answers only once the ticket is stored (and its scrips
+/// have run), so the timeout, which counts inactivity, must outlast RT's think time
+/// for the largest mail SES accepts (40 MB), or the function abandons a mail RT is still
+/// storing and the retry makes a second ticket. Rule: at least 3 times the slowest
+/// 40 MB answer of an idle RT. Measured with `bench/rt-answer-time.sh` on Debian's RT 5:
+/// a 40 MB text/html body keeps RT busy ~160 s of CPU (answered after 179 s; ~300 s on
+/// a heavily loaded machine), a plain-text body ~35 s, attachments 2-4 s; 3 x 160 =
+/// 480 s, rounded up to 10 minutes. That leaves 300 s of the template's 900 s function
+/// timeout for reading the mail from S3 and uploading it.
+pub const DEFAULT_RT_TIMEOUT_SECS: u64 = 600;
 
 /// What a synchronous (`RequestResponse`) invocation tells SES to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -154,7 +165,7 @@ impl LambdaConfig {
         let routes = routes_from_vars(&var)?;
 
         let timeout_secs = match get("RT_TIMEOUT") {
-            None => 20,
+            None => DEFAULT_RT_TIMEOUT_SECS,
             Some(v) => v
                 .parse::<u64>()
                 .ok()
@@ -369,7 +380,11 @@ mod tests {
         assert_eq!(c.line_endings, LineEndings::CrlfToLf);
         assert_eq!(c.disposition, Disposition::Continue);
         assert_eq!(c.rt.tls, TlsPolicy::SystemRoots);
-        assert_eq!(c.rt.timeout, Some(Duration::from_secs(20)));
+        assert_eq!(c.rt.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(
+            config(&[("RT_TIMEOUT", "45")]).unwrap().rt.timeout,
+            Some(Duration::from_secs(45))
+        );
         assert!(c.routes.route("bugs+5@example.com").is_some());
         assert_eq!(
             config(&[("MAIL_PREFIX", "inbound/")]).unwrap().object_key("abc"),
@@ -393,6 +408,7 @@ mod tests {
                 "ROUTES_FILE: /nonexistent/routes",
             ),
             (&[("RT_TIMEOUT", "soon")], "RT_TIMEOUT"),
+            (&[("RT_TIMEOUT", "0")], "RT_TIMEOUT"),
             (&[("RT_VERIFY_TLS", "maybe")], "RT_VERIFY_TLS"),
             (&[("RT_CA_FILE", "/nonexistent/ca.pem")], "/nonexistent/ca.pem"),
             (&[("LINE_ENDINGS", "crlf")], "LINE_ENDINGS"),
@@ -412,6 +428,41 @@ mod tests {
             let err = config(pairs).unwrap_err().to_string();
             assert!(err.contains(expected), "{pairs:?}: {err}");
         }
+    }
+
+    /// A `Key: value` line of template.yaml, the first after `after` (a line of its own).
+    fn template_number(template: &str, after: &str, key: &str) -> u64 {
+        let block = template
+            .split_once(&format!("\n{after}\n"))
+            .unwrap_or_else(|| panic!("template.yaml has no line `{after}`"))
+            .1;
+        let line = block
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} after `{after}`"));
+        line[key.len() + 1..].trim().parse().expect(line)
+    }
+
+    #[test]
+    fn the_template_keeps_rt_timeout_inside_the_function_timeout() {
+        let template = include_str!("../../template.yaml");
+        let function_timeout = template_number(template, "  MailgateFunction:", "Timeout");
+        let default = template_number(template, "  RtTimeout:", "Default");
+        let max = template_number(template, "  RtTimeout:", "MaxValue");
+        assert_eq!(
+            default, DEFAULT_RT_TIMEOUT_SECS,
+            "the template's default is the function's"
+        );
+        // One post at its limit, plus reading a 40 MB mail from S3 and uploading it.
+        assert!(
+            max + 120 <= function_timeout,
+            "RtTimeout MaxValue {max} vs Timeout {function_timeout}"
+        );
+        assert!(function_timeout <= 900, "Lambda stops any function at 15 minutes");
+        // Lambda's advice for SQS sources: visibility at least six function timeouts.
+        let visibility = template_number(template, "  MailQueue:", "VisibilityTimeout");
+        assert!(visibility >= 6 * function_timeout, "VisibilityTimeout {visibility}");
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! 7. **ask RT** after an answer that leaves it unknown whether RT took the mail;
 //! 8. **settle**: the record (delivered, refused, given up), or the lease's state for
 //!    the retry (`unsure` when RT may hold the mail, `free` when it surely does not);
-//! 9. **tell**: notices for a mail given up.
+//! 9. **tell**: a route given up is handed back ([`RouteEnd::GivenUp`]); once all its
+//!    routes are done, the mail's notices go out: one operator digest and at most one
+//!    sender notice per mail, each within its rate limit ([`crate::core::rate_limit`]).
 //!
 //! The outcome table ([`crate::core::outcome::decide`]) is the only place deciding what
 //! a case means. Every step that waits (S3, RT, RT's API) is bounded by the invocation's
@@ -25,12 +27,14 @@ use crate::aws::s3::MailStore;
 use crate::aws::ses::Notifier;
 use crate::core::headers::MailSummary;
 use crate::core::lease::{claim, Claim, Lease, LeaseState, LEASE_MARGIN};
-use crate::core::notice::{operator_notice, sender_notice, GivenUpMail};
+use crate::core::notice::{operator_notice, sender_notice, GivenUpMail, GivenUpRoute};
 use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts};
+use crate::core::rate_limit::{self, admit, normalize_address, sender_keys, Admission, Window};
 use crate::core::reply::TransportFailure;
 use crate::core::route::PlannedDelivery;
 use crate::lambda::events::MailInfo;
 use crate::lambda::handler::{Handler, HandlerError, Mode, Summary, DEADLINE_MARGIN};
+use crate::lambda::metrics::{self, Avoided};
 use crate::rt::lookup::{DeliveryLookup, Lookup};
 use crate::rt::MailGateway;
 use crate::spool::Spool;
@@ -40,6 +44,9 @@ use crate::spool::Spool;
 pub enum RouteEnd {
     /// Settled (delivered, refused, given up, or found settled), counted.
     Settled(Summary),
+    /// Settled, counted, and given up by this invocation: whom to tell, and about what
+    /// (the mail's notices go out once its routes are all done, see [`Handler::tell`]).
+    GivenUp(Summary, GivenUpRoute, Notice),
     /// Left for a retry, with the reason.
     Retry(String),
     /// The stored mail is blank: nothing to post on any route.
@@ -126,6 +133,7 @@ where
         // 1. settled?
         match self.settled_before(mail, &keys, mode).await {
             Ok(Some(earlier)) => {
+                metrics::avoided(route, Avoided::Record);
                 tracing::info!(
                     message_id,
                     route,
@@ -152,7 +160,10 @@ where
             Screening::Post(tag) => tag,
         };
         delivery.route.request.extra_headers.clone_from(tag);
-        if mail.time_left().is_some_and(|left| left.is_zero()) {
+        // A post our own deadline could cut while RT is still storing the mail (RT may be
+        // silent for up to RT_TIMEOUT) is not started: never posted, it waits for the retry.
+        let needed = self.config.rt.timeout.unwrap_or_default();
+        if mail.time_left().is_some_and(|left| left.is_zero() || left < needed) {
             return Ok(self.retry(message_id, route, "too close to the function's deadline".into()));
         }
 
@@ -160,6 +171,8 @@ where
         let ask_rt_first = match self.claim(mail, &keys).await {
             Ok(Claimed::Mine { ask_rt }) => ask_rt,
             Ok(Claimed::Held { holder, until_ms }) => {
+                metrics::avoided(route, Avoided::Lease);
+                metrics::outcome(route, Case::LeaseHeld);
                 tracing::info!(
                     message_id,
                     route,
@@ -293,7 +306,10 @@ where
                 tracing::error!(message_id, reason, outcome = "retry", "refused to read the mail");
                 HandlerError::MalformedEvent(reason)
             })?;
-        let fetched = match within(mail.time_left(), self.store.fetch(&key, self.config.line_endings)).await {
+        let started = Instant::now();
+        let fetched = within(mail.time_left(), self.store.fetch(&key, self.config.line_endings)).await;
+        metrics::mail_read(started.elapsed());
+        let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(Stop(why)) => {
                 tracing::error!(
@@ -334,6 +350,7 @@ where
         };
         match within(mail.time_left(), self.lookup.find(header_id, &delivery.route.request)).await {
             Ok(Ok(Lookup::Found { ticket, transaction })) => {
+                metrics::avoided(route, Avoided::RtLookup);
                 tracing::info!(
                     message_id,
                     route,
@@ -386,6 +403,7 @@ where
             });
         let ms = started.elapsed().as_millis() as u64;
         let bytes = spool.len() + delivery.route.request.message_prefix().len() as u64;
+        metrics::posted(&delivery.route.entry, started.elapsed(), bytes);
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
         // Each field its own JSON string (absent when not posted), never a Debug dump.
@@ -449,6 +467,7 @@ where
         let message_id = mail.info.ses_id.as_str();
         let route = delivery.route.entry.as_str();
         let mut counted = Summary::default();
+        metrics::outcome(route, case);
         match decide(case) {
             Decision::Delivered | Decision::GiveUp(_)
                 if matches!(case, Case::RtOk | Case::RtNotOk | Case::FoundInRt) =>
@@ -461,10 +480,10 @@ where
                 }
                 self.write_record(message_id, route, &keys.done, case.decision_word())
                     .await;
-                if let Decision::GiveUp(notice) = decide(case) {
-                    self.tell(mail, delivery, case, notice).await;
+                match decide(case) {
+                    Decision::GiveUp(notice) => RouteEnd::GivenUp(counted, given_up_route(delivery, case), notice),
+                    _ => RouteEnd::Settled(counted),
                 }
-                RouteEnd::Settled(counted)
             }
             Decision::Delivered => RouteEnd::Settled(counted),
             Decision::GiveUp(notice) => {
@@ -474,9 +493,10 @@ where
                     .create_record(message_id, route, &keys.given_up, &format!("{case:?}"))
                     .await
                 {
-                    self.tell(mail, delivery, case, notice).await;
+                    RouteEnd::GivenUp(counted, given_up_route(delivery, case), notice)
+                } else {
+                    RouteEnd::Settled(counted)
                 }
-                RouteEnd::Settled(counted)
             }
             Decision::Retry => {
                 if let Some(key) = lease {
@@ -536,57 +556,148 @@ where
         }
     }
 
-    /// Step 9: the notices the outcome table asks for.
-    async fn tell(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery, case: Case, notice: Notice) {
+    /// Step 9, once per mail: the notices for the routes this invocation gave up. One
+    /// operator digest listing them all, and one sender notice when any route asks for
+    /// it and the sender may safely be told; each only while its rate limit allows.
+    pub(super) async fn tell(&self, mail: &StoredMail<'_>, given_up: Vec<(GivenUpRoute, Notice)>) {
         let info = mail.info;
+        let message_id = info.ses_id.as_str();
         let header = mail
             .spool
             .get()
             .map(Spool::summary)
             .cloned()
             .unwrap_or_else(MailSummary::default);
-        let given_up = GivenUpMail {
+        let operator_routes: Vec<GivenUpRoute> = given_up
+            .iter()
+            .filter(|(_, notice)| notice.operator)
+            .map(|(route, _)| route.clone())
+            .collect();
+        let sender_routes: Vec<GivenUpRoute> = given_up
+            .iter()
+            .filter(|(_, notice)| notice.sender)
+            .map(|(route, _)| route.clone())
+            .collect();
+        let about = |routes: Vec<GivenUpRoute>| GivenUpMail {
             ses_message_id: info.ses_id.clone(),
             message_id: header.message_id.clone(),
             subject: header.subject.clone().or_else(|| info.subject.clone()),
             sender: info.sender.clone(),
-            recipients: delivery.recipients.clone(),
-            reason: reason(case, &delivery.route.entry),
+            routes,
         };
         let mut notices = Vec::new();
-        if let (true, Some(operator)) = (notice.operator, self.config.notices.operator.as_deref()) {
-            notices.push(operator_notice(operator, &given_up));
+        if let (false, Some(operator)) = (operator_routes.is_empty(), self.config.notices.operator.as_deref()) {
+            if self
+                .take_slots(mail, &[(rate_limit::OPERATOR_KEY.to_string(), rate_limit::OPERATOR)])
+                .await
+            {
+                notices.push(operator_notice(operator, &about(operator_routes)));
+            } else {
+                tracing::warn!(
+                    message_id,
+                    routes = operator_routes.len(),
+                    "operator digest rate-limited; the given-up routes are in this log only"
+                );
+            }
         }
         let facts = SenderFacts {
             envelope_sender: info.sender.clone(),
             spf_pass: info.spf_pass,
             dkim_pass: info.dkim_pass,
+            dkim_domains: header.dkim_domains.clone(),
             machine_generated: header.machine_generated,
         };
-        if notice.sender && self.config.notices.to_senders && sender_may_be_told(&facts) {
-            // At most one notice per sender per hour: no mail storm, whatever arrives.
-            let hour = chrono::Utc::now().format("%Y%m%d%H");
-            let mark = format!("notices/{}/{hour}", info.sender.to_ascii_lowercase());
-            if self.records.create(&mark, &info.ses_id).await.unwrap_or(false) {
-                notices.push(sender_notice(&given_up));
-            } else {
-                tracing::info!(
-                    message_id = info.ses_id,
-                    sender = info.sender,
-                    "sender notice rate-limited"
-                );
+        if !sender_routes.is_empty() && self.config.notices.to_senders {
+            match normalize_address(&info.sender).filter(|_| sender_may_be_told(&facts)) {
+                None => tracing::info!(
+                    message_id,
+                    "sender not told: unauthenticated for its domain, automatic, or no address"
+                ),
+                Some(normalized) => {
+                    let [address_key, domain_key] = sender_keys(&normalized);
+                    let windows = [
+                        (address_key, rate_limit::PER_ADDRESS),
+                        (domain_key, rate_limit::PER_DOMAIN),
+                    ];
+                    if self.take_slots(mail, &windows).await {
+                        notices.push(sender_notice(&about(sender_routes)));
+                    } else {
+                        tracing::info!(message_id, sender = info.sender, "sender notice rate-limited");
+                    }
+                }
             }
         }
         for text in notices {
             match self.notifier.send(&text).await {
-                Ok(()) => tracing::info!(message_id = info.ses_id, to = text.to, "notice sent"),
-                Err(error) => tracing::error!(message_id = info.ses_id, error = %error, "notice not sent"),
+                Ok(()) => tracing::info!(message_id, to = text.to, "notice sent"),
+                Err(error) => tracing::error!(message_id, error = %error, "notice not sent"),
             }
         }
     }
 
+    /// Takes one slot in each window, in order; false (send nothing) as soon as one is
+    /// full or its store fails. Each window is one small record updated only if
+    /// unchanged (`If-Match`, or `If-None-Match` for the first), re-read after a lost
+    /// race: concurrent invocations can't both send past a limit. A slot taken in an
+    /// earlier window is not given back when a later one is full: fewer notices, never
+    /// more.
+    async fn take_slots(&self, mail: &StoredMail<'_>, windows: &[(String, Window)]) -> bool {
+        const RACES: usize = 5;
+        // The given-up record is written already: use part of the margin rather than lose the notice.
+        let limit = mail.time_left().map(|t| t + DEADLINE_MARGIN / 2);
+        'windows: for (key, window) in windows {
+            for _ in 0..RACES {
+                let found = match within(limit, self.records.find_versioned(key)).await {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(error)) => {
+                        tracing::warn!(message_id = mail.info.ses_id, key, error = %error, "notice window unreadable; not sent");
+                        return false;
+                    }
+                    Err(Stop(why)) => {
+                        tracing::warn!(
+                            message_id = mail.info.ses_id,
+                            key,
+                            error = why,
+                            "notice window not read in time; not sent"
+                        );
+                        return false;
+                    }
+                };
+                let Admission::Send(text) = admit(found.as_ref().map(|(t, _)| t.as_str()), epoch_ms(), *window) else {
+                    return false;
+                };
+                let written = match &found {
+                    None => within(limit, self.records.create(key, &text)).await,
+                    Some((_, version)) => within(limit, self.records.replace(key, &text, version)).await,
+                };
+                match written {
+                    Ok(Ok(true)) => continue 'windows,
+                    // Another invocation wrote meanwhile: read its times and decide again.
+                    Ok(Ok(false)) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(message_id = mail.info.ses_id, key, error = %error, "notice window not written; not sent");
+                        return false;
+                    }
+                    Err(Stop(why)) => {
+                        tracing::warn!(
+                            message_id = mail.info.ses_id,
+                            key,
+                            error = why,
+                            "notice window not written in time; not sent"
+                        );
+                        return false;
+                    }
+                }
+            }
+            tracing::warn!(message_id = mail.info.ses_id, key, "notice window contended; not sent");
+            return false;
+        }
+        true
+    }
+
     /// A route left for the retry, logged.
     fn retry(&self, message_id: &str, route: &str, why: String) -> RouteEnd {
+        metrics::retried(route);
         tracing::warn!(message_id, route, outcome = "retry", reason = why, "left for the retry");
         RouteEnd::Retry(why)
     }
@@ -630,6 +741,15 @@ fn epoch_ms() -> u64 {
 /// Who holds a lease: this process and the moment it claimed (for the log only).
 fn holder_id() -> String {
     format!("pid{}-{}", std::process::id(), epoch_ms())
+}
+
+/// What a notice says about a route given up.
+fn given_up_route(delivery: &PlannedDelivery, case: Case) -> GivenUpRoute {
+    GivenUpRoute {
+        route: delivery.route.entry.clone(),
+        recipients: delivery.recipients.clone(),
+        reason: reason(case, &delivery.route.entry),
+    }
 }
 
 /// A sentence for the notice.

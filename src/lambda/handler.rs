@@ -6,7 +6,8 @@
 //!
 //! - Delivered or refused posts get a delivery record: a retried or duplicated
 //!   invocation never posts them again.
-//! - Given-up posts get a given-up record and notices (operator; sender when allowed).
+//! - Given-up posts get a given-up record; the mail's given-up routes, one notice per
+//!   mail (an operator digest; the sender when allowed), within rate limits.
 //! - The invocation fails, so Lambda retries it and finally hands it to the dead-letter
 //!   queue, only when something may succeed later.
 
@@ -239,6 +240,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         let plan = self.config.routes.plan(&mail.recipients);
         for recipient in &plan.unrouted {
             summary.unrouted += 1;
+            crate::lambda::metrics::unrouted();
             tracing::warn!(
                 message_id,
                 recipient,
@@ -262,12 +264,28 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             .await;
         let mut failures = Vec::new();
         let mut nothing_to_post = false;
+        let mut given_up = Vec::new();
+        let mut error = None;
         for (delivery, end) in ends {
-            match end? {
-                RouteEnd::Settled(counted) => summary += counted,
-                RouteEnd::Retry(why) => failures.push(format!("{} ({why})", delivery.route.entry)),
-                RouteEnd::NothingToPost => nothing_to_post = true,
+            match end {
+                Ok(RouteEnd::Settled(counted)) => summary += counted,
+                Ok(RouteEnd::GivenUp(counted, route, notice)) => {
+                    summary += counted;
+                    given_up.push((route, notice));
+                }
+                Ok(RouteEnd::Retry(why)) => failures.push(format!("{} ({why})", delivery.route.entry)),
+                Ok(RouteEnd::NothingToPost) => nothing_to_post = true,
+                Err(e) => error = error.or(Some(e)),
             }
+        }
+        // One digest (and at most one sender notice) for all the routes given up, sent
+        // whatever happened to the others: their given-up records are written, so no
+        // retry would tell about them.
+        if !given_up.is_empty() {
+            self.tell(&stored, given_up).await;
+        }
+        if let Some(error) = error {
+            return Err(error);
         }
         if nothing_to_post {
             return Ok(summary);
@@ -292,6 +310,7 @@ mod tests {
     use super::*;
     use crate::aws::ses::NoticeError;
     use crate::core::notice::NoticeText;
+    use crate::core::rate_limit;
     use crate::core::reply::{OkDetails, RtAnswer, TransportFailure};
     use crate::core::request::GatewayRequest;
     use crate::spool::{LineEndings, Spool};
@@ -461,8 +480,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_rt_is_abandoned_before_the_deadline_and_not_recorded() {
-        let h = handler(&[], Records::default(), Duration::from_secs(30));
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let h = handler(&[("RT_TIMEOUT", "1")], Records::default(), Duration::from_secs(30));
+        let deadline = Instant::now() + Duration::from_secs(5);
         let err = h.deliver_mail(&mail("m1", true), Some(deadline), Mode::Normal).await;
         assert!(matches!(err, Err(HandlerError::Retry { .. })), "{err:?}");
         assert!(Instant::now() < deadline, "stopped before the deadline");
@@ -513,6 +532,91 @@ mod tests {
         let again = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
         assert_eq!((again.given_up, again.already_delivered), (0, 1));
         assert_eq!(h.notifier.0.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn sub_addresses_share_one_limit_and_a_domain_has_its_own() {
+        let h = handler(
+            &[("MAX_MAIL_BYTES", "10"), ("SENDER_NOTICES", "true")],
+            Records::default(),
+            Duration::ZERO,
+        );
+        let from = |id: &str, sender: &str| MailInfo {
+            sender: sender.into(),
+            ..mail(id, true)
+        };
+        h.deliver_mail(&from("m1", "Victim+a@c.example"), None, Mode::Normal)
+            .await
+            .unwrap();
+        h.deliver_mail(&from("m2", "victim+b@c.example"), None, Mode::Normal)
+            .await
+            .unwrap();
+        let to_senders = |h: &TestHandler| {
+            h.notifier
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|n| n.to != "ops@example.com")
+                .map(|n| n.to.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(to_senders(&h), ["Victim+a@c.example"], "one notice between them");
+        // The domain's window: five addresses of one domain, then no more this hour.
+        let h = handler(
+            &[("MAX_MAIL_BYTES", "10"), ("SENDER_NOTICES", "true")],
+            Records::default(),
+            Duration::ZERO,
+        );
+        for n in 0..3 {
+            h.records.map.lock().unwrap().retain(|k, _| k.starts_with("notices/"));
+            for id in ["m1", "m2", "m3"] {
+                let sender = format!("user{n}{id}@c.example");
+                h.deliver_mail(&from(id, &sender), None, Mode::Normal).await.unwrap();
+            }
+        }
+        assert_eq!(to_senders(&h).len(), rate_limit::PER_DOMAIN.max);
+    }
+
+    #[tokio::test]
+    async fn one_operator_digest_per_mail_whatever_its_routes() {
+        let h = handler(
+            &[
+                ("MAX_MAIL_BYTES", "10"),
+                (
+                    "ROUTES",
+                    "bugs@example.com: --queue bugs; *@desk.example: --action correspond",
+                ),
+            ],
+            Records::default(),
+            Duration::ZERO,
+        );
+        let many = MailInfo {
+            recipients: (0..12)
+                .map(|n| format!("q{n}@desk.example"))
+                .chain(["bugs@example.com".into()])
+                .collect(),
+            ..mail("m1", true)
+        };
+        let summary = h.deliver_mail(&many, None, Mode::Normal).await.unwrap();
+        assert_eq!(summary.given_up, 13);
+        let sent = h.notifier.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].subject.contains("on 13 routes"), "{}", sent[0].subject);
+        assert!(sent[0].body.contains("q11@desk.example") && sent[0].body.contains("bugs@example.com"));
+    }
+
+    #[tokio::test]
+    async fn operator_digests_are_rate_limited() {
+        let h = handler(&[("MAX_MAIL_BYTES", "10")], Records::default(), Duration::ZERO);
+        for round in 0..rate_limit::OPERATOR.max + 3 {
+            // Each round forgets the given-up records, as new mails would be.
+            h.records.map.lock().unwrap().retain(|k, _| k.starts_with("notices/"));
+            h.deliver_mail(&mail(["m1", "m2", "m3"][round % 3], true), None, Mode::Normal)
+                .await
+                .unwrap();
+        }
+        assert_eq!(h.notifier.0.lock().unwrap().len(), rate_limit::OPERATOR.max);
     }
 
     fn lease_keys(h: &TestHandler) -> Vec<(String, String)> {
@@ -610,5 +714,22 @@ mod tests {
             "the spam tag is not part of the record's name"
         );
         assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_post_that_the_deadline_could_cut_while_rt_stores_the_mail_is_not_started() {
+        let h = handler(&[("RT_TIMEOUT", "60")], Records::default(), Duration::ZERO);
+        let err = h
+            .deliver_mail(
+                &mail("m1", true),
+                Some(Instant::now() + Duration::from_secs(30)),
+                Mode::Normal,
+            )
+            .await;
+        assert!(
+            matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("deadline")),
+            "{err:?}"
+        );
+        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
     }
 }

@@ -1,11 +1,13 @@
 //! The SES Lambda: configuration read once at cold start ([`config`]) and the event
 //! handler that routes each envelope recipient and posts the mail to RT ([`handler`]),
 //! one route at a time as a straight line of steps ([`delivery`]); the payloads it
-//! understands ([`events`]); re-delivery ([`replay`]); the real adapters ([`wiring`]).
+//! understands ([`events`]); re-delivery ([`replay`]); the real adapters ([`wiring`]);
+//! CloudWatch metrics by name ([`metrics`]).
 
 pub mod config;
 pub mod delivery;
 pub mod events;
 pub mod handler;
+pub mod metrics;
 pub mod replay;
 pub mod wiring;

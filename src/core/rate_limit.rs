@@ -1,0 +1,160 @@
+//! How many notices may go out: a sliding window of recent send times, kept as one small
+//! text per address, per sender domain and for the operator (the adapter stores them in
+//! the delivery-records store with conditional writes). Also the normal form of a sender
+//! address, so `Victim+a@Example.org` and `victim+b@example.org` share one limit.
+//!
+//! A window's text is the send times in epoch milliseconds, space-separated, oldest
+//! first; anything unreadable counts as no send at all (never as a reason to send more
+//! than the limit: the times that do parse still count).
+
+/// At most `max` sends within any `span_ms` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Sends allowed within the span.
+    pub max: usize,
+    /// The span, in milliseconds.
+    pub span_ms: u64,
+}
+
+const HOUR_MS: u64 = 60 * 60 * 1000;
+
+/// One notice per sender address (normalized) within any hour.
+pub const PER_ADDRESS: Window = Window {
+    max: 1,
+    span_ms: HOUR_MS,
+};
+
+/// Five notices per sender domain within any hour: a forged or sub-addressed flood to
+/// one domain can't make a mail storm.
+pub const PER_DOMAIN: Window = Window {
+    max: 5,
+    span_ms: HOUR_MS,
+};
+
+/// Twenty operator digests (one per given-up mail) within any hour; beyond that the
+/// log still has every given-up mail.
+pub const OPERATOR: Window = Window {
+    max: 20,
+    span_ms: HOUR_MS,
+};
+
+/// The window's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A send is allowed; store this text (the window with `now` added) before sending.
+    Send(String),
+    /// The window is full.
+    Limited,
+}
+
+/// Whether one more send fits `window` at `now_ms`, given the stored text (if any).
+pub fn admit(stored: Option<&str>, now_ms: u64, window: Window) -> Admission {
+    let since = now_ms.saturating_sub(window.span_ms);
+    let mut recent: Vec<u64> = stored
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .filter_map(|t| t.parse().ok())
+        // A time in the future (clock skew between invocations) still counts.
+        .filter(|&t| t > since)
+        .collect();
+    if recent.len() >= window.max {
+        return Admission::Limited;
+    }
+    recent.push(now_ms);
+    recent.sort_unstable();
+    Admission::Send(recent.iter().map(u64::to_string).collect::<Vec<_>>().join(" "))
+}
+
+/// A sender address in normal form: trimmed, without angle brackets, lower-case, and
+/// without a `+tag` sub-address in the local part. `None` without a domain.
+pub fn normalize_address(address: &str) -> Option<String> {
+    let address = address.trim().trim_matches(['<', '>']).to_lowercase();
+    let (local, domain) = address.rsplit_once('@')?;
+    let local = local.split_once('+').map_or(local, |(base, _)| base);
+    if local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    Some(format!("{local}@{domain}"))
+}
+
+/// The domain part of a normalized address.
+pub fn domain_of(normalized: &str) -> &str {
+    normalized.rsplit_once('@').map_or("", |(_, domain)| domain)
+}
+
+/// The store keys of the windows a sender notice must fit: the address's and the
+/// domain's. Path separators in the address can't reach other keys.
+pub fn sender_keys(normalized: &str) -> [String; 2] {
+    let safe = normalized.replace(['/', '\\'], "_");
+    [
+        format!("notices/address/{safe}"),
+        format!("notices/domain/{}", domain_of(&safe)),
+    ]
+}
+
+/// The store key of the operator's window.
+pub const OPERATOR_KEY: &str = "notices/operator";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Window = Window { max: 2, span_ms: 1000 };
+
+    #[test]
+    fn the_window_slides() {
+        let Admission::Send(one) = admit(None, 10_000, W) else {
+            panic!("first send")
+        };
+        assert_eq!(one, "10000");
+        let Admission::Send(two) = admit(Some(&one), 10_500, W) else {
+            panic!("second send")
+        };
+        assert_eq!(two, "10000 10500");
+        assert_eq!(admit(Some(&two), 10_999, W), Admission::Limited);
+        // Just over a span after the first send, one slot is free again (and the old
+        // time is dropped).
+        assert_eq!(admit(Some(&two), 11_001, W), Admission::Send("10500 11001".into()));
+    }
+
+    #[test]
+    fn not_a_clock_hour_boundary() {
+        // Two sends a minute apart, across an hour boundary, are still one hour window.
+        let hour = PER_ADDRESS.span_ms;
+        let Admission::Send(first) = admit(None, 5 * hour - 30_000, PER_ADDRESS) else {
+            panic!()
+        };
+        assert_eq!(admit(Some(&first), 5 * hour + 30_000, PER_ADDRESS), Admission::Limited);
+    }
+
+    #[test]
+    fn garbage_does_not_block_and_future_times_count() {
+        assert_eq!(admit(Some("x y"), 100, W), Admission::Send("100".into()));
+        assert_eq!(admit(Some("5000 6000"), 100, W), Admission::Limited);
+    }
+
+    #[test]
+    fn addresses_are_normalized() {
+        assert_eq!(
+            normalize_address("<Victim+a@Example.ORG>").as_deref(),
+            Some("victim@example.org")
+        );
+        assert_eq!(
+            normalize_address("victim+b@example.org").as_deref(),
+            Some("victim@example.org")
+        );
+        assert_eq!(normalize_address("a+b+c@x").as_deref(), Some("a@x"));
+        assert_eq!(normalize_address("+tag@x"), None);
+        assert_eq!(normalize_address("nobody"), None);
+        assert_eq!(normalize_address(""), None);
+    }
+
+    #[test]
+    fn keys_per_address_and_domain() {
+        assert_eq!(
+            sender_keys("victim@example.org"),
+            ["notices/address/victim@example.org", "notices/domain/example.org"]
+        );
+        assert_eq!(sender_keys("a/../b@x/y")[1], "notices/domain/x_y");
+    }
+}
