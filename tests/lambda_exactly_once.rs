@@ -5,8 +5,8 @@
 //! - faults a post *before* it reaches RT (connection closed unread, reset, stall past
 //!   the timeout, 500, garbage), or
 //! - lets RT **take** the mail and *then* fails the client: reset, 502, or a stall past
-//!   the function's `RT_TIMEOUT` (2 s). The 40 MB mail's own answer comes later than
-//!   that too: RT is still turning it into a ticket when the function gives up.
+//!   the function's `RT_TIMEOUT` (2 s). The big mails' own answers often come later
+//!   than that too: RT is still turning them into tickets when the function gives up.
 //!
 //! Some mails go to two routes (queues bugs and support); a few are 10 and 40 MB; some
 //! events are delivered twice at once, one copy to each function process (Lambda may
@@ -22,9 +22,10 @@
 //! duplicated, dead-lettered) are printed; `cargo test --test lambda_exactly_once --
 //! --nocapture` shows them. Knobs: `EXACTLY_ONCE_MAILS` (default 120),
 //! `EXACTLY_ONCE_RETRY_DELAYS` (seconds before Lambda's two retries, default `20,40`;
-//! Lambda's own are `60,120`), `EXACTLY_ONCE_TIME_LIMIT` (seconds per run, default
-//! 480), `EXACTLY_ONCE_LOG_DIR` (keep the function's log lines there). The two runs
-//! take turns (one RT, two cores).
+//! Lambda's own are `60,120`; a lookup only finds what RT has committed, so a retry
+//! must not come before RT is done with a mail it is still working on),
+//! `EXACTLY_ONCE_TIME_LIMIT` (seconds per run, default 480), `EXACTLY_ONCE_LOG_DIR`
+//! (keep the function's log lines there). The two runs take turns (one RT, two cores).
 //!
 //! `lambda_fault_injection` stays as it is: the quick, sequential check of the faults
 //! before RT with one function process; this is the long proof of the cases after RT.
