@@ -1,6 +1,7 @@
-//! The Lambda on this machine, with real parts: moto as S3 (over HTTP), cargo-lambda's
-//! Lambda runtime API emulator, our `rt-mailgate-lambda` binary polling it, and the
-//! real RT. Everything binds 127.0.0.1 and is killed when the stack is dropped.
+//! The Lambda on this machine, with real parts: moto as S3 and Secrets Manager (over
+//! HTTP), cargo-lambda's Lambda runtime API emulator, our `rt-mailgate-lambda` binary
+//! polling it (one process, or several to run invocations at once), and the real RT.
+//! Everything binds 127.0.0.1 and is killed when the stack is dropped.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -59,10 +60,13 @@ fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
 pub struct LambdaStack {
     /// moto's URL.
     pub moto: String,
+    api_port: u16,
     invoke: String,
     /// The function's environment (AWS endpoint, bucket, routes, RT...).
     env: Vec<(String, String)>,
     children: Vec<Child>,
+    /// How many function processes were started.
+    functions: usize,
     dir: tempfile::TempDir,
 }
 
@@ -75,6 +79,18 @@ impl LambdaStack {
     /// As [`LambdaStack::start`], with these Secrets Manager secrets (name, JSON) in moto
     /// before the function's cold start reads them.
     pub fn start_with_secrets(env: &[(&str, &str)], secrets: &[(&str, &str)]) -> Self {
+        let mut stack = Self::without_function(1);
+        for (name, json) in secrets {
+            stack.create_secret(name, json);
+        }
+        stack.start_functions(env, 1);
+        stack
+    }
+
+    /// Starts moto and an emulator that lets `concurrency` invocations run at once, but
+    /// no function yet: put what its cold start reads (secrets) in moto first, then
+    /// [`Self::start_functions`].
+    pub fn without_function(concurrency: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (moto_port, api_port) = (free_port(), free_port());
         let moto = format!("http://127.0.0.1:{moto_port}");
@@ -91,35 +107,49 @@ impl LambdaStack {
         children.push(child);
 
         // The emulator of the Lambda runtime API; we run our prebuilt function ourselves.
+        // With `--concurrency N` it hands invocations to up to N polling processes at once.
         let watch_log = dir.path().join("emulator.log");
-        let port = api_port.to_string();
+        let (port, concurrency) = (api_port.to_string(), concurrency.to_string());
         let mut child = spawn(
             "cargo",
-            &["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port],
+            &[
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port,
+                "--concurrency",
+                &concurrency,
+            ],
             &watch_log,
             "cargo lambda watch",
         );
         wait_for_port(api_port, "cargo lambda watch", &mut child, &watch_log);
         children.push(child);
 
-        let mut stack = Self {
+        let stack = Self {
             moto,
+            api_port,
             invoke: format!("http://127.0.0.1:{api_port}/2015-03-31/functions/_/invocations"),
             env: Vec::new(),
             children,
+            functions: 0,
             dir,
         };
         stack.s3_put_bucket();
-        for (name, json) in secrets {
-            stack.create_secret(name, json);
-        }
+        stack
+    }
 
-        let function_log = stack.dir.path().join("function.log");
+    /// Starts `count` function processes polling the emulator, each with the fixtures'
+    /// routes plus `env` (one log file each; [`Self::function_log`] reads them all).
+    pub fn start_functions(&mut self, env: &[(&str, &str)], count: usize) {
         let mut vars: Vec<(String, String)> = [
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", stack.moto.as_str()),
+            ("AWS_ENDPOINT_URL", self.moto.as_str()),
             ("S3_FORCE_PATH_STYLE", "true"),
             ("MAIL_BUCKET", BUCKET),
             ("MAIL_PREFIX", PREFIX),
@@ -133,23 +163,35 @@ impl LambdaStack {
         .collect();
         vars.push(("RT_URL".into(), super::rt::url()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        stack.env = vars;
-        let mut command = Command::new(FUNCTION);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{api_port}/.rt"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .envs(stack.env.iter().map(|(k, v)| (k, v)));
-        let file = std::fs::File::create(&function_log).unwrap();
-        command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        stack.children.push(command.spawn().expect("rt-mailgate-lambda starts"));
-        stack
+        self.env = vars;
+        for _ in 0..count {
+            let function_log = self.dir.path().join(function_log_name(self.functions));
+            // A /tmp of its own, as each Lambda sandbox has: the cold start sweeps leftover
+            // spools there, which must not be the live ones of another process (another
+            // test's function on this machine, or this stack's other processes).
+            let tmp = self.dir.path().join(format!("tmp-{}", self.functions));
+            std::fs::create_dir(&tmp).unwrap();
+            self.functions += 1;
+            let mut command = Command::new(FUNCTION);
+            command
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{}/.rt", self.api_port),
+                )
+                .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+                .env("TMPDIR", &tmp)
+                .envs(self.env.iter().map(|(k, v)| (k, v)));
+            let file = std::fs::File::create(&function_log).unwrap();
+            command
+                .stdin(Stdio::null())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file);
+            self.children.push(command.spawn().expect("rt-mailgate-lambda starts"));
+        }
     }
 
     /// Runs `rt-mailgate-replay` with the function's environment plus `env`.
@@ -364,12 +406,16 @@ impl LambdaStack {
         }
     }
 
-    /// The function's log lines so far (JSON, one per line).
+    /// The function's log lines so far (JSON, one per line), of every function process.
     pub fn function_log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("function.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        (0..self.functions)
+            .flat_map(|n| {
+                std::fs::read_to_string(self.dir.path().join(function_log_name(n)))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -391,6 +437,14 @@ impl Drop for LambdaStack {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The first function's log is `function.log`, as before there could be more.
+fn function_log_name(n: usize) -> String {
+    match n {
+        0 => "function.log".to_string(),
+        n => format!("function-{}.log", n + 1),
     }
 }
 

@@ -32,6 +32,30 @@ pub fn eight_bit_with_attachment(subject: &str, text: &[u8], blob: &[u8]) -> Vec
     mail
 }
 
+/// A mail as SES stores it (CRLF line ends) with a unique Message-ID and, past the
+/// text, an attachment making it about `megabytes` MB (none for 0).
+pub fn ses_stored(subject: &str, message_id: &str, text: &str, megabytes: usize) -> Vec<u8> {
+    let head = format!(
+        "From: alice@customer.example\r\nTo: rt@example.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    );
+    if megabytes == 0 {
+        return format!("{head}Content-Type: text/plain\r\n\r\n{text}\r\n").into_bytes();
+    }
+    let mut mail = format!(
+        "{head}Content-Type: multipart/mixed; boundary=\"b0undary\"\r\n\r\n--b0undary\r\n\
+         Content-Type: text/plain\r\n\r\n{text}\r\n--b0undary\r\n\
+         Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    // Base64 grows the blob by 4/3, its line ends by 78/76.
+    let blob = binary_blob(megabytes * 1024 * 1024 / 4 * 3 * 76 / 78);
+    mail.extend_from_slice(base64_lines(&blob).replace('\n', "\r\n").as_bytes());
+    mail.extend_from_slice(b"--b0undary--\r\n");
+    mail
+}
+
 /// Base64 in 76-character lines, each ending in `\n` (RFC 2045).
 pub fn base64_lines(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

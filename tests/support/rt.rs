@@ -61,6 +61,42 @@ pub fn subjects_like(text: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// One ticket as a search lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its id.
+    pub id: u64,
+    /// Its queue's name.
+    pub queue: String,
+    /// Its subject.
+    pub subject: String,
+}
+
+/// The tickets whose subject contains `text`, with their queues, in one search.
+pub fn tickets_like(text: &str) -> Vec<Listed> {
+    let query = format!("Subject LIKE '{text}'");
+    let body = rest(&format!(
+        "search/ticket?query={}&format=l&fields=Subject,Queue",
+        encode(&query)
+    ));
+    // Records of `id: ticket/N`, `Queue: ...`, `Subject: ...` lines, split by `--`.
+    String::from_utf8_lossy(&body)
+        .split("\n--\n")
+        .filter_map(|record| {
+            let field = |name: &str| {
+                record
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ").map(str::to_string))
+            };
+            Some(Listed {
+                id: field("id")?.strip_prefix("ticket/")?.parse().ok()?,
+                queue: field("Queue")?,
+                subject: field("Subject")?,
+            })
+        })
+        .collect()
+}
+
 /// The one ticket whose subject contains `text` (panics unless there is exactly one).
 pub fn only_ticket_with_subject(text: &str) -> u64 {
     let ids = tickets_with_subject(text);

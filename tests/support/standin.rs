@@ -1,9 +1,13 @@
 //! A stand-in for RT on loopback that records every request and answers as told:
 //! a normal reply, a redirect, raw bytes, or a fault a real RT can't be made to produce
-//! (connection closed unread, reset, stall, an answer trickling in, garbage). Form
-//! fields are compared as raw bytes. It stops when dropped, and after two minutes at the
-//! latest. [`refused_url`] gives a loopback address where nothing listens.
+//! (connection closed unread, reset, stall, an answer trickling in, garbage). As a
+//! proxy in front of the real RT it passes a request on, or lets RT take the mail and
+//! then breaks the connection to the client (reset, 502, stall): the answer is lost
+//! after RT committed. Form fields are compared as raw bytes. It stops when dropped,
+//! and after two minutes at the latest (or the lifetime given to [`StandIn::start_with`]).
+//! [`refused_url`] gives a loopback address where nothing listens.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +40,22 @@ pub enum Answer {
     Garbage,
     /// Pass the request on to a real server (`http://host:port`) and relay its answer.
     Forward(String),
+    /// Pass the request on to a real server and read its whole answer (the server has
+    /// done its work: RT has taken the mail), then fail the client as told instead of
+    /// relaying it.
+    ForwardThen(String, AfterCommit),
+}
+
+/// How [`Answer::ForwardThen`] fails the client once the server has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCommit {
+    /// Reset the client's connection.
+    Reset,
+    /// Answer this status (a proxy's `502 Bad Gateway`) instead of the server's answer.
+    Status(u16),
+    /// Send nothing, as a proxy whose upstream answer got stuck: the client's timeout
+    /// ends it.
+    Stall,
 }
 
 impl Answer {
@@ -167,13 +187,42 @@ impl Recorded {
     }
 }
 
+/// How long a stand-in lives and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// It stops after this long at the latest.
+    pub lifetime: Duration,
+    /// Whether recorded requests keep their bodies (a long proxy run of big mails
+    /// should not hold them all in memory).
+    pub keep_bodies: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(120),
+            keep_bodies: true,
+        }
+    }
+}
+
 /// A running stand-in.
 pub struct StandIn {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    forwarding: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What every connection's task shares.
+#[derive(Clone)]
+struct Shared {
+    log: Arc<Mutex<Vec<Recorded>>>,
+    forwarding: Arc<AtomicUsize>,
+    keep_bodies: bool,
+    base: String,
 }
 
 impl StandIn {
@@ -184,13 +233,23 @@ impl StandIn {
 
     /// Starts a stand-in whose answer depends on the request's index.
     pub fn start(answer: impl Fn(usize) -> Answer + Send + Sync + 'static) -> Self {
+        Self::start_with(Settings::default(), answer)
+    }
+
+    /// [`Self::start`] with another lifetime, or without keeping bodies.
+    pub fn start_with(settings: Settings, answer: impl Fn(usize) -> Answer + Send + Sync + 'static) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let recorded = Arc::new(Mutex::new(Vec::new()));
+        let forwarding = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let log = recorded.clone();
-        let base = url.clone();
+        let shared = Shared {
+            log: recorded.clone(),
+            forwarding: forwarding.clone(),
+            keep_bodies: settings.keep_bodies,
+            base: url.clone(),
+        };
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -205,25 +264,32 @@ impl StandIn {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        let (answer, log, base) = (answer.clone(), log.clone(), base.clone());
+                        let (answer, shared) = (answer.clone(), shared.clone());
                         let n = index;
                         index += 1;
-                        tokio::spawn(async move { handle(stream, answer(n), log, &base).await });
+                        tokio::spawn(async move { handle(stream, answer(n), shared).await });
                     }
                 };
                 tokio::select! {
                     _ = serve => {}
                     _ = stopped => {}
-                    _ = tokio::time::sleep(Duration::from_secs(120)) => {}
+                    _ = tokio::time::sleep(settings.lifetime) => {}
                 }
             });
         });
         Self {
             url,
             recorded,
+            forwarding,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// How many requests are being passed on now, their server's answer not yet read
+    /// (work a real RT may still commit).
+    pub fn forwarding(&self) -> usize {
+        self.forwarding.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -250,21 +316,29 @@ impl Drop for StandIn {
     }
 }
 
-async fn handle(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recorded>>>, base: &str) {
+async fn handle(mut stream: TcpStream, answer: Answer, shared: Shared) {
     if let Answer::Close = answer {
         return; // dropped unread
     }
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
-    log.lock().unwrap().push(request);
-    respond(stream, answer, log, base).await;
+    let kept = match shared.keep_bodies {
+        true => request.clone(),
+        false => Recorded {
+            body: Vec::new(),
+            ..request.clone()
+        },
+    };
+    shared.log.lock().unwrap().push(kept);
+    respond(stream, answer, &request, &shared).await;
 }
 
-async fn respond(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recorded>>>, base: &str) {
+async fn respond(mut stream: TcpStream, answer: Answer, request: &Recorded, shared: &Shared) {
     match answer {
         Answer::Http { status, body, location } => {
             // Absolute, as the Perl client (LWP) needs; ours also takes relative ones.
+            let base = &shared.base;
             let location = location.map(|l| format!("Location: {base}{l}\r\n")).unwrap_or_default();
             let head = format!(
                 "HTTP/1.1 {status} Stand-in\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{location}Connection: close\r\n\r\n",
@@ -274,11 +348,7 @@ async fn respond(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recor
             let _ = stream.write_all(body.as_bytes()).await;
             let _ = stream.shutdown().await;
         }
-        Answer::Reset => {
-            #[allow(deprecated)] // blocking on drop is the point: it makes the RST
-            let _ = stream.set_linger(Some(Duration::ZERO));
-            drop(stream);
-        }
+        Answer::Reset => reset(stream),
         Answer::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
         Answer::Close => {}
         Answer::Trickle { body, every } => {
@@ -297,7 +367,7 @@ async fn respond(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recor
         }
         Answer::Delayed(wait, inner) => {
             tokio::time::sleep(wait).await;
-            Box::pin(respond(stream, *inner, log, base)).await;
+            Box::pin(respond(stream, *inner, request, shared)).await;
         }
         Answer::Raw(bytes) => {
             let _ = stream.write_all(&bytes).await;
@@ -308,17 +378,40 @@ async fn respond(mut stream: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Recor
             let _ = stream.shutdown().await;
         }
         Answer::Forward(target) => {
-            let request = log.lock().unwrap().last().cloned().expect("just recorded");
-            if let Some(answer) = forward(&target, &request).await {
+            if let Some(answer) = forward(&target, request, shared).await {
                 let _ = stream.write_all(&answer).await;
             }
             let _ = stream.shutdown().await;
         }
+        Answer::ForwardThen(target, after) => {
+            // The server's whole answer is read first: whatever it did is done.
+            let _ = forward(&target, request, shared).await;
+            match after {
+                AfterCommit::Reset => reset(stream),
+                AfterCommit::Status(status) => Box::pin(respond(stream, Answer::status(status), request, shared)).await,
+                AfterCommit::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
+            }
+        }
     }
 }
 
-/// Sends `request` to `target` as one `Connection: close` exchange; returns the raw answer.
-async fn forward(target: &str, request: &Recorded) -> Option<Vec<u8>> {
+/// Drops the connection with an RST rather than a FIN.
+fn reset(stream: TcpStream) {
+    #[allow(deprecated)] // blocking on drop is the point: it makes the RST
+    let _ = stream.set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+/// Sends `request` to `target` as one `Connection: close` exchange; returns the raw
+/// answer. Counted in [`StandIn::forwarding`] until the answer is read.
+async fn forward(target: &str, request: &Recorded, shared: &Shared) -> Option<Vec<u8>> {
+    shared.forwarding.fetch_add(1, Ordering::SeqCst);
+    let answer = exchange(target, request).await;
+    shared.forwarding.fetch_sub(1, Ordering::SeqCst);
+    answer
+}
+
+async fn exchange(target: &str, request: &Recorded) -> Option<Vec<u8>> {
     let address = target.trim_start_matches("http://").trim_end_matches('/');
     let mut upstream = TcpStream::connect(address).await.ok()?;
     let mut head = format!("{}\r\n", request.request_line);

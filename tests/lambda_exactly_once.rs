@@ -1,0 +1,696 @@
+//! Exactly once against the real RT (issue 9): 120 mails (more with a knob) go through two
+//! function processes (the Lambda runtime API emulator, mails in moto's S3) while a
+//! proxy between the function and RT
+//!
+//! - faults a post *before* it reaches RT (connection closed unread, reset, stall past
+//!   the timeout, 500, garbage), or
+//! - lets RT **take** the mail and *then* fails the client: reset, 502, or a stall past
+//!   the function's `RT_TIMEOUT` (2 s). The big mails' own answers often come later
+//!   than that too: RT is still turning them into tickets when the function gives up.
+//!
+//! Some mails go to two routes (queues bugs and support); a few are 10 and 40 MB; some
+//! events are delivered twice at once, one copy to each function process (Lambda may
+//! deliver an async event more than once). Each failed invocation is retried as Lambda
+//! retries an async event (twice, after a delay), then counted as dead-lettered.
+//!
+//! - With RT's REST 2 API credentials in the function's secret (the lookup on), every
+//!   route of every mail ends **exactly once in RT, or dead-lettered**: no duplicate.
+//! - Without them, nothing is lost, and the duplicates that remain are counted (the
+//!   figure the README quotes).
+//!
+//! The figures (mails, posts, faults by kind, lookups, duplicates avoided, lost,
+//! duplicated, dead-lettered) are printed; `cargo test --test lambda_exactly_once --
+//! --nocapture` shows them. Knobs: `EXACTLY_ONCE_MAILS` (default 120),
+//! `EXACTLY_ONCE_RETRY_DELAYS` (seconds before Lambda's two retries, default `20,40`;
+//! Lambda's own are `60,120`; a lookup only finds what RT has committed, so a retry
+//! must not come before RT is done with a mail it is still working on),
+//! `EXACTLY_ONCE_TIME_LIMIT` (seconds per run, default 480), `EXACTLY_ONCE_LOG_DIR`
+//! (keep the function's log lines there). The two runs take turns (one RT, two cores).
+//!
+//! `lambda_fault_injection` stays as it is: the quick, sequential check of the faults
+//! before RT with one function process; this is the long proof of the cases after RT.
+
+mod support;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use support::lambda::{ses_event, LambdaStack};
+use support::standin::{AfterCommit, Answer, Settings, StandIn};
+use support::{mails, rt, unique};
+
+/// What the proxy does to a post, with its share in percent.
+const FAULTS: [(&str, u64); 9] = [
+    ("closed unread", 8),
+    ("reset", 6),
+    ("stall", 4),
+    ("500", 6),
+    ("garbage", 6),
+    ("RT took it, then reset", 7),
+    ("RT took it, then 502", 7),
+    ("RT took it, then stall", 5),
+    ("passed on", 51),
+];
+/// The kinds before this index strike before the post reaches RT.
+const AFTER_RT: usize = 5;
+/// Index of "passed on" (the post reaches RT and its answer comes back).
+const PASSED: usize = 8;
+
+/// The routes of the fixtures' `ROUTES`: recipient and queue.
+const BUGS: (&str, &str) = ("bugs@example.test", "bugs");
+const SUPPORT: (&str, &str) = ("support@example.test", "support");
+
+/// The runs share one RT and two cores: one at a time.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+#[test]
+fn with_the_rt_lookup_every_route_is_in_rt_exactly_once_or_dead_lettered() {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let figures = run(Lookup::On);
+    println!("{figures}");
+    figures.assert_nothing_lost();
+    assert!(
+        figures.duplicated.is_empty(),
+        "routes in RT more than once despite the lookup:\n{}",
+        figures.duplicated.join("\n")
+    );
+    assert!(
+        figures.found_by_lookup > 0,
+        "the lookup found mails RT took before the connection broke"
+    );
+    assert!(figures.lease_held > 0, "twin invocations met each other's lease");
+}
+
+#[test]
+fn without_rt_credentials_nothing_is_lost_and_the_duplicates_are_counted() {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let figures = run(Lookup::Off);
+    println!("{figures}");
+    figures.assert_nothing_lost();
+    assert_eq!(figures.found_by_lookup, 0, "without credentials RT is never asked");
+    assert!(figures.lease_held > 0, "twin invocations met each other's lease");
+}
+
+/// Whether the function gets RT API credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    On,
+    Off,
+}
+
+/// One mail of the run.
+struct Mail {
+    /// SES's message id (the S3 key under the prefix).
+    id: String,
+    subject: String,
+    recipients: Vec<(&'static str, &'static str)>,
+    /// Delivered twice at once.
+    twin: bool,
+    megabytes: usize,
+}
+
+/// The run's knobs.
+struct Knobs {
+    mails: usize,
+    delays: [Duration; 2],
+    time_limit: Duration,
+}
+
+impl Knobs {
+    fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok();
+        let delays: Vec<u64> = var("EXACTLY_ONCE_RETRY_DELAYS")
+            .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![20, 40]);
+        assert_eq!(delays.len(), 2, "EXACTLY_ONCE_RETRY_DELAYS is two numbers of seconds");
+        Self {
+            mails: var("EXACTLY_ONCE_MAILS").and_then(|v| v.parse().ok()).unwrap_or(120),
+            delays: [Duration::from_secs(delays[0]), Duration::from_secs(delays[1])],
+            time_limit: Duration::from_secs(
+                var("EXACTLY_ONCE_TIME_LIMIT")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(480),
+            ),
+        }
+    }
+}
+
+/// The mails: the first three are big (10 MB to two routes, 10 MB, 40 MB), every
+/// fourth goes to both routes, every sixth is delivered twice at once.
+fn plan(run: &str, count: usize) -> Vec<Mail> {
+    (0..count)
+        .map(|n| Mail {
+            id: format!("{run}-{n}"),
+            subject: format!("{run} mail {n:04}"),
+            recipients: match n {
+                n if n % 4 == 0 => vec![BUGS, SUPPORT],
+                n if n % 2 == 1 => vec![SUPPORT],
+                _ => vec![BUGS],
+            },
+            twin: n % 6 == 5,
+            megabytes: match n {
+                0 | 1 => 10,
+                2 => 40,
+                _ => 0,
+            },
+        })
+        .collect()
+}
+
+/// The proxy: a deterministic xorshift picks each post's fate by [`FAULTS`]' shares.
+fn proxy(rt_url: String, lifetime: Duration) -> (StandIn, Arc<Vec<AtomicUsize>>) {
+    let seed = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let counts: Arc<Vec<AtomicUsize>> = Arc::new(FAULTS.iter().map(|_| AtomicUsize::new(0)).collect());
+    let counted = counts.clone();
+    let settings = Settings {
+        lifetime,
+        keep_bodies: false,
+    };
+    let proxy = StandIn::start_with(settings, move |_| {
+        let x = seed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |mut x| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                Some(x)
+            })
+            .unwrap();
+        let mut roll = x % 100;
+        let kind = FAULTS
+            .iter()
+            .position(|(_, share)| {
+                let hit = roll < *share;
+                roll = roll.saturating_sub(*share);
+                hit
+            })
+            .unwrap_or(PASSED);
+        counted[kind].fetch_add(1, Ordering::Relaxed);
+        let rt = rt_url.clone();
+        match kind {
+            0 => Answer::Close,
+            1 => Answer::Reset,
+            2 => Answer::Stall,
+            3 => Answer::status(500),
+            4 => Answer::Garbage,
+            5 => Answer::ForwardThen(rt, AfterCommit::Reset),
+            6 => Answer::ForwardThen(rt, AfterCommit::Status(502)),
+            7 => Answer::ForwardThen(rt, AfterCommit::Stall),
+            _ => Answer::Forward(rt),
+        }
+    });
+    (proxy, counts)
+}
+
+/// One invocation to make: which mail, which copy of its event, which attempt (1-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Job {
+    Once {
+        mail: usize,
+        copy: usize,
+        attempt: usize,
+    },
+    /// Both copies' first attempts, at the same moment, one per function process.
+    Twins {
+        mail: usize,
+    },
+}
+
+/// The invocations to make, by when they are due, and how many are running.
+#[derive(Default)]
+struct Due {
+    jobs: BinaryHeap<Reverse<(Instant, Job)>>,
+    running: usize,
+}
+
+/// [`Due`], shared by the workers.
+#[derive(Default)]
+struct Schedule {
+    state: Mutex<Due>,
+    changed: Condvar,
+}
+
+impl Schedule {
+    fn add(&self, due: Instant, job: Job) {
+        self.state.lock().unwrap().jobs.push(Reverse((due, job)));
+        self.changed.notify_all();
+    }
+
+    /// The next due job, or `None` when nothing is left (or time is up).
+    fn next(&self, until: Instant) -> Option<Job> {
+        let mut state = self.state.lock().unwrap();
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            let wait = match state.jobs.peek() {
+                None if state.running == 0 => return None,
+                None => Duration::from_millis(500),
+                Some(Reverse((due, _))) if *due > now => *due - now,
+                Some(_) => {
+                    let Reverse((_, job)) = state.jobs.pop().unwrap();
+                    state.running += 1;
+                    return Some(job);
+                }
+            };
+            state = self.changed.wait_timeout(state, wait.min(until - now)).unwrap().0;
+        }
+    }
+
+    fn done(&self) {
+        self.state.lock().unwrap().running -= 1;
+        self.changed.notify_all();
+    }
+}
+
+/// What became of the copies of each mail's event: `true` delivered (an invocation
+/// succeeded), `false` dead-lettered; and how many invocations were made.
+#[derive(Default)]
+struct Fates {
+    ends: Mutex<HashMap<(usize, usize), bool>>,
+    invocations: AtomicUsize,
+    /// When the last first attempt ended (the rest is Lambda's retries).
+    first_pass_end: Mutex<Option<Instant>>,
+}
+
+/// Runs one invocation (or a twin pair) and schedules what Lambda would retry.
+fn invoke(
+    stack: &LambdaStack,
+    mails: &[Mail],
+    job: Job,
+    knobs: &Knobs,
+    schedule: &Schedule,
+    fates: &Fates,
+    gate: &RwLock<()>,
+) {
+    let event = |mail: usize| {
+        let recipients: Vec<&str> = mails[mail].recipients.iter().map(|(r, _)| *r).collect();
+        ses_event(&mails[mail].id, &recipients)
+    };
+    let tried = |mail: usize, copy: usize, attempt: usize, ok: bool| {
+        fates.invocations.fetch_add(1, Ordering::Relaxed);
+        if attempt == 1 {
+            *fates.first_pass_end.lock().unwrap() = Some(Instant::now());
+        }
+        if ok || attempt == 3 {
+            fates.ends.lock().unwrap().insert((mail, copy), ok);
+        } else {
+            let due = Instant::now() + knobs.delays[attempt - 1];
+            schedule.add(
+                due,
+                Job::Once {
+                    mail,
+                    copy,
+                    attempt: attempt + 1,
+                },
+            );
+        }
+    };
+    match job {
+        Job::Once { mail, copy, attempt } => {
+            // Each worker feeds one function process; a twin pair needs both.
+            let _share = gate.read().unwrap();
+            let ok = stack.invoke(&event(mail)).is_ok();
+            tried(mail, copy, attempt, ok);
+        }
+        Job::Twins { mail } => {
+            let _both = gate.write().unwrap();
+            let event = event(mail);
+            let start = Barrier::new(2);
+            let (first, second) = std::thread::scope(|s| {
+                let other = s.spawn(|| {
+                    start.wait();
+                    stack.invoke(&event).is_ok()
+                });
+                start.wait();
+                (stack.invoke(&event).is_ok(), other.join().unwrap())
+            });
+            tried(mail, 0, 1, first);
+            tried(mail, 1, 1, second);
+        }
+    }
+}
+
+/// What a run did, counted.
+struct Figures {
+    lookup: Lookup,
+    seconds: f64,
+    first_pass_seconds: f64,
+    setup_seconds: f64,
+    mails: usize,
+    routes: usize,
+    big: Vec<usize>,
+    twins: usize,
+    invocations: usize,
+    failed_invocations: usize,
+    posts: usize,
+    /// RT's answer (or the failure) of each post, by its first words.
+    answers: std::collections::BTreeMap<String, usize>,
+    faults: Vec<(&'static str, usize)>,
+    asked: usize,
+    found_by_lookup: usize,
+    found_before_posting: usize,
+    not_found: usize,
+    lookup_failed: usize,
+    lease_held: usize,
+    already_delivered: usize,
+    record_races: usize,
+    delivered_mails: usize,
+    dead_lettered: usize,
+    dead_lettered_in_rt: usize,
+    exactly_once: usize,
+    lost: Vec<String>,
+    duplicated: Vec<String>,
+    strays: Vec<String>,
+}
+
+impl Figures {
+    fn assert_nothing_lost(&self) {
+        assert!(
+            self.lost.is_empty(),
+            "routes of delivered mails missing in RT:\n{}",
+            self.lost.join("\n")
+        );
+        assert!(self.strays.is_empty(), "tickets nobody sent: {:?}", self.strays);
+        for (n, (kind, count)) in self.faults.iter().enumerate() {
+            assert!(*count > 0 || n == PASSED, "the proxy never produced `{kind}`");
+        }
+        assert!(
+            self.delivered_mails > self.mails / 2,
+            "retries recover most mails: {} of {}",
+            self.delivered_mails,
+            self.mails
+        );
+    }
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds = |range: std::ops::Range<usize>| {
+            self.faults[range]
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let big: Vec<String> = self.big.iter().map(|mb| format!("{mb} MB")).collect();
+        writeln!(
+            f,
+            "exactly-once run, RT lookup {}: {} mails ({} routes; big: {}; {} sent twice at once) in {:.1} s \
+             (set up in {:.1} s, first attempts done after {:.1} s)",
+            match self.lookup {
+                Lookup::On => "on",
+                Lookup::Off => "off (no RT API credentials)",
+            },
+            self.mails,
+            self.routes,
+            big.join(", "),
+            self.twins,
+            self.seconds,
+            self.setup_seconds,
+            self.first_pass_seconds
+        )?;
+        writeln!(
+            f,
+            "  invocations {} ({} failed and retried or dead-lettered); posts {}; the proxy passed {} on to RT untouched",
+            self.invocations, self.failed_invocations, self.posts, self.faults[PASSED].1
+        )?;
+        let answers: Vec<String> = self.answers.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(f, "  what the posts got: {}", answers.join(", "))?;
+        writeln!(f, "  faults before RT: {}", kinds(0..AFTER_RT))?;
+        writeln!(f, "  faults after RT took the mail: {}", kinds(AFTER_RT..PASSED))?;
+        writeln!(
+            f,
+            "  RT asked {} times: found {} ({} of them before posting again), not found {}, no answer {}",
+            self.asked, self.found_by_lookup, self.found_before_posting, self.not_found, self.lookup_failed
+        )?;
+        writeln!(
+            f,
+            "  duplicates avoided: lease held {}, already delivered {}, RT lookup {}; delivery-record races lost {}",
+            self.lease_held, self.already_delivered, self.found_by_lookup, self.record_races
+        )?;
+        write!(
+            f,
+            "  delivered {} mails; routes exactly once in RT {}, lost {}, duplicated {}; dead-lettered {} mails ({} of their routes already in RT once)",
+            self.delivered_mails,
+            self.exactly_once,
+            self.lost.len(),
+            self.duplicated.len(),
+            self.dead_lettered,
+            self.dead_lettered_in_rt
+        )?;
+        for line in self.duplicated.iter().chain(&self.lost) {
+            write!(f, "\n    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+fn run(lookup: Lookup) -> Figures {
+    let knobs = Knobs::from_env();
+    let started = Instant::now();
+    let until = started + knobs.time_limit;
+    let rt_url = rt::url();
+    let (proxy, faults) = proxy(rt_url.clone(), knobs.time_limit + Duration::from_secs(60));
+
+    let mut stack = LambdaStack::without_function(2);
+    let mut env = vec![
+        ("RT_URL", proxy.url.as_str()),
+        ("RT_TIMEOUT", "2"),
+        // RT's API is asked directly: the proxy faults posts only.
+        ("RT_API_URL", rt_url.as_str()),
+    ];
+    if lookup == Lookup::On {
+        stack.create_secret(
+            "rt-mailgate/rt",
+            r#"{"rt_username": "root", "rt_password": "password"}"#,
+        );
+        env.push(("RT_SECRET_ID", "rt-mailgate/rt"));
+    }
+    stack.start_functions(&env, 2);
+
+    let run = unique(match lookup {
+        Lookup::On => "once-lookup",
+        Lookup::Off => "once-plain",
+    });
+    let mails = plan(&run, knobs.mails);
+    for (n, mail) in mails.iter().enumerate() {
+        let text = format!("mail {n} of run {run}");
+        let message_id = format!("{}@customer.example", mail.id);
+        stack.store_mail(
+            &mail.id,
+            &mails::ses_stored(&mail.subject, &message_id, &text, mail.megabytes),
+        );
+    }
+
+    let setup_seconds = started.elapsed().as_secs_f64();
+    let schedule = Schedule::default();
+    let now = Instant::now();
+    for (n, mail) in mails.iter().enumerate() {
+        let job = match mail.twin {
+            true => Job::Twins { mail: n },
+            false => Job::Once {
+                mail: n,
+                copy: 0,
+                attempt: 1,
+            },
+        };
+        // In mail order: the big ones first, so their retries end early.
+        schedule.add(now + Duration::from_millis(n as u64), job);
+    }
+    let fates = Fates::default();
+    let gate = RwLock::new(());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while let Some(job) = schedule.next(until) {
+                    invoke(&stack, &mails, job, &knobs, &schedule, &fates, &gate);
+                    schedule.done();
+                }
+            });
+        }
+    });
+    assert!(
+        Instant::now() < until,
+        "the run took longer than {} s ({} of {} events settled)",
+        knobs.time_limit.as_secs(),
+        fates.ends.lock().unwrap().len(),
+        mails.len() + mails.iter().filter(|m| m.twin).count()
+    );
+    // Posts RT still works on (a big mail whose answer the function gave up on) land
+    // before the count.
+    while proxy.forwarding() > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(proxy.forwarding(), 0, "RT finished what the proxy passed on");
+    let seconds = started.elapsed().as_secs_f64();
+
+    let invocations = fates.invocations.load(Ordering::Relaxed);
+    let first_pass_end = *fates.first_pass_end.lock().unwrap();
+    let ends = fates.ends.into_inner().unwrap();
+    let mut figures = count(lookup, seconds, &stack, &mails, &ends, &faults, &run);
+    figures.invocations = invocations;
+    figures.setup_seconds = setup_seconds;
+    figures.first_pass_seconds = first_pass_end.map_or(0.0, |end| (end - started).as_secs_f64());
+    figures.failed_invocations = invocations - ends.values().filter(|ok| **ok).count();
+    figures
+}
+
+/// Tickets in RT per route against what each mail's invocations said, and the
+/// function's log lines counted.
+fn count(
+    lookup: Lookup,
+    seconds: f64,
+    stack: &LambdaStack,
+    mails: &[Mail],
+    fates: &HashMap<(usize, usize), bool>,
+    faults: &[AtomicUsize],
+    run: &str,
+) -> Figures {
+    let mut in_rt: HashMap<(String, String), usize> = HashMap::new();
+    for ticket in rt::tickets_like(run) {
+        *in_rt.entry((ticket.subject, ticket.queue)).or_default() += 1;
+    }
+    let mut figures = Figures {
+        lookup,
+        seconds,
+        first_pass_seconds: 0.0,
+        setup_seconds: 0.0,
+        mails: mails.len(),
+        routes: mails.iter().map(|m| m.recipients.len()).sum(),
+        big: mails.iter().filter(|m| m.megabytes > 0).map(|m| m.megabytes).collect(),
+        twins: mails.iter().filter(|m| m.twin).count(),
+        invocations: 0,
+        failed_invocations: 0,
+        posts: 0,
+        answers: Default::default(),
+        faults: FAULTS
+            .iter()
+            .zip(faults)
+            .map(|((kind, _), n)| (*kind, n.load(Ordering::Relaxed)))
+            .collect(),
+        asked: 0,
+        found_by_lookup: 0,
+        found_before_posting: 0,
+        not_found: 0,
+        lookup_failed: 0,
+        lease_held: 0,
+        already_delivered: 0,
+        record_races: 0,
+        delivered_mails: 0,
+        dead_lettered: 0,
+        dead_lettered_in_rt: 0,
+        exactly_once: 0,
+        lost: Vec::new(),
+        duplicated: Vec::new(),
+        strays: Vec::new(),
+    };
+    let mut expected = std::collections::HashSet::new();
+    for (n, mail) in mails.iter().enumerate() {
+        let copies = if mail.twin { 2 } else { 1 };
+        let delivered = (0..copies).any(|c| fates.get(&(n, c)) == Some(&true));
+        if delivered {
+            figures.delivered_mails += 1;
+        } else {
+            figures.dead_lettered += 1;
+        }
+        for (_, queue) in &mail.recipients {
+            let key = (mail.subject.clone(), queue.to_string());
+            let tickets = in_rt.get(&key).copied().unwrap_or(0);
+            let what = format!("{} in {queue} ({} MB): {tickets} tickets", mail.subject, mail.megabytes);
+            match (delivered, tickets) {
+                (_, 2..) => figures
+                    .duplicated
+                    .push(format!("{what}, {}", fates_of(fates, n, copies))),
+                (true, 1) => figures.exactly_once += 1,
+                (true, _) => figures.lost.push(what),
+                (false, 1) => figures.dead_lettered_in_rt += 1,
+                (false, _) => {}
+            }
+            expected.insert(key);
+        }
+    }
+    figures.strays = in_rt
+        .keys()
+        .filter(|k| !expected.contains(*k))
+        .map(|(s, q)| format!("{s} in {q}"))
+        .collect();
+
+    let log = stack.function_log();
+    if let Ok(dir) = std::env::var("EXACTLY_ONCE_LOG_DIR") {
+        // Kept for reading after the run (the stack's folder goes with it).
+        let lines: Vec<String> = log.iter().map(|l| l.to_string()).collect();
+        std::fs::write(format!("{dir}/{run}.jsonl"), lines.join("\n")).unwrap();
+    }
+    for line in log {
+        let fields = &line["fields"];
+        let text = |name: &str| fields[name].as_str().unwrap_or_default();
+        let message = text("message");
+        match (message, text("duplicate_avoided"), text("outcome")) {
+            ("delivery outcome", _, _) => {
+                figures.posts += 1;
+                *figures.answers.entry(answer_kind(text("rt"))).or_default() += 1;
+            }
+            (_, "lease", _) => figures.lease_held += 1,
+            (_, "rt-lookup", _) => {
+                figures.asked += 1;
+                figures.found_by_lookup += 1;
+                if text("when") == "before posting again" {
+                    figures.found_before_posting += 1;
+                }
+            }
+            (_, _, "already-delivered") => figures.already_delivered += 1,
+            ("RT does not hold this mail on this route", _, _) => {
+                figures.asked += 1;
+                figures.not_found += 1;
+            }
+            // Without credentials nobody asks RT: not a failed lookup.
+            (m, _, _)
+                if (m.starts_with("RT could not be asked") || m.starts_with("RT can't be asked"))
+                    && lookup == Lookup::On =>
+            {
+                figures.asked += 1;
+                figures.lookup_failed += 1;
+            }
+            (m, _, _) if m.contains("a record race lost") => figures.record_races += 1,
+            _ => {}
+        }
+    }
+    figures
+}
+
+/// `ok`, `timeout`, `HTTP 502`, `connection reset`...: what kind of answer a post got.
+fn answer_kind(rt: &str) -> String {
+    const BROKEN: [(&str, &str); 5] = [
+        ("invalid HTTP", "not HTTP"),
+        ("connection closed", "connection closed"),
+        ("connection error", "connection reset"),
+        ("error writing a body", "upload cut"),
+        ("anceled", "connection canceled"),
+    ];
+    if let Some((_, kind)) = BROKEN
+        .iter()
+        .find(|(needle, _)| rt.starts_with("connection") && rt.contains(needle))
+    {
+        return kind.to_string();
+    }
+    let head = rt.split([':', '\n']).next().unwrap_or_default();
+    match head.strip_prefix("HTTP ") {
+        Some(status) => format!("HTTP {}", status.split(' ').next().unwrap_or_default()),
+        None => head.split(" - ").next().unwrap_or_default().trim().to_string(),
+    }
+}
+
+fn fates_of(fates: &HashMap<(usize, usize), bool>, mail: usize, copies: usize) -> String {
+    (0..copies)
+        .map(|c| match fates.get(&(mail, c)) {
+            Some(true) => format!("copy {c} delivered"),
+            Some(false) => format!("copy {c} dead-lettered"),
+            None => format!("copy {c} unfinished"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
