@@ -188,8 +188,16 @@ where
         };
 
         // 4. fetch (once: the first route to get here reads, the others wait for it)
-        let spool = mail.spool.get_or_try_init(|| self.fetch(mail)).await?;
+        let spool = match mail.spool.get_or_try_init(|| self.fetch(mail)).await {
+            Ok(spool) => spool,
+            Err(error) => {
+                // Nothing was posted: the retry may take the route at once.
+                self.release(mail, &keys.lease, LeaseState::Free).await;
+                return Err(error);
+            }
+        };
         if spool.is_blank() {
+            self.release(mail, &keys.lease, LeaseState::Free).await;
             // As the CLI: nothing to post. Logged, never silently dropped.
             tracing::warn!(
                 message_id,

@@ -732,4 +732,15 @@ mod tests {
         );
         assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
     }
+
+    #[tokio::test]
+    async fn a_mail_that_could_not_be_read_frees_its_lease_for_the_retry() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        let missing = MailInfo {
+            ses_id: "gone".into(),
+            ..mail("m1", true)
+        };
+        assert!(h.deliver_mail(&missing, None, Mode::Normal).await.is_err());
+        assert!(lease_keys(&h)[0].1.starts_with("free "), "{:?}", lease_keys(&h));
+    }
 }
