@@ -17,7 +17,9 @@ fn fixtures() -> Vec<(String, SimpleEmailEvent)> {
     let mut all: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        // Every SES event fixture (env.json beside them is sam local invoke's variables).
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ses-")))
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
             let event = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
