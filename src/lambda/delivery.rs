@@ -655,21 +655,18 @@ where
         let limit = mail.time_left().map(|t| t + DEADLINE_MARGIN / 2);
         'windows: for (key, window) in windows {
             for _ in 0..RACES {
-                let found = match within(limit, self.records.find_versioned(key)).await {
-                    Ok(Ok(found)) => found,
-                    Ok(Err(error)) => {
-                        tracing::warn!(message_id = mail.info.ses_id, key, error = %error, "notice window unreadable; not sent");
-                        return false;
-                    }
-                    Err(Stop(why)) => {
-                        tracing::warn!(
-                            message_id = mail.info.ses_id,
-                            key,
-                            error = why,
-                            "notice window not read in time; not sent"
-                        );
-                        return false;
-                    }
+                let not_sent = |what: &str, error: String| {
+                    tracing::warn!(
+                        message_id = mail.info.ses_id,
+                        key,
+                        error,
+                        "notice window {what}; not sent"
+                    );
+                    false
+                };
+                let found = match settled_in_time(within(limit, self.records.find_versioned(key)).await) {
+                    Ok(found) => found,
+                    Err(error) => return not_sent("unreadable", error),
                 };
                 let Admission::Send(text) = admit(found.as_ref().map(|(t, _)| t.as_str()), epoch_ms(), *window) else {
                     return false;
@@ -678,23 +675,11 @@ where
                     None => within(limit, self.records.create(key, &text)).await,
                     Some((_, version)) => within(limit, self.records.replace(key, &text, version)).await,
                 };
-                match written {
-                    Ok(Ok(true)) => continue 'windows,
+                match settled_in_time(written) {
+                    Ok(true) => continue 'windows,
                     // Another invocation wrote meanwhile: read its times and decide again.
-                    Ok(Ok(false)) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(message_id = mail.info.ses_id, key, error = %error, "notice window not written; not sent");
-                        return false;
-                    }
-                    Err(Stop(why)) => {
-                        tracing::warn!(
-                            message_id = mail.info.ses_id,
-                            key,
-                            error = why,
-                            "notice window not written in time; not sent"
-                        );
-                        return false;
-                    }
+                    Ok(false) => {}
+                    Err(error) => return not_sent("not written", error),
                 }
             }
             tracing::warn!(message_id = mail.info.ses_id, key, "notice window contended; not sent");
@@ -724,6 +709,14 @@ fn lost_race() -> Claimed {
     Claimed::Held {
         holder: "a concurrent invocation".into(),
         until_ms: 0,
+    }
+}
+
+/// A store call's answer, or why there is none (failed, or out of time), as text.
+fn settled_in_time<T>(answer: Result<Result<T, crate::aws::s3::StoreError>, Stop>) -> Result<T, String> {
+    match answer {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(Stop(why)) => Err(why),
     }
 }
 
