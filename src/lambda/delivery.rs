@@ -415,49 +415,36 @@ where
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
         // Each field its own JSON string (absent when not posted), never a Debug dump.
-        let field = |name: &str| {
-            delivery
-                .route
-                .request
-                .form_fields_text()
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v)
-        };
+        let fields = delivery.route.request.form_fields_text();
+        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         let (queue, action, ticket) = (field("queue"), field("action"), field("ticket"));
         let (case, rt) = match result {
             Ok(answer) => (Case::from_answer(&answer), answer.summary()),
             Err(failure) => (Case::from_transport(&failure), failure.to_string()),
         };
         let outcome = case.decision_word();
+        // One line per post; tracing takes its level only as a literal, hence the macro.
+        macro_rules! outcome_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    message_id,
+                    recipients,
+                    route,
+                    queue,
+                    action,
+                    ticket,
+                    outcome,
+                    rt,
+                    bytes,
+                    ms,
+                    "delivery outcome"
+                )
+            };
+        }
         if case == Case::RtOk {
-            tracing::info!(
-                message_id,
-                recipients,
-                route,
-                queue,
-                action,
-                ticket,
-                outcome,
-                rt,
-                bytes,
-                ms,
-                "delivery outcome"
-            );
+            outcome_line!(info);
         } else {
-            tracing::warn!(
-                message_id,
-                recipients,
-                route,
-                queue,
-                action,
-                ticket,
-                outcome,
-                rt,
-                bytes,
-                ms,
-                "delivery outcome"
-            );
+            outcome_line!(warn);
         }
         case
     }
