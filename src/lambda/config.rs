@@ -150,6 +150,20 @@ pub struct LambdaConfig {
     pub rt_api_url: Option<String>,
     /// How many routes of one mail are posted at once.
     pub route_concurrency: usize,
+    /// What to do when RT's API can't answer whether it holds a post, once RT can no
+    /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
+    pub when_rt_cant_be_asked: UnaskablePolicy,
+}
+
+/// What a route whose last post may have reached RT does when RT's API can't be asked
+/// (down, 401, no time left), once RT can no longer be storing that post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaskablePolicy {
+    /// Leave the route for the retry (and finally the dead-letter queue): never a
+    /// duplicate. The default: with an RT login, exactly once is kept.
+    Retry,
+    /// Post again (a duplicate is possible), logged.
+    Post,
 }
 
 impl LambdaConfig {
@@ -272,7 +286,12 @@ impl LambdaConfig {
                     .ok_or_else(|| invalid("MAX_MAIL_BYTES", "must be a number of bytes above 0"))?,
             ),
         };
+        let when_rt_cant_be_asked = match choice("WHEN_RT_CANT_BE_ASKED", "retry", &["retry", "post"])?.as_str() {
+            "post" => UnaskablePolicy::Post,
+            _ => UnaskablePolicy::Retry,
+        };
         Ok(Self {
+            when_rt_cant_be_asked,
             verdict_policy,
             notices,
             max_mail_bytes,
