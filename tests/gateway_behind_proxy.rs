@@ -49,9 +49,9 @@ use support::proxy::{pem_body_lines, Proxy, Server};
 use support::standin::{Answer, StandIn};
 use support::{code, ours, rt, stderr, unique};
 
-/// How the CLI reports Apache's refusal of a missing or foreign client certificate, which
-/// happens in the TLS handshake (no HTTP status).
-const APACHE_MTLS_REFUSAL: &str = "HTTP request failed: ";
+/// How the CLI reports Apache's refusal of a missing or foreign client certificate, after
+/// "HTTP request failed: ": a TLS alert in the handshake (no HTTP status).
+const APACHE_MTLS_REFUSAL: &str = "connection failed: ";
 
 /// Lambda's policy for an async event that fails: one try and two retries.
 const TRIES: usize = 3;
@@ -462,7 +462,7 @@ fn apache_mtls_the_cli_gets_through_only_with_the_certificate_and_rotates_withou
     // Apache refuses a missing or foreign certificate in the TLS handshake: no status.
     let mut proxy = Proxy::start_on(Server::Apache, &["mtls"]);
     the_cli_delivers_only_with_the_credential(&proxy, APACHE_MTLS_REFUSAL);
-    the_door_rotates_without_a_window(&mut proxy, APACHE_MTLS_REFUSAL);
+    the_door_rotates_without_a_window(&mut proxy, &format!("HTTP request failed: {APACHE_MTLS_REFUSAL}"));
 }
 
 /// The README's rotation order, with the function running throughout behind a door with
