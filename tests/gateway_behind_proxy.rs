@@ -50,7 +50,6 @@ use support::proxy::{pem_body_lines, Proxy, Server};
 use support::standin::{Answer, StandIn};
 use support::{code, ours, rt, stderr, unique};
 
-
 /// Lambda's policy for an async event that fails: one try and two retries.
 const TRIES: usize = 3;
 /// What the function logs when a proxy refuses its credentials and it reads the secret
@@ -103,7 +102,11 @@ fn assert_cli_delivers(proxy: &Proxy, secret_json: &str, case: &str) {
     let subject = unique("CLI through the door");
     let out = cli_with_secret(proxy, secret_json, &smtp_mail(&subject));
     assert_eq!(code(&out), 0, "{case}: {}", stderr(&out));
-    assert_eq!(rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"], "General", "{case}");
+    assert_eq!(
+        rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"],
+        "General",
+        "{case}"
+    );
 }
 
 /// The CLI with `secret_json` is refused: exit 75 (the MTA keeps the mail), `refusal` in
@@ -113,7 +116,10 @@ fn assert_cli_refused(proxy: &Proxy, secret_json: &str, refusal: &str, case: &st
     let out = cli_with_secret(proxy, secret_json, &smtp_mail(&subject));
     assert_eq!(code(&out), 75, "{case}: {}", stderr(&out));
     assert!(stderr(&out).contains(refusal), "{case}: {}", stderr(&out));
-    assert!(rt::tickets_with_subject(&subject).is_empty(), "{case}: nothing reaches RT");
+    assert!(
+        rt::tickets_with_subject(&subject).is_empty(),
+        "{case}: nothing reaches RT"
+    );
 }
 
 /// A rotation in the README's order, seen by the CLI (the secret file stands for the
@@ -130,7 +136,12 @@ fn the_door_rotates_without_a_window(proxy: &mut Proxy, refusal: &str) {
     assert_eq!(proxy.old_secret_json(), old);
     assert_cli_delivers(proxy, &old, "the old credential during the rotation");
     assert_cli_delivers(proxy, &new, "the new credential during the rotation");
-    assert_cli_refused(proxy, &proxy.wrong_secret_json(), refusal, "a wrong credential during the rotation");
+    assert_cli_refused(
+        proxy,
+        &proxy.wrong_secret_json(),
+        refusal,
+        "a wrong credential during the rotation",
+    );
 
     proxy.rotate_end();
     assert_eq!(proxy.secret_json(), new);
@@ -482,7 +493,11 @@ fn the_function_follows_a_rotation_in_the_readmes_order(server: Server) {
     let mut mails = Vec::new();
     let mut deliver = |label: &str| {
         let mail = Mail::store(&stack, label);
-        assert_eq!(mail.invoke(&stack)["delivered"], 1, "{label}: delivered at the first try");
+        assert_eq!(
+            mail.invoke(&stack)["delivered"],
+            1,
+            "{label}: delivered at the first try"
+        );
         mail.assert_in_rt_once();
         mails.push(mail);
     };
@@ -506,7 +521,11 @@ fn the_function_follows_a_rotation_in_the_readmes_order(server: Server) {
     assert_eq!(secret_rereads(&stack), 1);
 
     for mail in &mails {
-        assert!(retried_posts(&stack, mail).is_empty(), "{}: no try failed", mail.subject);
+        assert!(
+            retried_posts(&stack, mail).is_empty(),
+            "{}: no try failed",
+            mail.subject
+        );
     }
 }
 

@@ -163,7 +163,10 @@ impl Proxy {
     /// What the door answers a bare `POST /REST/1.0/NoAuth/mail-gateway` without any
     /// credential (asked with curl): the status code and the body.
     pub fn bare_post(&self) -> (u16, String) {
-        self.ask(&["-X", "POST", "--data", "queue=General&action=correspond&message=x"], "/REST/1.0/NoAuth/mail-gateway")
+        self.ask(
+            &["-X", "POST", "--data", "queue=General&action=correspond&message=x"],
+            "/REST/1.0/NoAuth/mail-gateway",
+        )
     }
 
     /// What the door answers a bare `GET path` (asked with curl): status code and body.
@@ -181,9 +184,12 @@ impl Proxy {
             .expect("curl runs (apt-get install curl)");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, status) = text.rsplit_once('\n').unwrap_or_default();
-        let status = status
-            .parse()
-            .unwrap_or_else(|_| panic!("curl got no HTTP answer: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        let status = status.parse().unwrap_or_else(|_| {
+            panic!(
+                "curl got no HTTP answer: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
         (status, body.to_string())
     }
 
