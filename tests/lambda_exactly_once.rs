@@ -5,7 +5,7 @@
 //! - faults a post *before* it reaches RT (connection closed unread, reset, stall past
 //!   the timeout, 500, garbage), or
 //! - lets RT **take** the mail and *then* fails the client: reset, 502, or a stall past
-//!   the function's `RT_TIMEOUT` (2 s). The big mails' own answers often come later
+//!   the function's `RT_TIMEOUT` (2 s by default). The big mails' own answers often come later
 //!   than that too: RT is still turning them into tickets when the function gives up.
 //!
 //! Some mails go to two routes (queues bugs and support); a few are 10 and 40 MB; some
@@ -38,7 +38,9 @@
 //! (PostgreSQL), as `scripts/test` starts them. Knobs: `EXACTLY_ONCE_MAILS` (default
 //! 120), `EXACTLY_ONCE_HTML_MAILS` (default 4), `EXACTLY_ONCE_HTML_MB` (each, default 1),
 //! `EXACTLY_ONCE_TWIN_LAG` (seconds between an HTML mail's first invocation and its
-//! second delivery, default 4), `EXACTLY_ONCE_RETRY_DELAYS` (seconds before Lambda's two
+//! second delivery, default 4), `EXACTLY_ONCE_RT_TIMEOUT` (the function's `RT_TIMEOUT`,
+//! default 2: a longer one lets a busy machine's RT answer small mails in time; every
+//! stall then costs that long), `EXACTLY_ONCE_RETRY_DELAYS` (seconds before Lambda's two
 //! retries, default `20,40`; Lambda's own are `60,120`), `EXACTLY_ONCE_TIME_LIMIT`
 //! (seconds per run, default 480), `EXACTLY_ONCE_LOG_DIR` (keep the function's log
 //! lines there). The runs take turns (two cores).
@@ -179,6 +181,7 @@ struct Knobs {
     html_mails: usize,
     html_megabytes: f64,
     twin_lag: Duration,
+    rt_timeout: Duration,
     delays: [Duration; 2],
     time_limit: Duration,
 }
@@ -195,6 +198,7 @@ impl Knobs {
             html_mails: var("EXACTLY_ONCE_HTML_MAILS").and_then(|v| v.parse().ok()).unwrap_or(4),
             html_megabytes: var("EXACTLY_ONCE_HTML_MB").and_then(|v| v.parse().ok()).unwrap_or(1.0),
             twin_lag: Duration::from_secs_f64(var("EXACTLY_ONCE_TWIN_LAG").and_then(|v| v.parse().ok()).unwrap_or(4.0)),
+            rt_timeout: Duration::from_secs(var("EXACTLY_ONCE_RT_TIMEOUT").and_then(|v| v.parse().ok()).unwrap_or(2)),
             delays: [Duration::from_secs(delays[0]), Duration::from_secs(delays[1])],
             time_limit: Duration::from_secs(
                 var("EXACTLY_ONCE_TIME_LIMIT")
@@ -566,6 +570,7 @@ struct Figures {
     html: Vec<(HtmlFirstPost, bool)>,
     html_megabytes: f64,
     twin_lag: Duration,
+    rt_timeout: Duration,
     html_posts: usize,
     arrived_while_storing: usize,
     posted_while_storing: usize,
@@ -631,7 +636,7 @@ impl std::fmt::Display for Figures {
         writeln!(
             f,
             "exactly-once run on {}, RT lookup {}: {} mails ({} routes; big: {}; {} sent twice at once) in {:.1} s \
-             (set up in {:.1} s, first attempts done after {:.1} s)",
+             (RT_TIMEOUT {} s; set up in {:.1} s, first attempts done after {:.1} s)",
             self.db.name(),
             match self.lookup {
                 Lookup::On => "on",
@@ -642,6 +647,7 @@ impl std::fmt::Display for Figures {
             big.join(", "),
             self.twins,
             self.seconds,
+            self.rt_timeout.as_secs(),
             self.setup_seconds,
             self.first_pass_seconds
         )?;
@@ -721,9 +727,10 @@ fn run(rt: Rt, lookup: Lookup) -> Figures {
     );
 
     let mut stack = LambdaStack::without_function(2);
+    let rt_timeout = knobs.rt_timeout.as_secs().max(1).to_string();
     let mut env = vec![
         ("RT_URL", proxy.url.as_str()),
-        ("RT_TIMEOUT", "2"),
+        ("RT_TIMEOUT", rt_timeout.as_str()),
         // RT's API is asked directly: the proxy faults posts only.
         ("RT_API_URL", rt_url.as_str()),
     ];
@@ -807,6 +814,7 @@ fn run(rt: Rt, lookup: Lookup) -> Figures {
     let mut figures = count(&rt, lookup, seconds, &stack, &mails, &ends, &faults, &run);
     figures.html_megabytes = knobs.html_megabytes;
     figures.twin_lag = knobs.twin_lag;
+    figures.rt_timeout = knobs.rt_timeout;
     figures.html_posts = html_posts.per_mail.lock().unwrap().values().sum();
     figures.posted_while_storing = html_posts.while_storing.load(Ordering::Relaxed);
     figures.arrived_while_storing = arrived_while_storing;
@@ -856,6 +864,7 @@ fn count(
         html: mails.iter().filter_map(|m| m.html).collect(),
         html_megabytes: 0.0,
         twin_lag: Duration::ZERO,
+        rt_timeout: Duration::ZERO,
         html_posts: 0,
         arrived_while_storing: 0,
         posted_while_storing: 0,
