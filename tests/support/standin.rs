@@ -58,7 +58,10 @@ pub enum Answer {
 
 /// The function of [`Answer::Decide`]: the request, the requests being passed on now.
 #[derive(Clone)]
-pub struct Decider(pub Arc<dyn Fn(&Recorded, &[Recorded]) -> Answer + Send + Sync>);
+pub struct Decider(pub Arc<DecideFn>);
+
+/// What a [`Decider`] calls.
+pub type DecideFn = dyn Fn(&Recorded, &[Recorded]) -> Answer + Send + Sync;
 
 impl std::fmt::Debug for Decider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -453,9 +456,13 @@ async fn respond(mut stream: TcpStream, answer: Answer, request: &Recorded, shar
 /// A forwarded request's body is kept this far in [`StandIn::in_flight`].
 pub const IN_FLIGHT_BODY: usize = 64 * 1024;
 
-/// The requests being passed on now, by a number of their own.
+/// The requests being passed on now, each by a number of its own (the last one given
+/// out first).
 #[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<(u64, Vec<(u64, Recorded)>)>>);
+struct InFlight(Arc<Mutex<Numbered>>);
+
+/// The last number given out, and the requests with theirs.
+type Numbered = (u64, Vec<(u64, Recorded)>);
 
 impl InFlight {
     fn list(&self) -> Vec<Recorded> {
