@@ -946,7 +946,7 @@ fn count(
                 }
             }
             (_, _, "already-delivered") => figures.already_delivered += 1,
-            ("RT does not hold this mail on this route", _, _) => {
+            ("RT does not hold this post", _, _) => {
                 figures.asked += 1;
                 figures.not_found += 1;
             }
@@ -958,7 +958,9 @@ fn count(
                 figures.asked += 1;
                 figures.lookup_failed += 1;
             }
-            (m, _, _) if m.contains("a record race lost") => figures.record_races += 1,
+            (m, _, _) if m.contains("changed by another invocation meanwhile") || m.starts_with("lease taken over") => {
+                figures.record_races += 1
+            }
             _ => {}
         }
     }
