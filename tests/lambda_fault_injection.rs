@@ -32,7 +32,7 @@ fn every_mail_ends_in_rt_exactly_once_or_in_the_dead_letter_queue() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
     let started = Instant::now();
-    let time_limit = Duration::from_secs(600);
+    let time_limit = Duration::from_secs(900);
 
     // A deterministic xorshift: the same faults on every run.
     let seed = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
