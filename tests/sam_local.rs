@@ -126,8 +126,6 @@ fn architecture() -> &'static str {
 
 struct SamStack {
     _serial: MutexGuard<'static, ()>,
-    /// events/env.json's variables for the function.
-    env: Value,
     docker_host: String,
     image: String,
     template: PathBuf,
@@ -142,7 +140,7 @@ impl SamStack {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let env_file: Value = serde_json::from_slice(&std::fs::read(Path::new(ROOT).join("events/env.json")).unwrap())
             .expect("events/env.json is JSON");
-        let env = env_file["MailgateFunction"].clone();
+        let env = &env_file["MailgateFunction"];
         let var = |name: &str| {
             env[name]
                 .as_str()
@@ -186,7 +184,6 @@ impl SamStack {
 
         let stack = Self {
             _serial: serial,
-            env,
             docker_host,
             image,
             template,
@@ -340,9 +337,9 @@ impl StartLambda {
 
 impl Drop for StartLambda {
     fn drop(&mut self) {
-        // SIGTERM to the group: SAM stops and removes its containers on the way out.
+        // Ctrl-C to the group, as at a terminal: SAM removes its containers on the way out.
         let pid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+        let _ = Command::new("kill").args(["-INT", "--", &format!("-{pid}")]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
