@@ -17,8 +17,8 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +46,10 @@ fn sam_local_invoke_turns_the_new_ticket_fixture_into_a_ticket() {
     assert_eq!(new[0].queue, "bugs");
     // What RT stored is the fixture's mail, turned to LF as a local MTA would.
     let history = rt::history(new[0].id);
-    assert!(history.contains("The printer on floor 3"), "{history}");
+    assert!(
+        history.contains("This is the mail for the fixture ses-new-ticket.json."),
+        "{history}"
+    );
     assert!(!history.contains('\r'));
 }
 
@@ -214,7 +217,13 @@ impl SamStack {
             .arg(&self.template)
             .args(["--env-vars", "events/env.json"])
             .args(["--parameter-overrides", &format!("Architecture={}", architecture())])
-            .args(["--invoke-image", &self.image, "--skip-pull-image", "--region", "us-east-1"])
+            .args([
+                "--invoke-image",
+                &self.image,
+                "--skip-pull-image",
+                "--region",
+                "us-east-1",
+            ])
             .current_dir(ROOT)
             .env("DOCKER_HOST", &self.docker_host)
             .env("SAM_CLI_TELEMETRY", "0")
@@ -266,7 +275,12 @@ impl SamStack {
             .stderr(std::fs::File::create(&log).unwrap())
             .process_group(0);
         let mut child = sam.spawn().expect("sam starts");
-        wait_for(SocketAddr::from(([127, 0, 0, 1], port)), "sam local start-lambda", &mut child, &log);
+        wait_for(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "sam local start-lambda",
+            &mut child,
+            &log,
+        );
         StartLambda {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -354,13 +368,16 @@ impl Drop for StartLambda {
 
 /// The engine scripts/docker-engine started (or `DOCKER_HOST`), checked to answer.
 fn docker_host() -> String {
-    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
-        let out = Command::new(Path::new(ROOT).join("scripts/docker-engine"))
-            .arg("host")
-            .output()
-            .expect("scripts/docker-engine runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    });
+    let host = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            let out = Command::new(Path::new(ROOT).join("scripts/docker-engine"))
+                .arg("host")
+                .output()
+                .expect("scripts/docker-engine runs");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        });
     let info = docker(&host, &["info", "--format", "{{.ServerVersion}}"]);
     assert!(
         info.status.success(),
@@ -376,13 +393,21 @@ fn docker(host: &str, args: &[&str]) -> Output {
     run_bounded(command, Duration::from_secs(30), "docker")
 }
 
-/// target/sam-local/build/template.yaml, checked to hold a bootstrap newer than the code.
+/// The built template (`$SAM_LOCAL_BUILD`, default target/sam-local/build), checked to
+/// hold a bootstrap newer than the code.
 fn built_template() -> PathBuf {
-    let build = Path::new(ROOT).join("target/sam-local/build");
+    let build = std::env::var_os("SAM_LOCAL_BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join("target/sam-local/build"));
     let bootstrap = build.join("MailgateFunction/bootstrap");
     let built = std::fs::metadata(&bootstrap)
         .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}. Run scripts/sam-local-build (scripts/test does)", bootstrap.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}. Run scripts/sam-local-build (scripts/test does)",
+                bootstrap.display()
+            )
+        });
     let newest_source = ["src", "Cargo.toml", "Cargo.lock"]
         .iter()
         .map(|p| newest(&Path::new(ROOT).join(p)))
@@ -462,7 +487,10 @@ fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         assert!(
             Instant::now() < deadline,
