@@ -9,6 +9,12 @@ use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = std::time::Instant::now();
+    // The template declares AWS_ENDPOINT_URL empty (for `sam local`); the SDK would take
+    // "" as the endpoint. Removed here, first, while this process has a single thread.
+    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    for name in rt_mailgate::lambda::config::blank_endpoint_vars(vars) {
+        std::env::remove_var(name);
+    }
     // Lambda's advanced logging controls: AWS_LAMBDA_LOG_FORMAT=JSON gives one JSON object
     // per line (the template sets it), AWS_LAMBDA_LOG_LEVEL the level. Each line carries
     // the invocation's span (requestId) and, for a mail's lines, its message_id.

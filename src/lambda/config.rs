@@ -29,6 +29,7 @@
 //! | `DMARC_REJECT` | `honour` (drop what the sender's domain says to reject) or `ignore` | `honour` |
 //! | `MAX_MAIL_BYTES` | give up (with notices) on larger mail | none |
 //! | `S3_FORCE_PATH_STYLE` | path-style S3 URLs (S3-compatible stores, moto) | `false` |
+//! | `AWS_ENDPOINT_URL` | the AWS SDK's own: one endpoint for S3, SESv2 and Secrets Manager (moto, `sam local`); empty means unset (see [`blank_endpoint_vars`]) | AWS's |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -363,6 +364,20 @@ pub fn routes_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<RoutingT
     Ok(RoutingTable::parse(&routes_text, separator)?)
 }
 
+/// The AWS SDK's endpoint variables (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`)
+/// among `vars` that are set but blank. The template declares `AWS_ENDPOINT_URL` empty
+/// (so `sam local --env-vars` may set it), but the SDK takes an empty value as the
+/// endpoint itself: S3 would be called at "" and every read would fail. The function
+/// removes these at start, so a deploy reaches AWS's own endpoints as if never declared.
+pub fn blank_endpoint_vars(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    vars.into_iter()
+        .filter(|(name, value)| {
+            (name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_")) && value.trim().is_empty()
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
 fn parse_bool(value: Option<String>, default: bool) -> Result<bool, String> {
     match value.map(|v| v.to_ascii_lowercase()).as_deref() {
         None => Ok(default),
@@ -390,6 +405,29 @@ mod tests {
             vars.insert(k.to_string(), v.to_string());
         }
         LambdaConfig::from_vars(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn blank_endpoint_variables_are_picked_out_and_nothing_else() {
+        let vars = [
+            ("AWS_ENDPOINT_URL", ""),
+            ("AWS_ENDPOINT_URL_S3", "  "),
+            ("AWS_ENDPOINT_URL_SESV2", "http://172.17.0.1:4566"),
+            ("AWS_REGION", ""),
+            ("MY_AWS_ENDPOINT_URL", ""),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(blank_endpoint_vars(vars), ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]);
+        let set = [("AWS_ENDPOINT_URL".to_string(), "http://127.0.0.1:4566".to_string())];
+        assert!(blank_endpoint_vars(set).is_empty());
+    }
+
+    #[test]
+    fn the_templates_empty_sam_local_variables_read_as_unset() {
+        // template.yaml declares these empty for `sam local` to override.
+        let c = config(&[("S3_FORCE_PATH_STYLE", ""), ("AWS_ENDPOINT_URL", "")]).unwrap();
+        assert!(!c.s3_force_path_style, "virtual-hosted S3 URLs, as on AWS");
+        assert!(config(&[("S3_FORCE_PATH_STYLE", "true")]).unwrap().s3_force_path_style);
     }
 
     #[test]
