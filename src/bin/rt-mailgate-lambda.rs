@@ -26,7 +26,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             return Err(format!("{e:#}").into());
         }
     };
-    tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1000.0, "ready");
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
+        version = env!("CARGO_PKG_VERSION"),
+        "ready"
+    );
     // CloudWatch metrics in Embedded Metric Format, written after each invocation.
     let metrics = match metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(rt_mailgate::lambda::metrics::NAMESPACE)
