@@ -20,7 +20,9 @@ pub enum RoutesObjectError {
         key: String,
     },
     /// The function may not read it.
-    #[error("access to s3://{bucket}/{key} denied (the function may read only the RoutesObjectKey it was deployed with)")]
+    #[error(
+        "access to s3://{bucket}/{key} denied (the function may read only the RoutesObjectKey it was deployed with)"
+    )]
     Denied {
         /// The bucket.
         bucket: String,

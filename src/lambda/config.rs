@@ -10,6 +10,7 @@
 //! | `ROUTES` | routing table (see [`crate::core::route`]) | |
 //! | `ROUTES_FILE` | a routing table file packed with the function (added to `ROUTES`) | |
 //! | `ROUTES_S3_KEY` | a routing table object in `MAIL_BUCKET` (added too; read by [`crate::lambda::wiring`], checked again for changes) | |
+//! | `MAIL_DOMAINS` | the receipt rule's domains, comma-separated: a route outside them gets no mail (warned at cold start) | none |
 //! | `ROUTES_S3_CHECK_SECONDS` | how often the object is checked for a change | 60 |
 //! | `SUBADDRESS_SEPARATOR` | one character, or `none` | `+` |
 //! | `RT_TIMEOUT` | seconds without a byte moving before a post is abandoned: RT's silence while it stores the mail counts, the upload does not | 600 (see [`DEFAULT_RT_TIMEOUT_SECS`]) |
@@ -164,6 +165,8 @@ pub struct LambdaConfig {
     pub routes_object_key: Option<String>,
     /// How often the routing table object is checked for a change.
     pub routes_check_interval: Duration,
+    /// The receipt rule's domains (`MAIL_DOMAINS`, lower-cased), when given.
+    pub mail_domains: Vec<String>,
 }
 
 /// The routing table object's text, as read from S3, with where it was read.
@@ -317,7 +320,16 @@ impl LambdaConfig {
                     .ok_or_else(|| invalid("ROUTES_S3_CHECK_SECONDS", "must be a whole number of seconds"))?,
             ),
         };
+        let mail_domains = get("MAIL_DOMAINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
+            mail_domains,
             routes_object_key,
             routes_check_interval,
             verdict_policy,
@@ -337,6 +349,20 @@ impl LambdaConfig {
             s3_force_path_style: parse_bool(get("S3_FORCE_PATH_STYLE"), false)
                 .map_err(|r| invalid("S3_FORCE_PATH_STYLE", &r))?,
         })
+    }
+
+    /// The domains the routes name that `MAIL_DOMAINS` leaves out: the receipt rule
+    /// never receives their mail. Empty when `MAIL_DOMAINS` is not set.
+    pub fn unreceived_domains(&self) -> Vec<String> {
+        if self.mail_domains.is_empty() {
+            return Vec::new();
+        }
+        let coverage = self.routes.coverage();
+        coverage
+            .domains
+            .into_iter()
+            .filter(|d| !self.mail_domains.contains(d))
+            .collect()
     }
 
     /// The S3 key of a mail.
@@ -400,7 +426,7 @@ pub fn routes_with_object(
         return Err(ConfigError::Invalid {
             var: "ROUTES_S3_KEY",
             reason: "the table is in S3 and was not read here: give a copy with --routes-file \
-                     (aws s3 cp s3://BUCKET/KEY routes.txt) and unset ROUTES_S3_KEY"
+                     (aws s3 cp s3://BUCKET/KEY routes.txt)"
                 .into(),
         });
     }
@@ -438,6 +464,11 @@ pub fn routes_with_object(
         }
     };
     RoutingTable::parse(&routes_text, separator).map_err(|source| match object {
+        // Comments only: say where the routes were expected.
+        Some(object) if source.number == 0 => ConfigError::Invalid {
+            var: "ROUTES_S3_KEY",
+            reason: format!("{} holds no routes (nor do ROUTES and ROUTES_FILE)", object.location),
+        },
         Some(object) => ConfigError::RoutesWithObject {
             location: object.location.to_string(),
             source,
@@ -501,7 +532,10 @@ mod tests {
             (&[("RT_URL", "rt.example.com")], "not a valid http"),
             (&[("MAIL_BUCKET", " ")], "MAIL_BUCKET is not set"),
             (&[("ROUTES", "")], "ROUTES (or ROUTES_FILE, ROUTES_S3_KEY) is not set"),
-            (&[("ROUTES_S3_KEY", "config/routes.txt")], "ROUTES_S3_KEY: the table is in S3"),
+            (
+                &[("ROUTES_S3_KEY", "config/routes.txt")],
+                "ROUTES_S3_KEY: the table is in S3",
+            ),
             (&[("ROUTES_S3_CHECK_SECONDS", "often")], "ROUTES_S3_CHECK_SECONDS"),
             (
                 &[("ROUTES", "bugs@example.com: --queue bugs --action fix")],
@@ -585,8 +619,11 @@ mod tests {
             text,
         };
         // The import's output as it is: `#` comments, one route a line.
-        let c = LambdaConfig::from_vars_with(var, Some(object("# from /etc/aliases\nbugs@example.com: --queue bugs\n")))
-            .unwrap();
+        let c = LambdaConfig::from_vars_with(
+            var,
+            Some(object("# from /etc/aliases\nbugs@example.com: --queue bugs\n")),
+        )
+        .unwrap();
         assert!(c.routes.route("bugs+7@example.com").is_some());
         assert_eq!(c.routes_object_key.as_deref(), Some("config/routes.txt"));
         assert_eq!(c.routes_check_interval, Duration::from_secs(60));
@@ -594,9 +631,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("s3://mail/config/routes.txt holds no routes"), "{err}");
-        let err = LambdaConfig::from_vars_with(var, Some(object("a@example.com: --queue a\nb@example.com --queue b\n")))
-            .unwrap_err()
-            .to_string();
+        let err =
+            LambdaConfig::from_vars_with(var, Some(object("a@example.com: --queue a\nb@example.com --queue b\n")))
+                .unwrap_err()
+                .to_string();
         assert!(
             err.contains("ROUTES_S3_KEY s3://mail/config/routes.txt): route 2 `b@example.com --queue b`"),
             "{err}"
@@ -609,8 +647,22 @@ mod tests {
             let err = LambdaConfig::from_vars_with(var, Some(object("a@example.com: --queue a")))
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("ROUTES_S3_KEY: must lie outside MAIL_PREFIX"), "{key}: {err}");
+            assert!(
+                err.contains("ROUTES_S3_KEY: must lie outside MAIL_PREFIX"),
+                "{key}: {err}"
+            );
         }
+    }
+
+    #[test]
+    fn routes_outside_the_mail_domains_are_named() {
+        let routes = "bugs@example.com: --queue bugs; *@helpdesk.example.com: --action correspond";
+        let c = config(&[("ROUTES", routes), ("MAIL_DOMAINS", " Example.com ,")]).unwrap();
+        assert_eq!(c.mail_domains, ["example.com"]);
+        assert_eq!(c.unreceived_domains(), ["helpdesk.example.com"]);
+        let c = config(&[("ROUTES", routes), ("MAIL_DOMAINS", "example.com,helpdesk.example.com")]).unwrap();
+        assert!(c.unreceived_domains().is_empty());
+        assert!(config(&[("ROUTES", routes)]).unwrap().unreceived_domains().is_empty());
     }
 
     #[test]

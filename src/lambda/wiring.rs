@@ -121,7 +121,9 @@ impl LiveHandler {
     ) -> Result<Self, ColdStartError> {
         let var = |name: &str| vars.get(name).cloned();
         let Some(key) = routes_object_key(var)? else {
-            let handler = aws_handler(LambdaConfig::from_vars(var)?, aws, notices).await?;
+            let config = LambdaConfig::from_vars(var)?;
+            warn_unreceived(&config);
+            let handler = aws_handler(config, aws, notices).await?;
             return Ok(Self {
                 current: Mutex::new(Arc::new(handler)),
                 watch: None,
@@ -153,6 +155,7 @@ impl LiveHandler {
             }),
         )?;
         let interval = config.routes_check_interval;
+        warn_unreceived(&config);
         tracing::info!(routes = %location, etag, "routing table read");
         let handler = aws_handler(config, aws, notices).await?;
         Ok(Self {
@@ -191,7 +194,7 @@ impl Watch {
     async fn refreshed(&self, etag: &str) -> Option<(AwsHandler, String)> {
         let location = self.object.location();
         let refused = |error: String| {
-            tracing::error!(routes = %location, error, "new routing table refused; the last good one stays in use");
+            tracing::error!(routes = %location, error = %error, "new routing table refused; the last good one stays in use");
             crate::lambda::metrics::routes_refused();
         };
         let (text, etag) = match self.object.fetch(Some(etag)).await {
@@ -215,6 +218,7 @@ impl Watch {
                 return None;
             }
         };
+        warn_unreceived(&config);
         match aws_handler(config, &self.aws, self.notices).await {
             Ok(handler) => {
                 tracing::info!(routes = %location, etag, "routing table changed; now in use");
@@ -228,7 +232,21 @@ impl Watch {
     }
 }
 
+/// A route for a domain the receipt rule does not take never gets mail: said at cold
+/// start and with each new table, not refused (another rule may feed the function).
+fn warn_unreceived(config: &LambdaConfig) {
+    let unreceived = config.unreceived_domains();
+    if !unreceived.is_empty() {
+        tracing::warn!(
+            domains = unreceived.join(","),
+            "routes name domains MAIL_DOMAINS (the template's MailDomains) leaves out: the rule never receives their mail"
+        );
+    }
+}
+
 fn s3_client(path_style: bool, aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let s3 = aws_sdk_s3::config::Builder::from(aws).force_path_style(path_style).build();
+    let s3 = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(path_style)
+        .build();
     aws_sdk_s3::Client::from_conf(s3)
 }
