@@ -1086,8 +1086,10 @@ mod tests {
             r.messages[0],
             "line 4: `d` skipped: no pipe to rt-mailgate: it delivers to `root`"
         );
-        assert!(r.messages[1].starts_with("line 5: `e` migrated, but its --url held credentials (https://***@rt2.example.net)"));
-        assert!(r.messages[2].starts_with("warning: the aliases' URL for RT_URL held credentials (https://***@rt1.example.net)"));
+        assert!(r.messages[1]
+            .starts_with("line 5: `e` migrated, but its --url held credentials (https://***@rt2.example.net)"));
+        assert!(r.messages[2]
+            .starts_with("warning: the aliases' URL for RT_URL held credentials (https://***@rt1.example.net)"));
         assert!(r.messages[3].starts_with("warning: a turned TLS checks off (--no-verify-ssl)"));
         assert!(r.messages[4].starts_with("warning: the aliases differ on RT_TIMEOUT"));
         assert!(!format!("{r:?}").contains("secret@") && !format!("{r:?}").contains("other@"));
@@ -1136,7 +1138,10 @@ mod tests {
 
     #[test]
     fn one_rt_is_named_once() {
-        let r = report(&items("a: \"|rt-mailgate --queue a --url https://rt.example.net/\""), "x");
+        let r = report(
+            &items("a: \"|rt-mailgate --queue a --url https://rt.example.net/\""),
+            "x",
+        );
         assert_eq!(
             r.routes,
             "# Lambda routes from x, made by `rt-mailgate-routes import-aliases`.\n\

@@ -167,6 +167,9 @@ pub struct LambdaConfig {
     pub routes_check_interval: Duration,
     /// The receipt rule's domains (`MAIL_DOMAINS`, lower-cased), when given.
     pub mail_domains: Vec<String>,
+    /// What to do when RT's API can't answer whether it holds a post, once RT can no
+    /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
+    pub when_rt_cant_be_asked: UnaskablePolicy,
 }
 
 /// The routing table object's text, as read from S3, with where it was read.
@@ -176,6 +179,17 @@ pub struct RoutesObjectText<'a> {
     pub location: &'a str,
     /// The table as written.
     pub text: &'a str,
+}
+
+/// What a route whose last post may have reached RT does when RT's API can't be asked
+/// (down, 401, no time left), once RT can no longer be storing that post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaskablePolicy {
+    /// Leave the route for the retry (and finally the dead-letter queue): never a
+    /// duplicate. The default: with an RT login, exactly once is kept.
+    Retry,
+    /// Post again (a duplicate is possible), logged.
+    Post,
 }
 
 impl LambdaConfig {
@@ -328,10 +342,15 @@ impl LambdaConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let when_rt_cant_be_asked = match choice("WHEN_RT_CANT_BE_ASKED", "retry", &["retry", "post"])?.as_str() {
+            "post" => UnaskablePolicy::Post,
+            _ => UnaskablePolicy::Retry,
+        };
         Ok(Self {
             mail_domains,
             routes_object_key,
             routes_check_interval,
+            when_rt_cant_be_asked,
             verdict_policy,
             notices,
             max_mail_bytes,
