@@ -1,8 +1,10 @@
 //! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait, and the
 //! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
-//! Manager) behind [`secrets::SecretSource`].
+//! Manager) behind [`secrets::SecretSource`], the routing table object
+//! ([`routes_object::RoutesObject`]).
 
 pub mod records;
+pub mod routes_object;
 pub mod s3;
 pub mod secrets;
 pub mod ses;

@@ -2,9 +2,7 @@
 //! Reads its configuration once (a bad one stops the cold start with a clear error),
 //! then serves invocations through the Lambda runtime API.
 
-use anyhow::Context;
-use rt_mailgate::lambda::config::LambdaConfig;
-use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
+use rt_mailgate::lambda::wiring::{ColdStartError, LiveHandler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -28,11 +26,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = match cold_start().await {
         Ok(handler) => handler,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "configuration refused; no mail was touched");
-            return Err(format!("{e:#}").into());
+            tracing::error!(error = %e, "configuration refused; no mail was touched");
+            return Err(e.to_string().into());
         }
     };
-    tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1000.0, "ready");
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
+        version = env!("CARGO_PKG_VERSION"),
+        "ready"
+    );
     // CloudWatch metrics in Embedded Metric Format, written after each invocation.
     let metrics = match metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(rt_mailgate::lambda::metrics::NAMESPACE)
@@ -44,6 +46,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            // The routing table object is checked for a change here (at most once a minute).
+            let handler = handler.handler().await;
             let answer = handler.handle(event.payload, deadline(&event.context)).await;
             if let Err(e) = metrics.flush(std::io::stdout()) {
                 tracing::warn!(error = %e, "metrics not written");
@@ -70,8 +74,7 @@ fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
     Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
-async fn cold_start() -> anyhow::Result<AwsHandler> {
-    let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
+async fn cold_start() -> Result<LiveHandler, ColdStartError> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_handler(config, &aws, true).await.context("RT connection settings")
+    LiveHandler::cold_start(std::env::vars().collect(), &aws, true).await
 }

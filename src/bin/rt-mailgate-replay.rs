@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use rt_mailgate::aws::sqs::SqsDeadLetters;
-use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::events::mails_in;
 use rt_mailgate::lambda::events::MailInfo;
 use rt_mailgate::lambda::invocation::Mode;
-use rt_mailgate::lambda::wiring::aws_handler;
+use rt_mailgate::lambda::wiring::LiveHandler;
 
 /// Re-deliver mails from the SES bucket to RT (same environment as the Lambda).
 #[derive(Parser, Debug)]
@@ -56,12 +55,13 @@ async fn main() -> ExitCode {
 
 /// True when every mail is settled.
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    // No notices: a replay is watched by a person.
-    let handler = aws_handler(config, &aws, false)
-        .await
-        .context("RT connection settings")?;
+    // No notices: a replay is watched by a person. The routing table object
+    // (ROUTES_S3_KEY) is read as the function reads it.
+    let handler = LiveHandler::cold_start(std::env::vars().collect(), &aws, false)
+        .await?
+        .handler()
+        .await;
 
     let mode = if args.post_screened_mail {
         Mode::ReplayScreenedToo
