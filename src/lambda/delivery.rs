@@ -597,9 +597,12 @@ where
         }
         let facts = SenderFacts {
             envelope_sender: info.sender.clone(),
+            from: header.from.clone(),
             spf_pass: info.spf_pass,
             dkim_pass: info.dkim_pass,
+            dmarc: info.verdicts.dmarc.clone(),
             dkim_domains: header.dkim_domains.clone(),
+            header: header.header,
             machine_generated: header.machine_generated,
         };
         if !sender_routes.is_empty() && self.config.notices.to_senders {
