@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use rt_mailgate::lambda::config::LambdaConfig;
+use rt_mailgate::lambda::deadline::deadline_from_epoch_ms;
 use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
 
 #[tokio::main(flavor = "current_thread")]
@@ -38,7 +39,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            let answer = handler.handle(event.payload, deadline(&event.context)).await;
+            let answer = handler
+                .handle(event.payload, Some(deadline_from_epoch_ms(event.context.deadline)))
+                .await;
             if let Err(e) = metrics.flush(std::io::stdout()) {
                 tracing::warn!(error = %e, "metrics not written");
             }
@@ -52,16 +55,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-/// The invocation's deadline (epoch milliseconds in the context) as an `Instant`.
-fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = context.deadline.checked_sub(now_ms)?;
-    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
 async fn cold_start() -> anyhow::Result<AwsHandler> {

@@ -2,9 +2,10 @@
 //! handler that routes each envelope recipient and posts the mail to RT ([`handler`]),
 //! one route at a time as a straight line of steps ([`delivery`]); the payloads it
 //! understands ([`events`]); re-delivery ([`replay`]); the real adapters ([`wiring`]);
-//! CloudWatch metrics by name ([`metrics`]).
+//! CloudWatch metrics by name ([`metrics`]); the invocation's deadline ([`deadline`]).
 
 pub mod config;
+pub mod deadline;
 pub mod delivery;
 pub mod events;
 pub mod handler;
