@@ -121,6 +121,12 @@ pub struct Route {
     pub entry: String,
     /// The post to make.
     pub request: GatewayRequest,
+    /// The recipient address chose the queue or the action: a `*@domain` entry (its
+    /// local part is the queue), or a sub-address under `--extension queue|action`.
+    /// Anyone can write such an address, so a miss on it (RT has no such queue or
+    /// action) is the sender's doing, not a broken route: it is counted and reported
+    /// apart, and the queue is checked before posting where RT can be asked.
+    pub named_by_address: bool,
 }
 
 impl RoutingTable {
@@ -190,14 +196,14 @@ impl RoutingTable {
         }
         let mut args = entry.args.clone();
         args.queue = Some(base.into_bytes());
-        Some(
-            Entry {
-                pattern: entry.pattern.clone(),
-                args,
-                rt: entry.rt.clone(),
-            }
-            .route(extension.as_deref()),
-        )
+        let mut route = Entry {
+            pattern: entry.pattern.clone(),
+            args,
+            rt: entry.rt.clone(),
+        }
+        .route(extension.as_deref());
+        route.named_by_address = true;
+        Some(route)
     }
 
     /// Every RT the routes name with `--url` (and `--secret`), each once, sorted: the
@@ -217,6 +223,21 @@ pub struct DeliveryPlan {
     pub deliveries: Vec<PlannedDelivery>,
     /// Recipients with no route: never posted.
     pub unrouted: Vec<String>,
+    /// Distinct posts beyond the cap ([`DeliveryPlan::capped`]): never posted, given
+    /// up (logged, counted and reported, never silently dropped).
+    pub over_cap: Vec<PlannedDelivery>,
+}
+
+impl DeliveryPlan {
+    /// Keeps the first `max_routes` distinct posts (in recipient order, so a retry
+    /// keeps the same ones); the rest move to [`DeliveryPlan::over_cap`]. One mail
+    /// then makes at most `max_routes` posts, whatever its recipient list.
+    pub fn capped(mut self, max_routes: usize) -> Self {
+        if self.deliveries.len() > max_routes {
+            self.over_cap = self.deliveries.split_off(max_routes);
+        }
+        self
+    }
 }
 
 /// One post and the recipients it serves.
@@ -253,9 +274,13 @@ impl Entry {
     fn route(&self, extension: Option<&str>) -> Route {
         let mut request = self.args.resolve(extension.map(str::as_bytes)).request;
         request.rt = self.rt.clone();
+        let field = self.args.extension.as_deref().map(ExtensionField::from_bytes);
+        let named_by_address = extension.is_some_and(|e| !e.is_empty())
+            && matches!(field, Some(Ok(ExtensionField::Queue | ExtensionField::Action)));
         Route {
             entry: self.pattern.clone(),
             request,
+            named_by_address,
         }
     }
 }
@@ -532,6 +557,36 @@ mod tests {
         );
         let t = RoutingTable::parse("bugs@x.test: --queue bugs", None).unwrap();
         assert_eq!(t.route("bugs+9@x.test"), None);
+    }
+
+    #[test]
+    fn routes_whose_queue_or_action_the_address_chose_are_marked() {
+        let t = table();
+        assert!(t.route("Support@desk.example.com").unwrap().named_by_address);
+        assert!(!t.route("bugs@example.com").unwrap().named_by_address);
+        // A ticket id or a bare header from the sub-address names no queue or action.
+        assert!(!t.route("bugs-comment+42@example.com").unwrap().named_by_address);
+        assert!(!t.route("billing+Urgent@example.com").unwrap().named_by_address);
+        let t = RoutingTable::parse(
+            "q@x.test: --extension queue; a@x.test: --queue q --extension action",
+            Some('+'),
+        )
+        .unwrap();
+        assert!(t.route("q+sales@x.test").unwrap().named_by_address);
+        assert!(t.route("a+take@x.test").unwrap().named_by_address);
+        assert!(!t.route("q@x.test").unwrap().named_by_address);
+    }
+
+    #[test]
+    fn a_capped_plan_keeps_the_first_routes_and_lists_the_rest() {
+        let recipients: Vec<String> = (0..50).map(|n| format!("q{n}@desk.example.com")).collect();
+        let plan = table().plan(&recipients).capped(10);
+        assert_eq!(plan.deliveries.len(), 10);
+        assert_eq!(plan.over_cap.len(), 40);
+        assert_eq!(plan.deliveries[9].recipients, ["q9@desk.example.com"]);
+        assert_eq!(plan.over_cap[0].recipients, ["q10@desk.example.com"]);
+        let small = table().plan(&["bugs@example.com"]).capped(10);
+        assert_eq!((small.deliveries.len(), small.over_cap.len()), (1, 0));
     }
 
     #[test]
