@@ -2,6 +2,8 @@
 //! reason, the Message-ID and the subject, never the mail itself. It is marked
 //! `Auto-Submitted: auto-replied` so that no autoresponder (RT included) answers it.
 
+use crate::core::outcome::GiveUpClass;
+
 /// One notice to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeText {
@@ -22,6 +24,8 @@ pub struct GivenUpRoute {
     pub recipients: Vec<String>,
     /// Why it was given up, in a sentence.
     pub reason: String,
+    /// Whose doing it was: which operator window the digest counts in.
+    pub class: GiveUpClass,
 }
 
 /// Facts about the mail the notice is about, and every route of it given up in this
@@ -170,6 +174,7 @@ mod tests {
             route: name.into(),
             recipients: vec![name.into()],
             reason: reason.into(),
+            ..GivenUpRoute::default()
         }
     }
 
@@ -206,6 +211,7 @@ mod tests {
             route: "*@support.example.com".into(),
             recipients: (0..50).map(|n| format!("r{n}@support.example.com")).collect(),
             reason: "RT has no such queue".into(),
+            ..GivenUpRoute::default()
         });
         let n = operator_notice("ops@example.com", &m);
         assert!(n.subject.contains("on 2 routes"), "{}", n.subject);
@@ -257,6 +263,7 @@ mod tests {
                 route: "*@desk.example".into(),
                 recipients: vec![format!("{huge}@desk.example")],
                 reason: "no queue".into(),
+                ..GivenUpRoute::default()
             }],
         };
         for n in [operator_notice("ops@example.com", &m), sender_notice(&m)] {

@@ -95,6 +95,18 @@ pub enum GiveUpClass {
 }
 
 impl GiveUpClass {
+    /// The class whose window a digest about routes of these classes counts in: a
+    /// broken route before the sender's doing, before an address miss. A digest about
+    /// a broken route is never held back by what outsiders caused.
+    pub fn most_pressing(classes: impl IntoIterator<Item = Self>) -> Self {
+        let rank = |c: &Self| match c {
+            Self::Route => 0,
+            Self::Sender => 1,
+            Self::AddressMiss => 2,
+        };
+        classes.into_iter().min_by_key(rank).unwrap_or(Self::AddressMiss)
+    }
+
     /// The class of a give-up `case` on a route whose queue or action the recipient
     /// address did (`named_by_address`) or did not choose.
     pub fn of(case: Case, named_by_address: bool) -> Self {
@@ -488,6 +500,14 @@ mod tests {
             assert_eq!(GiveUpClass::of(sender, false), GiveUpClass::Sender, "{sender:?}");
             assert_eq!(GiveUpClass::of(sender, true), GiveUpClass::Sender, "{sender:?}");
         }
+    }
+
+    #[test]
+    fn a_digest_counts_in_its_most_pressing_class() {
+        use GiveUpClass::*;
+        assert_eq!(GiveUpClass::most_pressing([AddressMiss, Sender]), Sender);
+        assert_eq!(GiveUpClass::most_pressing([AddressMiss, Route, Sender]), Route);
+        assert_eq!(GiveUpClass::most_pressing([AddressMiss]), AddressMiss);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::aws::ses::Notifier;
 use crate::core::headers::MailSummary;
 use crate::core::lease::{claim, Claim, Lease, LeaseState, LEASE_MARGIN};
 use crate::core::notice::{operator_notice, sender_notice, GivenUpMail, GivenUpRoute};
-use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, Notice, Screening, SenderFacts};
+use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, GiveUpClass, Notice, Screening, SenderFacts};
 use crate::core::rate_limit::{self, admit, normalize_address, sender_keys, Admission, Window};
 use crate::core::reply::TransportFailure;
 use crate::core::route::PlannedDelivery;
@@ -172,7 +172,7 @@ where
             Ok(Claimed::Mine { ask_rt }) => ask_rt,
             Ok(Claimed::Held { holder, until_ms }) => {
                 metrics::avoided(route, Avoided::Lease);
-                metrics::outcome(route, Case::LeaseHeld);
+                metrics::outcome(route, Case::LeaseHeld, false);
                 tracing::info!(
                     message_id,
                     route,
@@ -462,7 +462,7 @@ where
         let message_id = mail.info.ses_id.as_str();
         let route = delivery.route.entry.as_str();
         let mut counted = Summary::default();
-        metrics::outcome(route, case);
+        metrics::outcome(route, case, delivery.route.named_by_address);
         match decide(case) {
             Decision::Delivered | Decision::GiveUp(_)
                 if matches!(case, Case::RtOk | Case::RtNotOk | Case::FoundInRt) =>
@@ -740,6 +740,7 @@ fn given_up_route(delivery: &PlannedDelivery, case: Case) -> GivenUpRoute {
         route: delivery.route.entry.clone(),
         recipients: delivery.recipients.clone(),
         reason: reason(case, &delivery.route.entry),
+        class: GiveUpClass::of(case, delivery.route.named_by_address),
     }
 }
 
@@ -755,6 +756,10 @@ fn reason(case: Case, route: &str) -> String {
         Case::VirusFound => "SES found a virus in the mail".to_string(),
         Case::SpamDropped => "SES judged the mail to be spam".to_string(),
         Case::DmarcReject => "the mail failed DMARC and the sender's domain asks for rejection".to_string(),
+        Case::UnknownQueue => format!("RT has no queue of the name the address chose (route {route}); not posted"),
+        Case::TooManyRoutes => {
+            format!("the mail asks for more routes than MAX_ROUTES_PER_MAIL allows; route {route} not posted")
+        }
         other => format!("{other:?} on route {route}"),
     }
 }
