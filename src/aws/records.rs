@@ -1,12 +1,12 @@
-//! Delivery records: one small S3 object per (message id, post) that RT accepted or
-//! refused for good, so a retried or duplicated invocation never posts a route twice.
-//! Written with `If-None-Match: *` (a conditional write): the first record wins and is
-//! never overwritten.
+//! The records store: small S3 objects next to the mail, written only conditionally.
+//! One per route of a mail ([`crate::core::route_record`]: the lease, "settled?" and
+//! the outcome at once) and the notice windows ([`crate::core::rate_limit`]).
 //!
-//! Leases ([`crate::core::lease`]) live here too: read with their version (ETag) and
-//! replaced only if unchanged (`If-Match`), so two invocations can't both take one. S3
-//! answers 409 (ConditionalRequestConflict) when two conditional writes race; AWS says
-//! to retry, and we do, a few times.
+//! A record is created with `If-None-Match: *` (the first writer wins) and changed with
+//! `If-Match` on the version (ETag) it was read or last written at, so two invocations
+//! can't both take a route. Each write answers the new version, so a holder renews its
+//! lease without reading it again. S3 answers 409 (ConditionalRequestConflict) when two
+//! conditional writes race; AWS says to retry, and we do, a few times.
 
 use std::future::Future;
 
@@ -15,18 +15,22 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::s3::StoreError;
 
-/// Where delivery records (and notice rate-limit marks) are kept: small write-once
-/// objects named by key.
+/// Where route records (and notice rate-limit marks) are kept: small objects named by
+/// key, changed only conditionally.
 pub trait DeliveryRecords {
-    /// The record at `key`, if one exists.
-    fn find(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    /// Writes `value` at `key` unless a record is already there; true when this call
-    /// created it.
-    fn create(&self, key: &str, value: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The record at `key` and its version, if one exists.
     fn find_versioned(&self, key: &str) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
-    /// Replaces the record at `key` if it is still at `version`; true when it was.
-    fn replace(&self, key: &str, value: &str, version: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Writes `value` at `key` unless a record is already there: its new version when
+    /// this call created it, `None` when one was there.
+    fn create(&self, key: &str, value: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Replaces the record at `key` if it is still at `version`: the new version when it
+    /// was, `None` when it had changed.
+    fn replace(
+        &self,
+        key: &str,
+        value: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
 /// How often a conditional write that met a concurrent one (409) is tried again.
@@ -65,7 +69,8 @@ impl S3DeliveryRecords {
 
 /// The answer to a conditional write.
 enum Conditional {
-    Written,
+    /// Written; the new version (ETag).
+    Written(String),
     /// 412: the condition does not hold (someone else wrote first).
     Refused,
     /// 409: a concurrent conditional write; try again.
@@ -87,7 +92,7 @@ impl S3DeliveryRecords {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Conditional::Written),
+            Ok(output) => Ok(Conditional::Written(output.e_tag().unwrap_or_default().to_string())),
             Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("PreconditionFailed") => {
                 Ok(Conditional::Refused)
             }
@@ -101,12 +106,12 @@ impl S3DeliveryRecords {
     }
 
     /// A conditional PUT, tried again on 409 as AWS documents.
-    async fn write_if(&self, key: &str, value: &str, version: Option<&str>) -> Result<bool, StoreError> {
+    async fn write_if(&self, key: &str, value: &str, version: Option<&str>) -> Result<Option<String>, StoreError> {
         let key = self.key(key);
         for attempt in 0..=CONFLICT_RETRIES {
             match self.put_if(&key, value, version).await? {
-                Conditional::Written => return Ok(true),
-                Conditional::Refused => return Ok(false),
+                Conditional::Written(version) => return Ok(Some(version)),
+                Conditional::Refused => return Ok(None),
                 Conditional::Conflict if attempt < CONFLICT_RETRIES => {
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 }
@@ -118,10 +123,6 @@ impl S3DeliveryRecords {
 }
 
 impl DeliveryRecords for S3DeliveryRecords {
-    async fn find(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.find_versioned(key).await?.map(|(value, _)| value))
-    }
-
     async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
         let key = self.key(key);
         match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
@@ -143,12 +144,11 @@ impl DeliveryRecords for S3DeliveryRecords {
         }
     }
 
-    async fn create(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        // false: someone recorded it first (it is recorded either way).
+    async fn create(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
         self.write_if(key, value, None).await
     }
 
-    async fn replace(&self, key: &str, value: &str, version: &str) -> Result<bool, StoreError> {
+    async fn replace(&self, key: &str, value: &str, version: &str) -> Result<Option<String>, StoreError> {
         self.write_if(key, value, Some(version)).await
     }
 }

@@ -10,6 +10,7 @@ use rt_mailgate::aws::sqs::SqsDeadLetters;
 use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::events::mails_in;
 use rt_mailgate::lambda::events::MailInfo;
+use rt_mailgate::lambda::invocation::Mode;
 use rt_mailgate::lambda::wiring::aws_handler;
 
 /// Re-deliver mails from the SES bucket to RT (same environment as the Lambda).
@@ -34,6 +35,10 @@ struct Args {
     /// At most this many queue messages.
     #[arg(long, default_value_t = 100)]
     max: usize,
+    /// Also post mails the first delivery dropped on SES's verdicts (a virus, a DMARC
+    /// reject, a spam drop). Without it a replay keeps them dropped.
+    #[arg(long)]
+    post_screened_mail: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -58,10 +63,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .await
         .context("RT connection settings")?;
 
+    let mode = if args.post_screened_mail {
+        Mode::ReplayScreenedToo
+    } else {
+        Mode::Replay
+    };
     let report = if let Some(url) = args.dlq_url {
         let queue = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url);
         handler
-            .replay_queue(&queue, args.max)
+            .replay_queue(&queue, args.max, mode)
             .await
             .map_err(anyhow::Error::msg)
             .context("reading the queue")?
@@ -80,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         } else {
             anyhow::bail!("name the mails: --message-id ID --recipient ADDR, --event FILE, or --dlq-url URL");
         };
-        handler.replay(&mails).await
+        handler.replay(&mails, mode).await
     };
     print!("{}", report.lines);
     println!("settled {}, not settled {}", report.settled, report.failed);

@@ -1,8 +1,10 @@
 //! "Does RT already hold this mail, as this route would have put it there?" The rule,
 //! with no I/O: [`Expectation::of`] reads a route's [`GatewayRequest`] the way RT's mail
 //! gateway would, and [`Expectation::find`] looks for it among the transactions RT
-//! holds for the mail's Message-ID (the adapter, `crate::rt::lookup`, fetches those
-//! from RT's REST 2 API).
+//! holds for this post's delivery id ([`crate::core::delivery_id`]; the adapter,
+//! `crate::rt::lookup`, fetches those from RT's REST 2 API). The delivery id names
+//! one post of one mail on one route, so a hit is never another mail that reuses the
+//! Message-ID, and a mail with no (or an oddly written) Message-ID is found as well.
 //!
 //! Asked after an outcome where RT may have taken the mail without our hearing back
 //! (the upload completed, then a timeout, a reset, or a proxy's 502/503/504), before a
@@ -25,9 +27,9 @@
 //!
 //! # The rule
 //!
-//! The hits are the transactions holding a top-level attachment with the mail's
-//! Message-ID (a forwarded message inside another mail is a child attachment and is not
-//! a hit). A route is **found** when every message-recording step of its action has a
+//! The hits are the transactions holding a top-level attachment with the post's
+//! delivery id (a forwarded message inside another mail is a child attachment and is
+//! not a hit). A route is **found** when every message-recording step of its action has a
 //! hit of its own (each hit counts once):
 //!
 //! | route                     | a step matches a hit that is                                       |
@@ -40,8 +42,7 @@
 //! "ticket N" also means the ticket N has been merged into ([`Expectation::tickets_to_resolve`]
 //! names the tickets whose merge target the adapter must ask for). `Found` names the
 //! first step's ticket and transaction. Routes that record no message (`take`,
-//! `resolve`), an action piece RT may not know, or a mail without a Message-ID can't be
-//! looked up at all ([`Unanswerable`]).
+//! `resolve`) or an action piece RT may not know can't be looked up at all ([`Unanswerable`]).
 //!
 //! Where a route's steps are only partly there (RT refused a later step), it is not
 //! found: a re-post repeats the recorded step rather than lose the missing one.
@@ -95,7 +96,7 @@ pub struct QueueInfo {
     pub name: Option<String>,
 }
 
-/// One transaction that holds the mail (a top-level attachment with its Message-ID).
+/// One transaction that holds the post (a top-level attachment with its delivery id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
     /// The transaction's id.
@@ -165,9 +166,6 @@ impl Step {
 /// Why a route's delivery can't be looked up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unanswerable {
-    /// The mail has no Message-ID (RT stores an empty one: every such mail matches).
-    #[error("the mail has no Message-ID to look for")]
-    NoMessageId,
     /// The action records no message (`take`, `resolve`, or an empty action).
     #[error("action `{0}` records no message in RT, so RT can't tell whether it ran")]
     RecordsNoMessage(String),
@@ -321,18 +319,6 @@ impl Expectation {
             None => Verdict::NotFound,
         }
     }
-}
-
-/// The Message-ID as RT stores it (RT strips one pair of angle brackets around the whole
-/// value); `None` when there is none (RT stores an empty one for every such mail).
-pub fn stored_message_id(message_id: &str) -> Option<&str> {
-    let id = message_id.trim();
-    let id = id
-        .strip_prefix('<')
-        .and_then(|i| i.strip_suffix('>'))
-        .unwrap_or(id)
-        .trim();
-    (!id.is_empty()).then_some(id)
 }
 
 /// The ticket numbers of every `[name #N]` tag in a subject (RT's
@@ -656,15 +642,6 @@ mod tests {
             assert!(tags(none).is_empty(), "{none}: {:?}", tags(none));
         }
         assert_eq!(tags("[rt [x #5]"), [5], "the innermost bracket, as RT's regex finds it");
-    }
-
-    #[test]
-    fn message_ids_are_stored_without_their_brackets() {
-        assert_eq!(stored_message_id("<a@b>"), Some("a@b"));
-        assert_eq!(stored_message_id(" <a@b> "), Some("a@b"));
-        assert_eq!(stored_message_id("a@b"), Some("a@b"));
-        assert_eq!(stored_message_id("<>"), None);
-        assert_eq!(stored_message_id("  "), None);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! - [`reply`]: what RT's answer means: delivered, rejected for good, or retry.
 //! - [`route`]: envelope recipient to rt-mailgate arguments (the Lambda's routing table).
 //! - [`aliases`]: an `/etc/aliases` file's rt-mailgate pipes as routes (the migration).
-//! - [`lease`]: one poster per route at a time (the lease rules).
+//! - [`route_record`]: one record per route of a mail: the lease (one poster at a
+//!   time), "settled?", and how it ended; the claim rule.
+//! - [`delivery_id`]: the `X-RT-Mailgate-Delivery` header that names one post, so RT
+//!   can be asked whether it holds exactly this post.
 //! - [`lookup`]: whether RT already holds a mail as a route would have put it there
 //!   (asked before posting again after an outcome where RT may have taken it).
 //! - [`outcome`]: the Lambda's one outcome table: delivered, retried or given up (with whom told).
@@ -27,10 +30,10 @@
 pub mod action;
 pub mod aliases;
 pub mod credentials;
+pub mod delivery_id;
 pub mod extension;
 pub mod getopt;
 pub mod headers;
-pub mod lease;
 pub mod line_endings;
 pub mod lookup;
 pub mod notice;
@@ -40,4 +43,5 @@ pub mod redact;
 pub mod reply;
 pub mod request;
 pub mod route;
+pub mod route_record;
 pub mod url_policy;

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::core::action::ActionChain;
 use crate::core::extension::ExtensionField;
 use crate::core::getopt::parse_args_extended;
+use crate::core::outcome::Case;
 use crate::core::redact::{redact_url, redact_word};
 use crate::core::request::{GatewayRequest, MailgateArgs, RtTarget};
 
@@ -223,21 +224,6 @@ pub struct DeliveryPlan {
     pub deliveries: Vec<PlannedDelivery>,
     /// Recipients with no route: never posted.
     pub unrouted: Vec<String>,
-    /// Distinct posts beyond the cap ([`DeliveryPlan::capped`]): never posted, given
-    /// up (logged, counted and reported, never silently dropped).
-    pub over_cap: Vec<PlannedDelivery>,
-}
-
-impl DeliveryPlan {
-    /// Keeps the first `max_routes` distinct posts (in recipient order, so a retry
-    /// keeps the same ones); the rest move to [`DeliveryPlan::over_cap`]. One mail
-    /// then makes at most `max_routes` posts, whatever its recipient list.
-    pub fn capped(mut self, max_routes: usize) -> Self {
-        if self.deliveries.len() > max_routes {
-            self.over_cap = self.deliveries.split_off(max_routes);
-        }
-        self
-    }
 }
 
 /// One post and the recipients it serves.
@@ -247,6 +233,23 @@ pub struct PlannedDelivery {
     pub route: Route,
     /// The envelope recipients that resolved to this same post.
     pub recipients: Vec<String>,
+    /// Not to be posted, and why: beyond `MAX_ROUTES_PER_MAIL`
+    /// ([`Case::TooManyRoutes`], see [`DeliveryPlan::capped`]) or to a queue RT doesn't
+    /// have ([`Case::UnknownQueue`]). Such a route is still claimed, recorded, logged,
+    /// counted and reported as given up, never silently dropped.
+    pub refused: Option<Case>,
+}
+
+impl DeliveryPlan {
+    /// Marks every distinct post after the first `max_routes` (in recipient order, so a
+    /// retry marks the same ones) [`Case::TooManyRoutes`]: one mail then makes at most
+    /// `max_routes` posts, whatever its recipient list.
+    pub fn capped(mut self, max_routes: usize) -> Self {
+        for beyond in self.deliveries.iter_mut().skip(max_routes) {
+            beyond.refused = Some(Case::TooManyRoutes);
+        }
+        self
+    }
 }
 
 impl RoutingTable {
@@ -262,6 +265,7 @@ impl RoutingTable {
                     None => plan.deliveries.push(PlannedDelivery {
                         route,
                         recipients: vec![recipient.to_string()],
+                        refused: None,
                     }),
                 },
             }
@@ -578,15 +582,20 @@ mod tests {
     }
 
     #[test]
-    fn a_capped_plan_keeps_the_first_routes_and_lists_the_rest() {
+    fn a_capped_plan_refuses_the_routes_beyond_the_cap() {
         let recipients: Vec<String> = (0..50).map(|n| format!("q{n}@desk.example.com")).collect();
         let plan = table().plan(&recipients).capped(10);
-        assert_eq!(plan.deliveries.len(), 10);
-        assert_eq!(plan.over_cap.len(), 40);
-        assert_eq!(plan.deliveries[9].recipients, ["q9@desk.example.com"]);
-        assert_eq!(plan.over_cap[0].recipients, ["q10@desk.example.com"]);
+        assert_eq!(
+            plan.deliveries.len(),
+            50,
+            "every route stays in the plan, to be reported"
+        );
+        let refused: Vec<_> = plan.deliveries.iter().map(|d| d.refused).collect();
+        assert!(refused[..10].iter().all(Option::is_none));
+        assert!(refused[10..].iter().all(|r| *r == Some(Case::TooManyRoutes)));
+        assert_eq!(plan.deliveries[10].recipients, ["q10@desk.example.com"]);
         let small = table().plan(&["bugs@example.com"]).capped(10);
-        assert_eq!((small.deliveries.len(), small.over_cap.len()), (1, 0));
+        assert_eq!(small.deliveries[0].refused, None);
     }
 
     #[test]

@@ -157,6 +157,20 @@ pub struct LambdaConfig {
     pub route_concurrency: usize,
     /// How many distinct routes one mail may post to (`MAX_ROUTES_PER_MAIL`).
     pub max_routes_per_mail: usize,
+    /// What to do when RT's API can't answer whether it holds a post, once RT can no
+    /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
+    pub when_rt_cant_be_asked: UnaskablePolicy,
+}
+
+/// What a route whose last post may have reached RT does when RT's API can't be asked
+/// (down, 401, no time left), once RT can no longer be storing that post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaskablePolicy {
+    /// Leave the route for the retry (and finally the dead-letter queue): never a
+    /// duplicate. The default: with an RT login, exactly once is kept.
+    Retry,
+    /// Post again (a duplicate is possible), logged.
+    Post,
 }
 
 impl LambdaConfig {
@@ -289,7 +303,12 @@ impl LambdaConfig {
                     .ok_or_else(|| invalid("MAX_MAIL_BYTES", "must be a number of bytes above 0"))?,
             ),
         };
+        let when_rt_cant_be_asked = match choice("WHEN_RT_CANT_BE_ASKED", "retry", &["retry", "post"])?.as_str() {
+            "post" => UnaskablePolicy::Post,
+            _ => UnaskablePolicy::Retry,
+        };
         Ok(Self {
+            when_rt_cant_be_asked,
             verdict_policy,
             notices,
             max_mail_bytes,

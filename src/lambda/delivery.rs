@@ -1,39 +1,45 @@
 //! One route's delivery, as a straight line of named steps:
 //!
-//! 1. **settled?** a delivery (or given-up) record says an earlier invocation finished
-//!    it: nothing to do;
-//! 2. **screen**: a verdict policy that drops the mail decides here, nothing is posted;
-//! 3. **claim** the route's lease ([`crate::core::lease`]): another invocation posting
-//!    it now means "later", not "again";
-//! 4. **fetch** the mail from the store (once per mail, shared by its routes);
-//! 5. **ask RT** first when an earlier attempt may have reached it;
-//! 6. **post**;
-//! 7. **ask RT** after an answer that leaves it unknown whether RT took the mail;
-//! 8. **settle**: the record (delivered, refused, given up), or the lease's state for
-//!    the retry (`unsure` when RT may hold the mail, `free` when it surely does not);
-//! 9. **tell**: a route given up is handed back ([`RouteEnd::GivenUp`]); once all its
-//!    routes are done, the mail's notices go out: one operator digest and at most one
-//!    sender notice per mail, each within its rate limit ([`crate::core::rate_limit`]).
+//! 1. **claim** the route's record ([`crate::core::route_record`]): one conditional
+//!    create, which is at once the lease and the "settled?" check; only when a record
+//!    is there already is it read, and the claim rule decides (settled, held by another
+//!    invocation, or taken over);
+//! 2. **screen**: the first delivery's screening (kept in the record) or this one's: a
+//!    verdict policy that drops the mail decides here, nothing is posted;
+//! 3. **fetch** the mail from the store (once per mail, shared by its routes);
+//! 4. **ask RT** first when an earlier attempt may have reached it, until RT shows it
+//!    or RT can no longer be storing it ([`RouteRecord::settle_until_ms`]);
+//! 5. **post**, with the delivery id ([`crate::core::delivery_id`]) in front;
+//! 6. **ask RT** again after an answer that leaves it open whether RT took the mail,
+//!    as long as this invocation's time allows;
+//! 7. **settle**: the record's final state (delivered, refused, given up), or what the
+//!    retry needs (`unsure` with its settle time, `free`);
+//! 8. **tell**: a route given up is handed back ([`RouteEnd::GivenUp`]); once all the
+//!    mail's routes are done, the handler sends its notices ([`crate::lambda::notify`]).
+//!
+//! While steps 4 to 6 run, the lease is renewed every [`LEASE_RENEWAL`], so a crashed
+//! holder's route is taken over by Lambda's next retry, a minute later. On the ordinary
+//! path (a first delivery, no fault) the S3 requests before the post are two: the
+//! record's create and the mail's read; the record's final write comes after.
 //!
 //! The outcome table ([`crate::core::outcome::decide`]) is the only place deciding what
 //! a case means. Every step that waits (S3, RT, RT's API) is bounded by the invocation's
 //! deadline: what can't finish in time is left for the retry.
 
-use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
 
 use crate::aws::records::DeliveryRecords;
-use crate::aws::s3::MailStore;
-use crate::aws::ses::Notifier;
-use crate::core::headers::MailSummary;
-use crate::core::lease::{claim, Claim, Lease, LeaseState, LEASE_MARGIN};
-use crate::core::notice::{operator_notice, sender_notice, GivenUpMail, GivenUpRoute};
-use crate::core::outcome::{decide, sender_may_be_told, Case, Decision, GiveUpClass, Notice, Screening, SenderFacts};
-use crate::core::rate_limit::{self, admit, normalize_address, sender_keys, Admission, Window};
-use crate::core::reply::TransportFailure;
+use crate::aws::s3::{MailStore, StoreError};
+use crate::core::delivery_id::DeliveryId;
+use crate::core::lookup::Unanswerable;
+use crate::core::notice::GivenUpRoute;
+use crate::core::outcome::{decide, Case, Decision, GiveUpClass, Notice, Screening, SPAM_HEADER};
+use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
-use crate::lambda::events::MailInfo;
-use crate::lambda::handler::{Handler, HandlerError, Mode, Summary, DEADLINE_MARGIN};
+use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
+use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
+use crate::lambda::invocation::{epoch_ms, within, HandlerError, Mode, Stop, StoredMail, Summary};
 use crate::lambda::metrics::{self, Avoided};
 use crate::rt::lookup::{DeliveryLookup, Lookup};
 use crate::rt::MailGateway;
@@ -45,7 +51,7 @@ pub enum RouteEnd {
     /// Settled (delivered, refused, given up, or found settled), counted.
     Settled(Summary),
     /// Settled, counted, and given up by this invocation: whom to tell, and about what
-    /// (the mail's notices go out once its routes are all done, see [`Handler::tell`]).
+    /// (the mail's notices go out once its routes are all done).
     GivenUp(Summary, GivenUpRoute, Notice),
     /// Left for a retry, with the reason.
     Retry(String),
@@ -53,128 +59,402 @@ pub enum RouteEnd {
     NothingToPost,
 }
 
-/// The mail of one invocation: its event's facts, the deadline, and the stored bytes
-/// once fetched (its routes, posted concurrently, share one download).
-pub struct StoredMail<'a> {
-    info: &'a MailInfo,
-    deadline: Option<Instant>,
-    spool: tokio::sync::OnceCell<Spool>,
+/// The first wait between two questions to RT while it may still be storing a mail;
+/// it doubles up to [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_secs(2);
+/// The longest wait between two questions to RT.
+const MAX_POLL: Duration = Duration::from_secs(20);
+
+/// Delivers the routes of a mail: the function's configuration and the adapters one
+/// route's delivery uses.
+pub struct RouteDeliverer<'a, S, R, G, L> {
+    /// The function's configuration.
+    pub config: &'a LambdaConfig,
+    /// Where the mail is stored.
+    pub store: &'a S,
+    /// Where the route records are kept.
+    pub records: &'a R,
+    /// RT's mail gateway.
+    pub gateway: &'a G,
+    /// RT's search, to ask whether it holds a post.
+    pub lookup: &'a L,
 }
 
-impl<'a> StoredMail<'a> {
-    /// Nothing fetched yet.
-    pub fn new(info: &'a MailInfo, deadline: Option<Instant>) -> Self {
-        Self {
-            info,
-            deadline,
-            spool: tokio::sync::OnceCell::new(),
+/// A route's record as this invocation holds it: the record and the version it was last
+/// written at. One write at a time (the renewals and the steps share it).
+struct HeldRecord<'r, R> {
+    records: &'r R,
+    key: String,
+    current: tokio::sync::Mutex<(RouteRecord, String)>,
+}
+
+impl<R: DeliveryRecords> HeldRecord<'_, R> {
+    /// Changes the record (if still at the version this invocation wrote): true when
+    /// written, false when another invocation changed it meanwhile.
+    async fn write(&self, edit: impl FnOnce(&mut RouteRecord)) -> Result<bool, StoreError> {
+        let mut current = self.current.lock().await;
+        let mut next = current.0.clone();
+        edit(&mut next);
+        next.updated_ms = epoch_ms();
+        match self.records.replace(&self.key, &next.to_text(), &current.1).await? {
+            Some(version) => {
+                *current = (next, version);
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 
-    /// Time left before the margin the function keeps for itself.
-    fn time_left(&self) -> Option<Duration> {
-        self.deadline.map(|d| {
-            d.saturating_duration_since(Instant::now())
-                .saturating_sub(DEADLINE_MARGIN)
-        })
+    /// Changes the record in memory only: the next write carries it (no S3 request).
+    async fn note(&self, edit: impl FnOnce(&mut RouteRecord)) {
+        edit(&mut self.current.lock().await.0);
     }
 
-    /// The mail's own Message-ID (without brackets), once fetched.
-    fn message_id_header(&self) -> Option<&str> {
-        self.spool.get()?.summary().message_id.as_deref()
+    /// The record as last written.
+    async fn record(&self) -> RouteRecord {
+        self.current.lock().await.0.clone()
     }
-}
 
-/// The record keys of one route of one mail.
-struct Keys {
-    done: String,
-    given_up: String,
-    lease: String,
-}
-
-impl Keys {
-    fn new(message_id: &str, delivery: &PlannedDelivery) -> Self {
-        // The spam tag is not part of the post's identity: a replay of a tagged mail
-        // finds its record whatever the policy says today.
-        let fingerprint = delivery.route.request.fingerprint();
-        Self {
-            done: format!("{message_id}/{fingerprint}"),
-            given_up: format!("{message_id}/{fingerprint}.given-up"),
-            lease: format!("{message_id}/{fingerprint}.lease"),
+    /// Renews the lease every [`LEASE_RENEWAL`], for as long as it is polled.
+    async fn renew(&self, ses_id: &str) -> Infallible {
+        loop {
+            tokio::time::sleep(LEASE_RENEWAL).await;
+            let until = epoch_ms() + LEASE_TTL.as_millis() as u64;
+            match self.write(|r| r.lease_until_ms = until).await {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    message_id = ses_id,
+                    key = self.key,
+                    "lease taken over by another invocation while this one still works on the route"
+                ),
+                Err(error) => tracing::warn!(message_id = ses_id, key = self.key, error = %error, "lease not renewed"),
+            }
         }
     }
 }
 
-/// A step ran out of time, or its store failed: the route is left for the retry.
-struct Stop(String);
+/// Runs `work` while the lease is renewed.
+async fn renewing<T, R: DeliveryRecords>(
+    held: &HeldRecord<'_, R>,
+    ses_id: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::select! {
+        biased;
+        out = work => out,
+        never = held.renew(ses_id) => match never {},
+    }
+}
 
-impl<S, R, G, N, L> Handler<S, R, G, N, L>
+/// What RT was found to hold, asked until RT can no longer be storing the post.
+enum Confirmed {
+    /// RT holds the post.
+    Found { ticket: u64, transaction: u64 },
+    /// RT does not hold it, and can't still be storing it: posting is safe.
+    Absent,
+    /// Not known in this invocation's time (or RT can't be asked and the policy waits):
+    /// left for the retry.
+    Unknown(String),
+}
+
+/// The outcome of the claim.
+enum Claimed<'r, R> {
+    /// This invocation holds the record.
+    Mine {
+        held: Box<HeldRecord<'r, R>>,
+        ask_rt: bool,
+        settle_until_ms: u64,
+    },
+    /// Nothing to do (or left for a retry): how the route ended.
+    Ended(RouteEnd),
+}
+
+impl<S, R, G, L> RouteDeliverer<'_, S, R, G, L>
 where
     S: MailStore,
     R: DeliveryRecords,
     G: MailGateway,
-    N: Notifier,
     L: DeliveryLookup,
 {
     /// Delivers one route of a mail: the steps of the module doc, in order.
-    pub(super) async fn deliver_route(
+    pub async fn deliver_route(
         &self,
         mail: &StoredMail<'_>,
         delivery: &PlannedDelivery,
         screening: &Screening,
         mode: Mode,
     ) -> Result<RouteEnd, HandlerError> {
-        let message_id = mail.info.ses_id.clone();
-        let message_id = message_id.as_str();
+        let ses_id = mail.ses_id();
         let route = delivery.route.entry.as_str();
-        let keys = Keys::new(message_id, delivery);
-        let mut delivery = delivery.clone();
+        // The spam tag is not part of the post's identity: a replay finds its record
+        // whatever the policy says today.
+        let fingerprint = delivery.route.request.fingerprint();
+        let id = DeliveryId::new(ses_id, &fingerprint);
 
-        // 1. settled?
-        match self.settled_before(mail, &keys, mode).await {
-            Ok(Some(earlier)) => {
+        // 1. claim
+        let fresh = self.fresh_record(mail, delivery, &id, screening);
+        let (held, ask_rt_first, settle_until_ms) =
+            match self.claim(mail, format!("{ses_id}/{fingerprint}"), fresh, mode).await {
+                Claimed::Mine {
+                    held,
+                    ask_rt,
+                    settle_until_ms,
+                } => (held, ask_rt, settle_until_ms),
+                Claimed::Ended(end) => return Ok(end),
+            };
+        // What the retry needs if this invocation stops before posting.
+        let untouched = if ask_rt_first {
+            LeftFor::Unsure(settle_until_ms)
+        } else {
+            LeftFor::Free
+        };
+
+        // 2. screen: the first delivery's screening, kept in the record.
+        let mut delivery = delivery.clone();
+        let screened = held.record().await.screened;
+        let tag = match (&screened, mode) {
+            (Screened::Dropped(case), Mode::ReplayScreenedToo) => {
+                tracing::warn!(
+                    message_id = ses_id,
+                    route,
+                    case,
+                    "posting a mail the first delivery dropped on SES's verdicts, as the operator asked"
+                );
+                if case == "SpamDropped" {
+                    SPAM_HEADER.to_vec()
+                } else {
+                    Vec::new()
+                }
+            }
+            (Screened::Dropped(case), _) => {
+                let case = screened_case(case);
+                tracing::warn!(message_id = ses_id, route, outcome = case.decision_word(), case = ?case, "dropped by the verdict policy; not posted");
+                return Ok(self.settle(mail, &delivery, &held, case, None).await);
+            }
+            (Screened::Tagged(tag), _) => tag.as_bytes().to_vec(),
+            (Screened::Passed, _) => Vec::new(),
+        };
+        let mut front = id.header_line();
+        front.extend_from_slice(&tag);
+        delivery.route.request.extra_headers = front;
+
+        // 2b. refused before any upload: a route beyond MAX_ROUTES_PER_MAIL, or a queue RT
+        // doesn't have (see `PlannedDelivery::refused`). Unless an earlier attempt may
+        // have reached RT: then it goes on as any other, RT asked first.
+        if let (Some(case), false) = (delivery.refused, ask_rt_first) {
+            tracing::warn!(message_id = ses_id, route, outcome = case.decision_word(), case = ?case, "refused before posting; not posted");
+            return Ok(self.settle(mail, &delivery, &held, case, None).await);
+        }
+
+        // A post our own deadline could cut while RT is still storing the mail (RT may be
+        // silent for up to RT_TIMEOUT) is not started: never posted, it waits for the retry.
+        let needed = self.rt_timeout();
+        if mail.time_left().is_some_and(|left| left < needed) && !ask_rt_first {
+            self.leave(mail, &held, untouched).await;
+            return Ok(self.retry(ses_id, route, "too close to the function's deadline".into()));
+        }
+
+        // 3. fetch (once: the first route to get here reads, the others wait for it)
+        let spool = match mail.spool.get_or_try_init(|| self.fetch(mail)).await {
+            Ok(spool) => spool,
+            Err(error) => {
+                self.leave(mail, &held, untouched).await;
+                return Err(error);
+            }
+        };
+        if spool.is_blank() {
+            self.leave(mail, &held, LeftFor::Free).await;
+            // As the CLI: nothing to post. Logged, never silently dropped.
+            tracing::warn!(
+                message_id = ses_id,
+                route,
+                outcome = "empty",
+                "stored mail holds no message; nothing posted"
+            );
+            return Ok(RouteEnd::NothingToPost);
+        }
+        if self.config.max_mail_bytes.is_some_and(|max| spool.len() > max) {
+            tracing::warn!(
+                message_id = ses_id,
+                route,
+                outcome = "given-up",
+                "mail larger than MAX_MAIL_BYTES"
+            );
+            return Ok(self.settle(mail, &delivery, &held, Case::MailTooLarge, None).await);
+        }
+
+        // 4. ask RT first, while RT may still be storing an earlier attempt
+        if ask_rt_first {
+            let confirmed = renewing(
+                &held,
+                ses_id,
+                self.confirm(mail, &delivery, &id, settle_until_ms, "before posting again"),
+            )
+            .await;
+            match confirmed {
+                Confirmed::Found { ticket, transaction } => {
+                    let found = Some((ticket, transaction));
+                    return Ok(self.settle(mail, &delivery, &held, Case::FoundInRt, found).await);
+                }
+                Confirmed::Absent => {}
+                Confirmed::Unknown(why) => {
+                    self.leave(mail, &held, LeftFor::Unsure(settle_until_ms)).await;
+                    return Ok(self.retry(ses_id, route, why));
+                }
+            }
+            if mail.time_left().is_some_and(|left| left < needed) {
+                // RT surely doesn't hold it: the retry posts at once.
+                self.leave(mail, &held, LeftFor::Free).await;
+                return Ok(self.retry(ses_id, route, "too close to the function's deadline".into()));
+            }
+        }
+
+        // 5. post
+        held.note(|r| r.posts += 1).await;
+        let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id)).await;
+        let mut found = None;
+
+        // 6. ask RT after an answer that leaves it open
+        if case.may_have_reached_rt() {
+            let settle_until = epoch_ms() + needed.as_millis() as u64;
+            // Kept at once: a crash now still leaves the retry the time to wait.
+            let _ = held
+                .write(|r| {
+                    r.settle_until_ms = settle_until;
+                    r.case = Some(format!("{case:?}"));
+                })
+                .await;
+            let confirmed = renewing(
+                &held,
+                ses_id,
+                self.confirm(mail, &delivery, &id, settle_until, "after an unclear answer"),
+            )
+            .await;
+            match confirmed {
+                Confirmed::Found { ticket, transaction } => {
+                    case = Case::FoundInRt;
+                    found = Some((ticket, transaction));
+                }
+                // RT did not take it: the retry posts at once.
+                Confirmed::Absent => {
+                    self.leave(mail, &held, LeftFor::Free).await;
+                    return Ok(self.retry(ses_id, route, format!("{case:?}; RT does not hold the mail")));
+                }
+                Confirmed::Unknown(why) => {
+                    self.leave(mail, &held, LeftFor::Unsure(settle_until)).await;
+                    return Ok(self.retry(ses_id, route, format!("{case:?}; {why}")));
+                }
+            }
+        }
+        if let (None, Some(ticket)) = (found, answer) {
+            found = Some((ticket, 0));
+        }
+
+        // 7. settle, 8. tell
+        Ok(self.settle(mail, &delivery, &held, case, found).await)
+    }
+
+    /// The record a first delivery creates.
+    fn fresh_record(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        id: &DeliveryId,
+        screening: &Screening,
+    ) -> RouteRecord {
+        let now = epoch_ms();
+        RouteRecord {
+            state: RouteState::Posting,
+            route: delivery.route.entry.clone(),
+            recipients: delivery.recipients.clone(),
+            sender: mail.info.sender.clone(),
+            message_id: mail.info.message_id_header.clone(),
+            delivery_id: id.to_string(),
+            holder: holder_id(),
+            lease_until_ms: now + LEASE_TTL.as_millis() as u64,
+            settle_until_ms: 0,
+            posts: 0,
+            case: None,
+            reason: None,
+            ticket: None,
+            transaction: None,
+            screened: match screening {
+                Screening::Drop(case) => Screened::Dropped(format!("{case:?}")),
+                Screening::Post(tag) if tag.is_empty() => Screened::Passed,
+                Screening::Post(tag) => Screened::Tagged(String::from_utf8_lossy(tag).into_owned()),
+            },
+            updated_ms: now,
+        }
+    }
+
+    /// Step 1: creates the route's record (one request on the ordinary path); when one is
+    /// there, reads it and lets the claim rule decide.
+    async fn claim<'r>(&'r self, mail: &StoredMail<'_>, key: String, fresh: RouteRecord, mode: Mode) -> Claimed<'r, R> {
+        let ses_id = mail.ses_id();
+        let route = fresh.route.clone();
+        let route = route.as_str();
+        let stopped = |why: String| Claimed::Ended(self.retry(ses_id, route, why));
+        let mine = |record: RouteRecord, version: String, ask_rt: bool, settle_until_ms: u64| Claimed::Mine {
+            held: Box::new(HeldRecord {
+                records: self.records,
+                key: key.clone(),
+                current: tokio::sync::Mutex::new((record, version)),
+            }),
+            ask_rt,
+            settle_until_ms,
+        };
+        match within(mail.time_left(), self.records.create(&key, &fresh.to_text())).await {
+            Ok(Ok(Some(version))) => return mine(fresh, version, false, 0),
+            Ok(Ok(None)) => {}
+            // Unknown is not "not delivered": retry later rather than risk a duplicate.
+            Ok(Err(error)) => return stopped(format!("route record unwritable: {error}")),
+            Err(Stop(why)) => return stopped(format!("route record: {why}")),
+        }
+        let (text, version) = match within(mail.time_left(), self.records.find_versioned(&key)).await {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return stopped("route record vanished between its create and its read".into()),
+            Ok(Err(error)) => return stopped(format!("route record unreadable: {error}")),
+            Err(Stop(why)) => return stopped(format!("route record: {why}")),
+        };
+        let replaying = match mode {
+            Mode::Normal => Replaying::No,
+            Mode::Replay => Replaying::Yes,
+            Mode::ReplayScreenedToo => Replaying::ScreenedToo,
+        };
+        match claim(&text, epoch_ms(), replaying, self.rt_timeout()) {
+            Claim::Settled(state) => {
                 metrics::avoided(route, Avoided::Record);
                 tracing::info!(
-                    message_id,
+                    message_id = ses_id,
                     route,
-                    earlier,
+                    earlier = state.word(),
                     outcome = "already-delivered",
                     "settled by an earlier invocation; not posted again"
                 );
-                return Ok(RouteEnd::Settled(Summary {
+                Claimed::Ended(RouteEnd::Settled(Summary {
                     already_delivered: 1,
                     ..Summary::default()
-                }));
+                }))
             }
-            Ok(None) => {}
-            // Unknown is not "not delivered": retry later rather than risk a duplicate.
-            Err(Stop(why)) => return Ok(self.retry(message_id, route, format!("delivery record unreadable: {why}"))),
-        }
-
-        // 2. screen
-        let tag = match screening {
-            Screening::Drop(case) => {
-                tracing::warn!(message_id, route, outcome = case.decision_word(), case = ?case, "dropped by the verdict policy; not posted");
-                return Ok(self.settle(mail, &delivery, &keys, *case, None).await);
+            Claim::KeptDropped(case) => {
+                tracing::warn!(
+                    message_id = ses_id,
+                    route,
+                    case,
+                    outcome = "given-up",
+                    "the first delivery dropped this mail on SES's verdicts; a replay keeps it dropped \
+                     (rt-mailgate-replay --post-screened-mail posts it anyway)"
+                );
+                Claimed::Ended(RouteEnd::Settled(Summary {
+                    given_up: 1,
+                    ..Summary::default()
+                }))
             }
-            Screening::Post(tag) => tag,
-        };
-        delivery.route.request.extra_headers.clone_from(tag);
-        // A post our own deadline could cut while RT is still storing the mail (RT may be
-        // silent for up to RT_TIMEOUT) is not started: never posted, it waits for the retry.
-        let needed = self.config.rt.timeout.unwrap_or_default();
-        if mail.time_left().is_some_and(|left| left.is_zero() || left < needed) {
-            return Ok(self.retry(message_id, route, "too close to the function's deadline".into()));
-        }
-
-        // 3. claim
-        let ask_rt_first = match self.claim(mail, &keys).await {
-            Ok(Claimed::Mine { ask_rt }) => ask_rt,
-            Ok(Claimed::Held { holder, until_ms }) => {
+            Claim::Held { holder, until_ms } => {
                 metrics::avoided(route, Avoided::Lease);
                 metrics::outcome(route, Case::LeaseHeld, false);
                 tracing::info!(
-                    message_id,
+                    message_id = ses_id,
                     route,
                     holder,
                     until_ms,
@@ -182,131 +462,49 @@ where
                     duplicate_avoided = "lease",
                     "another invocation is posting this route; left for a later retry"
                 );
-                return Ok(RouteEnd::Retry(format!("{:?}", Case::LeaseHeld)));
+                Claimed::Ended(RouteEnd::Retry(format!("{:?}", Case::LeaseHeld)))
             }
-            Err(Stop(why)) => return Ok(self.retry(message_id, route, format!("lease: {why}"))),
-        };
-
-        // 4. fetch (once: the first route to get here reads, the others wait for it)
-        let spool = match mail.spool.get_or_try_init(|| self.fetch(mail)).await {
-            Ok(spool) => spool,
-            Err(error) => {
-                // Nothing was posted: the retry may take the route at once.
-                self.release(mail, &keys.lease, LeaseState::Free).await;
-                return Err(error);
-            }
-        };
-        if spool.is_blank() {
-            self.release(mail, &keys.lease, LeaseState::Free).await;
-            // As the CLI: nothing to post. Logged, never silently dropped.
-            tracing::warn!(
-                message_id,
-                route,
-                outcome = "empty",
-                "stored mail holds no message; nothing posted"
-            );
-            return Ok(RouteEnd::NothingToPost);
-        }
-        let too_large = self.config.max_mail_bytes.is_some_and(|max| spool.len() > max);
-        if too_large {
-            tracing::warn!(
-                message_id,
-                route,
-                outcome = "given-up",
-                "mail larger than MAX_MAIL_BYTES"
-            );
-            return Ok(self.settle(mail, &delivery, &keys, Case::MailTooLarge, None).await);
-        }
-
-        // 5. ask RT first
-        if ask_rt_first && self.ask_rt(mail, &delivery, "before posting again").await {
-            return Ok(self.settle(mail, &delivery, &keys, Case::FoundInRt, None).await);
-        }
-
-        // 6. post
-        let mut case = self.post(mail, &delivery).await;
-
-        // 7. ask RT after an answer that leaves it open
-        if case.may_have_reached_rt() && self.ask_rt(mail, &delivery, "after an unclear answer").await {
-            case = Case::FoundInRt;
-        }
-
-        // 8. settle, 9. tell
-        Ok(self.settle(mail, &delivery, &keys, case, Some(&keys.lease)).await)
-    }
-
-    /// Step 1: an earlier invocation's delivery record (or, outside a replay, its
-    /// given-up record).
-    async fn settled_before(&self, mail: &StoredMail<'_>, keys: &Keys, mode: Mode) -> Result<Option<String>, Stop> {
-        if let Some(earlier) = self.find_record(mail, &keys.done).await? {
-            return Ok(Some(earlier));
-        }
-        match mode {
-            Mode::Normal => Ok(self
-                .find_record(mail, &keys.given_up)
-                .await?
-                .map(|why| format!("given up: {why}"))),
-            // An admin fixed what made it give up: post it again.
-            Mode::Replay => Ok(None),
-        }
-    }
-
-    /// A record, read within the time left.
-    async fn find_record(&self, mail: &StoredMail<'_>, key: &str) -> Result<Option<String>, Stop> {
-        within(mail.time_left(), self.records.find(key))
-            .await?
-            .map_err(|e| Stop(e.to_string()))
-    }
-
-    /// Step 3: takes the route's lease, until this invocation's deadline (plus a margin).
-    async fn claim(&self, mail: &StoredMail<'_>, keys: &Keys) -> Result<Claimed, Stop> {
-        let now = epoch_ms();
-        let lasts = mail.time_left().unwrap_or(Duration::from_secs(900)) + DEADLINE_MARGIN + LEASE_MARGIN;
-        let mine = Lease {
-            state: LeaseState::Posting,
-            until_ms: now + lasts.as_millis() as u64,
-            holder: holder_id(),
-        }
-        .to_text();
-        let found = within(mail.time_left(), self.records.find_versioned(&keys.lease))
-            .await?
-            .map_err(|e| Stop(e.to_string()))?;
-        let (decision, version) = match &found {
-            None => (claim(None, now), None),
-            Some((text, version)) => (claim(Some(text), now), Some(version.as_str())),
-        };
-        let taken = match (&decision, version) {
-            (Claim::Held { holder, until_ms }, _) => {
-                return Ok(Claimed::Held {
-                    holder: holder.clone(),
-                    until_ms: *until_ms,
-                })
-            }
-            (Claim::Create, _) | (_, None) => self.records.create(&keys.lease, &mine),
-            (Claim::TakeOver { .. }, Some(version)) => {
-                return match within(mail.time_left(), self.records.replace(&keys.lease, &mine, version))
-                    .await?
-                    .map_err(|e| Stop(e.to_string()))?
+            Claim::TakeOver {
+                ask_rt,
+                settle_until_ms,
+            } => {
+                // The first delivery's facts (and screening) stay; the lease is ours.
+                let mut record = RouteRecord::from_text(&text)
+                    .filter(|r| !r.delivery_id.is_empty())
+                    .unwrap_or_else(|| fresh.clone());
+                record.state = RouteState::Posting;
+                record.holder = fresh.holder.clone();
+                record.lease_until_ms = fresh.lease_until_ms;
+                record.settle_until_ms = settle_until_ms;
+                record.updated_ms = epoch_ms();
+                match within(
+                    mail.time_left(),
+                    self.records.replace(&key, &record.to_text(), &version),
+                )
+                .await
                 {
-                    true => Ok(Claimed::Mine {
-                        ask_rt: matches!(decision, Claim::TakeOver { ask_rt: true }),
-                    }),
-                    false => Ok(lost_race()),
-                };
+                    Ok(Ok(Some(version))) => mine(record, version, ask_rt, settle_until_ms),
+                    Ok(Ok(None)) => {
+                        metrics::avoided(route, Avoided::Lease);
+                        tracing::info!(
+                            message_id = ses_id,
+                            route,
+                            outcome = "retry",
+                            duplicate_avoided = "lease",
+                            "a concurrent invocation took this route first; left for a later retry"
+                        );
+                        Claimed::Ended(RouteEnd::Retry(format!("{:?}", Case::LeaseHeld)))
+                    }
+                    Ok(Err(error)) => stopped(format!("route record unwritable: {error}")),
+                    Err(Stop(why)) => stopped(format!("route record: {why}")),
+                }
             }
-        };
-        match within(mail.time_left(), taken)
-            .await?
-            .map_err(|e| Stop(e.to_string()))?
-        {
-            true => Ok(Claimed::Mine { ask_rt: false }),
-            false => Ok(lost_race()),
         }
     }
 
-    /// Step 4: reads the mail (only keys under `MAIL_PREFIX`), bounded by the deadline.
+    /// Step 3: reads the mail (only keys under `MAIL_PREFIX`), bounded by the deadline.
     async fn fetch(&self, mail: &StoredMail<'_>) -> Result<Spool, HandlerError> {
-        let message_id = mail.info.ses_id.as_str();
+        let message_id = mail.ses_id();
         let key = self
             .config
             .mail_key(message_id, mail.info.object_key.as_deref())
@@ -341,66 +539,92 @@ where
         })
     }
 
-    /// Steps 5 and 7: true when RT's API shows RT holds the mail on this route. Unknown
-    /// (no credentials, no Message-ID, RT unreachable, no time) counts as "no", logged:
-    /// then the post goes ahead as it would without the lookup.
-    async fn ask_rt(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery, when: &str) -> bool {
-        let message_id = mail.info.ses_id.as_str();
+    /// Steps 4 and 6: asks RT whether it holds this post, again and again while RT may
+    /// still be storing it (until `settle_until_ms`), within this invocation's time.
+    async fn confirm(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        id: &DeliveryId,
+        settle_until_ms: u64,
+        when: &str,
+    ) -> Confirmed {
+        let message_id = mail.ses_id();
         let route = delivery.route.entry.as_str();
-        let Some(header_id) = mail.message_id_header() else {
-            tracing::warn!(
-                message_id,
-                route,
-                when,
-                "the mail has no Message-ID: RT can't be asked; posting as before"
-            );
-            return false;
-        };
-        match within(mail.time_left(), self.lookup.find(header_id, &delivery.route.request)).await {
-            Ok(Ok(Lookup::Found { ticket, transaction })) => {
-                metrics::avoided(route, Avoided::RtLookup);
-                tracing::info!(
-                    message_id,
-                    route,
-                    when,
-                    ticket,
-                    transaction,
-                    duplicate_avoided = "rt-lookup",
-                    "RT already holds this mail on this route; not posted again"
-                );
-                true
+        let mut pause = FIRST_POLL;
+        loop {
+            let answer = within(mail.time_left(), self.lookup.find(id, &delivery.route.request)).await;
+            let settled = epoch_ms() >= settle_until_ms;
+            // What "not known" means once RT can't still be storing the post.
+            let unknown_after_settling = |reason: String, for_good: bool| {
+                if for_good || self.config.when_rt_cant_be_asked == UnaskablePolicy::Post {
+                    tracing::warn!(
+                        message_id,
+                        route,
+                        when,
+                        reason,
+                        "RT can't be asked, and can no longer be storing an earlier post; posting (a duplicate is possible)"
+                    );
+                    Confirmed::Absent
+                } else {
+                    Confirmed::Unknown(format!(
+                        "RT could not be asked ({reason}); left for the retry (WHEN_RT_CANT_BE_ASKED=retry)"
+                    ))
+                }
+            };
+            match answer {
+                Ok(Ok(Lookup::Found { ticket, transaction })) => {
+                    metrics::avoided(route, Avoided::RtLookup);
+                    tracing::info!(
+                        message_id,
+                        route,
+                        when,
+                        ticket,
+                        transaction,
+                        duplicate_avoided = "rt-lookup",
+                        "RT already holds this post; not posted again"
+                    );
+                    return Confirmed::Found { ticket, transaction };
+                }
+                Ok(Ok(Lookup::NotFound)) if settled => {
+                    tracing::info!(message_id, route, when, "RT does not hold this post");
+                    return Confirmed::Absent;
+                }
+                Ok(Ok(Lookup::NotFound)) => {}
+                Ok(Ok(Lookup::Unanswerable(why))) if settled => {
+                    return unknown_after_settling(why.to_string(), permanently_unanswerable(&why));
+                }
+                Ok(Ok(Lookup::Unanswerable(_))) => {}
+                Ok(Err(error)) if settled => return unknown_after_settling(error.to_string(), false),
+                Ok(Err(error)) => {
+                    tracing::warn!(message_id, route, when, error = %error, "RT could not be asked; asking again");
+                }
+                Err(Stop(why)) => return Confirmed::Unknown(format!("RT could not be asked in time: {why}")),
             }
-            Ok(Ok(Lookup::NotFound)) => {
-                tracing::info!(message_id, route, when, "RT does not hold this mail on this route");
-                false
+            // RT may still be storing it: ask again, while this invocation has time.
+            let until_settled = Duration::from_millis(settle_until_ms.saturating_sub(epoch_ms()));
+            let wait = pause.min(until_settled).max(Duration::from_millis(100));
+            if mail.time_left().is_some_and(|left| left <= wait) {
+                return Confirmed::Unknown(format!(
+                    "RT may still be storing an earlier post for {} s; left for the retry",
+                    until_settled.as_secs()
+                ));
             }
-            Ok(Ok(Lookup::Unanswerable(why))) => {
-                tracing::warn!(message_id, route, when, reason = %why, "RT can't be asked about this mail; posting as before, a duplicate is possible");
-                false
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(message_id, route, when, error = %error, "RT could not be asked; a duplicate is possible");
-                false
-            }
-            Err(Stop(why)) => {
-                tracing::warn!(
-                    message_id,
-                    route,
-                    when,
-                    error = why,
-                    "RT could not be asked in time; a duplicate is possible"
-                );
-                false
-            }
+            tokio::time::sleep(wait).await;
+            pause = (pause * 2).min(MAX_POLL);
         }
     }
 
-    /// Step 6: one post, abandoned (as a timeout) before the function's deadline.
-    async fn post(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery) -> Case {
-        let Some(spool) = mail.spool.get() else {
-            return Case::MailStoreUnavailable;
-        };
-        let message_id = mail.info.ses_id.as_str();
+    /// Step 5: one post, abandoned (as a timeout) before the function's deadline. The
+    /// case, and the ticket RT named in an `ok`.
+    async fn post(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        spool: &Spool,
+        id: &DeliveryId,
+    ) -> (Case, Option<u64>) {
+        let message_id = mail.ses_id();
         let started = Instant::now();
         let result = within(mail.time_left(), self.gateway.post(&delivery.route.request, spool))
             .await
@@ -414,13 +638,22 @@ where
         metrics::posted(&delivery.route.entry, started.elapsed(), bytes);
         let recipients = delivery.recipients.join(",");
         let route = delivery.route.entry.as_str();
+        let sender = mail.info.sender.as_str();
+        let message_id_header = mail.info.message_id_header.as_deref();
+        let delivery_id = id.as_str();
         // Each field its own JSON string (absent when not posted), never a Debug dump.
         let fields = delivery.route.request.form_fields_text();
         let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         let (queue, action, ticket) = (field("queue"), field("action"), field("ticket"));
-        let (case, rt) = match result {
-            Ok(answer) => (Case::from_answer(&answer), answer.summary()),
-            Err(failure) => (Case::from_transport(&failure), failure.to_string()),
+        let (case, rt, rt_ticket) = match result {
+            Ok(answer) => {
+                let rt_ticket = match &answer {
+                    RtAnswer::Ok(details) => details.ticket,
+                    _ => None,
+                };
+                (Case::from_answer(&answer), answer.summary(), rt_ticket)
+            }
+            Err(failure) => (Case::from_transport(&failure), failure.to_string(), None),
         };
         let outcome = case.decision_word();
         // One line per post; tracing takes its level only as a literal, hence the macro.
@@ -428,13 +661,17 @@ where
             ($level:ident) => {
                 tracing::$level!(
                     message_id,
+                    sender,
+                    message_id_header,
                     recipients,
                     route,
                     queue,
                     action,
                     ticket,
+                    delivery_id,
                     outcome,
                     rt,
+                    rt_ticket,
                     bytes,
                     ms,
                     "delivery outcome"
@@ -446,236 +683,125 @@ where
         } else {
             outcome_line!(warn);
         }
-        case
+        (case, rt_ticket)
     }
 
-    /// Steps 8 and 9: records what the outcome table decided, leaves the lease (when
-    /// this invocation holds one) in the state the retry needs, and tells who is told.
+    /// Step 7: writes what the outcome table decided into the record, and hands back
+    /// whom to tell. `found` is RT's ticket and transaction, where known.
     async fn settle(
         &self,
         mail: &StoredMail<'_>,
         delivery: &PlannedDelivery,
-        keys: &Keys,
+        held: &HeldRecord<'_, R>,
         case: Case,
-        lease: Option<&str>,
+        found: Option<(u64, u64)>,
     ) -> RouteEnd {
-        let message_id = mail.info.ses_id.as_str();
+        let message_id = mail.ses_id();
         let route = delivery.route.entry.as_str();
         let mut counted = Summary::default();
         metrics::outcome(route, case, delivery.route.named_by_address);
-        match decide(case) {
-            Decision::Delivered | Decision::GiveUp(_)
-                if matches!(case, Case::RtOk | Case::RtNotOk | Case::FoundInRt) =>
-            {
-                // RT settled it: record it so no retry posts it again.
-                if case == Case::RtNotOk {
-                    counted.rejected += 1;
+        let (state, end) = match decide(case) {
+            Decision::Retry => {
+                let left = if case.may_have_reached_rt() {
+                    LeftFor::Unsure(epoch_ms() + self.rt_timeout().as_millis() as u64)
                 } else {
-                    counted.delivered += 1;
-                }
-                self.write_record(message_id, route, &keys.done, case.decision_word())
-                    .await;
-                match decide(case) {
-                    Decision::GiveUp(notice) => RouteEnd::GivenUp(counted, given_up_route(delivery, case), notice),
-                    _ => RouteEnd::Settled(counted),
-                }
+                    LeftFor::Free
+                };
+                self.leave(mail, held, left).await;
+                return RouteEnd::Retry(format!("{case:?}"));
             }
-            Decision::Delivered => RouteEnd::Settled(counted),
+            Decision::Delivered => {
+                counted.delivered += 1;
+                (RouteState::Delivered, RouteEnd::Settled(counted))
+            }
+            Decision::GiveUp(notice) if case == Case::RtNotOk => {
+                counted.rejected += 1;
+                (
+                    RouteState::Refused,
+                    RouteEnd::GivenUp(counted, given_up_route(delivery, case), notice),
+                )
+            }
             Decision::GiveUp(notice) => {
                 counted.given_up += 1;
-                // The first invocation to give up tells; a retry or a twin does not.
-                if self
-                    .create_record(message_id, route, &keys.given_up, &format!("{case:?}"))
-                    .await
-                {
-                    RouteEnd::GivenUp(counted, given_up_route(delivery, case), notice)
-                } else {
-                    RouteEnd::Settled(counted)
-                }
+                (
+                    RouteState::GivenUp,
+                    RouteEnd::GivenUp(counted, given_up_route(delivery, case), notice),
+                )
             }
-            Decision::Retry => {
-                if let Some(key) = lease {
-                    let state = if case.may_have_reached_rt() {
-                        LeaseState::Unsure
-                    } else {
-                        LeaseState::Free
-                    };
-                    self.release(mail, key, state).await;
+        };
+        let written = held
+            .write(|r| {
+                r.state = state;
+                r.case = Some(format!("{case:?}"));
+                r.lease_until_ms = 0;
+                if state == RouteState::GivenUp {
+                    r.reason = Some(reason(case, route));
                 }
-                RouteEnd::Retry(format!("{case:?}"))
-            }
+                if let Some((ticket, transaction)) = found {
+                    r.ticket = Some(ticket);
+                    r.transaction = (transaction != 0).then_some(transaction);
+                }
+            })
+            .await;
+        match written {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                message_id,
+                route,
+                state = state.word(),
+                "route record changed by another invocation meanwhile; it was not overwritten"
+            ),
+            // The record stays `posting`: its lease expires and the retry asks RT first.
+            Err(error) => tracing::error!(
+                message_id,
+                route,
+                state = state.word(),
+                error = %error,
+                "route record not written; a retry asks RT before posting again"
+            ),
         }
+        end
     }
 
-    /// Leaves the lease in `state` for the retry (if it is still ours to change).
-    async fn release(&self, mail: &StoredMail<'_>, key: &str, state: LeaseState) {
-        let text = Lease {
-            state,
-            until_ms: epoch_ms(),
-            holder: holder_id(),
-        }
-        .to_text();
-        let message_id = mail.info.ses_id.as_str();
-        let written = async {
-            let (_, version) = self.records.find_versioned(key).await?.unwrap_or_default();
-            self.records.replace(key, &text, &version).await
+    /// Leaves the record in the state the retry needs.
+    async fn leave(&self, mail: &StoredMail<'_>, held: &HeldRecord<'_, R>, left: LeftFor) {
+        let (state, settle_until) = match left {
+            LeftFor::Free => (RouteState::Free, 0),
+            LeftFor::Unsure(until) => (RouteState::Unsure, until),
         };
-        match within(mail.time_left().map(|t| t + DEADLINE_MARGIN / 2), written).await {
+        let write = held.write(|r| {
+            r.state = state;
+            r.settle_until_ms = settle_until;
+            r.lease_until_ms = 0;
+        });
+        // Part of the margin: a lease left `posting` makes the retry wait for it.
+        let limit = mail
+            .time_left()
+            .map(|t| t + crate::lambda::invocation::DEADLINE_MARGIN / 2);
+        let message_id = mail.ses_id();
+        match within(limit, write).await {
             Ok(Ok(true)) => {}
             // Left as `posting`, the lease expires and the next taker asks RT first.
-            Ok(Ok(false)) => tracing::info!(message_id, key, "lease changed meanwhile; left as it is"),
-            Ok(Err(error)) => tracing::warn!(message_id, key, error = %error, "lease not released; it expires"),
-            Err(Stop(why)) => tracing::warn!(message_id, key, error = why, "lease not released in time; it expires"),
+            Ok(Ok(false)) => tracing::info!(
+                message_id,
+                key = held.key,
+                "route record changed meanwhile; left as it is"
+            ),
+            Ok(Err(error)) => {
+                tracing::warn!(message_id, key = held.key, error = %error, "lease not released; it expires")
+            }
+            Err(Stop(why)) => tracing::warn!(
+                message_id,
+                key = held.key,
+                error = why,
+                "lease not released in time; it expires"
+            ),
         }
     }
 
-    /// Writes a delivery record; a lost race (another invocation wrote it first) and a
-    /// failure are logged (the mail is settled either way).
-    async fn write_record(&self, message_id: &str, route: &str, key: &str, value: &str) {
-        match self.records.create(key, value).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(message_id, route, key, "delivery record already written by another invocation (a record race lost); RT may hold this mail twice"),
-            Err(error) => tracing::error!(message_id, route, error = %error, "delivery record not written; a retry of this mail may post it again"),
-        }
-    }
-
-    /// Creates a given-up record; true when this invocation is the first to give up
-    /// (so notices go out once, whatever the retries).
-    async fn create_record(&self, message_id: &str, route: &str, key: &str, value: &str) -> bool {
-        match self.records.create(key, value).await {
-            Ok(created) => created,
-            Err(error) => {
-                tracing::error!(message_id, route, error = %error, "given-up record not written");
-                true
-            }
-        }
-    }
-
-    /// Step 9, once per mail: the notices for the routes this invocation gave up. One
-    /// operator digest listing them all, and one sender notice when any route asks for
-    /// it and the sender may safely be told; each only while its rate limit allows.
-    pub(super) async fn tell(&self, mail: &StoredMail<'_>, given_up: Vec<(GivenUpRoute, Notice)>) {
-        let info = mail.info;
-        let message_id = info.ses_id.as_str();
-        let header = mail
-            .spool
-            .get()
-            .map(Spool::summary)
-            .cloned()
-            .unwrap_or_else(MailSummary::default);
-        let operator_routes: Vec<GivenUpRoute> = given_up
-            .iter()
-            .filter(|(_, notice)| notice.operator)
-            .map(|(route, _)| route.clone())
-            .collect();
-        let sender_routes: Vec<GivenUpRoute> = given_up
-            .iter()
-            .filter(|(_, notice)| notice.sender)
-            .map(|(route, _)| route.clone())
-            .collect();
-        let about = |routes: Vec<GivenUpRoute>| GivenUpMail {
-            ses_message_id: info.ses_id.clone(),
-            message_id: header.message_id.clone(),
-            subject: header.subject.clone().or_else(|| info.subject.clone()),
-            sender: info.sender.clone(),
-            routes,
-        };
-        let mut notices = Vec::new();
-        if let (false, Some(operator)) = (operator_routes.is_empty(), self.config.notices.operator.as_deref()) {
-            if self
-                .take_slots(mail, &[(rate_limit::OPERATOR_KEY.to_string(), rate_limit::OPERATOR)])
-                .await
-            {
-                notices.push(operator_notice(operator, &about(operator_routes)));
-            } else {
-                tracing::warn!(
-                    message_id,
-                    routes = operator_routes.len(),
-                    "operator digest rate-limited; the given-up routes are in this log only"
-                );
-            }
-        }
-        let facts = SenderFacts {
-            envelope_sender: info.sender.clone(),
-            from: header.from.clone(),
-            spf_pass: info.spf_pass,
-            dkim_pass: info.dkim_pass,
-            dmarc: info.verdicts.dmarc.clone(),
-            dkim_domains: header.dkim_domains.clone(),
-            header: header.header,
-            machine_generated: header.machine_generated,
-        };
-        if !sender_routes.is_empty() && self.config.notices.to_senders {
-            match normalize_address(&info.sender).filter(|_| sender_may_be_told(&facts)) {
-                None => tracing::info!(
-                    message_id,
-                    "sender not told: unauthenticated for its domain, automatic, or no address"
-                ),
-                Some(normalized) => {
-                    let [address_key, domain_key] = sender_keys(&normalized);
-                    let windows = [
-                        (address_key, rate_limit::PER_ADDRESS),
-                        (domain_key, rate_limit::PER_DOMAIN),
-                    ];
-                    if self.take_slots(mail, &windows).await {
-                        notices.push(sender_notice(&about(sender_routes)));
-                    } else {
-                        tracing::info!(message_id, sender = info.sender, "sender notice rate-limited");
-                    }
-                }
-            }
-        }
-        for text in notices {
-            match self.notifier.send(&text).await {
-                Ok(()) => tracing::info!(message_id, to = text.to, "notice sent"),
-                Err(error) => tracing::error!(message_id, error = %error, "notice not sent"),
-            }
-        }
-    }
-
-    /// Takes one slot in each window, in order; false (send nothing) as soon as one is
-    /// full or its store fails. Each window is one small record updated only if
-    /// unchanged (`If-Match`, or `If-None-Match` for the first), re-read after a lost
-    /// race: concurrent invocations can't both send past a limit. A slot taken in an
-    /// earlier window is not given back when a later one is full: fewer notices, never
-    /// more.
-    async fn take_slots(&self, mail: &StoredMail<'_>, windows: &[(String, Window)]) -> bool {
-        const RACES: usize = 5;
-        // The given-up record is written already: use part of the margin rather than lose the notice.
-        let limit = mail.time_left().map(|t| t + DEADLINE_MARGIN / 2);
-        'windows: for (key, window) in windows {
-            for _ in 0..RACES {
-                let not_sent = |what: &str, error: String| {
-                    tracing::warn!(
-                        message_id = mail.info.ses_id,
-                        key,
-                        error,
-                        "notice window {what}; not sent"
-                    );
-                    false
-                };
-                let found = match settled_in_time(within(limit, self.records.find_versioned(key)).await) {
-                    Ok(found) => found,
-                    Err(error) => return not_sent("unreadable", error),
-                };
-                let Admission::Send(text) = admit(found.as_ref().map(|(t, _)| t.as_str()), epoch_ms(), *window) else {
-                    return false;
-                };
-                let written = match &found {
-                    None => within(limit, self.records.create(key, &text)).await,
-                    Some((_, version)) => within(limit, self.records.replace(key, &text, version)).await,
-                };
-                match settled_in_time(written) {
-                    Ok(true) => continue 'windows,
-                    // Another invocation wrote meanwhile: read its times and decide again.
-                    Ok(false) => {}
-                    Err(error) => return not_sent("not written", error),
-                }
-            }
-            tracing::warn!(message_id = mail.info.ses_id, key, "notice window contended; not sent");
-            return false;
-        }
-        true
+    /// How long RT may still be storing a post after the last sign of it (`RT_TIMEOUT`).
+    fn rt_timeout(&self) -> Duration {
+        self.config.rt.timeout.unwrap_or(Duration::from_secs(900))
     }
 
     /// A route left for the retry, logged.
@@ -686,47 +812,30 @@ where
     }
 }
 
-/// The claim's result.
-enum Claimed {
-    /// This invocation may post; ask RT first when `ask_rt`.
-    Mine { ask_rt: bool },
-    /// Another invocation holds the lease.
-    Held { holder: String, until_ms: u64 },
+/// What an invocation that stops leaves for the retry.
+#[derive(Debug, Clone, Copy)]
+enum LeftFor {
+    /// RT surely does not hold the post: post at once.
+    Free,
+    /// RT may hold it, and may still be storing it until then (epoch ms).
+    Unsure(u64),
 }
 
-/// Another invocation changed the lease between our read and our write: it holds it.
-fn lost_race() -> Claimed {
-    Claimed::Held {
-        holder: "a concurrent invocation".into(),
-        until_ms: 0,
+/// True when asking can never work for this route (so waiting for RT's API is useless).
+fn permanently_unanswerable(why: &Unanswerable) -> bool {
+    matches!(
+        why,
+        Unanswerable::NoRtLogin | Unanswerable::RecordsNoMessage(_) | Unanswerable::UnknownAction(_)
+    )
+}
+
+/// The case a record's screening names.
+fn screened_case(name: &str) -> Case {
+    match name {
+        "SpamDropped" => Case::SpamDropped,
+        "DmarcReject" => Case::DmarcReject,
+        _ => Case::VirusFound,
     }
-}
-
-/// A store call's answer, or why there is none (failed, or out of time), as text.
-fn settled_in_time<T>(answer: Result<Result<T, crate::aws::s3::StoreError>, Stop>) -> Result<T, String> {
-    match answer {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(Stop(why)) => Err(why),
-    }
-}
-
-/// Runs `work` within `limit` (no limit when `None`).
-async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Result<T, Stop> {
-    match limit {
-        None => Ok(work.await),
-        Some(limit) => tokio::time::timeout(limit, work).await.map_err(|_| {
-            Stop(format!(
-                "not done within the {} s left before the deadline",
-                limit.as_secs()
-            ))
-        }),
-    }
-}
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Who holds a lease: this process and the moment it claimed (for the log only).
@@ -744,7 +853,7 @@ fn given_up_route(delivery: &PlannedDelivery, case: Case) -> GivenUpRoute {
     }
 }
 
-/// A sentence for the notice.
+/// A sentence for the notice and the record.
 fn reason(case: Case, route: &str) -> String {
     match case {
         Case::RtNotOk => format!("RT refused the mail for good (route {route}); RT has told the sender where it could"),
@@ -753,29 +862,13 @@ fn reason(case: Case, route: &str) -> String {
         }
         Case::PayloadTooLarge => "the mail is larger than the web server in front of RT accepts (HTTP 413)".to_string(),
         Case::MailTooLarge => "the mail is larger than this gateway accepts (MAX_MAIL_BYTES)".to_string(),
-        Case::VirusFound => "SES found a virus in the mail".to_string(),
-        Case::SpamDropped => "SES judged the mail to be spam".to_string(),
+        Case::VirusFound => "SES found a virus in the mail; it is not posted".to_string(),
+        Case::SpamDropped => "SES judged the mail to be spam; it is not posted".to_string(),
         Case::DmarcReject => "the mail failed DMARC and the sender's domain asks for rejection".to_string(),
         Case::UnknownQueue => format!("RT has no queue of the name the address chose (route {route}); not posted"),
         Case::TooManyRoutes => {
             format!("the mail asks for more routes than MAX_ROUTES_PER_MAIL allows; route {route} not posted")
         }
         other => format!("{other:?} on route {route}"),
-    }
-}
-
-#[cfg(test)]
-pub(super) mod tests_support {
-    //! Lease texts for the handler's tests.
-    use super::*;
-
-    /// A `posting` lease of another invocation, valid until `until_ms`.
-    pub fn posting_until(until_ms: u64) -> String {
-        Lease {
-            state: LeaseState::Posting,
-            until_ms,
-            holder: "another".into(),
-        }
-        .to_text()
     }
 }

@@ -30,6 +30,9 @@ pub struct MailInfo {
     pub dkim_pass: bool,
     /// Subject from the event's common headers.
     pub subject: Option<String>,
+    /// The mail's `Message-ID` header from the event's common headers (at most
+    /// [`MAX_LOGGED_ID`] characters: it is logged and recorded, and senders choose it).
+    pub message_id_header: Option<String>,
     /// The S3 key when the event names it (an S3 action's notification); else
     /// `MAIL_PREFIX + ses_id`.
     pub object_key: Option<String>,
@@ -59,9 +62,25 @@ impl MailInfo {
             spf_pass: pass(&receipt.spf_verdict),
             dkim_pass: pass(&receipt.dkim_verdict),
             subject: ses.mail.common_headers.subject.clone(),
+            message_id_header: ses
+                .mail
+                .common_headers
+                .message_id
+                .as_deref()
+                .map(bounded_id)
+                .filter(|id| !id.is_empty()),
             object_key: receipt.action.object_key.clone().filter(|k| !k.is_empty()),
         })
     }
+}
+
+/// The longest `Message-ID` kept for logs and records, in characters.
+pub const MAX_LOGGED_ID: usize = 256;
+
+/// A sender-chosen id as logged: control characters dropped, at most [`MAX_LOGGED_ID`]
+/// characters.
+pub fn bounded_id(id: &str) -> String {
+    id.chars().filter(|c| !c.is_control()).take(MAX_LOGGED_ID).collect()
 }
 
 /// The kinds of payload the function is invoked with.

@@ -11,7 +11,7 @@
 //! - The invocation fails, so Lambda retries it and finally hands it to the dead-letter
 //!   queue, only when something may succeed later.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::event::ses::SimpleEmailEvent;
 use futures_util::StreamExt;
@@ -19,116 +19,31 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::aws::records::DeliveryRecords;
-use crate::aws::s3::{MailStore, StoreError};
+use crate::aws::s3::MailStore;
 use crate::aws::ses::Notifier;
+use crate::core::outcome::Case;
+use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
-use crate::lambda::delivery::{RouteEnd, StoredMail};
-use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo, MalformedEvent};
+use crate::lambda::delivery::{RouteDeliverer, RouteEnd};
+use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo};
+use crate::lambda::invocation::{within, StoredMail};
+pub use crate::lambda::invocation::{HandlerError, Mode, Summary, DEADLINE_MARGIN};
+use crate::lambda::notify::Notices;
 use crate::rt::lookup::{DeliveryLookup, Lookups};
+use crate::rt::queues::QueueKnown;
 use crate::rt::MailGateway;
 
 /// SES writes this object when a rule is created; it is not a mail.
 pub const SES_SETUP_NOTIFICATION: &str = "AMAZON_SES_SETUP_NOTIFICATION";
 
-/// Work stops this long before the function's deadline, so a slow RT ends in a clean
-/// retry rather than a process killed mid-post.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
-
-/// Why an invocation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// The payload is not an SES receipt event.
-    #[error("not an SES receipt-rule event: {0}")]
-    MalformedEvent(String),
-    /// The mail could not be read from the store.
-    #[error("message {message_id}: {source}")]
-    Store {
-        /// SES's message id.
-        message_id: String,
-        /// The cause.
-        #[source]
-        source: StoreError,
-    },
-    /// The mail could not be read before the function's deadline.
-    #[error("message {message_id}: the mail could not be read before the function's deadline")]
-    Deadline {
-        /// SES's message id.
-        message_id: String,
-    },
-    /// Some deliveries failed in a way a retry may fix.
-    #[error("message {message_id}: {failed} of {total} deliveries will be retried: {details}")]
-    Retry {
-        /// SES's message id.
-        message_id: String,
-        /// How many posts failed.
-        failed: usize,
-        /// How many posts were planned.
-        total: usize,
-        /// Route and reason for each failure.
-        details: String,
-    },
-}
-
-impl From<MalformedEvent> for HandlerError {
-    fn from(error: MalformedEvent) -> Self {
-        Self::MalformedEvent(error.0)
-    }
-}
-
-impl HandlerError {
-    /// A short name for the Lambda error type (shown in the DLQ / on-failure record).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::MalformedEvent(_) => "MalformedEvent",
-            Self::Store { .. } => "MailNotReadable",
-            Self::Deadline { .. } => "DeadlineReached",
-            Self::Retry { .. } => "DeliveryWillBeRetried",
-        }
-    }
-}
-
-/// What one invocation did, counted.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
-    /// Posts RT took.
-    pub delivered: usize,
-    /// Posts RT refused for good (`not ok`).
-    pub rejected: usize,
-    /// Posts given up (misroute, too large, virus, spam, DMARC), with notices.
-    pub given_up: usize,
-    /// Recipients with no route.
-    pub unrouted: usize,
-    /// Posts skipped because a record shows an earlier invocation settled them.
-    pub already_delivered: usize,
-}
-
-impl std::ops::AddAssign for Summary {
-    fn add_assign(&mut self, other: Self) {
-        self.delivered += other.delivered;
-        self.rejected += other.rejected;
-        self.given_up += other.given_up;
-        self.unrouted += other.unrouted;
-        self.already_delivered += other.already_delivered;
-    }
-}
-
-/// Whether earlier give-ups are honoured (a normal invocation) or retried (a replay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Skip posts that were delivered, refused or given up before.
-    Normal,
-    /// Skip only posts that were delivered or refused: an admin fixed the cause.
-    Replay,
-}
-
 /// The function's work, with its adapters.
 pub struct Handler<S, R, G, N, L = Lookups> {
-    pub(super) config: LambdaConfig,
-    pub(super) store: S,
-    pub(super) records: R,
-    pub(super) gateway: G,
-    pub(super) notifier: N,
-    pub(super) lookup: L,
+    config: LambdaConfig,
+    store: S,
+    records: R,
+    gateway: G,
+    notifier: N,
+    lookup: L,
 }
 
 impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
@@ -212,8 +127,8 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         Ok(json!(summary))
     }
 
-    /// Screens, routes, fetches and posts one mail: one [`Self::deliver_route`] per
-    /// distinct route, each a straight line of steps (see [`crate::lambda::delivery`]).
+    /// Screens, routes, fetches and posts one mail: one delivery per distinct route,
+    /// each a straight line of steps (see [`crate::lambda::delivery`]).
     pub async fn deliver_mail(
         &self,
         mail: &MailInfo,
@@ -237,7 +152,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             tracing::info!(message_id, outcome = "skipped", "SES setup notification, not a mail");
             return Ok(summary);
         }
-        let plan = self.config.routes.plan(&mail.recipients);
+        // At most MAX_ROUTES_PER_MAIL posts; the routes beyond are given up, not posted.
+        let plan = self
+            .config
+            .routes
+            .plan(&mail.recipients)
+            .capped(self.config.max_routes_per_mail);
         for recipient in &plan.unrouted {
             summary.unrouted += 1;
             crate::lambda::metrics::unrouted();
@@ -251,13 +171,26 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         // A replay screens as the first delivery did: a virus stays dropped, spam tagged.
         let screening = self.config.verdict_policy.screen(&mail.verdicts);
         let stored = StoredMail::new(mail, deadline);
+        let deliverer = RouteDeliverer {
+            config: &self.config,
+            store: &self.store,
+            records: &self.records,
+            gateway: &self.gateway,
+            lookup: &self.lookup,
+        };
         // Routes post concurrently (`ROUTE_CONCURRENCY`, default 4: enough that a mail to a
         // few queues takes about as long as its slowest post, few enough that one mail
         // can't flood RT). They share one download of the mail.
         let ends: Vec<_> = futures_util::stream::iter(&plan.deliveries)
             .map(|delivery| {
-                let (stored, screening) = (&stored, &screening);
-                async move { (delivery, self.deliver_route(stored, delivery, screening, mode).await) }
+                let (stored, screening, deliverer) = (&stored, &screening, &deliverer);
+                async move {
+                    let checked = self.check_queue(stored, delivery).await;
+                    (
+                        delivery,
+                        deliverer.deliver_route(stored, &checked, screening, mode).await,
+                    )
+                }
             })
             .buffer_unordered(self.config.route_concurrency)
             .collect()
@@ -282,7 +215,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         // whatever happened to the others: their given-up records are written, so no
         // retry would tell about them.
         if !given_up.is_empty() {
-            self.tell(&stored, given_up).await;
+            let notices = Notices {
+                config: &self.config,
+                records: &self.records,
+                notifier: &self.notifier,
+            };
+            notices.tell(&stored, given_up).await;
         }
         if let Some(error) = error {
             return Err(error);
@@ -301,22 +239,51 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             })
         }
     }
+
+    /// A route whose queue the recipient address chose, checked against RT's queues
+    /// ([`crate::rt::queues`], through the RT login of the lookups): one RT has no queue
+    /// of that name is refused ([`Case::UnknownQueue`]) before any upload. Without a
+    /// login, or without a clear answer, it is posted as before (RT then decides).
+    async fn check_queue(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery) -> PlannedDelivery {
+        let mut checked = delivery.clone();
+        if !delivery.route.named_by_address || delivery.refused.is_some() || delivery.route.request.queue.is_none() {
+            return checked;
+        }
+        let asked = within(mail.time_left(), self.lookup.queue_known(&delivery.route.request)).await;
+        match asked.unwrap_or_else(|_| QueueKnown::Unknown("no time left to ask".into())) {
+            QueueKnown::Exists => {}
+            QueueKnown::Missing => checked.refused = Some(Case::UnknownQueue),
+            QueueKnown::Unknown(why) => tracing::debug!(
+                route = delivery.route.entry,
+                reason = why,
+                "RT's queues not asked; posting as before"
+            ),
+        }
+        checked
+    }
 }
 
 #[cfg(test)]
 mod tests {
     //! The handler's decisions with in-memory adapters: what the integration tests can't
-    //! easily provoke (a deadline, a notice rate limit, an unreadable record store).
+    //! easily provoke (a deadline, a notice rate limit, an unreadable record store, RT
+    //! still storing a mail when asked).
     use super::*;
+    use crate::aws::s3::StoreError;
     use crate::aws::ses::NoticeError;
+    use crate::core::delivery_id::DeliveryId;
     use crate::core::notice::NoticeText;
     use crate::core::rate_limit;
     use crate::core::reply::{OkDetails, RtAnswer, TransportFailure};
     use crate::core::request::GatewayRequest;
+    use crate::core::route_record::{RouteRecord, RouteState};
+    use crate::lambda::invocation::epoch_ms;
+    use crate::rt::lookup::{Lookup, LookupError};
     use crate::spool::{LineEndings, Spool};
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     struct Store(HashMap<String, Vec<u8>>);
     impl MailStore for Store {
@@ -331,13 +298,16 @@ mod tests {
         }
     }
 
+    /// The records store; the value is its own version, and the writes are counted.
     #[derive(Default)]
     struct Records {
         map: Mutex<HashMap<String, String>>,
         broken: bool,
+        requests: AtomicUsize,
     }
-    impl DeliveryRecords for Records {
-        async fn find(&self, key: &str) -> Result<Option<String>, StoreError> {
+    impl Records {
+        fn check(&self, key: &str) -> Result<(), StoreError> {
+            self.requests.fetch_add(1, Ordering::Relaxed);
             if self.broken {
                 return Err(StoreError::Unavailable {
                     bucket: "b".into(),
@@ -345,46 +315,68 @@ mod tests {
                     reason: "503".into(),
                 });
             }
-            Ok(self.map.lock().unwrap().get(key).cloned())
+            Ok(())
         }
-        async fn create(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-            let mut map = self.map.lock().unwrap();
-            Ok(!map.contains_key(key) && map.insert(key.into(), value.into()).is_none())
-        }
+    }
+    impl DeliveryRecords for Records {
         async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
-            // The value is its own version here.
-            Ok(self.find(key).await?.map(|v| (v.clone(), v)))
+            self.check(key)?;
+            Ok(self.map.lock().unwrap().get(key).map(|v| (v.clone(), v.clone())))
         }
-        async fn replace(&self, key: &str, value: &str, version: &str) -> Result<bool, StoreError> {
+        async fn create(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
+            self.check(key)?;
             let mut map = self.map.lock().unwrap();
-            if map.get(key).map(String::as_str) != Some(version) {
-                return Ok(false);
+            if map.contains_key(key) {
+                return Ok(None);
             }
             map.insert(key.into(), value.into());
-            Ok(true)
+            Ok(Some(value.into()))
+        }
+        async fn replace(&self, key: &str, value: &str, version: &str) -> Result<Option<String>, StoreError> {
+            self.check(key)?;
+            let mut map = self.map.lock().unwrap();
+            if map.get(key).map(String::as_str) != Some(version) {
+                return Ok(None);
+            }
+            map.insert(key.into(), value.into());
+            Ok(Some(value.into()))
         }
     }
 
-    /// RT as its API would show it: whether it holds the mail, and how often asked.
-    #[derive(Default)]
+    /// RT as its API would show it: whether it holds the post (from the `holds_from`th
+    /// question on: RT is still storing it before), and how often asked.
     struct FakeLookup {
-        holds: std::sync::atomic::AtomicBool,
+        holds_from: AtomicUsize,
         asked: AtomicUsize,
+        broken: AtomicBool,
+    }
+    impl Default for FakeLookup {
+        fn default() -> Self {
+            Self {
+                holds_from: AtomicUsize::new(usize::MAX),
+                asked: AtomicUsize::new(0),
+                broken: AtomicBool::new(false),
+            }
+        }
+    }
+    impl FakeLookup {
+        fn holds(&self) {
+            self.holds_from.store(1, Ordering::Relaxed);
+        }
     }
     impl DeliveryLookup for FakeLookup {
-        async fn find(
-            &self,
-            _message_id: &str,
-            _request: &GatewayRequest,
-        ) -> Result<crate::rt::lookup::Lookup, crate::rt::lookup::LookupError> {
-            self.asked.fetch_add(1, Ordering::Relaxed);
-            Ok(if self.holds.load(Ordering::Relaxed) {
-                crate::rt::lookup::Lookup::Found {
+        async fn find(&self, _id: &DeliveryId, _request: &GatewayRequest) -> Result<Lookup, LookupError> {
+            let asked = self.asked.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(LookupError::Timeout(Duration::from_secs(1)));
+            }
+            Ok(if asked >= self.holds_from.load(Ordering::Relaxed) {
+                Lookup::Found {
                     ticket: 7,
                     transaction: 70,
                 }
             } else {
-                crate::rt::lookup::Lookup::NotFound
+                Lookup::NotFound
             })
         }
     }
@@ -393,16 +385,22 @@ mod tests {
         posts: AtomicUsize,
         delay: Duration,
         /// Answers with a reset (RT may have taken the mail) instead of `ok`.
-        breaks: std::sync::atomic::AtomicBool,
+        breaks: AtomicBool,
+        /// The bytes put in front of the message by the last post.
+        last_prefix: Mutex<Vec<u8>>,
     }
     impl MailGateway for Gateway {
-        async fn post(&self, _request: &GatewayRequest, _message: &Spool) -> Result<RtAnswer, TransportFailure> {
+        async fn post(&self, request: &GatewayRequest, _message: &Spool) -> Result<RtAnswer, TransportFailure> {
             self.posts.fetch_add(1, Ordering::Relaxed);
+            *self.last_prefix.lock().unwrap() = request.message_prefix();
             tokio::time::sleep(self.delay).await;
             if self.breaks.load(Ordering::Relaxed) {
                 return Err(TransportFailure::Broken("connection reset".into()));
             }
-            Ok(RtAnswer::Ok(OkDetails::default()))
+            Ok(RtAnswer::Ok(OkDetails {
+                ticket: Some(7),
+                ..OkDetails::default()
+            }))
         }
     }
 
@@ -440,6 +438,7 @@ mod tests {
             posts: AtomicUsize::new(0),
             delay,
             breaks: Default::default(),
+            last_prefix: Default::default(),
         };
         Handler::new(
             config,
@@ -461,6 +460,29 @@ mod tests {
         }
     }
 
+    /// The route records (not the notice windows), by key.
+    fn route_records(h: &TestHandler) -> Vec<(String, RouteRecord)> {
+        let map = h.records.map.lock().unwrap();
+        let mut records: Vec<_> = map
+            .iter()
+            .filter(|(k, _)| !k.starts_with("notices/"))
+            .map(|(k, v)| (k.clone(), RouteRecord::from_text(v).expect("a route record")))
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records
+    }
+
+    /// Rewrites the one route record of the handler.
+    fn edit_record(h: &TestHandler, edit: impl FnOnce(&mut RouteRecord)) {
+        let (key, mut record) = route_records(h).remove(0);
+        edit(&mut record);
+        h.records.map.lock().unwrap().insert(key, record.to_text());
+    }
+
+    fn posts(h: &TestHandler) -> usize {
+        h.gateway.posts.load(Ordering::Relaxed)
+    }
+
     #[tokio::test]
     async fn near_the_deadline_nothing_is_posted_and_the_work_is_left_for_the_retry() {
         let h = handler(&[], Records::default(), Duration::ZERO);
@@ -475,22 +497,57 @@ mod tests {
             matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("deadline")),
             "{err:?}"
         );
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+        assert_eq!(posts(&h), 0);
+        assert_eq!(
+            route_records(&h)[0].1.state,
+            RouteState::Free,
+            "the retry posts at once"
+        );
     }
 
     #[tokio::test]
-    async fn a_slow_rt_is_abandoned_before_the_deadline_and_not_recorded() {
+    async fn a_deadline_already_past_leaves_no_time_rather_than_no_limit() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        let past = Instant::now() - Duration::from_secs(5);
+        assert!(h
+            .deliver_mail(&mail("m1", true), Some(past), Mode::Normal)
+            .await
+            .is_err());
+        assert_eq!(posts(&h), 0);
+    }
+
+    #[tokio::test]
+    async fn the_ordinary_path_costs_one_record_request_before_the_post_and_one_after() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(summary.delivered, 1);
+        // The create (claim and "settled?" at once), then the final state.
+        assert_eq!(h.records.requests.load(Ordering::Relaxed), 2);
+        let (key, record) = route_records(&h).remove(0);
+        assert!(key.starts_with("m1/"), "{key}");
+        assert_eq!(record.state, RouteState::Delivered);
+        assert_eq!(record.ticket, Some(7));
+        assert_eq!(record.route, "bugs@example.com");
+        assert_eq!(record.posts, 1);
+        // The delivery id is put in front of the mail, and named in the record.
+        let prefix = String::from_utf8(h.gateway.last_prefix.lock().unwrap().clone()).unwrap();
+        assert_eq!(prefix, format!("X-RT-Mailgate-Delivery: {}\n", record.delivery_id));
+        assert!(record.delivery_id.starts_with("m1."));
+    }
+
+    #[tokio::test]
+    async fn a_slow_rt_is_abandoned_before_the_deadline_and_not_recorded_as_delivered() {
         let h = handler(&[("RT_TIMEOUT", "1")], Records::default(), Duration::from_secs(30));
         let deadline = Instant::now() + Duration::from_secs(5);
         let err = h.deliver_mail(&mail("m1", true), Some(deadline), Mode::Normal).await;
         assert!(matches!(err, Err(HandlerError::Retry { .. })), "{err:?}");
         assert!(Instant::now() < deadline, "stopped before the deadline");
-        assert!(
-            h.records.map.lock().unwrap().keys().all(|k| k.ends_with(".lease")),
-            "nothing recorded as delivered"
-        );
-        // RT may be creating the ticket still: the retry must ask before posting.
-        assert!(lease_keys(&h)[0].1.starts_with("unsure "), "{:?}", lease_keys(&h));
+        let record = route_records(&h).remove(0).1;
+        // The deadline came before RT could be done with it: the retry must ask RT, and
+        // not post before `settle_until`.
+        assert_eq!(record.state, RouteState::Unsure, "{record:?}");
+        assert_eq!(record.case.as_deref(), Some("Timeout"));
+        assert!(record.settle_until_ms > record.updated_ms, "{record:?}");
     }
 
     #[tokio::test]
@@ -504,7 +561,7 @@ mod tests {
             Duration::ZERO,
         );
         assert!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.is_err());
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+        assert_eq!(posts(&h), 0);
     }
 
     #[tokio::test]
@@ -527,7 +584,7 @@ mod tests {
             ["ops@example.com", "a@c.example", "ops@example.com", "ops@example.com"]
         );
         assert!(sent[1].body.contains("larger than this gateway accepts"));
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+        assert_eq!(posts(&h), 0);
         // A retry of a given-up mail neither posts nor notifies again.
         let again = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
         assert_eq!((again.given_up, again.already_delivered), (0, 1));
@@ -619,101 +676,159 @@ mod tests {
         assert_eq!(h.notifier.0.lock().unwrap().len(), rate_limit::OPERATOR.max);
     }
 
-    fn lease_keys(h: &TestHandler) -> Vec<(String, String)> {
-        let map = h.records.map.lock().unwrap();
-        let mut leases: Vec<_> = map
-            .iter()
-            .filter(|(k, _)| k.ends_with(".lease"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        leases.sort();
-        leases
-    }
-
     #[tokio::test]
     async fn a_live_lease_of_another_invocation_leaves_the_route_for_later() {
         let h = handler(&[], Records::default(), Duration::ZERO);
-        // Another invocation claimed the route and is posting it now.
         h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
-        let (key, _) = lease_keys(&h).remove(0);
-        let done = key.trim_end_matches(".lease").to_string();
-        h.records.map.lock().unwrap().remove(&done);
-        let far = super::super::delivery::tests_support::posting_until(u64::MAX / 2);
-        h.records.map.lock().unwrap().insert(key, far);
+        // Another invocation claimed the route and is posting it now.
+        edit_record(&h, |r| {
+            r.state = RouteState::Posting;
+            r.lease_until_ms = epoch_ms() + 60_000;
+        });
         let err = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await;
         assert!(
             matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("LeaseHeld")),
             "{err:?}"
         );
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1, "not posted a second time");
+        assert_eq!(posts(&h), 1, "not posted a second time");
+    }
+
+    #[tokio::test]
+    async fn a_crashed_holders_route_is_taken_over_and_rt_asked_first() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        // Its holder died mid-post a minute ago: the lease (45 s) has run out.
+        edit_record(&h, |r| {
+            r.state = RouteState::Posting;
+            r.lease_until_ms = epoch_ms() - 60_000;
+        });
+        h.lookup.holds();
+        let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(summary.delivered, 1);
+        assert_eq!(posts(&h), 1, "found in RT, not posted again");
+        assert_eq!(route_records(&h)[0].1.transaction, Some(70));
     }
 
     #[tokio::test]
     async fn an_unclear_answer_asks_rt_and_a_found_mail_is_recorded_not_reposted() {
         let h = handler(&[], Records::default(), Duration::ZERO);
         h.gateway.breaks.store(true, Ordering::Relaxed);
-        h.lookup.holds.store(true, Ordering::Relaxed);
+        h.lookup.holds();
         let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
         assert_eq!(summary.delivered, 1);
         assert_eq!(h.lookup.asked.load(Ordering::Relaxed), 1);
         // A duplicate invocation finds the record and neither posts nor asks.
         let again = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
         assert_eq!(again.already_delivered, 1);
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1);
+        assert_eq!(posts(&h), 1);
     }
 
     #[tokio::test]
-    async fn after_an_unclear_answer_the_retry_asks_rt_before_posting_again() {
+    async fn rt_still_storing_the_mail_is_asked_again_until_it_shows_it() {
         let h = handler(&[], Records::default(), Duration::ZERO);
         h.gateway.breaks.store(true, Ordering::Relaxed);
-        // RT is still creating the ticket when asked right away...
-        assert!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.is_err());
-        assert!(lease_keys(&h)[0].1.starts_with("unsure "), "{:?}", lease_keys(&h));
-        // ...and holds it by the time Lambda retries: the retry asks first, posts nothing.
-        h.lookup.holds.store(true, Ordering::Relaxed);
-        let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        // Not committed yet when first asked (PostgreSQL answers at once), there next time.
+        h.lookup.holds_from.store(2, Ordering::Relaxed);
+        let deadline = Some(Instant::now() + Duration::from_secs(900));
+        let summary = h.deliver_mail(&mail("m1", true), deadline, Mode::Normal).await.unwrap();
         assert_eq!(summary.delivered, 1);
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1, "posted once in all");
+        assert_eq!(posts(&h), 1);
         assert_eq!(h.lookup.asked.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
-    async fn a_failure_that_never_reached_rt_is_retried_without_asking() {
-        let h = handler(&[("RT_URL", "http://127.0.0.1:9")], Records::default(), Duration::ZERO);
+    async fn no_repost_while_rt_may_still_store_an_earlier_attempt() {
+        // RT may store a mail for up to RT_TIMEOUT (3 s here) after the post's last sign.
+        let h = handler(&[("RT_TIMEOUT", "3")], Records::default(), Duration::from_secs(1));
         h.gateway.breaks.store(true, Ordering::Relaxed);
-        h.records.map.lock().unwrap().clear();
-        // A lease left `free` (say, after a refused connection) needs no question.
-        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap_err();
-        let (key, _) = lease_keys(&h).remove(0);
-        h.records.map.lock().unwrap().insert(key, "free 0 x".into());
-        let asked_before = h.lookup.asked.load(Ordering::Relaxed);
+        // The post gets a reset; RT is asked while this invocation has time, which ends
+        // before RT could be done: left `unsure` with when that is, not posted again.
+        let deadline = Instant::now() + Duration::from_millis(5_500);
+        assert!(h
+            .deliver_mail(&mail("m1", true), Some(deadline), Mode::Normal)
+            .await
+            .is_err());
+        let record = route_records(&h).remove(0).1;
+        assert_eq!((record.state, posts(&h)), (RouteState::Unsure, 1), "{record:?}");
+        assert!(record.settle_until_ms > epoch_ms(), "{record:?}");
+        assert!(h.lookup.asked.load(Ordering::Relaxed) >= 1);
+        // The retry comes while RT may still be storing it: it asks again, waits until
+        // RT can't be, and only then posts.
         h.gateway.breaks.store(false, Ordering::Relaxed);
-        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
-        assert_eq!(h.lookup.asked.load(Ordering::Relaxed), asked_before);
+        let asked_before = h.lookup.asked.load(Ordering::Relaxed);
+        let summary = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(summary.delivered, 1);
+        assert!(
+            epoch_ms() >= record.settle_until_ms,
+            "not posted before RT could be done"
+        );
+        assert!(h.lookup.asked.load(Ordering::Relaxed) >= asked_before + 2);
+        assert_eq!(posts(&h), 2);
     }
 
     #[tokio::test]
-    async fn a_replay_screens_as_the_first_delivery_and_finds_the_tagged_mails_record() {
+    async fn when_rt_cant_be_asked_the_route_waits_for_the_retry_unless_told_to_post() {
+        for (policy, posted, state) in [("retry", 1, RouteState::Unsure), ("post", 2, RouteState::Delivered)] {
+            let h = handler(
+                &[("RT_TIMEOUT", "1"), ("WHEN_RT_CANT_BE_ASKED", policy)],
+                Records::default(),
+                Duration::ZERO,
+            );
+            h.gateway.breaks.store(true, Ordering::Relaxed);
+            h.lookup.broken.store(true, Ordering::Relaxed);
+            assert!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.is_err());
+            h.gateway.breaks.store(false, Ordering::Relaxed);
+            let _ = h.deliver_mail(&mail("m1", true), None, Mode::Normal).await;
+            assert_eq!(posts(&h), posted, "{policy}");
+            assert_eq!(route_records(&h)[0].1.state, state, "{policy}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_never_reached_rt_is_retried_without_asking() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        // Left `free` (say, after a refused connection): no question needed.
+        edit_record(&h, |r| r.state = RouteState::Free);
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(h.lookup.asked.load(Ordering::Relaxed), 0);
+        assert_eq!(posts(&h), 2);
+    }
+
+    #[tokio::test]
+    async fn a_replay_keeps_the_first_deliverys_screening() {
         let h = handler(&[("VIRUS_POLICY", "drop")], Records::default(), Duration::ZERO);
         let mut virus = mail("m1", true);
         virus.verdicts.virus = "FAIL".into();
-        let replayed = h.deliver_mail(&virus, None, Mode::Replay).await.unwrap();
+        assert_eq!(h.deliver_mail(&virus, None, Mode::Normal).await.unwrap().given_up, 1);
+        // The replay knows no verdicts (--message-id): the record's screening stands.
+        let replayed = h.deliver_mail(&mail("m1", true), None, Mode::Replay).await.unwrap();
         assert_eq!(replayed.given_up, 1);
+        assert_eq!(posts(&h), 0, "a virus is not posted by a replay");
+        let forced = h
+            .deliver_mail(&mail("m1", true), None, Mode::ReplayScreenedToo)
+            .await
+            .unwrap();
         assert_eq!(
-            h.gateway.posts.load(Ordering::Relaxed),
-            0,
-            "a virus is not posted by a replay either"
+            (forced.delivered, posts(&h)),
+            (1, 1),
+            "only when the operator forces it"
         );
 
+        // A spam-tagged mail given up (413) keeps its tag when replayed without verdicts.
+        let h = handler(&[("MAX_MAIL_BYTES", "10")], Records::default(), Duration::ZERO);
         let mut spam = mail("m2", true);
         spam.verdicts.spam = "FAIL".into();
-        assert_eq!(h.deliver_mail(&spam, None, Mode::Normal).await.unwrap().delivered, 1);
-        let again = h.deliver_mail(&spam, None, Mode::Replay).await.unwrap();
-        assert_eq!(
-            again.already_delivered, 1,
-            "the spam tag is not part of the record's name"
-        );
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 1);
+        assert_eq!(h.deliver_mail(&spam, None, Mode::Normal).await.unwrap().given_up, 1);
+        let h2 = handler(&[], Records::default(), Duration::ZERO);
+        *h2.records.map.lock().unwrap() = h.records.map.lock().unwrap().clone();
+        let replayed = h2.deliver_mail(&mail("m2", true), None, Mode::Replay).await.unwrap();
+        assert_eq!(replayed.delivered, 1);
+        let prefix = String::from_utf8(h2.gateway.last_prefix.lock().unwrap().clone()).unwrap();
+        assert!(prefix.contains("X-RT-Mailgate-Spam: FAIL"), "{prefix}");
+        // And a delivered spam-tagged mail is found by its record, whatever the tag.
+        let again = h2.deliver_mail(&spam, None, Mode::Replay).await.unwrap();
+        assert_eq!(again.already_delivered, 1);
     }
 
     #[tokio::test]
@@ -730,7 +845,7 @@ mod tests {
             matches!(&err, Err(HandlerError::Retry { details, .. }) if details.contains("deadline")),
             "{err:?}"
         );
-        assert_eq!(h.gateway.posts.load(Ordering::Relaxed), 0);
+        assert_eq!(posts(&h), 0);
     }
 
     #[tokio::test]
@@ -741,6 +856,6 @@ mod tests {
             ..mail("m1", true)
         };
         assert!(h.deliver_mail(&missing, None, Mode::Normal).await.is_err());
-        assert!(lease_keys(&h)[0].1.starts_with("free "), "{:?}", lease_keys(&h));
+        assert_eq!(route_records(&h)[0].1.state, RouteState::Free);
     }
 }

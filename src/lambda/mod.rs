@@ -1,14 +1,20 @@
 //! The SES Lambda: configuration read once at cold start ([`config`]) and the event
 //! handler that routes each envelope recipient and posts the mail to RT ([`handler`]),
-//! one route at a time as a straight line of steps ([`delivery`]); the payloads it
-//! understands ([`events`]); re-delivery ([`replay`]); the real adapters ([`wiring`]);
-//! CloudWatch metrics by name ([`metrics`]); the invocation's deadline ([`deadline`]).
+//! one route at a time as a straight line of steps ([`delivery`]), then the mail's
+//! notices ([`notify`]); what they share for one invocation ([`invocation`]); the
+//! payloads it understands ([`events`]); re-delivery ([`replay`]); the real adapters
+//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the invocation's deadline
+//! ([`deadline`]).
+//!
+//! Imports run one way: handler → delivery, notify → invocation.
 
 pub mod config;
 pub mod deadline;
 pub mod delivery;
 pub mod events;
 pub mod handler;
+pub mod invocation;
 pub mod metrics;
+pub mod notify;
 pub mod replay;
 pub mod wiring;

@@ -1,7 +1,10 @@
 //! Replay: re-deliver mails from the bucket after an outage or a fixed route, honouring
-//! the delivery records (a post RT already took is never repeated; a post that was given
-//! up is tried again). Mails are named by message id and recipients, by an event file, or
-//! by the messages of a dead-letter queue (deleted once replayed).
+//! the route records (a post RT already took is never repeated; a post that was given
+//! up is tried again). The first delivery's screening stands: a mail dropped on SES's
+//! verdicts (virus, DMARC reject, spam drop) stays dropped unless the operator forces it
+//! ([`Mode::ReplayScreenedToo`]), and a spam-tagged mail keeps its tag. Mails are named
+//! by message id and recipients, by an event file, or by the messages of a dead-letter
+//! queue (deleted once replayed).
 
 use std::fmt::Write as _;
 
@@ -12,6 +15,7 @@ use crate::aws::sqs::DeadLetters;
 use crate::lambda::events::body_mails;
 use crate::lambda::events::MailInfo;
 use crate::lambda::handler::{Handler, Mode, Summary};
+use crate::rt::lookup::DeliveryLookup;
 use crate::rt::MailGateway;
 
 /// What a replay did.
@@ -25,19 +29,20 @@ pub struct ReplayReport {
     pub lines: String,
 }
 
-impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R, G, N> {
-    /// Replays the given mails.
-    pub async fn replay(&self, mails: &[MailInfo]) -> ReplayReport {
+impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
+    /// Replays the given mails (`mode`: [`Mode::Replay`], or [`Mode::ReplayScreenedToo`]
+    /// to post screened drops as well).
+    pub async fn replay(&self, mails: &[MailInfo], mode: Mode) -> ReplayReport {
         let mut report = ReplayReport::default();
         for mail in mails {
-            self.replay_one(mail, &mut report).await;
+            self.replay_one(mail, mode, &mut report).await;
         }
         report
     }
 
     /// Replays every message of a dead-letter queue (at most `max`), deleting those
     /// whose mails are all settled.
-    pub async fn replay_queue(&self, queue: &impl DeadLetters, max: usize) -> Result<ReplayReport, String> {
+    pub async fn replay_queue(&self, queue: &impl DeadLetters, max: usize, mode: Mode) -> Result<ReplayReport, String> {
         let mut report = ReplayReport::default();
         let mut seen = 0;
         while seen < max {
@@ -57,7 +62,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
                 };
                 let before = report.failed;
                 for mail in &mails {
-                    self.replay_one(mail, &mut report).await;
+                    self.replay_one(mail, mode, &mut report).await;
                 }
                 if report.failed == before {
                     queue.delete(&message.receipt_handle).await?;
@@ -67,8 +72,8 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier> Handler<S, R
         Ok(report)
     }
 
-    async fn replay_one(&self, mail: &MailInfo, report: &mut ReplayReport) {
-        match self.deliver_mail(mail, None, Mode::Replay).await {
+    async fn replay_one(&self, mail: &MailInfo, mode: Mode, report: &mut ReplayReport) {
+        match self.deliver_mail(mail, None, mode).await {
             Ok(Summary {
                 delivered,
                 rejected,

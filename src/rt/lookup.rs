@@ -2,9 +2,13 @@
 //! mail whose first post may have reached RT is posted again. The rule that judges the
 //! answer is [`crate::core::lookup`]; this file only fetches the facts:
 //!
-//! 1. `GET {api}/REST/2.0/attachments?query=[MessageId = ID, Parent = 0]&fields=TransactionId,Subject`
-//!    (paged, 100 a page): the top-level attachments holding the Message-ID, i.e. each
-//!    time RT took the mail. `Parent = 0` leaves out a forwarded message inside another mail.
+//! 1. `GET {api}/REST/2.0/attachments?query=[Headers LIKE "X-RT-Mailgate-Delivery: ID", Parent = 0]&fields=TransactionId,Subject,Headers`
+//!    (paged, 100 a page): the top-level attachments holding the post's delivery id
+//!    ([`crate::core::delivery_id`]), i.e. each time RT took this post. Each hit's
+//!    headers are checked here too (RT silently drops a condition it can't search on).
+//!    `Parent = 0` leaves out a forwarded message inside another mail. RT has no index
+//!    on attachment headers: on a large RT each search reads the attachments table, and
+//!    it is only asked after an unclear answer.
 //! 2. `GET {api}/REST/2.0/transaction/N` for each: its `Type` and ticket (`Object`).
 //! 3. For a `Create`: `GET {api}/REST/2.0/ticket/N` (its queue) and, for a route naming
 //!    its queue, `GET {api}/REST/2.0/queue/N` (the name).
@@ -40,7 +44,8 @@ use serde::Deserialize;
 
 use super::http::{client_for_base_url, transport_failure, GatewayConfigError, HttpGatewayConfig};
 use crate::core::credentials::RtApiAuth;
-use crate::core::lookup::{stored_message_id, Expectation, Hit, QueueInfo, TransactionType, Unanswerable, Verdict};
+use crate::core::delivery_id::DeliveryId;
+use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswerable, Verdict};
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
@@ -68,18 +73,18 @@ pub enum Lookup {
     },
     /// RT does not hold it that way: posting it again makes no duplicate.
     NotFound,
-    /// RT can't be asked about this route or mail (no Message-ID; an action that
-    /// records no message): nothing was requested, the caller decides as before.
+    /// RT can't be asked about this route (no RT login; an action that records no
+    /// message): nothing was requested, the caller decides.
     Unanswerable(Unanswerable),
 }
 
 /// Asks RT whether it already holds a mail, as a route would have put it there.
 pub trait DeliveryLookup {
-    /// Looks for the mail with this Message-ID (with or without angle brackets) as posted
-    /// with `request`. `request.rt` is not read: the caller picks the lookup of that RT.
+    /// Looks for the post with delivery id `id`, as posted with `request`. `request.rt`
+    /// is not read: the caller picks the lookup of that RT.
     fn find(
         &self,
-        message_id: &str,
+        id: &DeliveryId,
         request: &GatewayRequest,
     ) -> impl Future<Output = Result<Lookup, LookupError>> + Send;
 
@@ -248,24 +253,21 @@ impl Rest2Lookup {
     /// what is left of the function's own time).
     pub async fn find_within(
         &self,
-        message_id: &str,
+        id: &DeliveryId,
         request: &GatewayRequest,
         limit: Duration,
     ) -> Result<Lookup, LookupError> {
-        let Some(message_id) = stored_message_id(message_id) else {
-            return Ok(Lookup::Unanswerable(Unanswerable::NoMessageId));
-        };
         let expectation = match Expectation::of(request) {
             Ok(expectation) => expectation,
             Err(why) => return Ok(Lookup::Unanswerable(why)),
         };
-        tokio::time::timeout(limit, self.ask(message_id, &expectation))
+        tokio::time::timeout(limit, self.ask(id, &expectation))
             .await
             .map_err(|_| LookupError::Timeout(limit))?
     }
 
-    async fn ask(&self, message_id: &str, expectation: &Expectation) -> Result<Lookup, LookupError> {
-        let hits = self.hits(message_id, expectation).await?;
+    async fn ask(&self, id: &DeliveryId, expectation: &Expectation) -> Result<Lookup, LookupError> {
+        let hits = self.hits(id, expectation).await?;
         let mut merged_into = BTreeMap::new();
         for ticket in expectation.tickets_to_resolve(&hits, MAX_MERGE_CHECKS) {
             if let Some(into) = self.merged_into(ticket).await? {
@@ -279,12 +281,15 @@ impl Rest2Lookup {
     }
 
     /// Every transaction holding the mail, with what the rule needs of each.
-    async fn hits(&self, message_id: &str, expectation: &Expectation) -> Result<Vec<Hit>, LookupError> {
+    async fn hits(&self, id: &DeliveryId, expectation: &Expectation) -> Result<Vec<Hit>, LookupError> {
         let mut hits: Vec<Hit> = Vec::new();
         // Several hits may share a ticket or a queue (one mail, two routes): ask once.
         let mut queues: BTreeMap<u64, QueueInfo> = BTreeMap::new();
         let mut names: BTreeMap<u64, String> = BTreeMap::new();
-        for attachment in self.search(message_id).await? {
+        for attachment in self.search(id).await? {
+            if !id.is_in(attachment.headers.as_deref().unwrap_or_default()) {
+                continue;
+            }
             if hits.iter().any(|h| h.transaction == attachment.transaction) {
                 continue;
             }
@@ -339,10 +344,10 @@ impl Rest2Lookup {
         })
     }
 
-    /// The top-level attachments holding the Message-ID, every page of them.
-    async fn search(&self, message_id: &str) -> Result<Vec<AttachmentJson>, LookupError> {
+    /// The top-level attachments holding the delivery id, every page of them.
+    async fn search(&self, id: &DeliveryId) -> Result<Vec<AttachmentJson>, LookupError> {
         let query = serde_json::json!([
-            {"field": "MessageId", "operator": "=", "value": message_id},
+            {"field": "Headers", "operator": "LIKE", "value": id.search_text()},
             {"field": "Parent", "operator": "=", "value": "0"},
         ])
         .to_string();
@@ -351,7 +356,7 @@ impl Rest2Lookup {
             let mut url = self.url(&["attachments"]);
             url.query_pairs_mut()
                 .append_pair("query", &query)
-                .append_pair("fields", "TransactionId,Subject")
+                .append_pair("fields", "TransactionId,Subject,Headers")
                 .append_pair("per_page", &PER_PAGE.to_string())
                 .append_pair("page", &page.to_string());
             let answer: SearchJson = match self.get_url(url, "the attachment search").await {
@@ -458,8 +463,8 @@ impl Rest2Lookup {
 }
 
 impl DeliveryLookup for Rest2Lookup {
-    async fn find(&self, message_id: &str, request: &GatewayRequest) -> Result<Lookup, LookupError> {
-        self.find_within(message_id, request, self.timeout).await
+    async fn find(&self, id: &DeliveryId, request: &GatewayRequest) -> Result<Lookup, LookupError> {
+        self.find_within(id, request, self.timeout).await
     }
 }
 
@@ -481,6 +486,8 @@ struct AttachmentJson {
     transaction: u64,
     #[serde(rename = "Subject", default)]
     subject: Option<String>,
+    #[serde(rename = "Headers", default)]
+    headers: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -637,9 +644,9 @@ impl Lookups {
 }
 
 impl DeliveryLookup for Lookups {
-    async fn find(&self, message_id: &str, request: &GatewayRequest) -> Result<Lookup, LookupError> {
+    async fn find(&self, id: &DeliveryId, request: &GatewayRequest) -> Result<Lookup, LookupError> {
         match self.of(request) {
-            Some(lookup) => lookup.find(message_id, request).await,
+            Some(lookup) => lookup.find(id, request).await,
             None => Ok(Lookup::Unanswerable(Unanswerable::NoRtLogin)),
         }
     }
