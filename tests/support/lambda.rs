@@ -349,6 +349,12 @@ impl LambdaStack {
         );
     }
 
+    /// Puts `bytes` at `key` in the mail bucket (a record as the function writes it).
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        let (status, body) = self.s3(reqwest::Method::PUT, &format!("{BUCKET}/{key}"), bytes.to_vec());
+        assert_eq!(status, 200, "put {key}: {}", String::from_utf8_lossy(&body));
+    }
+
     /// Lets SES (moto) send from `address`, as `CreateEmailIdentity` does.
     pub fn verify_ses_identity(&self, address: &str) {
         let status = block_on(async {
