@@ -270,10 +270,10 @@ fn sender_notices_stop_at_the_global_hourly_cap() {
     let id = unique("slid");
     stack.store_mail(&id, &smtp_mail("Window slid", ""));
     stack
-        .invoke(&event_from(&id, "other@elsewhere.example", "PASS", "PASS"))
+        .invoke(&event_from(&id, "colleague@customer.example", "PASS", "PASS"))
         .unwrap_or_else(|e| panic!("{e:?}"));
     let sent = stack.sent_mail();
-    assert_eq!(recipients(&sent), ["other@elsewhere.example"], "{sent:?}");
+    assert_eq!(recipients(&sent), ["colleague@customer.example"], "{sent:?}");
 }
 
 #[test]
