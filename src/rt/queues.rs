@@ -41,10 +41,15 @@ pub enum QueueKnown {
     Unknown(String),
 }
 
+/// An RT (`None`: the function's own) and a queue name, lower-case.
+type QueueKey = (Option<RtTarget>, String);
+/// Whether the queue exists, and when RT said so.
+type Answers = HashMap<QueueKey, (bool, Instant)>;
+
 /// Answers kept per RT and queue name.
 #[derive(Debug, Default)]
 pub struct QueueCache {
-    answers: Mutex<HashMap<(Option<RtTarget>, String), (bool, Instant)>>,
+    answers: Mutex<Answers>,
 }
 
 impl QueueCache {
@@ -82,7 +87,7 @@ impl QueueCache {
         known(answer)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Option<RtTarget>, String), (bool, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Answers> {
         // A panic while holding the lock leaves only a cache behind: keep using it.
         self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
