@@ -89,6 +89,21 @@ fn a_mail_to_fifty_made_up_queues_makes_no_upload_to_them() {
             .count()
     };
     assert_eq!((cases("UnknownQueue"), cases("TooManyRoutes")), (9, 41));
+    // Counted as address misses, never as given up: outsiders can't fire GivenUpAlarm.
+    let totals = |metric: &str| -> Vec<u64> {
+        log.iter()
+            .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
+            .filter(|l| {
+                l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                    .as_array()
+                    .is_some_and(|d| d.is_empty())
+            })
+            .filter_map(|l| l[metric].as_u64())
+            .filter(|&n| n > 0)
+            .collect()
+    };
+    assert_eq!(totals("AddressMisses"), [50]);
+    assert_eq!(totals("GivenUp"), Vec::<u64>::new());
     // One digest for the operator, naming the mail.
     let sent = stack.sent_mail();
     assert_eq!(sent.len(), 1, "{sent:?}");

@@ -89,8 +89,9 @@ pub enum GiveUpClass {
     /// refused, too many routes.
     Sender,
     /// A queue or action the recipient address chose (`*@domain`, a sub-address under
-    /// `--extension queue|action`) that RT doesn't have: anyone can write such an
-    /// address. Counted under a metric of its own, not in `GivenUp`.
+    /// `--extension queue|action`) that RT doesn't have, or such a route beyond
+    /// `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted under a metric
+    /// of its own, not in `GivenUp`.
     AddressMiss,
 }
 
@@ -112,7 +113,8 @@ impl GiveUpClass {
     pub fn of(case: Case, named_by_address: bool) -> Self {
         use Case::*;
         match case {
-            RtTemporaryFailure | UnknownQueue if named_by_address => Self::AddressMiss,
+            // One mail to fifty made-up addresses must not fire the GivenUp alarm either.
+            RtTemporaryFailure | UnknownQueue | TooManyRoutes if named_by_address => Self::AddressMiss,
             VirusFound | SpamDropped | DmarcReject | MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => {
                 Self::Sender
             }
@@ -495,11 +497,13 @@ mod tests {
             MailTooLarge,
             PayloadTooLarge,
             RtNotOk,
-            TooManyRoutes,
         ] {
             assert_eq!(GiveUpClass::of(sender, false), GiveUpClass::Sender, "{sender:?}");
             assert_eq!(GiveUpClass::of(sender, true), GiveUpClass::Sender, "{sender:?}");
         }
+        // Beyond the route cap: the sender's doing; on made-up addresses, a miss.
+        assert_eq!(GiveUpClass::of(TooManyRoutes, false), GiveUpClass::Sender);
+        assert_eq!(GiveUpClass::of(TooManyRoutes, true), GiveUpClass::AddressMiss);
     }
 
     #[test]
