@@ -169,6 +169,23 @@ impl Recorded {
             .data
     }
 
+    /// The `message` part as the Lambda posts it, split into the delivery id it put in
+    /// front (the `X-RT-Mailgate-Delivery` line, after any extension header) and the
+    /// rest, which must be the mail's own bytes (after other headers put in front).
+    pub fn lambda_message(&self) -> (String, Vec<u8>) {
+        let message = self.message();
+        let marker = b"X-RT-Mailgate-Delivery: ";
+        let start = message
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("the Lambda puts its delivery id in front of every post");
+        let end = start + message[start..].iter().position(|&b| b == b'\n').expect("a whole line") + 1;
+        let id = String::from_utf8_lossy(&message[start + marker.len()..end - 1]).into_owned();
+        let mut rest = message[..start].to_vec();
+        rest.extend_from_slice(&message[end..]);
+        (id, rest)
+    }
+
     /// `(name, value)` of the text fields, sorted; values as raw bytes.
     pub fn fields(&self) -> Vec<(String, Vec<u8>)> {
         self.parts()
