@@ -151,7 +151,9 @@ impl Spool {
                 None => &buf[..n],
             };
             blank = blank && chunk.iter().all(is_perl_whitespace);
-            headers.push(chunk);
+            // The sender's bytes, before any conversion: the header check must see a
+            // bare LF inside a CRLF header (see `core::headers`).
+            headers.push(&buf[..n]);
             out.write(chunk).await?;
             len += chunk.len() as u64;
             if n == 0 {
@@ -159,7 +161,7 @@ impl Spool {
             }
         }
         let storage = out.finish().await?;
-        let summary = MailSummary::from_header_block(&headers.finish());
+        let summary = MailSummary::from_collected(&headers.finish());
         Ok(Self {
             storage,
             len,
@@ -260,6 +262,21 @@ mod tests {
         assert_eq!(back, b"Message-ID: <m1@x>\n\nhi\n");
         assert_eq!(s.len(), back.len() as u64);
         assert_eq!(s.summary().message_id.as_deref(), Some("m1@x"));
+        assert!(s.summary().header.is_whole());
+    }
+
+    #[tokio::test]
+    async fn the_header_check_sees_the_bytes_as_stored() {
+        // Converted, this block would look like a clean LF header ending early.
+        let (s, _) = spool(
+            b"From: a@x\r\nX: 1\n\nDKIM-Signature: d=y\r\n\r\nhi\r\n",
+            LineEndings::CrlfToLf,
+        )
+        .await;
+        assert_eq!(
+            s.summary().header,
+            crate::core::headers::HeaderCheck::Malformed("a bare LF in a CRLF header")
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! Notices can't be abused: what the function sends through SES (moto's outbox) when a
-//! mail is given up. A forged sender gets nothing, sub-addresses share one limit, one
-//! mail to many addresses makes one operator digest, and encoded subjects stay valid.
+//! mail is given up. A forged sender gets nothing (nor does one whose header hides a
+//! signature, or whose From is another organisation's, or whose DMARC failed),
+//! sub-addresses share one limit, all senders together stop at a global hourly cap, one
+//! mail to many addresses makes one operator digest, misses on made-up addresses can't
+//! use up the operator's notices, and what a notice quotes is bounded.
 
 mod support;
 
@@ -29,14 +32,31 @@ fn stack_telling_senders() -> LambdaStack {
     stack
 }
 
-/// An SES event from `sender`, with SES's SPF and DKIM verdicts.
+/// An SES event from `sender`, with SES's SPF and DKIM verdicts (DMARC: GRAY, as for a
+/// domain that publishes no DMARC policy).
 fn event_from(id: &str, sender: &str, spf: &str, dkim: &str) -> serde_json::Value {
+    event_with_dmarc(id, sender, spf, dkim, "GRAY")
+}
+
+/// [`event_from`] with SES's DMARC verdict too.
+fn event_with_dmarc(id: &str, sender: &str, spf: &str, dkim: &str, dmarc: &str) -> serde_json::Value {
     let mut event = ses_event(id, &["bugs@example.test"]);
     let ses = &mut event["Records"][0]["ses"];
     ses["mail"]["source"] = sender.into();
     ses["receipt"]["spfVerdict"]["status"] = spf.into();
     ses["receipt"]["dkimVerdict"]["status"] = dkim.into();
+    ses["receipt"]["dmarcVerdict"]["status"] = dmarc.into();
     event
+}
+
+/// The reasons the function logged for not telling a sender.
+fn refusals(stack: &LambdaStack) -> Vec<String> {
+    stack
+        .function_log()
+        .iter()
+        .filter(|l| l["fields"]["message"] == "sender not told")
+        .map(|l| l["fields"]["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// The `To` address of each mail in moto's outbox.
@@ -125,11 +145,14 @@ fn one_mail_to_fifty_addresses_of_a_missing_queue_makes_one_operator_digest() {
     let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
     let answer = stack.invoke(&ses_event(&id, &addresses)).unwrap();
     assert_eq!(answer["given_up"], 50, "{answer}");
-    assert_eq!(rt.requests().len(), 50, "one post per queue");
+    // No RT login here, so RT's queues can't be asked: the first MAX_ROUTES_PER_MAIL
+    // (10) routes are posted, the forty beyond are given up unposted.
+    assert_eq!(rt.requests().len(), 10, "one post per queue, up to the cap");
     let sent = stack.sent_mail();
     assert_eq!(recipients(&sent), ["ops@example.test"], "one digest, not fifty");
     let body = body_of(&sent[0]);
     assert!(body.contains(&id) && body.contains("and 30 more routes"), "{body}");
+    assert!(body.contains("MAX_ROUTES_PER_MAIL"), "{body}");
 }
 
 #[test]
@@ -152,5 +175,153 @@ fn a_long_subject_in_any_script_decodes_back_exactly_in_the_notice() {
     let sent = stack.sent_mail();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let notice = mail_parser::MessageParser::new().parse(sent[0].as_bytes()).unwrap();
-    assert_eq!(notice.subject(), Some(format!("Undelivered: {subject}").as_str()));
+    // The sender's subject is quoted up to 200 characters, an ellipsis marking the cut.
+    let quoted: String = subject.chars().take(200).collect();
+    assert_eq!(notice.subject(), Some(format!("Undelivered: {quoted}…").as_str()));
+}
+
+#[test]
+fn a_signature_hidden_from_the_guard_gets_no_notice() {
+    let stack = stack_telling_senders();
+    // SPF failed; SES's DKIM PASS is for the forger's real signature, hidden behind a
+    // bare LF pair (the header ends there for some readers only) or 256 KB of padding,
+    // while a fake signature of the victim's domain comes first.
+    let fake = "DKIM-Signature: v=1; a=rsa-sha256; d=customer.example; s=s1; bh=x; b=fake\r\n";
+    let real = "DKIM-Signature: v=1; a=rsa-sha256; d=attacker.example; s=s1; bh=x; b=real\r\n";
+    let behind_lf_pair = format!("{fake}X-Note: 1\n\n{real}");
+    let behind_padding = format!("{fake}X-Pad: {}\r\n{real}", "a".repeat(256 * 1024));
+    for (label, extra) in [("lf-pair", behind_lf_pair), ("padding", behind_padding)] {
+        let id = unique(label);
+        stack.store_mail(&id, &smtp_mail("Hidden", &extra));
+        let answer = stack.invoke(&event_from(&id, "victim@customer.example", "FAIL", "PASS"));
+        assert_eq!(answer.unwrap()["given_up"], 1, "{label}");
+    }
+    assert_eq!(
+        stack.sent_mail(),
+        Vec::<String>::new(),
+        "no backscatter to the forged sender"
+    );
+    assert_eq!(
+        refusals(&stack),
+        ["header malformed", "header longer than the gateway reads"]
+    );
+}
+
+#[test]
+fn a_from_of_another_organisation_or_a_dmarc_failure_gets_no_notice() {
+    let stack = stack_telling_senders();
+    // The envelope is the forger's own (SPF passes for it), the From the victim's.
+    let id = unique("from-elsewhere");
+    stack.store_mail(&id, &smtp_mail("From elsewhere", ""));
+    stack
+        .invoke(&event_from(&id, "forger@attacker.example", "PASS", "PASS"))
+        .unwrap();
+    // Aligned and SPF PASS, but DMARC failed.
+    let id = unique("dmarc-fail");
+    stack.store_mail(&id, &smtp_mail("DMARC fail", ""));
+    stack
+        .invoke(&event_with_dmarc(
+            &id,
+            "victim@customer.example",
+            "PASS",
+            "PASS",
+            "FAIL",
+        ))
+        .unwrap();
+    assert_eq!(stack.sent_mail(), Vec::<String>::new());
+    assert_eq!(
+        refusals(&stack),
+        ["From not aligned with the envelope sender", "DMARC failed"]
+    );
+    // DMARC PASS alone vouches (SPF and DKIM verdicts aside): told.
+    let id = unique("dmarc-pass");
+    stack.store_mail(&id, &smtp_mail("DMARC pass", ""));
+    stack
+        .invoke(&event_with_dmarc(
+            &id,
+            "victim@customer.example",
+            "FAIL",
+            "FAIL",
+            "PASS",
+        ))
+        .unwrap();
+    assert_eq!(recipients(&stack.sent_mail()), ["victim@customer.example"]);
+}
+
+#[test]
+fn sender_notices_stop_at_the_global_hourly_cap() {
+    let stack = stack_telling_senders();
+    // Fifty notices went out in the last hour, to as many domains (as the function
+    // counts them, in its window record).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let fifty: Vec<String> = (0..50).map(|n| (now_ms - 60_000 + n).to_string()).collect();
+    stack.put_object("delivery-records/notices/all-senders", fifty.join(" ").as_bytes());
+    let id = unique("over-cap");
+    stack.store_mail(&id, &smtp_mail("Over the cap", ""));
+    let answer = stack.invoke(&event_from(&id, "victim@customer.example", "PASS", "PASS"));
+    assert_eq!(answer.unwrap()["given_up"], 1);
+    assert_eq!(stack.sent_mail(), Vec::<String>::new(), "the fifty-first in the hour");
+    // An hour later the window has slid: the next sender is told.
+    let old: Vec<String> = (0..50).map(|n| (now_ms - 3_700_000 + n).to_string()).collect();
+    stack.put_object("delivery-records/notices/all-senders", old.join(" ").as_bytes());
+    let id = unique("slid");
+    stack.store_mail(&id, &smtp_mail("Window slid", ""));
+    stack
+        .invoke(&event_from(&id, "colleague@customer.example", "PASS", "PASS"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let sent = stack.sent_mail();
+    assert_eq!(recipients(&sent), ["colleague@customer.example"], "{sent:?}");
+}
+
+#[test]
+fn misses_on_made_up_addresses_never_use_up_the_operators_notices() {
+    // RT (a stand-in) has none of the queues: every post answers temporary failure.
+    let rt = StandIn::always(Answer::ok_body("temporary failure - operation unsuccessful\n"));
+    let routes = format!(
+        "{}; *@desks.example.test: --action correspond; broken@example.test: --queue nosuch",
+        support::lambda::ROUTES
+    );
+    let stack = LambdaStack::start(&[
+        ("RT_URL", &rt.url),
+        ("ROUTES", &routes),
+        ("OPERATOR_EMAIL", "ops@example.test"),
+        ("NOTICE_FROM", "rt@example.test"),
+    ]);
+    stack.verify_ses_identity("rt@example.test");
+    // Outsiders write to made-up addresses, one mail each: one digest in the hour.
+    for n in 0..25 {
+        let id = unique(&format!("made-up{n}"));
+        stack.store_mail(&id, &smtp_mail("Made up", ""));
+        let address = format!("{}@desks.example.test", unique("nosuchqueue"));
+        let answer = stack.invoke(&ses_event(&id, &[address.as_str()])).unwrap();
+        assert_eq!(answer["given_up"], 1, "{answer}");
+    }
+    assert_eq!(stack.sent_mail().len(), 1, "one digest about made-up addresses");
+    // A real route that is broken still reaches the operator.
+    let id = unique("broken-route");
+    stack.store_mail(&id, &smtp_mail("Broken route", ""));
+    stack.invoke(&ses_event(&id, &["broken@example.test"])).unwrap();
+    let sent = stack.sent_mail();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let body = body_of(&sent[1]);
+    assert!(body.contains(&id) && body.contains("broken@example.test"), "{body}");
+    // Counted apart: the misses under AddressMisses, the broken route under GivenUp.
+    let log = serde_json::to_string(&stack.function_log()).unwrap();
+    assert!(log.contains("\"AddressMisses\""), "no AddressMisses metric");
+    let given_up: Vec<u64> = stack
+        .function_log()
+        .iter()
+        .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
+        .filter(|l| {
+            l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                .as_array()
+                .is_some_and(|d| d.is_empty())
+        })
+        .filter_map(|l| l["GivenUp"].as_u64())
+        .filter(|&n| n > 0)
+        .collect();
+    assert_eq!(given_up, [1], "only the broken route counts as given up");
 }

@@ -2,6 +2,7 @@
 //! Reads its configuration once (a bad one stops the cold start with a clear error),
 //! then serves invocations through the Lambda runtime API.
 
+use rt_mailgate::lambda::deadline::deadline_from_epoch_ms;
 use rt_mailgate::lambda::wiring::{ColdStartError, LiveHandler};
 
 #[tokio::main(flavor = "current_thread")]
@@ -48,7 +49,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             // The routing table object is checked for a change here (at most once a minute).
             let handler = handler.handler().await;
-            let answer = handler.handle(event.payload, deadline(&event.context)).await;
+            let answer = handler
+                .handle(event.payload, Some(deadline_from_epoch_ms(event.context.deadline)))
+                .await;
             if let Err(e) = metrics.flush(std::io::stdout()) {
                 tracing::warn!(error = %e, "metrics not written");
             }
@@ -62,16 +65,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-/// The invocation's deadline (epoch milliseconds in the context) as an `Instant`.
-fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = context.deadline.checked_sub(now_ms)?;
-    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
 async fn cold_start() -> Result<LiveHandler, ColdStartError> {

@@ -2,6 +2,8 @@
 //! reason, the Message-ID and the subject, never the mail itself. It is marked
 //! `Auto-Submitted: auto-replied` so that no autoresponder (RT included) answers it.
 
+use crate::core::outcome::GiveUpClass;
+
 /// One notice to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeText {
@@ -22,6 +24,8 @@ pub struct GivenUpRoute {
     pub recipients: Vec<String>,
     /// Why it was given up, in a sentence.
     pub reason: String,
+    /// Whose doing it was: which operator window the digest counts in.
+    pub class: GiveUpClass,
 }
 
 /// Facts about the mail the notice is about, and every route of it given up in this
@@ -44,6 +48,9 @@ pub struct GivenUpMail {
 const LISTED_RECIPIENTS: usize = 20;
 /// Routes listed in an operator digest; the rest are counted (the log has each).
 const LISTED_ROUTES: usize = 20;
+/// The most characters a notice quotes of anything the mail's sender chose (subject,
+/// Message-ID, sender, each recipient): a notice can't carry a sender's payload.
+pub const QUOTED_CHARS: usize = 200;
 
 /// The operator's digest: one per mail, with every given-up route and its reason, and
 /// everything needed to find and replay the mail.
@@ -80,11 +87,11 @@ pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
              SES id:      {}\nMessage-ID:  {}\nFrom:        {}\nSubject:     {}\n\n{routes}\
              The raw mail stays in the mail bucket until it expires. Once the cause is fixed,\n\
              re-deliver it with: rt-mailgate-replay --message-id {} --recipient <address>\n",
-            mail.ses_message_id,
-            mail.message_id.as_deref().unwrap_or("(none)"),
-            mail.sender,
-            one_line(mail.subject.as_deref().unwrap_or("(none)"), 200),
-            mail.ses_message_id,
+            quoted(&mail.ses_message_id),
+            quoted(mail.message_id.as_deref().unwrap_or("(none)")),
+            quoted(&mail.sender),
+            quoted(mail.subject.as_deref().unwrap_or("(none)")),
+            quoted(&mail.ses_message_id),
         ),
     }
 }
@@ -97,14 +104,14 @@ pub fn sender_notice(mail: &GivenUpMail) -> NoticeText {
         to: mail.sender.clone(),
         subject: format!(
             "Undelivered: {}",
-            one_line(mail.subject.as_deref().unwrap_or("your message"), 300)
+            quoted(mail.subject.as_deref().unwrap_or("your message"))
         ),
         body: format!(
             "Your message could not be added to our ticket system.\n\n\
              Reason:     {}\nMessage-ID: {}\nTo:         {}\n\n\
              Please contact us another way, or send a shorter message.\n",
             reasons.join("; "),
-            mail.message_id.as_deref().unwrap_or("(none)"),
+            quoted(mail.message_id.as_deref().unwrap_or("(none)")),
             recipients(&to),
         ),
     }
@@ -115,7 +122,7 @@ fn recipients(all: &[String]) -> String {
     let mut text = all
         .iter()
         .take(LISTED_RECIPIENTS)
-        .cloned()
+        .map(|r| quoted(r))
         .collect::<Vec<_>>()
         .join(", ");
     if all.len() > LISTED_RECIPIENTS {
@@ -142,6 +149,16 @@ pub fn mime_message(from: &str, notice: &NoticeText, date: i64) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Something the sender chose, as a notice quotes it: on one line, at most
+/// [`QUOTED_CHARS`] characters (an ellipsis marks a cut).
+fn quoted(text: &str) -> String {
+    let mut line = one_line(text, QUOTED_CHARS);
+    if text.chars().count() > QUOTED_CHARS {
+        line.push('…');
+    }
+    line
+}
+
 /// Header-safe: no line breaks (they would start a new header), bounded length.
 fn one_line(text: &str, max_chars: usize) -> String {
     let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -157,6 +174,7 @@ mod tests {
             route: name.into(),
             recipients: vec![name.into()],
             reason: reason.into(),
+            ..GivenUpRoute::default()
         }
     }
 
@@ -193,6 +211,7 @@ mod tests {
             route: "*@support.example.com".into(),
             recipients: (0..50).map(|n| format!("r{n}@support.example.com")).collect(),
             reason: "RT has no such queue".into(),
+            ..GivenUpRoute::default()
         });
         let n = operator_notice("ops@example.com", &m);
         assert!(n.subject.contains("on 2 routes"), "{}", n.subject);
@@ -233,8 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn what_a_notice_quotes_is_bounded() {
+        let huge = "x".repeat(100_000);
+        let m = GivenUpMail {
+            ses_message_id: "abc123".into(),
+            message_id: Some(format!("{huge}@attacker.example")),
+            subject: Some(huge.clone()),
+            sender: format!("{huge}@attacker.example"),
+            routes: vec![GivenUpRoute {
+                route: "*@desk.example".into(),
+                recipients: vec![format!("{huge}@desk.example")],
+                reason: "no queue".into(),
+                ..GivenUpRoute::default()
+            }],
+        };
+        for n in [operator_notice("ops@example.com", &m), sender_notice(&m)] {
+            assert!(n.subject.chars().count() < QUOTED_CHARS + 100, "{}", n.subject.len());
+            assert!(n.body.chars().count() < 6 * QUOTED_CHARS + 1000, "{}", n.body.len());
+            assert!(n.body.contains(&format!("{}…", "x".repeat(QUOTED_CHARS))));
+        }
+        assert_eq!(quoted("short"), "short");
+        assert_eq!(quoted("a\r\nBcc: x"), "a  Bcc: x");
+    }
+
+    #[test]
     fn long_subjects_in_any_script_decode_back_exactly() {
-        let subject: String = "打印机坏了🖨️🔥 Grüße ".chars().cycle().take(300).collect();
+        let subject: String = "打印机坏了🖨️🔥 Grüße ".chars().cycle().take(QUOTED_CHARS).collect();
         let mut m = mail();
         m.subject = Some(subject.clone());
         let notice = sender_notice(&m);

@@ -6,6 +6,7 @@
 //!
 //! (The CLI keeps the Perl client's exit codes instead: there the MTA's queue retries.)
 
+use crate::core::headers::HeaderCheck;
 use crate::core::reply::{RtAnswer, TransportFailure};
 
 /// Everything that can happen to one mail on one route.
@@ -66,6 +67,60 @@ pub enum Case {
     SpamDropped,
     /// DMARC failed and the sender's domain publishes `p=reject`, honoured by policy.
     DmarcReject,
+    /// RT's queue list (REST 2, cached) has no queue of the name the recipient address
+    /// chose: not posted (RT would parse the whole mail only to answer `temporary
+    /// failure`).
+    UnknownQueue,
+    /// The mail asks for more distinct routes than `MAX_ROUTES_PER_MAIL`: this route,
+    /// beyond the cap, is not posted.
+    TooManyRoutes,
+}
+
+/// Whose doing a give-up is: each class has its own operator notice window (see
+/// [`crate::core::rate_limit`]), so give-ups an outsider can cause at will never use up
+/// the notices about a broken route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GiveUpClass {
+    /// The route or RT needs the operator (a fixed route's queue or action missing in
+    /// RT, and anything not listed below).
+    #[default]
+    Route,
+    /// What the sender sent: a virus, spam, a DMARC reject, a mail too large, one RT
+    /// refused, too many routes.
+    Sender,
+    /// A queue or action the recipient address chose (`*@domain`, a sub-address under
+    /// `--extension queue|action`) that RT doesn't have, or such a route beyond
+    /// `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted under a metric
+    /// of its own, not in `GivenUp`.
+    AddressMiss,
+}
+
+impl GiveUpClass {
+    /// The class whose window a digest about routes of these classes counts in: a
+    /// broken route before the sender's doing, before an address miss. A digest about
+    /// a broken route is never held back by what outsiders caused.
+    pub fn most_pressing(classes: impl IntoIterator<Item = Self>) -> Self {
+        let rank = |c: &Self| match c {
+            Self::Route => 0,
+            Self::Sender => 1,
+            Self::AddressMiss => 2,
+        };
+        classes.into_iter().min_by_key(rank).unwrap_or(Self::AddressMiss)
+    }
+
+    /// The class of a give-up `case` on a route whose queue or action the recipient
+    /// address did (`named_by_address`) or did not choose.
+    pub fn of(case: Case, named_by_address: bool) -> Self {
+        use Case::*;
+        match case {
+            // One mail to fifty made-up addresses must not fire the GivenUp alarm either.
+            RtTemporaryFailure | UnknownQueue | TooManyRoutes if named_by_address => Self::AddressMiss,
+            VirusFound | SpamDropped | DmarcReject | MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => {
+                Self::Sender
+            }
+            _ => Self::Route,
+        }
+    }
 }
 
 /// Who hears about a mail that was given up.
@@ -121,6 +176,7 @@ pub fn decide(case: Case) -> Decision {
         // Never answer a virus or spam: the sender is most likely forged.
         VirusFound | SpamDropped => Decision::GiveUp(OPERATOR_ONLY),
         DmarcReject => Decision::GiveUp(OPERATOR_ONLY),
+        UnknownQueue | TooManyRoutes => Decision::GiveUp(OPERATOR_ONLY),
     }
 }
 
@@ -258,24 +314,52 @@ impl VerdictPolicy {
 /// What the gateway knows about a sender when deciding whether to answer it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SenderFacts {
-    /// The envelope sender (SES's `mail.source`).
+    /// The envelope sender (SES's `mail.source`): where a notice would go.
     pub envelope_sender: String,
+    /// The header's `From` address, if exactly one could be read.
+    pub from: Option<String>,
     /// SES's SPF verdict is PASS (SPF checks the envelope sender's domain).
     pub spf_pass: bool,
     /// SES's DKIM verdict is PASS: some signature passed, SES does not say whose.
     pub dkim_pass: bool,
+    /// SES's DMARC verdict (`PASS`, `FAIL`, `GRAY`, ...): PASS means the `From` domain
+    /// authenticated the mail (aligned SPF or DKIM).
+    pub dmarc: String,
     /// The `d=` domain of every `DKIM-Signature` in the mail (see
     /// [`crate::core::headers::MailSummary::dkim_domains`]).
     pub dkim_domains: Vec<String>,
+    /// Whether the header block was read whole and well-formed.
+    pub header: HeaderCheck,
     /// The header says auto-submitted, bulk, junk or list mail.
     pub machine_generated: bool,
 }
 
 /// Whether an automatic notice may go to the sender without causing backscatter or a
-/// mail loop: the envelope sender must be authenticated (see [`sender_authenticated`]),
-/// not the null sender or a mailer daemon, and the mail must not itself be automatic or
-/// list traffic.
+/// mail loop: `true` exactly when [`sender_refusal`] finds nothing against it.
 pub fn sender_may_be_told(facts: &SenderFacts) -> bool {
+    sender_refusal(facts).is_none()
+}
+
+/// Why the sender must not be told, or `None` when it may be. Fails closed; in order:
+/// 1. the header block was not read whole, or is malformed ([`HeaderCheck`]);
+/// 2. the mail is automatic or list traffic;
+/// 3. the envelope sender is null, not an address, or a mailer daemon / bounce address;
+/// 4. the header has no single `From` address, or its domain is not aligned with the
+///    envelope sender's (the notice goes to the envelope sender: it must be the
+///    visible sender's organisation);
+/// 5. SES's DMARC verdict is FAIL;
+/// 6. nothing authenticates the envelope sender's domain (see [`sender_authenticated`]).
+pub fn sender_refusal(facts: &SenderFacts) -> Option<&'static str> {
+    if !facts.header.is_whole() {
+        return Some(match facts.header {
+            HeaderCheck::TooLong => "header longer than the gateway reads",
+            HeaderCheck::Malformed(_) => "header malformed",
+            _ => "header not read",
+        });
+    }
+    if facts.machine_generated {
+        return Some("automatic or list mail");
+    }
     let sender = facts
         .envelope_sender
         .trim()
@@ -292,24 +376,48 @@ pub fn sender_may_be_told(facts: &SenderFacts) -> bool {
     ]
     .iter()
     .any(|d| local == *d || local.starts_with(&format!("{d}+")) || local.starts_with(&format!("{d}-")));
-    !sender.is_empty() && sender.contains('@') && !daemon && sender_authenticated(facts) && !facts.machine_generated
+    if sender.is_empty() || !sender.contains('@') || daemon {
+        return Some("null, daemon or bounce sender");
+    }
+    let Some(envelope_domain) = domain_part(&sender) else {
+        return Some("null, daemon or bounce sender");
+    };
+    let Some(from_domain) = facts.from.as_deref().and_then(domain_part) else {
+        return Some("no From address");
+    };
+    if !aligned(&from_domain, &envelope_domain) {
+        return Some("From not aligned with the envelope sender");
+    }
+    if facts.dmarc.eq_ignore_ascii_case("FAIL") {
+        return Some("DMARC failed");
+    }
+    if !sender_authenticated(facts) {
+        return Some("not authenticated for the envelope sender's domain");
+    }
+    None
 }
 
-/// Whether the envelope sender's domain vouches for the mail: SPF passed (SES's SPF
-/// verdict is about the MAIL FROM domain), or DKIM passed and every signature in the
-/// mail is for a domain aligned with the envelope sender's. SES says only that *some*
-/// signature passed, so one unaligned signature (anyone can sign with their own domain
-/// and forge the envelope) means DKIM can't vouch.
+/// The lower-case domain of an address, without a trailing dot; `None` when empty.
+fn domain_part(address: &str) -> Option<String> {
+    let address = address.trim().trim_matches(['<', '>']);
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
+}
+
+/// Whether authentication ties the envelope sender's domain to the mail: DMARC passed
+/// (the `From` domain authenticated it; [`sender_refusal`] also wants `From` aligned
+/// with the envelope), or SPF passed (SES's SPF verdict is about the MAIL FROM domain),
+/// or DKIM passed and every signature in the mail is for a domain aligned with the
+/// envelope sender's. SES says only that *some* signature passed, so one unaligned
+/// signature (anyone can sign with their own domain and forge the envelope) means DKIM
+/// can't vouch; the header check makes sure no signature was left unread.
 pub fn sender_authenticated(facts: &SenderFacts) -> bool {
-    let sender = facts.envelope_sender.trim().trim_matches(['<', '>']);
-    let Some((_, domain)) = sender.rsplit_once('@') else {
+    let Some(domain) = domain_part(&facts.envelope_sender) else {
         return false;
     };
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    if domain.is_empty() {
-        return false;
-    }
-    facts.spf_pass
+    facts.dmarc.eq_ignore_ascii_case("PASS")
+        || facts.spf_pass
         || (facts.dkim_pass && !facts.dkim_domains.is_empty() && facts.dkim_domains.iter().all(|d| aligned(d, &domain)))
 }
 
@@ -348,7 +456,15 @@ mod tests {
         ] {
             assert_eq!(decide(retried), Decision::Retry, "{retried:?}");
         }
-        for operator_only in [RtNotOk, RtTemporaryFailure, VirusFound, SpamDropped, DmarcReject] {
+        for operator_only in [
+            RtNotOk,
+            RtTemporaryFailure,
+            VirusFound,
+            SpamDropped,
+            DmarcReject,
+            UnknownQueue,
+            TooManyRoutes,
+        ] {
             assert_eq!(
                 decide(operator_only),
                 Decision::GiveUp(OPERATOR_ONLY),
@@ -365,6 +481,37 @@ mod tests {
                 sender: false
             })
         );
+    }
+
+    #[test]
+    fn misses_on_names_the_address_chose_are_classed_apart() {
+        use Case::*;
+        assert_eq!(GiveUpClass::of(RtTemporaryFailure, true), GiveUpClass::AddressMiss);
+        assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::AddressMiss);
+        // The same answer on a fixed route is a broken route: the operator must hear.
+        assert_eq!(GiveUpClass::of(RtTemporaryFailure, false), GiveUpClass::Route);
+        for sender in [
+            VirusFound,
+            SpamDropped,
+            DmarcReject,
+            MailTooLarge,
+            PayloadTooLarge,
+            RtNotOk,
+        ] {
+            assert_eq!(GiveUpClass::of(sender, false), GiveUpClass::Sender, "{sender:?}");
+            assert_eq!(GiveUpClass::of(sender, true), GiveUpClass::Sender, "{sender:?}");
+        }
+        // Beyond the route cap: the sender's doing; on made-up addresses, a miss.
+        assert_eq!(GiveUpClass::of(TooManyRoutes, false), GiveUpClass::Sender);
+        assert_eq!(GiveUpClass::of(TooManyRoutes, true), GiveUpClass::AddressMiss);
+    }
+
+    #[test]
+    fn a_digest_counts_in_its_most_pressing_class() {
+        use GiveUpClass::*;
+        assert_eq!(GiveUpClass::most_pressing([AddressMiss, Sender]), Sender);
+        assert_eq!(GiveUpClass::most_pressing([AddressMiss, Route, Sender]), Route);
+        assert_eq!(GiveUpClass::most_pressing([AddressMiss]), AddressMiss);
     }
 
     #[test]
@@ -464,40 +611,100 @@ mod tests {
         );
     }
 
+    /// A human sender at customer.example, SPF and DKIM passed, DMARC not published.
+    fn facts(sender: &str) -> SenderFacts {
+        SenderFacts {
+            envelope_sender: sender.into(),
+            from: Some(sender.trim_matches(['<', '>']).into()),
+            spf_pass: true,
+            dkim_pass: true,
+            dmarc: "GRAY".into(),
+            dkim_domains: vec!["customer.example".into()],
+            header: HeaderCheck::Whole,
+            machine_generated: false,
+        }
+    }
+
     #[test]
     fn only_authenticated_human_senders_are_told() {
-        let told = |sender: &str, spf, dkim, machine| {
-            sender_may_be_told(&SenderFacts {
-                envelope_sender: sender.into(),
-                spf_pass: spf,
-                dkim_pass: dkim,
-                dkim_domains: vec!["customer.example".into()],
-                machine_generated: machine,
-            })
+        assert!(sender_may_be_told(&facts("alice@customer.example")));
+        let unauthenticated = SenderFacts {
+            spf_pass: false,
+            dkim_pass: false,
+            ..facts("alice@customer.example")
         };
-        assert!(told("alice@customer.example", true, false, false));
-        assert!(told("alice@customer.example", false, true, false));
-        assert!(
-            !told("alice@customer.example", false, false, false),
-            "unauthenticated: backscatter"
+        assert_eq!(
+            sender_refusal(&unauthenticated),
+            Some("not authenticated for the envelope sender's domain")
         );
-        assert!(!told("", true, true, false), "null sender");
-        assert!(!told("<>", true, true, false), "null sender");
-        assert!(!told("MAILER-DAEMON@mx.example", true, true, false));
-        assert!(!told("bounces+123@lists.example", true, true, false));
-        assert!(
-            !told("alice@customer.example", true, true, true),
-            "auto-submitted or list mail"
+        for null in ["", "<>", "nobody"] {
+            assert_eq!(
+                sender_refusal(&facts(null)),
+                Some("null, daemon or bounce sender"),
+                "{null}"
+            );
+        }
+        assert!(!sender_may_be_told(&facts("MAILER-DAEMON@mx.example")));
+        assert!(!sender_may_be_told(&facts("bounces+123@lists.example")));
+        let automatic = SenderFacts {
+            machine_generated: true,
+            ..facts("alice@customer.example")
+        };
+        assert_eq!(sender_refusal(&automatic), Some("automatic or list mail"));
+    }
+
+    #[test]
+    fn a_header_not_read_whole_is_never_answered() {
+        for (header, why) in [
+            (HeaderCheck::Unread, "header not read"),
+            (HeaderCheck::TooLong, "header longer than the gateway reads"),
+            (HeaderCheck::Malformed("a bare LF in a CRLF header"), "header malformed"),
+        ] {
+            let f = SenderFacts {
+                header,
+                ..facts("alice@customer.example")
+            };
+            assert_eq!(sender_refusal(&f), Some(why));
+        }
+    }
+
+    #[test]
+    fn from_must_be_the_envelope_senders_organisation() {
+        let f = |from: Option<&str>| SenderFacts {
+            from: from.map(String::from),
+            ..facts("alice@customer.example")
+        };
+        assert_eq!(sender_refusal(&f(None)), Some("no From address"));
+        assert_eq!(
+            sender_refusal(&f(Some("ceo@victim.example"))),
+            Some("From not aligned with the envelope sender")
         );
+        assert!(sender_may_be_told(&f(Some("Alice@Mail.Customer.Example"))));
+    }
+
+    #[test]
+    fn dmarc_decides_where_it_has_a_verdict() {
+        let f = |dmarc: &str, spf, dkim| SenderFacts {
+            dmarc: dmarc.into(),
+            spf_pass: spf,
+            dkim_pass: dkim,
+            ..facts("alice@customer.example")
+        };
+        // DMARC PASS: the From domain (aligned with the envelope) authenticated the mail.
+        assert!(sender_may_be_told(&f("PASS", false, false)));
+        // DMARC FAIL: never, whatever SPF says.
+        assert_eq!(sender_refusal(&f("FAIL", true, true)), Some("DMARC failed"));
+        // No DMARC policy: SPF or aligned DKIM decides.
+        assert!(sender_may_be_told(&f("GRAY", true, false)));
+        assert!(!sender_may_be_told(&f("GRAY", false, false)));
     }
 
     fn dkim_told(sender: &str, spf: bool, dkim: bool, domains: &[&str]) -> bool {
         sender_may_be_told(&SenderFacts {
-            envelope_sender: sender.into(),
             spf_pass: spf,
             dkim_pass: dkim,
             dkim_domains: domains.iter().map(|d| d.to_string()).collect(),
-            machine_generated: false,
+            ..facts(sender)
         })
     }
 

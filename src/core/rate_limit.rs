@@ -1,6 +1,7 @@
 //! How many notices may go out: a sliding window of recent send times, kept as one small
-//! text per address, per sender domain and for the operator (the adapter stores them in
-//! the delivery-records store with conditional writes). Also the normal form of a sender
+//! text per address, per sender domain, for all senders together, and for each class of
+//! operator notice (the adapter stores them in the delivery-records store with
+//! conditional writes). Also the normal form of a sender
 //! address, so `Victim+a@Example.org` and `victim+b@example.org` share one limit.
 //!
 //! A window's text is the send times in epoch milliseconds, space-separated, oldest
@@ -31,10 +32,34 @@ pub const PER_DOMAIN: Window = Window {
     span_ms: HOUR_MS,
 };
 
-/// Twenty operator digests (one per given-up mail) within any hour; beyond that the
-/// log still has every given-up mail.
+/// Fifty sender notices within any hour, all senders together: however many domains a
+/// flood forges, the gateway's SES identity sends at most this many answers an hour.
+pub const ALL_SENDERS: Window = Window {
+    max: 50,
+    span_ms: HOUR_MS,
+};
+
+/// Twenty operator digests (one per given-up mail) about broken routes
+/// ([`crate::core::outcome::GiveUpClass::Route`]) within any hour; beyond that the log
+/// and the `GivenUp` metric (and its alarm) still have every given-up mail. Outsiders
+/// can't fill this window: what they can cause at will goes to the two below.
 pub const OPERATOR: Window = Window {
     max: 20,
+    span_ms: HOUR_MS,
+};
+
+/// Twenty operator digests about mail refused for what the sender sent (virus, spam,
+/// DMARC, size, RT's refusal, too many routes) within any hour.
+pub const OPERATOR_SENDER: Window = Window {
+    max: 20,
+    span_ms: HOUR_MS,
+};
+
+/// One operator digest about misses on queue or action names the recipient address
+/// chose (`*@domain`) within any hour: the rest are in the log and the `AddressMisses`
+/// metric only. Anyone can write to any address of the domain.
+pub const OPERATOR_ADDRESS_MISSES: Window = Window {
+    max: 1,
     span_ms: HOUR_MS,
 };
 
@@ -83,7 +108,8 @@ pub fn domain_of(normalized: &str) -> &str {
 }
 
 /// The store keys of the windows a sender notice must fit: the address's and the
-/// domain's. Path separators in the address can't reach other keys.
+/// domain's (the global one is [`ALL_SENDERS_KEY`]). Path separators in the address
+/// can't reach other keys.
 pub fn sender_keys(normalized: &str) -> [String; 2] {
     let safe = normalized.replace(['/', '\\'], "_");
     [
@@ -92,8 +118,38 @@ pub fn sender_keys(normalized: &str) -> [String; 2] {
     ]
 }
 
-/// The store key of the operator's window.
+/// Every window a sender notice must fit, in the order to take them: the address's,
+/// the domain's, then the global one (a flood spread over many domains ends there).
+pub fn sender_windows(normalized: &str) -> [(String, Window); 3] {
+    let [address, domain] = sender_keys(normalized);
+    [
+        (address, PER_ADDRESS),
+        (domain, PER_DOMAIN),
+        (ALL_SENDERS_KEY.to_string(), ALL_SENDERS),
+    ]
+}
+
+/// The store key of the operator's window for broken routes ([`OPERATOR`]).
 pub const OPERATOR_KEY: &str = "notices/operator";
+
+/// The store key of the operator's window for mail refused for its content ([`OPERATOR_SENDER`]).
+pub const OPERATOR_SENDER_KEY: &str = "notices/operator-sender";
+
+/// The store key of the operator's window for address misses ([`OPERATOR_ADDRESS_MISSES`]).
+pub const OPERATOR_ADDRESS_MISSES_KEY: &str = "notices/operator-address-misses";
+
+/// The store key of the window all sender notices share ([`ALL_SENDERS`]).
+pub const ALL_SENDERS_KEY: &str = "notices/all-senders";
+
+/// The operator window (store key and limit) for a class of give-up.
+pub fn operator_window(class: crate::core::outcome::GiveUpClass) -> (&'static str, Window) {
+    use crate::core::outcome::GiveUpClass;
+    match class {
+        GiveUpClass::Route => (OPERATOR_KEY, OPERATOR),
+        GiveUpClass::Sender => (OPERATOR_SENDER_KEY, OPERATOR_SENDER),
+        GiveUpClass::AddressMiss => (OPERATOR_ADDRESS_MISSES_KEY, OPERATOR_ADDRESS_MISSES),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -156,5 +212,31 @@ mod tests {
             ["notices/address/victim@example.org", "notices/domain/example.org"]
         );
         assert_eq!(sender_keys("a/../b@x/y")[1], "notices/domain/x_y");
+        let windows = sender_windows("victim@example.org");
+        assert_eq!(windows[2], (ALL_SENDERS_KEY.to_string(), ALL_SENDERS));
+    }
+
+    #[test]
+    fn each_operator_class_has_its_own_window() {
+        use crate::core::outcome::GiveUpClass;
+        let keys: Vec<&str> = [GiveUpClass::Route, GiveUpClass::Sender, GiveUpClass::AddressMiss]
+            .into_iter()
+            .map(|c| operator_window(c).0)
+            .collect();
+        assert_eq!(keys, [OPERATOR_KEY, OPERATOR_SENDER_KEY, OPERATOR_ADDRESS_MISSES_KEY]);
+        assert_eq!(operator_window(GiveUpClass::AddressMiss).1.max, 1);
+    }
+
+    #[test]
+    fn the_global_sender_window_caps_a_flood_over_many_domains() {
+        let mut stored: Option<String> = None;
+        let mut sent = 0;
+        for n in 0..ALL_SENDERS.max as u64 + 10 {
+            if let Admission::Send(text) = admit(stored.as_deref(), 1_000_000 + n, ALL_SENDERS) {
+                stored = Some(text);
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, ALL_SENDERS.max);
     }
 }

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::core::action::ActionChain;
 use crate::core::extension::ExtensionField;
 use crate::core::getopt::parse_args_extended;
+use crate::core::outcome::Case;
 use crate::core::redact::{redact_url, redact_word};
 use crate::core::request::{GatewayRequest, MailgateArgs, RtTarget};
 
@@ -121,6 +122,12 @@ pub struct Route {
     pub entry: String,
     /// The post to make.
     pub request: GatewayRequest,
+    /// The recipient address chose the queue or the action: a `*@domain` entry (its
+    /// local part is the queue), or a sub-address under `--extension queue|action`.
+    /// Anyone can write such an address, so a miss on it (RT has no such queue or
+    /// action) is the sender's doing, not a broken route: it is counted and reported
+    /// apart, and the queue is checked before posting where RT can be asked.
+    pub named_by_address: bool,
 }
 
 impl RoutingTable {
@@ -190,14 +197,14 @@ impl RoutingTable {
         }
         let mut args = entry.args.clone();
         args.queue = Some(base.into_bytes());
-        Some(
-            Entry {
-                pattern: entry.pattern.clone(),
-                args,
-                rt: entry.rt.clone(),
-            }
-            .route(extension.as_deref()),
-        )
+        let mut route = Entry {
+            pattern: entry.pattern.clone(),
+            args,
+            rt: entry.rt.clone(),
+        }
+        .route(extension.as_deref());
+        route.named_by_address = true;
+        Some(route)
     }
 
     /// Every RT the routes name with `--url` (and `--secret`), each once, sorted: the
@@ -261,6 +268,23 @@ pub struct PlannedDelivery {
     pub route: Route,
     /// The envelope recipients that resolved to this same post.
     pub recipients: Vec<String>,
+    /// Not to be posted, and why: beyond `MAX_ROUTES_PER_MAIL`
+    /// ([`Case::TooManyRoutes`], see [`DeliveryPlan::capped`]) or to a queue RT doesn't
+    /// have ([`Case::UnknownQueue`]). Such a route is still claimed, recorded, logged,
+    /// counted and reported as given up, never silently dropped.
+    pub refused: Option<Case>,
+}
+
+impl DeliveryPlan {
+    /// Marks every distinct post after the first `max_routes` (in recipient order, so a
+    /// retry marks the same ones) [`Case::TooManyRoutes`]: one mail then makes at most
+    /// `max_routes` posts, whatever its recipient list.
+    pub fn capped(mut self, max_routes: usize) -> Self {
+        for beyond in self.deliveries.iter_mut().skip(max_routes) {
+            beyond.refused = Some(Case::TooManyRoutes);
+        }
+        self
+    }
 }
 
 impl RoutingTable {
@@ -276,6 +300,7 @@ impl RoutingTable {
                     None => plan.deliveries.push(PlannedDelivery {
                         route,
                         recipients: vec![recipient.to_string()],
+                        refused: None,
                     }),
                 },
             }
@@ -288,9 +313,13 @@ impl Entry {
     fn route(&self, extension: Option<&str>) -> Route {
         let mut request = self.args.resolve(extension.map(str::as_bytes)).request;
         request.rt = self.rt.clone();
+        let field = self.args.extension.as_deref().map(ExtensionField::from_bytes);
+        let named_by_address = extension.is_some_and(|e| !e.is_empty())
+            && matches!(field, Some(Ok(ExtensionField::Queue | ExtensionField::Action)));
         Route {
             entry: self.pattern.clone(),
             request,
+            named_by_address,
         }
     }
 }
@@ -594,6 +623,41 @@ mod tests {
         );
         let t = RoutingTable::parse("bugs@x.test: --queue bugs", None).unwrap();
         assert_eq!(t.route("bugs+9@x.test"), None);
+    }
+
+    #[test]
+    fn routes_whose_queue_or_action_the_address_chose_are_marked() {
+        let t = table();
+        assert!(t.route("Support@desk.example.com").unwrap().named_by_address);
+        assert!(!t.route("bugs@example.com").unwrap().named_by_address);
+        // A ticket id or a bare header from the sub-address names no queue or action.
+        assert!(!t.route("bugs-comment+42@example.com").unwrap().named_by_address);
+        assert!(!t.route("billing+Urgent@example.com").unwrap().named_by_address);
+        let t = RoutingTable::parse(
+            "q@x.test: --extension queue; a@x.test: --queue q --extension action",
+            Some('+'),
+        )
+        .unwrap();
+        assert!(t.route("q+sales@x.test").unwrap().named_by_address);
+        assert!(t.route("a+take@x.test").unwrap().named_by_address);
+        assert!(!t.route("q@x.test").unwrap().named_by_address);
+    }
+
+    #[test]
+    fn a_capped_plan_refuses_the_routes_beyond_the_cap() {
+        let recipients: Vec<String> = (0..50).map(|n| format!("q{n}@desk.example.com")).collect();
+        let plan = table().plan(&recipients).capped(10);
+        assert_eq!(
+            plan.deliveries.len(),
+            50,
+            "every route stays in the plan, to be reported"
+        );
+        let refused: Vec<_> = plan.deliveries.iter().map(|d| d.refused).collect();
+        assert!(refused[..10].iter().all(Option::is_none));
+        assert!(refused[10..].iter().all(|r| *r == Some(Case::TooManyRoutes)));
+        assert_eq!(plan.deliveries[10].recipients, ["q10@desk.example.com"]);
+        let small = table().plan(&["bugs@example.com"]).capped(10);
+        assert_eq!(small.deliveries[0].refused, None);
     }
 
     #[test]

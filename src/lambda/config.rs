@@ -31,6 +31,7 @@
 //! | `SPAM_POLICY` | `tag` (header `X-RT-Mailgate-Spam`), `pass` or `drop` | `tag` |
 //! | `DMARC_REJECT` | `honour` (drop what the sender's domain says to reject) or `ignore` | `honour` |
 //! | `MAX_MAIL_BYTES` | give up (with notices) on larger mail | none |
+//! | `MAX_ROUTES_PER_MAIL` | distinct routes one mail may post to; the rest are given up (logged, counted, reported) | 10 (see [`DEFAULT_MAX_ROUTES_PER_MAIL`]) |
 //! | `S3_FORCE_PATH_STYLE` | path-style S3 URLs (S3-compatible stores, moto) | `false` |
 //! | `AWS_ENDPOINT_URL` | the AWS SDK's own: one endpoint for S3, SESv2 and Secrets Manager (moto, `sam local`); empty means unset (see [`blank_endpoint_vars`]) | AWS's |
 
@@ -55,6 +56,10 @@ use crate::spool::LineEndings;
 /// 480 s, rounded up to 10 minutes. That leaves 300 s of the template's 900 s function
 /// timeout for reading the mail from S3 and uploading it.
 pub const DEFAULT_RT_TIMEOUT_SECS: u64 = 600;
+
+/// `MAX_ROUTES_PER_MAIL`'s default: one mail to many addresses of a `*@domain` route
+/// would otherwise make one upload (and one parse by RT) per address.
+pub const DEFAULT_MAX_ROUTES_PER_MAIL: usize = 10;
 
 /// What a synchronous (`RequestResponse`) invocation tells SES to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -168,6 +173,8 @@ pub struct LambdaConfig {
     pub routes_check_interval: Duration,
     /// The receipt rule's domains (`MAIL_DOMAINS`, lower-cased), when given.
     pub mail_domains: Vec<String>,
+    /// How many distinct routes one mail may post to (`MAX_ROUTES_PER_MAIL`).
+    pub max_routes_per_mail: usize,
     /// What to do when RT's API can't answer whether it holds a post, once RT can no
     /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
     pub when_rt_cant_be_asked: UnaskablePolicy,
@@ -252,12 +259,14 @@ impl LambdaConfig {
         let allow_plain_http = parse_bool(get("RT_ALLOW_HTTP"), false).map_err(|r| invalid("RT_ALLOW_HTTP", &r))?;
         let base = url::Url::parse(&rt.base_url).map_err(|_| invalid("RT_URL", "is not a URL"))?;
         check_plain_http(&base, allow_plain_http).map_err(|e| invalid("RT_URL", &e.to_string()))?;
+        refuse_credentials("RT_URL", &base)?;
         if let Some(api) = get("RT_API_URL") {
             let api = url::Url::parse(&api)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
                 .ok_or_else(|| invalid("RT_API_URL", "is not an http:// or https:// URL"))?;
             check_plain_http(&api, allow_plain_http).map_err(|e| invalid("RT_API_URL", &e.to_string()))?;
+            refuse_credentials("RT_API_URL", &api)?;
         }
 
         let line_endings = match get("LINE_ENDINGS").map(|v| v.to_ascii_lowercase()).as_deref() {
@@ -315,6 +324,14 @@ impl LambdaConfig {
                 .filter(|n| (1..=16).contains(n))
                 .ok_or_else(|| invalid("ROUTE_CONCURRENCY", "must be a whole number from 1 to 16"))?,
         };
+        let max_routes_per_mail = match get("MAX_ROUTES_PER_MAIL") {
+            None => DEFAULT_MAX_ROUTES_PER_MAIL,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| invalid("MAX_ROUTES_PER_MAIL", "must be a whole number from 1 to 1000"))?,
+        };
         let max_mail_bytes = match get("MAX_MAIL_BYTES") {
             None => None,
             Some(v) => Some(
@@ -358,6 +375,7 @@ impl LambdaConfig {
             secret_id: get("RT_SECRET_ID"),
             rt_api_url: get("RT_API_URL"),
             route_concurrency,
+            max_routes_per_mail,
             allow_plain_http,
             rt,
             bucket: required("MAIL_BUCKET")?,
@@ -511,6 +529,21 @@ pub fn blank_endpoint_vars(vars: impl IntoIterator<Item = (String, String)>) -> 
         .collect()
 }
 
+/// A URL in the function's plain environment may not carry `user:password@` (anyone
+/// who may read the function's configuration would read it): as a route's `--url`,
+/// credentials belong in the Secrets Manager secret. The URL itself is not echoed.
+fn refuse_credentials(var: &'static str, url: &url::Url) -> Result<(), ConfigError> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        var,
+        reason: "holds credentials (`user:password@`): put them in the RT_SECRET_ID secret \
+                 (basic auth as `username`/`password`); the URL names only the RT"
+            .into(),
+    })
+}
+
 fn parse_bool(value: Option<String>, default: bool) -> Result<bool, String> {
     match value.map(|v| v.to_ascii_lowercase()).as_deref() {
         None => Ok(default),
@@ -576,6 +609,8 @@ mod tests {
             Some(Duration::from_secs(45))
         );
         assert!(c.routes.route("bugs+5@example.com").is_some());
+        assert_eq!(c.max_routes_per_mail, DEFAULT_MAX_ROUTES_PER_MAIL);
+        assert_eq!(config(&[("MAX_ROUTES_PER_MAIL", "3")]).unwrap().max_routes_per_mail, 3);
         assert_eq!(
             config(&[("MAIL_PREFIX", "inbound/")]).unwrap().object_key("abc"),
             "inbound/abc"
@@ -618,6 +653,8 @@ mod tests {
             (&[("VIRUS_POLICY", "keep")], "VIRUS_POLICY"),
             (&[("DMARC_REJECT", "maybe")], "DMARC_REJECT"),
             (&[("MAX_MAIL_BYTES", "40MB")], "MAX_MAIL_BYTES"),
+            (&[("MAX_ROUTES_PER_MAIL", "0")], "MAX_ROUTES_PER_MAIL"),
+            (&[("MAX_ROUTES_PER_MAIL", "ten")], "MAX_ROUTES_PER_MAIL"),
         ];
         for (pairs, expected) in cases {
             let err = config(pairs).unwrap_err().to_string();
@@ -723,6 +760,18 @@ mod tests {
     }
 
     #[test]
+    fn the_templates_route_cap_is_the_functions_default() {
+        let template = include_str!("../../template.yaml");
+        let default = template_number(template, "  MaxRoutesPerMail:", "Default");
+        assert_eq!(default as usize, DEFAULT_MAX_ROUTES_PER_MAIL);
+        // The template's mail size default is SES's own limit: nothing SES takes is refused.
+        assert_eq!(
+            template_number(template, "  MaxMailBytes:", "Default"),
+            40 * 1024 * 1024
+        );
+    }
+
+    #[test]
     fn only_keys_under_the_mail_prefix_are_read() {
         let c = config(&[("MAIL_PREFIX", "inbound/")]).unwrap();
         assert_eq!(c.mail_key("m1", None).unwrap(), "inbound/m1");
@@ -744,6 +793,21 @@ mod tests {
         assert!(err.contains("RT_ALLOW_HTTP") && !err.contains("hush"), "{err}");
         assert!(config(&[("RT_URL", "http://rt.example"), ("RT_ALLOW_HTTP", "true")]).is_ok());
         assert!(config(&[("RT_URL", "http://127.0.0.1:8080")]).is_ok());
+    }
+
+    #[test]
+    fn rt_urls_refuse_credentials_as_routes_do() {
+        for (var, url) in [
+            ("RT_URL", "https://mailgate:hush@rt.example"),
+            ("RT_URL", "https://mailgate@rt.example"),
+            ("RT_API_URL", "https://api:hush@rt.example"),
+        ] {
+            let err = config(&[(var, url)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{var}: holds credentials")) && !err.contains("hush"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::aws::s3::{MailStore, StoreError};
 use crate::core::delivery_id::DeliveryId;
 use crate::core::lookup::Unanswerable;
 use crate::core::notice::GivenUpRoute;
-use crate::core::outcome::{decide, Case, Decision, Notice, Screening, SPAM_HEADER};
+use crate::core::outcome::{decide, Case, Decision, GiveUpClass, Notice, Screening, SPAM_HEADER};
 use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
 use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
@@ -241,6 +241,14 @@ where
         let mut front = id.header_line();
         front.extend_from_slice(&tag);
         delivery.route.request.extra_headers = front;
+
+        // 2b. refused before any upload: a route beyond MAX_ROUTES_PER_MAIL, or a queue RT
+        // doesn't have (see `PlannedDelivery::refused`). Unless an earlier attempt may
+        // have reached RT: then it goes on as any other, RT asked first.
+        if let (Some(case), false) = (delivery.refused, ask_rt_first) {
+            tracing::warn!(message_id = ses_id, route, outcome = case.decision_word(), case = ?case, "refused before posting; not posted");
+            return Ok(self.settle(mail, &delivery, &held, case, None).await);
+        }
 
         // A post our own deadline could cut while RT is still storing the mail (RT may be
         // silent for up to RT_TIMEOUT) is not started: never posted, it waits for the retry.
@@ -453,7 +461,7 @@ where
             }
             Claim::Held { holder, until_ms } => {
                 metrics::avoided(route, Avoided::Lease);
-                metrics::outcome(route, Case::LeaseHeld);
+                metrics::outcome(route, Case::LeaseHeld, false);
                 tracing::info!(
                     message_id = ses_id,
                     route,
@@ -700,7 +708,7 @@ where
         let message_id = mail.ses_id();
         let route = delivery.route.entry.as_str();
         let mut counted = Summary::default();
-        metrics::outcome(route, case);
+        metrics::outcome(route, case, delivery.route.named_by_address);
         let (state, end) = match decide(case) {
             Decision::Retry => {
                 let left = if case.may_have_reached_rt() {
@@ -850,6 +858,7 @@ fn given_up_route(delivery: &PlannedDelivery, case: Case) -> GivenUpRoute {
         route: delivery.route.entry.clone(),
         recipients: delivery.recipients.clone(),
         reason: reason(case, &delivery.route.entry),
+        class: GiveUpClass::of(case, delivery.route.named_by_address),
     }
 }
 
@@ -865,6 +874,10 @@ fn reason(case: Case, route: &str) -> String {
         Case::VirusFound => "SES found a virus in the mail; it is not posted".to_string(),
         Case::SpamDropped => "SES judged the mail to be spam; it is not posted".to_string(),
         Case::DmarcReject => "the mail failed DMARC and the sender's domain asks for rejection".to_string(),
+        Case::UnknownQueue => format!("RT has no queue of the name the address chose (route {route}); not posted"),
+        Case::TooManyRoutes => {
+            format!("the mail asks for more routes than MAX_ROUTES_PER_MAIL allows; route {route} not posted")
+        }
         other => format!("{other:?} on route {route}"),
     }
 }

@@ -21,13 +21,16 @@ use tracing::Instrument;
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::MailStore;
 use crate::aws::ses::Notifier;
+use crate::core::outcome::Case;
+use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::delivery::{RouteDeliverer, RouteEnd};
 use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo};
-use crate::lambda::invocation::StoredMail;
+use crate::lambda::invocation::{within, StoredMail};
 pub use crate::lambda::invocation::{HandlerError, Mode, Summary, DEADLINE_MARGIN};
 use crate::lambda::notify::Notices;
 use crate::rt::lookup::{DeliveryLookup, Lookups};
+use crate::rt::queues::QueueKnown;
 use crate::rt::MailGateway;
 
 /// SES writes this object when a rule is created; it is not a mail.
@@ -149,7 +152,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             tracing::info!(message_id, outcome = "skipped", "SES setup notification, not a mail");
             return Ok(summary);
         }
-        let plan = self.config.routes.plan(&mail.recipients);
+        // At most MAX_ROUTES_PER_MAIL posts; the routes beyond are given up, not posted.
+        let plan = self
+            .config
+            .routes
+            .plan(&mail.recipients)
+            .capped(self.config.max_routes_per_mail);
         for recipient in &plan.unrouted {
             summary.unrouted += 1;
             crate::lambda::metrics::unrouted();
@@ -177,9 +185,10 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             .map(|delivery| {
                 let (stored, screening, deliverer) = (&stored, &screening, &deliverer);
                 async move {
+                    let checked = self.check_queue(stored, delivery).await;
                     (
                         delivery,
-                        deliverer.deliver_route(stored, delivery, screening, mode).await,
+                        deliverer.deliver_route(stored, &checked, screening, mode).await,
                     )
                 }
             })
@@ -229,6 +238,28 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 details: failures.join(", "),
             })
         }
+    }
+
+    /// A route whose queue the recipient address chose, checked against RT's queues
+    /// ([`crate::rt::queues`], through the RT login of the lookups): one RT has no queue
+    /// of that name is refused ([`Case::UnknownQueue`]) before any upload. Without a
+    /// login, or without a clear answer, it is posted as before (RT then decides).
+    async fn check_queue(&self, mail: &StoredMail<'_>, delivery: &PlannedDelivery) -> PlannedDelivery {
+        let mut checked = delivery.clone();
+        if !delivery.route.named_by_address || delivery.refused.is_some() || delivery.route.request.queue.is_none() {
+            return checked;
+        }
+        let asked = within(mail.time_left(), self.lookup.queue_known(&delivery.route.request)).await;
+        match asked.unwrap_or_else(|_| QueueKnown::Unknown("no time left to ask".into())) {
+            QueueKnown::Exists => {}
+            QueueKnown::Missing => checked.refused = Some(Case::UnknownQueue),
+            QueueKnown::Unknown(why) => tracing::debug!(
+                route = delivery.route.entry,
+                reason = why,
+                "RT's queues not asked; posting as before"
+            ),
+        }
+        checked
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::core::outcome::{decide, Case, Decision};
+use crate::core::outcome::{decide, Case, Decision, GiveUpClass};
 
 /// The CloudWatch namespace (the template's alarms read `RtMailgate/GivenUp`).
 pub const NAMESPACE: &str = "RtMailgate";
@@ -27,8 +27,18 @@ pub enum Avoided {
 }
 
 /// A route settled or left for the retry, counted by what the outcome table decided.
-pub fn outcome(route: &str, case: Case) {
+/// `named_by_address`: the recipient address chose the route's queue or action (see
+/// [`crate::core::route::Route::named_by_address`]); a miss there is an `AddressMisses`,
+/// never a `GivenUp` (anyone can write such an address: it must not fire the alarm).
+pub fn outcome(route: &str, case: Case, named_by_address: bool) {
     let route = route.to_string();
+    if matches!(decide(case), Decision::GiveUp(_))
+        && GiveUpClass::of(case, named_by_address) == GiveUpClass::AddressMiss
+    {
+        metrics::counter!("AddressMisses").increment(1);
+        metrics::counter!("AddressMisses", "Reason" => format!("{case:?}"), "Route" => route).increment(1);
+        return;
+    }
     match decide(case) {
         Decision::Delivered => metrics::counter!("Delivered", "Route" => route).increment(1),
         Decision::Retry => metrics::counter!("Retried", "Route" => route).increment(1),

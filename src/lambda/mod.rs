@@ -3,11 +3,13 @@
 //! one route at a time as a straight line of steps ([`delivery`]), then the mail's
 //! notices ([`notify`]); what they share for one invocation ([`invocation`]); the
 //! payloads it understands ([`events`]); re-delivery ([`replay`]); the real adapters
-//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]).
+//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the invocation's deadline
+//! ([`deadline`]).
 //!
 //! Imports run one way: handler → delivery, notify → invocation.
 
 pub mod config;
+pub mod deadline;
 pub mod delivery;
 pub mod events;
 pub mod handler;

@@ -1,16 +1,18 @@
 //! Step 9 of a mail's delivery, once per mail: the notices for the routes this
-//! invocation gave up. One operator digest listing them all, and one sender notice when
+//! invocation gave up. One operator digest listing them all, counted in the window of
+//! its most pressing class ([`crate::core::outcome::GiveUpClass`]: what outsiders can
+//! cause never uses up the notices about a broken route), and one sender notice when
 //! any route asks for it and the sender may safely be told
-//! ([`crate::core::outcome::sender_may_be_told`]); each only while its rate limit
-//! allows ([`crate::core::rate_limit`]), counted in small records written conditionally,
-//! so concurrent invocations can't pass a limit.
+//! ([`crate::core::outcome::sender_refusal`]); each only while its rate limits allow
+//! ([`crate::core::rate_limit`]: per address, per domain and for all senders), counted
+//! in small records written conditionally, so concurrent invocations can't pass a limit.
 
 use crate::aws::records::DeliveryRecords;
 use crate::aws::ses::Notifier;
 use crate::core::headers::MailSummary;
 use crate::core::notice::{operator_notice, sender_notice, GivenUpMail, GivenUpRoute};
-use crate::core::outcome::{sender_may_be_told, Notice, SenderFacts};
-use crate::core::rate_limit::{self, admit, normalize_address, sender_keys, Admission, Window};
+use crate::core::outcome::{sender_refusal, GiveUpClass, Notice, SenderFacts};
+use crate::core::rate_limit::{admit, normalize_address, operator_window, sender_windows, Admission, Window};
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::invocation::{epoch_ms, settled_in_time, within, StoredMail, DEADLINE_MARGIN};
 use crate::spool::Spool;
@@ -57,38 +59,40 @@ impl<R: DeliveryRecords, N: Notifier> Notices<'_, R, N> {
         };
         let mut notices = Vec::new();
         if let (false, Some(operator)) = (operator_routes.is_empty(), self.config.notices.operator.as_deref()) {
-            if self
-                .take_slots(mail, &[(rate_limit::OPERATOR_KEY.to_string(), rate_limit::OPERATOR)])
-                .await
-            {
+            let class = GiveUpClass::most_pressing(operator_routes.iter().map(|r| r.class));
+            let (key, window) = operator_window(class);
+            if self.take_slots(mail, &[(key.to_string(), window)]).await {
                 notices.push(operator_notice(operator, &about(operator_routes)));
             } else {
                 tracing::warn!(
                     message_id,
                     routes = operator_routes.len(),
+                    class = ?class,
                     "operator digest rate-limited; the given-up routes are in this log only"
                 );
             }
         }
         let facts = SenderFacts {
             envelope_sender: info.sender.clone(),
+            from: header.from.clone(),
             spf_pass: info.spf_pass,
             dkim_pass: info.dkim_pass,
+            dmarc: info.verdicts.dmarc.clone(),
             dkim_domains: header.dkim_domains.clone(),
+            header: header.header,
             machine_generated: header.machine_generated,
         };
         if !sender_routes.is_empty() && self.config.notices.to_senders {
-            match normalize_address(&info.sender).filter(|_| sender_may_be_told(&facts)) {
+            let refused = sender_refusal(&facts);
+            match normalize_address(&info.sender).filter(|_| refused.is_none()) {
                 None => tracing::info!(
                     message_id,
-                    "sender not told: unauthenticated for its domain, automatic, or no address"
+                    reason = refused.unwrap_or("no sender address"),
+                    header = header.header.describe(),
+                    "sender not told"
                 ),
                 Some(normalized) => {
-                    let [address_key, domain_key] = sender_keys(&normalized);
-                    let windows = [
-                        (address_key, rate_limit::PER_ADDRESS),
-                        (domain_key, rate_limit::PER_DOMAIN),
-                    ];
+                    let windows = sender_windows(&normalized);
                     if self.take_slots(mail, &windows).await {
                         notices.push(sender_notice(&about(sender_routes)));
                     } else {

@@ -49,6 +49,7 @@ use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswer
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
+use crate::rt::queues::{QueueCache, QueueKnown};
 
 /// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
 pub const PER_PAGE: u64 = 100;
@@ -86,6 +87,13 @@ pub trait DeliveryLookup {
         id: &DeliveryId,
         request: &GatewayRequest,
     ) -> impl Future<Output = Result<Lookup, LookupError>> + Send;
+
+    /// Whether RT has the queue `request` posts to (see [`crate::rt::queues`]). Not
+    /// asked by default: [`QueueKnown::Unknown`], and the mail is posted as before.
+    fn queue_known(&self, request: &GatewayRequest) -> impl Future<Output = QueueKnown> + Send {
+        let _ = request;
+        std::future::ready(QueueKnown::Unknown("RT is not asked about queues".into()))
+    }
 }
 
 /// The lookup could not be set up.
@@ -408,7 +416,7 @@ impl Rest2Lookup {
         url
     }
 
-    async fn get<T: DeserializeOwned>(&self, segments: &[&str], what: &str) -> Result<T, LookupError> {
+    pub(super) async fn get<T: DeserializeOwned>(&self, segments: &[&str], what: &str) -> Result<T, LookupError> {
         self.get_url(self.url(segments), what).await
     }
 
@@ -609,12 +617,24 @@ mod tests {
 pub struct Lookups {
     own: Option<Rest2Lookup>,
     others: BTreeMap<RtTarget, Rest2Lookup>,
+    queues: QueueCache,
 }
 
 impl Lookups {
     /// The lookups that could be set up.
     pub fn new(own: Option<Rest2Lookup>, others: BTreeMap<RtTarget, Rest2Lookup>) -> Self {
-        Self { own, others }
+        Self {
+            own,
+            others,
+            queues: QueueCache::new(),
+        }
+    }
+
+    fn of(&self, request: &GatewayRequest) -> Option<&Rest2Lookup> {
+        match &request.rt {
+            None => self.own.as_ref(),
+            Some(target) => self.others.get(target),
+        }
     }
 
     /// True when no RT can be asked.
@@ -625,13 +645,16 @@ impl Lookups {
 
 impl DeliveryLookup for Lookups {
     async fn find(&self, id: &DeliveryId, request: &GatewayRequest) -> Result<Lookup, LookupError> {
-        let lookup = match &request.rt {
-            None => self.own.as_ref(),
-            Some(target) => self.others.get(target),
-        };
-        match lookup {
+        match self.of(request) {
             Some(lookup) => lookup.find(id, request).await,
             None => Ok(Lookup::Unanswerable(Unanswerable::NoRtLogin)),
         }
+    }
+
+    async fn queue_known(&self, request: &GatewayRequest) -> QueueKnown {
+        let (Some(lookup), Some(queue)) = (self.of(request), request.queue.as_deref()) else {
+            return QueueKnown::Unknown("no RT login for this RT, or no queue named".into());
+        };
+        self.queues.check(lookup, request.rt.as_ref(), queue).await
     }
 }

@@ -3,11 +3,13 @@
 //! [`pool::GatewayPool`] holds one per RT the function serves, with its credentials;
 //! [`tls`] checks certificates against `--ca-file` / `RT_CA_FILE` as OpenSSL would;
 //! [`lookup`] asks RT's REST 2 API whether it already holds a mail, before a mail that
-//! may have reached RT is posted again.
+//! may have reached RT is posted again; [`queues`] whether RT has a queue a recipient
+//! address names, before a mail is posted to it.
 
 pub mod http;
 pub mod lookup;
 pub mod pool;
+pub mod queues;
 pub mod tls;
 
 use std::future::Future;

@@ -1,0 +1,35 @@
+//! The `/etc/aliases` importer: any file text gives routes and skips, or a clear error;
+//! never a panic. Every route it writes reads back through the routing table's own
+//! parser, and no `user:password@` from a URL is ever copied into the output.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rt_mailgate::core::aliases::{import_aliases, report, Item};
+use rt_mailgate::core::route::RoutingTable;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let Ok(items) = import_aliases(&text, "example.com") else {
+        return;
+    };
+    for item in &items {
+        if let Item::Route(migrated) = item {
+            RoutingTable::parse(&migrated.route, Some('+'))
+                .unwrap_or_else(|e| panic!("route {:?} does not read back: {e}", migrated.route));
+        }
+    }
+    let out = report(&items, "aliases");
+    // The secret of any `scheme://user:SECRET@host` in the input stays out of the output.
+    for (at, _) in text.match_indices("://") {
+        let rest = &text[at + 3..];
+        let authority = rest.split(['/', ' ', '\t', '\n', '"', '\'', ',']).next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if let Some((_, password)) = userinfo.split_once(':') {
+                if password.len() >= 12 && !password.contains('*') {
+                    let shown = format!("{}\n{}", out.routes, out.messages.join("\n"));
+                    assert!(!shown.contains(password), "a URL's password was copied");
+                }
+            }
+        }
+    }
+});
