@@ -1,7 +1,9 @@
 //! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait, and the
 //! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
-//! Manager) behind [`secrets::SecretSource`].
+//! Manager) behind [`secrets::SecretSource`]; the deployed function through the `aws` CLI
+//! ([`function`]).
 
+pub mod function;
 pub mod records;
 pub mod s3;
 pub mod secrets;

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
+use tracing::Instrument;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -12,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Lambda's advanced logging controls: AWS_LAMBDA_LOG_FORMAT=JSON gives one JSON object
     // per line (the template sets it), AWS_LAMBDA_LOG_LEVEL the level. Each line carries
     // the invocation's span (requestId) and, for a mail's lines, its message_id.
-    lambda_runtime::tracing::init_default_subscriber();
+    rt_mailgate::lambda::logging::init();
     // A process killed at its deadline leaves its spool in /tmp, which outlives it.
     // Older than Lambda's longest invocation: never a spool another process still reads.
     let swept = rt_mailgate::spool::sweep_leftovers(&std::env::temp_dir(), std::time::Duration::from_secs(16 * 60));
@@ -37,21 +38,34 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            let answer = handler.handle(event.payload, deadline(&event.context)).await;
-            if let Err(e) = metrics.flush(std::io::stdout()) {
-                tracing::warn!(error = %e, "metrics not written");
-            }
-            answer.map_err(|e| {
-                tracing::error!(error = %e, kind = e.kind(), "invocation failed");
-                lambda_runtime::Diagnostic {
-                    error_type: e.kind().to_string(),
-                    error_message: e.to_string(),
-                }
-            })
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            // The runtime's own span (requestId) is an INFO span: disabled under
+            // AWS_LAMBDA_LOG_LEVEL=WARN. This one is enabled at every level, so every
+            // line, a give-up's warning included, carries the request id.
+            let span = tracing::error_span!("invocation", requestId = %event.context.request_id);
+            invocation(handler, metrics, event).instrument(span)
         },
     ))
     .await
+}
+
+/// One invocation: the handler's answer, the metrics flushed, a failure logged once.
+async fn invocation(
+    handler: &AwsHandler,
+    metrics: &metrics_cloudwatch_embedded::Collector,
+    event: lambda_runtime::LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, lambda_runtime::Diagnostic> {
+    let answer = handler.handle(event.payload, deadline(&event.context)).await;
+    if let Err(e) = metrics.flush(std::io::stdout()) {
+        tracing::warn!(error = %e, "metrics not written");
+    }
+    answer.map_err(|e| {
+        tracing::error!(error = %e, kind = e.kind(), "invocation failed");
+        lambda_runtime::Diagnostic {
+            error_type: e.kind().to_string(),
+            error_message: e.to_string(),
+        }
+    })
 }
 
 /// The invocation's deadline (epoch milliseconds in the context) as an `Instant`.
