@@ -4,6 +4,7 @@
 //! ([`function`]).
 
 pub mod function;
+pub mod record_index;
 pub mod records;
 pub mod s3;
 pub mod secrets;

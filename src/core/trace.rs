@@ -62,6 +62,11 @@ pub fn describe(record: &RouteRecord, now_ms: u64) -> RouteView {
         RouteState::Delivered => {
             let mut detail = match record.ticket {
                 Some(ticket) => format!("ticket {ticket}"),
+                None if !record.delivery_id.is_empty() => format!(
+                    "ticket not known (RT's answer did not name it; RT finds it by the header \
+                     X-RT-Mailgate-Delivery: {})",
+                    record.delivery_id
+                ),
                 None => "ticket not known".to_string(),
             };
             if let Some(transaction) = record.transaction {
@@ -225,6 +230,66 @@ pub fn mail_line(ses_id: &str, first: &RouteRecord) -> String {
     )
 }
 
+/// A time given on the command line: RFC 3339 (`2026-12-01T15:00:00Z`) or an age before
+/// `now_ms` (`90m`, `24h`, `2d`).
+pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis().max(0) as u64);
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let unit_ms: u64 = match unit {
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: give a time as 2026-12-01T15:00:00Z, or an age as 90m, 24h, 2d"
+            ))
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: give a time as 2026-12-01T15:00:00Z, or an age as 90m, 24h, 2d"))?;
+    Ok(now_ms.saturating_sub(n.saturating_mul(unit_ms)))
+}
+
+/// The commands that show the function's log lines for these mails: CloudWatch Logs'
+/// `filter-log-events` (prints the lines) per mail, and one Logs Insights query. The
+/// window is widened by ten minutes each side (retries come minutes later).
+pub fn log_commands(log_group: &str, ses_ids: &[String], since_ms: u64, until_ms: u64) -> String {
+    let (start, end) = (since_ms.saturating_sub(600_000), until_ms + 600_000);
+    // Pasted into a shell: only ids made of plain characters (SES's are).
+    let plain = |id: &&String| {
+        !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let ses_ids: Vec<String> = ses_ids.iter().filter(plain).cloned().collect();
+    let ses_ids = &ses_ids;
+    let mut text = String::new();
+    for id in ses_ids {
+        text.push_str(&format!(
+            "  aws logs filter-log-events --log-group-name {log_group} --start-time {start} --end-time {end} \\\n    \
+             --filter-pattern '\"{id}\"' --query 'events[].message' --output text\n"
+        ));
+    }
+    if !ses_ids.is_empty() {
+        let ids = ses_ids
+            .iter()
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        text.push_str(&format!(
+            "  Logs Insights on {log_group}:\n    fields @timestamp, level, fields.message, fields.outcome, fields.route, fields.rt, \
+             fields.rt_ticket, spans.0.requestId\n    | filter span.message_id in [{ids}] or fields.message_id in [{ids}]\n    \
+             | sort @timestamp asc\n"
+        ));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +360,24 @@ mod tests {
         r.lease_until_ms = 2_000_000;
         assert!(describe(&r, 1_000_000).next.starts_with("wait"));
         assert!(describe(&r, 9_000_000).detail.contains("stopped mid-post"));
+    }
+
+    #[test]
+    fn times_are_given_as_dates_or_ages() {
+        assert_eq!(parse_time("2023-11-14T22:13:20Z", 0), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert!(parse_time("yesterday", 0).is_err());
+    }
+
+    #[test]
+    fn the_log_commands_name_the_group_the_mail_and_the_window() {
+        let text = log_commands("/aws/lambda/f", &["ses-1".to_string()], 1_000_000, 2_000_000);
+        assert!(
+            text.contains("--log-group-name /aws/lambda/f --start-time 400000 --end-time 2600000"),
+            "{text}"
+        );
+        assert!(text.contains("--filter-pattern '\"ses-1\"'"), "{text}");
+        assert!(text.contains("span.message_id in [\"ses-1\"]"), "{text}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! notices ([`notify`]); what they share for one invocation ([`invocation`]); the
 //! payloads it understands ([`events`]); re-delivery ([`replay`]); an operator's requests to the function, a replay or the
 //! canary ([`operator`]); the real adapters
-//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the log's set-up ([`logging`]).
+//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the log's set-up ([`logging`]); finding
+//! a mail's route records for the trace ([`trace`]).
 //!
 //! Imports run one way: handler → delivery, notify → invocation.
 
@@ -18,4 +19,5 @@ pub mod metrics;
 pub mod notify;
 pub mod operator;
 pub mod replay;
+pub mod trace;
 pub mod wiring;
