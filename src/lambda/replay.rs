@@ -64,6 +64,15 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             }
             for message in batch {
                 seen += 1;
+                // A canary's failed invocation is dead-lettered too: not a mail.
+                if is_operator_request(&message.body) {
+                    let _ = writeln!(
+                        report.lines,
+                        "a canary or operator request, not a mail: removed from the queue"
+                    );
+                    queue.delete(&message.receipt_handle).await?;
+                    continue;
+                }
                 let mails = match body_mails(&message.body) {
                     Ok(mails) => mails,
                     Err(error) => {
@@ -154,5 +163,27 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             report.failed += 1;
             let _ = writeln!(report.lines, "{ses_id}: NOT DONE");
         }
+    }
+}
+
+/// True for a dead-lettered operator request (the canary's, as Lambda's on-failure record).
+fn is_operator_request(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
+        v.get(crate::lambda::operator::OPERATOR_KEY).is_some()
+            || v.get("requestPayload")
+                .is_some_and(|p| p.get(crate::lambda::operator::OPERATOR_KEY).is_some())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_lettered_canary_is_told_from_a_mail() {
+        let canary = r#"{"requestPayload": {"rt-mailgate": {"canary": {"to": "c@example.com"}}}}"#;
+        assert!(is_operator_request(canary));
+        assert!(!is_operator_request(r#"{"requestPayload": {"Records": []}}"#));
+        assert!(!is_operator_request("not json"));
     }
 }
