@@ -201,6 +201,11 @@ impl LambdaStack {
         self.tool(REPLAY, args, env)
     }
 
+    /// The function's environment, as the template would set it.
+    pub fn function_env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// Runs one of the operator's tools with the function's environment plus `env`.
     pub fn tool(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         Command::new(program)
