@@ -67,7 +67,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
     /// Work that can't finish before `deadline` is left for a retry.
     pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         if let Some(request) = payload.get(crate::lambda::operator::OPERATOR_KEY) {
-            return self.operate(request).await;
+            return self.operate(request, deadline).await;
         }
         match EventShape::of(&payload) {
             EventShape::Ses => self.handle_ses(payload, deadline).await,

@@ -11,6 +11,8 @@
 //!   function routes to RT like any mail; the "nothing delivered" alarm notices when it
 //!   stops arriving.
 
+use std::time::Instant;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -75,8 +77,9 @@ pub fn canary_mail(to: &str, now_ms: u64) -> NoticeText {
 }
 
 impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
-    /// Runs an operator's request (the value under [`OPERATOR_KEY`]).
-    pub async fn operate(&self, request: &Value) -> Result<Value, HandlerError> {
+    /// Runs an operator's request (the value under [`OPERATOR_KEY`]) within the
+    /// invocation's `deadline`.
+    pub async fn operate(&self, request: &Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let request: OperatorRequest = serde_json::from_value(request.clone())
             .map_err(|e| HandlerError::MalformedEvent(format!("operator request: {e}")))?;
         match request {
@@ -97,7 +100,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                     sender: replay.sender,
                     ..MailInfo::default()
                 };
-                let report = self.replay(&[mail], mode).await;
+                let report = self.replay_until(&[mail], mode, deadline).await;
                 Ok(json!({
                     "done": report.failed == 0,
                     "settled": report.settled,

@@ -13,6 +13,7 @@
 //! ([`crate::core::trace`]), and `rt-mailgate-replay` exits 1.
 
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::MailStore;
@@ -42,9 +43,15 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
     /// Replays the given mails (`mode`: [`Mode::Replay`], or [`Mode::ReplayScreenedToo`]
     /// to post screened drops as well).
     pub async fn replay(&self, mails: &[MailInfo], mode: Mode) -> ReplayReport {
+        self.replay_until(mails, mode, None).await
+    }
+
+    /// As [`Self::replay`], within an invocation's `deadline` (a replay run inside the
+    /// function): what can't finish in time is left as a retry would leave it.
+    pub async fn replay_until(&self, mails: &[MailInfo], mode: Mode, deadline: Option<Instant>) -> ReplayReport {
         let mut report = ReplayReport::default();
         for mail in mails {
-            self.replay_one(mail, mode, &mut report).await;
+            self.replay_one(mail, mode, deadline, &mut report).await;
         }
         report
     }
@@ -84,7 +91,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 };
                 let before = report.failed;
                 for mail in &mails {
-                    self.replay_one(mail, mode, &mut report).await;
+                    self.replay_one(mail, mode, None, &mut report).await;
                 }
                 if report.failed == before {
                     queue.delete(&message.receipt_handle).await?;
@@ -99,9 +106,9 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         Ok(report)
     }
 
-    async fn replay_one(&self, mail: &MailInfo, mode: Mode, report: &mut ReplayReport) {
+    async fn replay_one(&self, mail: &MailInfo, mode: Mode, deadline: Option<Instant>, report: &mut ReplayReport) {
         let ses_id = mail.ses_id.as_str();
-        let mut done = match self.deliver_mail(mail, None, mode).await {
+        let mut done = match self.deliver_mail(mail, deadline, mode).await {
             Ok(Summary {
                 delivered,
                 rejected,
