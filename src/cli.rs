@@ -68,6 +68,7 @@ pub async fn run<R: AsyncRead + Unpin>(
     let options = parsed.options;
     if options.help {
         let _ = stdout.write_all(MANUAL.as_bytes());
+        let _ = writeln!(stdout, "\nVERSION\n    {VERSION}");
         return EX_USAGE_FAIL; // never "succeed" when this may really be an email
     }
     let Some(url) = options.url.as_deref().filter(|u| !u.is_empty()) else {
@@ -127,6 +128,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         .clone()
         .unwrap_or_else(|| "(none)".to_string());
     if options.debug {
+        let _ = writeln!(stderr, "{program}: {VERSION}");
         if let Location::File(path) = spool.location() {
             let _ = writeln!(stderr, "{program}: temp file is '{}'", path.display());
         }
@@ -218,5 +220,9 @@ fn gateway_config(url: String, options: &CliOptions, credentials: Credentials) -
     }
 }
 
-/// `rt-mailgate --help`.
+/// The version `--help` and `--debug` print (the Perl client has no `--version`, and an
+/// unknown option must stay a warning, so the drop-in adds none).
+pub const VERSION: &str = concat!("rt-mailgate ", env!("CARGO_PKG_VERSION"), " (Rust)");
+
+/// `rt-mailgate --help` (followed by [`VERSION`]).
 pub const MANUAL: &str = include_str!("../docs/rt-mailgate.txt");

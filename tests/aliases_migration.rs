@@ -58,6 +58,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         "SUBADDRESS_SEPARATOR",
         "RT_URL",
         "RT_SECRET_ID",
+        "MAIL_DOMAINS",
+        "ROUTES_S3_KEY",
     ] {
         command.env_remove(var);
     }
@@ -224,7 +226,7 @@ fn every_skip_and_every_dropped_target_is_reported_with_its_reason() {
         "#   --url https://rt-old.example.com  (1 of 7 aliases, in their routes: legacy)",
         "#   --url https://rt-ops.example.com/rt  (1 of 7 aliases, in their routes: ops)",
         "#     its aliases' URL held credentials: put them in a Secrets Manager secret and add `--secret ID` to these routes",
-        "#   RT_VERIFY_TLS=false  (1 of 7 aliases)",
+        "#   --no-verify-ssl: keep TLS checks on; put the RT's certificate (or CA) in its secret as `ca_pem`  (1 of 7 aliases)",
         "#   RT_TIMEOUT=30  (1 of 7 aliases)",
     ] {
         assert!(routes.contains(expected), "`{expected}` missing from:\n{routes}");
@@ -369,4 +371,98 @@ fn the_admin_adds_the_secret_the_import_asked_for_and_explain_shows_it() {
         "{err}"
     );
     assert!(!err.contains(OPS_PASSWORD) && !out.contains(OPS_PASSWORD), "{err}");
+}
+
+#[test]
+fn tls_turned_off_in_one_alias_is_advice_for_that_rt_not_for_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, report) = import(dir.path());
+    // sales-comment's --no-verify-ssl: the advice is the RT's own trust (ca_pem in its
+    // secret), never RtVerifyTls=false for every route.
+    assert!(
+        report.contains("warning: sales-comment turned TLS checks off (--no-verify-ssl)")
+            && report.contains("in that RT's secret as `ca_pem`"),
+        "{report}"
+    );
+    assert!(!routes.contains("RT_VERIFY_TLS=false"), "{routes}");
+    // The lists the template wants, from the same routes.
+    assert!(
+        report.contains("for the template: MailDomains=example.com\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ReceiptRecipients=help@example.com,legacy@example.com,night@example.com,"),
+        "{report}"
+    );
+}
+
+#[test]
+fn urls_lambda_cannot_reach_are_flagged_and_point_to_the_front_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(
+        &aliases,
+        "general: \"|/usr/bin/rt-mailgate --queue General --action correspond --url http://localhost/\"\n\
+         general-comment: \"|/usr/bin/rt-mailgate --queue General --action comment --url http://localhost/\"\n\
+         lab: \"|/usr/bin/rt-mailgate --queue Lab --url http://rt/\"\n\
+         ops: \"|/usr/bin/rt-mailgate --queue Ops --url http://10.0.0.5/rt\"\n\
+         link: \"|/usr/bin/rt-mailgate --queue Link --url http://169.254.1.1/\"\n\
+         web: \"|/usr/bin/rt-mailgate --queue Web --url https://rt.example.com/\"\n",
+    )
+    .unwrap();
+    let (code, routes, report) = run(
+        &["import-aliases", aliases.to_str().unwrap(), "--domain", "example.com"],
+        &[],
+    );
+    assert_eq!(code, 0, "{report}");
+    for expected in [
+        "warning: RT_URL http://localhost is localhost (in Lambda, that is the function itself): \
+         Lambda can't reach it; put RT's front door (deploy/)",
+        "warning: --url http://rt (lab) is a single-label host name",
+        "warning: --url http://169.254.1.1 (link) is a link-local address",
+        "warning: --url http://10.0.0.5/rt (ops) is a private address: reachable only with the function \
+         in your VPC (SubnetIds, SecurityGroupIds",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing from:\n{report}");
+    }
+    assert!(!report.contains("rt.example.com ("), "a public name is fine: {report}");
+    // The warnings also head the routes file, under the RT they are about.
+    assert!(
+        routes.contains(
+            "#   RT_URL=http://localhost  (2 of 6 aliases; their routes leave --url out)\n\
+                         #     WARNING: localhost"
+        ),
+        "{routes}"
+    );
+}
+
+#[test]
+fn explain_lists_the_recipients_and_knows_the_rules_domains() {
+    let routes = "bugs@example.com: --queue bugs; bugs-comment@example.com: --queue bugs --action comment; \
+                  *@helpdesk.example.com: --action correspond; ops@example.org: --queue Ops";
+    let (code, out, err) = run(&["explain", "--recipients", "--routes", routes], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "MailDomains=example.com,example.org,helpdesk.example.com\n\
+         ReceiptRecipients=bugs-comment@example.com,bugs@example.com,helpdesk.example.com,ops@example.org\n"
+    );
+    // The function's MAIL_DOMAINS (the template's MailDomains): an address of a domain
+    // the rule does not take is "not received", whatever the routes say.
+    let env = [("ROUTES", routes), ("MAIL_DOMAINS", "example.com,helpdesk.example.com")];
+    let (code, out, _) = run(&["explain", "ops@example.org"], &env);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("ops@example.org: not received") && out.contains("add example.org to MailDomains"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["explain", "anyone@helpdesk.example.com"], &env);
+    assert_eq!(code, 0, "{out}");
+    // With a separator SES's rule can't match, the explicit list would refuse sub-addresses.
+    let (code, out, _) = run(
+        &["explain", "--recipients", "--routes", routes, "--separator", "-"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("SES matches an address with a +label only"), "{out}");
 }

@@ -267,3 +267,17 @@ fn an_unusable_tmpdir_still_delivers() {
         assert_eq!(post.text_fields(), ["queue=bugs"]);
     }
 }
+
+/// The Perl client has no `--version` (and an unknown option must stay a warning), so
+/// ours tells its version where an admin looks: at the end of `--help` and in `--debug`.
+#[test]
+fn the_version_is_in_help_and_debug() {
+    let version = format!("rt-mailgate {} (Rust)", env!("CARGO_PKG_VERSION"));
+    let (help, _) = Run::new(&[b"--help"]).against(OURS, Answer::ok_body("ok\n"));
+    assert_eq!(code(&help), 1, "--help still exits 1, as Perl's");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.trim_end().ends_with(&format!("VERSION\n    {version}")), "{text}");
+    let (debug, posts) = Run::new(&[b"--debug"]).against(OURS, Answer::ok_body("ok\n"));
+    assert_eq!((code(&debug), posts.len()), (0, 1));
+    assert!(stderr(&debug).contains(&version), "{}", stderr(&debug));
+}

@@ -1,7 +1,13 @@
 //! A private, authenticated path to a cloud-hosted RT (issue 8), shown against real
 //! parts: the real RT behind the nginx site we ship (`deploy/nginx/`, run over TLS by
 //! `scripts/rt-proxy`), which lets a post through only with its credential: a secret
-//! header, basic auth, or a client certificate (mTLS).
+//! header, basic auth, or a client certificate (mTLS). The Apache site we ship
+//! (`deploy/apache/`) is held to the same rules: each check with the CLI, a rotation with
+//! the function.
+//!
+//! Both doors fail closed (issue 14): installed without any check, they refuse every post
+//! (403, with a body that says no auth mode is configured); the CLI exits 75, the function
+//! retries and dead-letters, and nothing reaches RT.
 //!
 //! For each kind of credential:
 //! - The CLI, given the secret JSON with `--secret-file`, gets its mail into RT. Without
@@ -16,6 +22,11 @@
 //! - Rotation (header and basic): the proxy takes a new credential and the secret gets
 //!   it; the running function is refused once with the old one, reads the secret again,
 //!   and delivers at the first try.
+//!
+//! - Rotation without a window (issue 16), in the README's order: the new credential is
+//!   added at the door beside the old and the door reloaded (both pass), the secret is
+//!   updated, then the old credential is removed and the door reloaded (only the new
+//!   passes). A running function is never refused a single try on the way.
 //!
 //! Then one run with all three checks at once is searched for leaks: no secret value
 //! (header value, password, client key) is in any log line, delivery record, notice,
@@ -35,7 +46,7 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 use support::lambda::{ses_event, LambdaStack, ROUTES};
-use support::proxy::{pem_body_lines, Proxy};
+use support::proxy::{pem_body_lines, Proxy, Server};
 use support::standin::{Answer, StandIn};
 use support::{code, ours, rt, stderr, unique};
 
@@ -77,8 +88,78 @@ fn cli_through(proxy: &Proxy, extra: &[&str], mail: &[u8]) -> Output {
     ours(&args, None, mail)
 }
 
+/// What the doors answer (the start of the body) when no check is installed.
+const NO_MODE: &str = "rt-mailgate front door: no auth mode configured";
+
+/// The CLI posts `mail` through the proxy with `secret_json` as its `--secret-file`.
+fn cli_with_secret(proxy: &Proxy, secret_json: &str, mail: &[u8]) -> Output {
+    let file = secret_file(secret_json);
+    cli_through(proxy, &["--secret-file", file.path().to_str().unwrap()], mail)
+}
+
+/// The CLI with `secret_json` gets a new mail into RT (`case` names the attempt).
+fn assert_cli_delivers(proxy: &Proxy, secret_json: &str, case: &str) {
+    let subject = unique("CLI through the door");
+    let out = cli_with_secret(proxy, secret_json, &smtp_mail(&subject));
+    assert_eq!(code(&out), 0, "{case}: {}", stderr(&out));
+    assert_eq!(
+        rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"],
+        "General",
+        "{case}"
+    );
+}
+
+/// The CLI with `secret_json` is refused: exit 75 (the MTA keeps the mail), `refusal` in
+/// its message, and nothing reaches RT.
+fn assert_cli_refused(proxy: &Proxy, secret_json: &str, refusal: &str, case: &str) {
+    let subject = unique("CLI refused at the door");
+    let out = cli_with_secret(proxy, secret_json, &smtp_mail(&subject));
+    assert_eq!(code(&out), 75, "{case}: {}", stderr(&out));
+    assert!(stderr(&out).contains(refusal), "{case}: {}", stderr(&out));
+    assert!(
+        rt::tickets_with_subject(&subject).is_empty(),
+        "{case}: nothing reaches RT"
+    );
+}
+
+/// A rotation in the README's order, seen by the CLI (the secret file stands for the
+/// secret): the new credential is added at the door beside the old (reloaded), so both
+/// pass; the old is removed (reloaded), so only the new one passes. `refusal` is how the
+/// door then refuses the old one.
+fn the_door_rotates_without_a_window(proxy: &mut Proxy, refusal: &str) {
+    let old = proxy.secret_json();
+    assert_cli_delivers(proxy, &old, "before the rotation");
+
+    proxy.rotate_begin();
+    let new = proxy.secret_json();
+    assert_ne!(new, old, "a new credential");
+    assert_eq!(proxy.old_secret_json(), old);
+    assert_cli_delivers(proxy, &old, "the old credential during the rotation");
+    assert_cli_delivers(proxy, &new, "the new credential during the rotation");
+    assert_cli_refused(
+        proxy,
+        &proxy.wrong_secret_json(),
+        refusal,
+        "a wrong credential during the rotation",
+    );
+
+    proxy.rotate_end();
+    assert_eq!(proxy.secret_json(), new);
+    assert_cli_delivers(proxy, &new, "the new credential after the rotation");
+    assert_cli_refused(proxy, &old, refusal, "the old credential after the rotation");
+
+    // The next rotation uses the slot, user name or CA freed by this one.
+    proxy.rotate_begin();
+    let newer = proxy.secret_json();
+    assert_cli_delivers(proxy, &new, "the previous credential during the next rotation");
+    proxy.rotate_end();
+    assert_cli_delivers(proxy, &newer, "the newest credential");
+    assert_cli_refused(proxy, &new, refusal, "the previous credential after the next rotation");
+    assert_cli_refused(proxy, &old, refusal, "the first credential after the next rotation");
+}
+
 /// The CLI's part, for any proxy: delivered with the credential; refused and kept (exit
-/// 75) without it or with a wrong one. `refusal` is nginx's status line.
+/// 75) without it or with a wrong one. `refusal` is the door's status line.
 fn the_cli_delivers_only_with_the_credential(proxy: &Proxy, refusal: &str) {
     let subject = unique("CLI through the proxy");
     let out = cli_through(proxy, &["--secret-file", proxy.secret_file()], &smtp_mail(&subject));
@@ -269,6 +350,7 @@ fn header_the_cli_and_the_function_get_through_and_follow_a_rotation() {
     let mut proxy = Proxy::start(&["header"]);
     the_cli_delivers_only_with_the_credential(&proxy, "403 Forbidden");
     the_function_delivers_and_follows_rotations(&mut proxy, "403 Forbidden");
+    the_door_rotates_without_a_window(&mut proxy, "HTTP request failed: 403 Forbidden");
 }
 
 #[test]
@@ -276,12 +358,15 @@ fn basic_auth_the_cli_and_the_function_get_through_and_follow_a_rotation() {
     let mut proxy = Proxy::start(&["basic"]);
     the_cli_delivers_only_with_the_credential(&proxy, "401 Unauthorized");
     the_function_delivers_and_follows_rotations(&mut proxy, "401 Unauthorized");
+    the_door_rotates_without_a_window(&mut proxy, "HTTP request failed: 401 Unauthorized");
 }
 
 #[test]
 fn mtls_the_cli_and_the_function_get_through_only_with_the_right_certificate() {
-    let proxy = Proxy::start(&["mtls"]);
+    let mut proxy = Proxy::start(&["mtls"]);
     the_cli_delivers_only_with_the_credential(&proxy, "403 Forbidden");
+    // A new client CA beside the old one, then the old one removed.
+    the_door_rotates_without_a_window(&mut proxy, "HTTP request failed: 403 Forbidden");
 
     // The function cold-starts with a secret that holds no client certificate: nginx
     // refuses every try (403), the event is dead-lettered, the mail is not in RT.
@@ -322,6 +407,126 @@ fn mtls_the_cli_and_the_function_get_through_only_with_the_right_certificate() {
     assert_eq!(next.invoke(&stack)["delivered"], 1);
     next.assert_in_rt_once();
     assert_eq!(secret_rereads(&stack), rereads + 1);
+}
+
+/// With no check installed, `proxy` refuses posts with any credential or none, and says
+/// why; the CLI exits 75 and nothing reaches RT.
+fn the_door_without_a_check_refuses_the_cli(proxy: &Proxy) {
+    let (status, body) = proxy.bare_post();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.starts_with(NO_MODE), "{body}");
+    assert!(body.contains("Protecting RT's mail gateway"), "{body}");
+    // No other page either (RT's UI, REST 2).
+    let (status, _) = proxy.bare_get("/REST/2.0/queues");
+    assert_eq!(status, 403);
+
+    // Whatever the CLI brings: nothing, or every kind of credential.
+    let everything = json!({
+        "header": "X-Mailgate-Token: 0123456789abcdef0123456789abcdef",
+        "username": "rt-mailgate",
+        "password": "0123456789abcdef",
+    })
+    .to_string();
+    for (case, secret) in [("no credential", "{}"), ("credentials", everything.as_str())] {
+        assert_cli_refused(proxy, secret, "HTTP request failed: 403 Forbidden", case);
+    }
+}
+
+#[test]
+fn without_an_auth_mode_the_nginx_door_refuses_every_post_and_says_why() {
+    let proxy = Proxy::start(&[]);
+    the_door_without_a_check_refuses_the_cli(&proxy);
+
+    // The function retries (Lambda's tries, then the dead-letter queue); RT gets nothing.
+    let secret_id = unique("rt-mailgate/no-mode");
+    let stack = function_behind(&proxy, &secret_id, "{}", &[]);
+    let mail = Mail::store(&stack, "Lambda at a door without checks");
+    let errors = mail.tries_until_dead_letter(&stack);
+    assert_refused(&stack, &mail, &errors, "403 Forbidden");
+    mail.assert_not_in_rt();
+}
+
+#[test]
+fn without_an_auth_mode_the_apache_door_refuses_every_post_and_says_why() {
+    let proxy = Proxy::start_on(Server::Apache, &[]);
+    the_door_without_a_check_refuses_the_cli(&proxy);
+}
+
+#[test]
+fn apache_header_the_cli_gets_through_only_with_the_token_and_rotates_without_a_window() {
+    let mut proxy = Proxy::start_on(Server::Apache, &["header"]);
+    the_cli_delivers_only_with_the_credential(&proxy, "403 Forbidden");
+    the_door_rotates_without_a_window(&mut proxy, "HTTP request failed: 403 Forbidden");
+}
+
+#[test]
+fn apache_basic_auth_the_cli_gets_through_only_with_the_password_and_rotates_without_a_window() {
+    let mut proxy = Proxy::start_on(Server::Apache, &["basic"]);
+    the_cli_delivers_only_with_the_credential(&proxy, "401 Unauthorized");
+    the_door_rotates_without_a_window(&mut proxy, "HTTP request failed: 401 Unauthorized");
+}
+
+#[test]
+fn apache_mtls_the_cli_gets_through_only_with_the_certificate_and_rotates_without_a_window() {
+    // A missing or foreign certificate passes the handshake and is refused with a 403.
+    let mut proxy = Proxy::start_on(Server::Apache, &["mtls"]);
+    the_cli_delivers_only_with_the_credential(&proxy, "403 Forbidden");
+    the_door_rotates_without_a_window(&mut proxy, "HTTP request failed: 403 Forbidden");
+}
+
+#[test]
+fn a_rotation_in_the_readmes_order_never_refuses_the_running_function_behind_nginx() {
+    the_function_follows_a_rotation_in_the_readmes_order(Server::Nginx);
+}
+
+#[test]
+fn a_rotation_in_the_readmes_order_never_refuses_the_running_function_behind_apache() {
+    the_function_follows_a_rotation_in_the_readmes_order(Server::Apache);
+}
+
+/// The README's rotation order, with the function running throughout behind a door with
+/// all three checks: not one try is refused, and nothing waits for a retry.
+fn the_function_follows_a_rotation_in_the_readmes_order(server: Server) {
+    let mut proxy = Proxy::start_on(server, &["header", "basic", "mtls"]);
+    let secret_id = unique("rt-mailgate/rotation");
+    let stack = function_behind(&proxy, &secret_id, &proxy.secret_json(), &[]);
+    let mut mails = Vec::new();
+    let mut deliver = |label: &str| {
+        let mail = Mail::store(&stack, label);
+        assert_eq!(
+            mail.invoke(&stack)["delivered"],
+            1,
+            "{label}: delivered at the first try"
+        );
+        mail.assert_in_rt_once();
+        mails.push(mail);
+    };
+    deliver("before the rotation");
+
+    // 1-2. The new credential beside the old, the door reloaded: the function's old one
+    // still passes.
+    proxy.rotate_begin();
+    deliver("new credential added at the door");
+    // 3. The secret gets the new credential. The running function still holds the old one,
+    // which the door still takes; a cold start would read the new one, which it takes too.
+    stack.put_secret(&secret_id, &proxy.secret_json());
+    deliver("secret updated");
+    assert_eq!(secret_rereads(&stack), 0, "nothing was refused so far");
+    // 5-6. The old credential removed, the door reloaded: the function is refused once
+    // inside its first try, reads the secret again and posts again at once.
+    proxy.rotate_end();
+    deliver("old credential removed");
+    assert_eq!(secret_rereads(&stack), 1);
+    deliver("after the rotation");
+    assert_eq!(secret_rereads(&stack), 1);
+
+    for mail in &mails {
+        assert!(
+            retried_posts(&stack, mail).is_empty(),
+            "{}: no try failed",
+            mail.subject
+        );
+    }
 }
 
 #[test]
@@ -453,15 +658,19 @@ fn no_secret_value_shows_in_any_log_record_notice_or_output() {
     for log in ["function.log", "emulator.log", "moto.log"] {
         haystacks.push((log.into(), stack.log_text(log)));
     }
-    // Every record is searched: deliveries, give-ups, leases and notice counters.
+    // Every record is searched: route records (deliveries, give-ups) and notice counters.
     let records = stack.objects_under("delivery-records/");
-    let settled = |key: &str| !key.ends_with(".lease") && !key.contains("notices/");
-    assert_eq!(
-        records.iter().filter(|(key, _)| settled(key)).count(),
-        4,
-        "three deliveries and one mail given up: {records:?}"
-    );
-    assert!(records.iter().any(|(key, _)| key.ends_with(".lease")), "{records:?}");
+    let state = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes).map(|v| v["state"].as_str().unwrap_or_default().to_string())
+    };
+    let settled: Vec<String> = records
+        .iter()
+        .filter(|(key, _)| !key.contains("notices/"))
+        .filter_map(|(_, bytes)| state(bytes).ok())
+        .filter(|s| s == "delivered" || s == "given-up")
+        .collect();
+    assert_eq!(settled.len(), 4, "three deliveries and one mail given up: {records:?}");
+    assert!(records.iter().any(|(key, _)| key.contains("notices/")), "{records:?}");
     for (key, bytes) in records {
         haystacks.push((format!("delivery record {key}"), String::from_utf8_lossy(&bytes).into()));
     }

@@ -170,7 +170,12 @@ fn a_forty_megabyte_mail_arrives_byte_identical() {
     );
     let post = recorder.only_request();
     assert!(!post.chunked && post.header("content-length").is_some());
-    let received = post.message();
+    // In front: the extension header, then the delivery id; then the mail, unchanged.
+    let whole = post.message();
+    let header = b"X-RT-Mail-Extension: 77\nX-RT-Mailgate-Delivery: ";
+    assert!(whole.starts_with(header), "{}", String::from_utf8_lossy(&whole[..100]));
+    let (delivery_id, received) = post.lambda_message();
+    assert!(delivery_id.starts_with(&format!("{id}.")), "{delivery_id}");
     let header = b"X-RT-Mail-Extension: 77\n";
     assert!(received.starts_with(header));
     assert!(received[header.len()..] == mail[..], "the mail changed on its way");
@@ -184,7 +189,10 @@ fn crlf_becomes_lf_by_default() {
     let id = unique("crlf");
     stack.store_mail(&id, b"Subject: crlf\r\n\r\nline\r\nbare\rcr\r\n");
     stack.invoke(&ses_event(&id, &["support@example.test"])).unwrap();
-    assert_eq!(recorder.only_request().message(), b"Subject: crlf\n\nline\nbare\rcr\n");
+    assert_eq!(
+        recorder.only_request().lambda_message().1,
+        b"Subject: crlf\n\nline\nbare\rcr\n"
+    );
 }
 
 #[test]
@@ -343,10 +351,11 @@ fn the_verdict_policy_drops_viruses_and_tags_spam() {
     }
     // The virus is never posted; the spam is, tagged for RT.
     let post = recorder.only_request();
+    let (_, message) = post.lambda_message();
     assert!(
-        post.message().starts_with(b"X-RT-Mailgate-Spam: FAIL"),
+        message.starts_with(b"X-RT-Mailgate-Spam: FAIL"),
         "{}",
-        String::from_utf8_lossy(&post.message()[..80])
+        String::from_utf8_lossy(&message[..80])
     );
     let sent = stack.sent_mail();
     assert_eq!(sent.len(), 1, "one operator notice, for the virus");

@@ -1,11 +1,11 @@
-//! Exactly once against the real RT (issue 9): 120 mails (more with a knob) go through two
-//! function processes (the Lambda runtime API emulator, mails in moto's S3) while a
-//! proxy between the function and RT
+//! Exactly once against the real RT (issues 9 and 13), on SQLite and on PostgreSQL: 120
+//! mails (more with a knob) go through two function processes (the Lambda runtime API
+//! emulator, mails in moto's S3) while a proxy between the function and RT
 //!
 //! - faults a post *before* it reaches RT (connection closed unread, reset, stall past
 //!   the timeout, 500, garbage), or
 //! - lets RT **take** the mail and *then* fails the client: reset, 502, or a stall past
-//!   the function's `RT_TIMEOUT` (2 s). The big mails' own answers often come later
+//!   the function's `RT_TIMEOUT` (2 s by default). The big mails' own answers often come later
 //!   than that too: RT is still turning them into tickets when the function gives up.
 //!
 //! Some mails go to two routes (queues bugs and support); a few are 10 and 40 MB; some
@@ -13,19 +13,37 @@
 //! deliver an async event more than once). Each failed invocation is retried as Lambda
 //! retries an async event (twice, after a delay), then counted as dead-lettered.
 //!
+//! **Big HTML mails** come first: four mails of 1 MB text/html (RT's slowest kind: its
+//! HTML-to-text conversion keeps RT busy for many seconds). Their first post is passed
+//! on to RT, and the function's answer is cut *after RT took the mail*: by a reset or a
+//! 502 as soon as RT has it all (a proxy's idle timeout while RT still stores it), or
+//! after RT's answer (which comes long after the function gave up on RT's silence).
+//! Two of them are delivered again a few seconds after the first invocation began,
+//! while RT is still storing them; every later post of them reaches RT untouched. On
+//! PostgreSQL, unlike SQLite, RT's API answers at once from what RT has committed, so
+//! a retry that asks RT while RT is still storing the mail is told "not there". The run
+//! counts invocations that arrived while RT was still storing their mail, and posts
+//! made while RT was still storing an earlier post of the same mail (a duplicate in the
+//! making).
+//!
 //! - With RT's REST 2 API credentials in the function's secret (the lookup on), every
-//!   route of every mail ends **exactly once in RT, or dead-lettered**: no duplicate.
-//! - Without them, nothing is lost, and the duplicates that remain are counted (the
-//!   figure the README quotes).
+//!   route of every mail ends **exactly once in RT, or dead-lettered**: no duplicate,
+//!   on either database.
+//! - Without them (on SQLite), nothing is lost, and the duplicates that remain are
+//!   counted (the figure the README quotes).
 //!
 //! The figures (mails, posts, faults by kind, lookups, duplicates avoided, lost,
 //! duplicated, dead-lettered) are printed; `cargo test --test lambda_exactly_once --
-//! --nocapture` shows them. Knobs: `EXACTLY_ONCE_MAILS` (default 120),
-//! `EXACTLY_ONCE_RETRY_DELAYS` (seconds before Lambda's two retries, default `20,40`;
-//! Lambda's own are `60,120`; a lookup only finds what RT has committed, so a retry
-//! must not come before RT is done with a mail it is still working on),
-//! `EXACTLY_ONCE_TIME_LIMIT` (seconds per run, default 480), `EXACTLY_ONCE_LOG_DIR`
-//! (keep the function's log lines there). The two runs take turns (one RT, two cores).
+//! --nocapture` shows them. The RTs: `$RT_TEST_URL` (SQLite) and `$RT_TEST_PG_URL`
+//! (PostgreSQL), as `scripts/test` starts them. Knobs: `EXACTLY_ONCE_MAILS` (default
+//! 120), `EXACTLY_ONCE_HTML_MAILS` (default 4), `EXACTLY_ONCE_HTML_MB` (each, default 1),
+//! `EXACTLY_ONCE_TWIN_LAG` (seconds between an HTML mail's first invocation and its
+//! second delivery, default 4), `EXACTLY_ONCE_RT_TIMEOUT` (the function's `RT_TIMEOUT`,
+//! default 2: a longer one lets a busy machine's RT answer small mails in time; every
+//! stall then costs that long), `EXACTLY_ONCE_RETRY_DELAYS` (seconds before Lambda's two
+//! retries, default `20,40`; Lambda's own are `60,120`), `EXACTLY_ONCE_TIME_LIMIT`
+//! (seconds per run, default 480), `EXACTLY_ONCE_LOG_DIR` (keep the function's log
+//! lines there). The runs take turns (two cores).
 //!
 //! `lambda_fault_injection` stays as it is: the quick, sequential check of the faults
 //! before RT with one function process; this is the long proof of the cases after RT.
@@ -39,8 +57,9 @@ use std::sync::{Arc, Barrier, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use support::lambda::{ses_event, LambdaStack};
-use support::standin::{AfterCommit, Answer, Settings, StandIn};
-use support::{mails, rt, unique};
+use support::rt::{Db, Rt};
+use support::standin::{AfterCommit, Answer, Decider, Recorded, Settings, StandIn};
+use support::{mails, unique};
 
 /// What the proxy does to a post, with its share in percent.
 const FAULTS: [(&str, u64); 9] = [
@@ -63,18 +82,39 @@ const PASSED: usize = 8;
 const BUGS: (&str, &str) = ("bugs@example.test", "bugs");
 const SUPPORT: (&str, &str) = ("support@example.test", "support");
 
-/// The runs share one RT and two cores: one at a time.
+/// What happens to a big HTML mail's first post (its later ones reach RT untouched),
+/// and whether its event is delivered again while RT is still storing it.
+const HTML_FATES: [(HtmlFirstPost, bool); 4] = [
+    (HtmlFirstPost::CutAtUpload(AfterCommit::Reset), false),
+    (HtmlFirstPost::CutAtUpload(AfterCommit::Status(502)), true),
+    (HtmlFirstPost::PassedOn, true),
+    (HtmlFirstPost::CutAfterAnswer(AfterCommit::Reset), false),
+];
+
+/// A big HTML mail's first post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HtmlFirstPost {
+    /// RT gets it all, the function's connection is failed at once.
+    CutAtUpload(AfterCommit),
+    /// RT gets it all and answers; the function's connection is failed then.
+    CutAfterAnswer(AfterCommit),
+    /// RT gets it all and answers (after the function gave up on its silence).
+    PassedOn,
+}
+
+/// Runs take turns: two cores.
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-#[test]
-fn with_the_rt_lookup_every_route_is_in_rt_exactly_once_or_dead_lettered() {
+/// The proof with RT's API credentials: no duplicate, nothing lost.
+fn with_the_rt_lookup(db: Db) {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let figures = run(Lookup::On);
+    let figures = run(Rt::of(db), Lookup::On);
     println!("{figures}");
     figures.assert_nothing_lost();
     assert!(
         figures.duplicated.is_empty(),
-        "routes in RT more than once despite the lookup:\n{}",
+        "routes in RT on {} more than once despite the lookup:\n{}",
+        db.name(),
         figures.duplicated.join("\n")
     );
     assert!(
@@ -85,9 +125,19 @@ fn with_the_rt_lookup_every_route_is_in_rt_exactly_once_or_dead_lettered() {
 }
 
 #[test]
+fn with_the_rt_lookup_every_route_is_in_rt_on_sqlite_exactly_once_or_dead_lettered() {
+    with_the_rt_lookup(Db::Sqlite);
+}
+
+#[test]
+fn with_the_rt_lookup_every_route_is_in_rt_on_postgresql_exactly_once_or_dead_lettered() {
+    with_the_rt_lookup(Db::Pg);
+}
+
+#[test]
 fn without_rt_credentials_nothing_is_lost_and_the_duplicates_are_counted() {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let figures = run(Lookup::Off);
+    let figures = run(Rt::sqlite(), Lookup::Off);
     println!("{figures}");
     figures.assert_nothing_lost();
     assert_eq!(figures.found_by_lookup, 0, "without credentials RT is never asked");
@@ -110,11 +160,28 @@ struct Mail {
     /// Delivered twice at once.
     twin: bool,
     megabytes: usize,
+    /// A big HTML mail: its first post's fate, and whether its event comes again
+    /// [`Knobs::twin_lag`] after its first invocation began.
+    html: Option<(HtmlFirstPost, bool)>,
+}
+
+impl Mail {
+    /// How many copies of its event are delivered.
+    fn copies(&self) -> usize {
+        match self.twin || self.html.is_some_and(|(_, again)| again) {
+            true => 2,
+            false => 1,
+        }
+    }
 }
 
 /// The run's knobs.
 struct Knobs {
     mails: usize,
+    html_mails: usize,
+    html_megabytes: f64,
+    twin_lag: Duration,
+    rt_timeout: Duration,
     delays: [Duration; 2],
     time_limit: Duration,
 }
@@ -128,6 +195,10 @@ impl Knobs {
         assert_eq!(delays.len(), 2, "EXACTLY_ONCE_RETRY_DELAYS is two numbers of seconds");
         Self {
             mails: var("EXACTLY_ONCE_MAILS").and_then(|v| v.parse().ok()).unwrap_or(120),
+            html_mails: var("EXACTLY_ONCE_HTML_MAILS").and_then(|v| v.parse().ok()).unwrap_or(4),
+            html_megabytes: var("EXACTLY_ONCE_HTML_MB").and_then(|v| v.parse().ok()).unwrap_or(1.0),
+            twin_lag: Duration::from_secs_f64(var("EXACTLY_ONCE_TWIN_LAG").and_then(|v| v.parse().ok()).unwrap_or(4.0)),
+            rt_timeout: Duration::from_secs(var("EXACTLY_ONCE_RT_TIMEOUT").and_then(|v| v.parse().ok()).unwrap_or(2)),
             delays: [Duration::from_secs(delays[0]), Duration::from_secs(delays[1])],
             time_limit: Duration::from_secs(
                 var("EXACTLY_ONCE_TIME_LIMIT")
@@ -138,33 +209,127 @@ impl Knobs {
     }
 }
 
-/// The mails: the first three are big (10 MB to two routes, 10 MB, 40 MB), every
+/// The mails: first the big HTML ones (by [`HTML_FATES`], to queue bugs and support in
+/// turn); then the first three are big (10 MB to two routes, 10 MB, 40 MB), every
 /// fourth goes to both routes, every sixth is delivered twice at once.
-fn plan(run: &str, count: usize) -> Vec<Mail> {
-    (0..count)
-        .map(|n| Mail {
-            id: format!("{run}-{n}"),
-            subject: format!("{run} mail {n:04}"),
-            recipients: match n {
-                n if n % 4 == 0 => vec![BUGS, SUPPORT],
-                n if n % 2 == 1 => vec![SUPPORT],
-                _ => vec![BUGS],
-            },
-            twin: n % 6 == 5,
-            megabytes: match n {
-                0 | 1 => 10,
-                2 => 40,
-                _ => 0,
-            },
-        })
-        .collect()
+fn plan(run: &str, knobs: &Knobs) -> Vec<Mail> {
+    let html = (0..knobs.html_mails).map(|n| Mail {
+        id: format!("{run}-html-{n}"),
+        subject: html_subject(run, n),
+        recipients: vec![if n % 2 == 0 { BUGS } else { SUPPORT }],
+        twin: false,
+        megabytes: 0,
+        html: Some(HTML_FATES[n % HTML_FATES.len()]),
+    });
+    let plain = (0..knobs.mails).map(|n| Mail {
+        id: format!("{run}-{n}"),
+        subject: format!("{run} mail {n:04}"),
+        recipients: match n {
+            n if n % 4 == 0 => vec![BUGS, SUPPORT],
+            n if n % 2 == 1 => vec![SUPPORT],
+            _ => vec![BUGS],
+        },
+        twin: n % 6 == 5,
+        megabytes: match n {
+            0 | 1 => 10,
+            2 => 40,
+            _ => 0,
+        },
+        html: None,
+    });
+    html.chain(plain).collect()
 }
 
-/// The proxy: a deterministic xorshift picks each post's fate by [`FAULTS`]' shares.
-fn proxy(rt_url: String, lifetime: Duration) -> (StandIn, Arc<Vec<AtomicUsize>>) {
+/// The subject of the run's `n`-th HTML mail; [`html_mail_of`] finds it in a post.
+fn html_subject(run: &str, n: usize) -> String {
+    format!("{run} html {n:03}")
+}
+
+/// Which HTML mail of `run` a post (or the start of one) carries, by its subject.
+fn html_mail_of(run: &str, post: &[u8]) -> Option<usize> {
+    let needle = format!("{run} html ");
+    let at = post.windows(needle.len()).position(|w| w == needle.as_bytes())? + needle.len();
+    std::str::from_utf8(post.get(at..at + 3)?).ok()?.parse().ok()
+}
+
+/// A mail as SES stores it (CRLF) whose body is about `megabytes` MB of text/html: lines
+/// of log-like words of varying length, each ending in `<br>` (as `bench/rt-answer-time.sh`
+/// makes its `body-html` mails, RT's slowest kind).
+fn html_mail(subject: &str, message_id: &str, megabytes: f64) -> Vec<u8> {
+    const WORDS: [&str; 20] = [
+        "error",
+        "warn",
+        "info",
+        "retry",
+        "queue",
+        "ticket",
+        "mail",
+        "gateway",
+        "timeout",
+        "socket",
+        "upload",
+        "answer",
+        "request",
+        "200",
+        "404",
+        "503",
+        "0x7f3a",
+        "user=alice",
+        "id=42",
+        "ok",
+    ];
+    let mut mail = format!(
+        "From: alice@customer.example\r\nTo: rt@example.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=us-ascii\r\n\r\n<html><body>\r\n"
+    )
+    .into_bytes();
+    let size = (megabytes * 1_000_000.0) as usize;
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    while mail.len() < size {
+        let mut line = String::new();
+        let length = (next() % 80) as usize;
+        while line.len() < length {
+            line.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+            line.push(' ');
+        }
+        mail.extend_from_slice(line.trim_end().as_bytes());
+        mail.extend_from_slice(b"<br>\r\n");
+    }
+    mail.extend_from_slice(b"</body></html>\r\n");
+    mail
+}
+
+/// What the proxy saw of the big HTML mails' posts.
+#[derive(Default)]
+struct HtmlPosts {
+    /// Posts of each HTML mail (by its index) so far.
+    per_mail: Mutex<HashMap<usize, usize>>,
+    /// Posts made while RT was still storing an earlier post of the same mail.
+    while_storing: AtomicUsize,
+}
+
+/// The proxy: a big HTML mail's first post meets its planned fate (`html`, by mail
+/// index), its later ones reach RT untouched; for every other post a deterministic
+/// xorshift picks the fate by [`FAULTS`]' shares.
+fn proxy(
+    rt_url: String,
+    run: String,
+    html: Vec<HtmlFirstPost>,
+    lifetime: Duration,
+) -> (StandIn, Arc<Vec<AtomicUsize>>, Arc<HtmlPosts>) {
     let seed = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
     let counts: Arc<Vec<AtomicUsize>> = Arc::new(FAULTS.iter().map(|_| AtomicUsize::new(0)).collect());
     let counted = counts.clone();
+    let html_posts = Arc::new(HtmlPosts::default());
+    let seen = html_posts.clone();
+    let (run, html) = (Arc::new(run), Arc::new(html));
     let settings = Settings {
         lifetime,
         keep_bodies: false,
@@ -187,21 +352,42 @@ fn proxy(rt_url: String, lifetime: Duration) -> (StandIn, Arc<Vec<AtomicUsize>>)
                 hit
             })
             .unwrap_or(PASSED);
-        counted[kind].fetch_add(1, Ordering::Relaxed);
-        let rt = rt_url.clone();
-        match kind {
-            0 => Answer::Close,
-            1 => Answer::Reset,
-            2 => Answer::Stall,
-            3 => Answer::status(500),
-            4 => Answer::Garbage,
-            5 => Answer::ForwardThen(rt, AfterCommit::Reset),
-            6 => Answer::ForwardThen(rt, AfterCommit::Status(502)),
-            7 => Answer::ForwardThen(rt, AfterCommit::Stall),
-            _ => Answer::Forward(rt),
+        if kind == 0 {
+            // Closed unread: whichever mail it was, nothing of it is read.
+            counted[kind].fetch_add(1, Ordering::Relaxed);
+            return Answer::Close;
         }
+        let (rt, run, html, counted, seen) = (rt_url.clone(), run.clone(), html.clone(), counted.clone(), seen.clone());
+        Answer::Decide(Decider(Arc::new(move |request: &Recorded, in_flight: &[Recorded]| {
+            let head = &request.body[..request.body.len().min(support::standin::IN_FLIGHT_BODY)];
+            if let Some(n) = html_mail_of(&run, head) {
+                if in_flight.iter().any(|r| html_mail_of(&run, &r.body) == Some(n)) {
+                    seen.while_storing.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut per_mail = seen.per_mail.lock().unwrap();
+                let posts = per_mail.entry(n).or_default();
+                *posts += 1;
+                return match (*posts, html.get(n)) {
+                    (1, Some(HtmlFirstPost::CutAtUpload(after))) => Answer::ForwardCut(rt.clone(), *after),
+                    (1, Some(HtmlFirstPost::CutAfterAnswer(after))) => Answer::ForwardThen(rt.clone(), *after),
+                    _ => Answer::Forward(rt.clone()),
+                };
+            }
+            counted[kind].fetch_add(1, Ordering::Relaxed);
+            let rt = rt.clone();
+            match kind {
+                1 => Answer::Reset,
+                2 => Answer::Stall,
+                3 => Answer::status(500),
+                4 => Answer::Garbage,
+                5 => Answer::ForwardThen(rt, AfterCommit::Reset),
+                6 => Answer::ForwardThen(rt, AfterCommit::Status(502)),
+                7 => Answer::ForwardThen(rt, AfterCommit::Stall),
+                _ => Answer::Forward(rt),
+            }
+        })))
     });
-    (proxy, counts)
+    (proxy, counts, html_posts)
 }
 
 /// One invocation to make: which mail, which copy of its event, which attempt (1-3).
@@ -274,18 +460,36 @@ struct Fates {
     invocations: AtomicUsize,
     /// When the last first attempt ended (the rest is Lambda's retries).
     first_pass_end: Mutex<Option<Instant>>,
+    /// Invocations of a big HTML mail that began while RT was still storing a post of it.
+    arrived_while_storing: AtomicUsize,
 }
 
-/// Runs one invocation (or a twin pair) and schedules what Lambda would retry.
-fn invoke(
-    stack: &LambdaStack,
-    mails: &[Mail],
-    job: Job,
-    knobs: &Knobs,
-    schedule: &Schedule,
-    fates: &Fates,
-    gate: &RwLock<()>,
-) {
+/// What the workers share.
+struct Runner<'a> {
+    run: &'a str,
+    stack: &'a LambdaStack,
+    proxy: &'a StandIn,
+    mails: &'a [Mail],
+    knobs: &'a Knobs,
+    schedule: &'a Schedule,
+    fates: &'a Fates,
+    /// Each worker feeds one function process; a twin pair needs both.
+    gate: &'a RwLock<()>,
+}
+
+/// Runs one invocation (or a twin pair) and schedules what Lambda would retry (and
+/// a big HTML mail's second delivery).
+fn invoke(runner: &Runner, job: Job) {
+    let Runner {
+        run,
+        stack,
+        proxy,
+        mails,
+        knobs,
+        schedule,
+        fates,
+        gate,
+    } = *runner;
     let event = |mail: usize| {
         let recipients: Vec<&str> = mails[mail].recipients.iter().map(|(r, _)| *r).collect();
         ses_event(&mails[mail].id, &recipients)
@@ -311,8 +515,25 @@ fn invoke(
     };
     match job {
         Job::Once { mail, copy, attempt } => {
-            // Each worker feeds one function process; a twin pair needs both.
             let _share = gate.read().unwrap();
+            if mails[mail].html.is_some() {
+                let storing = proxy
+                    .in_flight()
+                    .iter()
+                    .any(|r| html_mail_of(run, &r.body) == Some(mail));
+                if storing {
+                    fates.arrived_while_storing.fetch_add(1, Ordering::Relaxed);
+                }
+                if let (Some((_, true)), 0, 1) = (mails[mail].html, copy, attempt) {
+                    // Delivered again while the first invocation's post is (or RT is) busy.
+                    let again = Job::Once {
+                        mail,
+                        copy: 1,
+                        attempt: 1,
+                    };
+                    schedule.add(Instant::now() + knobs.twin_lag, again);
+                }
+            }
             let ok = stack.invoke(&event(mail)).is_ok();
             tried(mail, copy, attempt, ok);
         }
@@ -336,6 +557,7 @@ fn invoke(
 
 /// What a run did, counted.
 struct Figures {
+    db: Db,
     lookup: Lookup,
     seconds: f64,
     first_pass_seconds: f64,
@@ -344,6 +566,14 @@ struct Figures {
     routes: usize,
     big: Vec<usize>,
     twins: usize,
+    /// The big HTML mails' first-post fates and second deliveries, by their kinds.
+    html: Vec<(HtmlFirstPost, bool)>,
+    html_megabytes: f64,
+    twin_lag: Duration,
+    rt_timeout: Duration,
+    html_posts: usize,
+    arrived_while_storing: usize,
+    posted_while_storing: usize,
     invocations: usize,
     failed_invocations: usize,
     posts: usize,
@@ -384,6 +614,12 @@ impl Figures {
             self.delivered_mails,
             self.mails
         );
+        // The case this proof is about must have happened, or it proves nothing.
+        assert!(
+            self.html.is_empty() || self.arrived_while_storing > 0,
+            "no invocation of a big HTML mail arrived while RT was still storing it: RT was \
+             quicker than EXACTLY_ONCE_TWIN_LAG; raise EXACTLY_ONCE_HTML_MB"
+        );
     }
 }
 
@@ -399,8 +635,9 @@ impl std::fmt::Display for Figures {
         let big: Vec<String> = self.big.iter().map(|mb| format!("{mb} MB")).collect();
         writeln!(
             f,
-            "exactly-once run, RT lookup {}: {} mails ({} routes; big: {}; {} sent twice at once) in {:.1} s \
-             (set up in {:.1} s, first attempts done after {:.1} s)",
+            "exactly-once run on {}, RT lookup {}: {} mails ({} routes; big: {}; {} sent twice at once) in {:.1} s \
+             (RT_TIMEOUT {} s; set up in {:.1} s, first attempts done after {:.1} s)",
+            self.db.name(),
             match self.lookup {
                 Lookup::On => "on",
                 Lookup::Off => "off (no RT API credentials)",
@@ -410,6 +647,7 @@ impl std::fmt::Display for Figures {
             big.join(", "),
             self.twins,
             self.seconds,
+            self.rt_timeout.as_secs(),
             self.setup_seconds,
             self.first_pass_seconds
         )?;
@@ -422,6 +660,27 @@ impl std::fmt::Display for Figures {
         writeln!(f, "  what the posts got: {}", answers.join(", "))?;
         writeln!(f, "  faults before RT: {}", kinds(0..AFTER_RT))?;
         writeln!(f, "  faults after RT took the mail: {}", kinds(AFTER_RT..PASSED))?;
+        if !self.html.is_empty() {
+            let first = |kind: HtmlFirstPost| self.html.iter().filter(|(k, _)| *k == kind).count();
+            writeln!(
+                f,
+                "  big HTML mails: {} of {} MB (first post cut as soon as RT had it: reset {}, 502 {}; \
+                 cut after RT's answer: reset {}; passed on {}; {} delivered again {:.0} s after the first \
+                 invocation began): {} posts; invocations that arrived while RT was still storing their \
+                 mail {}; posts made while RT was still storing an earlier post of the same mail {}",
+                self.html.len(),
+                self.html_megabytes,
+                first(HtmlFirstPost::CutAtUpload(AfterCommit::Reset)),
+                first(HtmlFirstPost::CutAtUpload(AfterCommit::Status(502))),
+                first(HtmlFirstPost::CutAfterAnswer(AfterCommit::Reset)),
+                first(HtmlFirstPost::PassedOn),
+                self.html.iter().filter(|(_, again)| *again).count(),
+                self.twin_lag.as_secs_f64(),
+                self.html_posts,
+                self.arrived_while_storing,
+                self.posted_while_storing
+            )?;
+        }
         writeln!(
             f,
             "  RT asked {} times: found {} ({} of them before posting again), not found {}, no answer {}",
@@ -449,17 +708,29 @@ impl std::fmt::Display for Figures {
     }
 }
 
-fn run(lookup: Lookup) -> Figures {
+fn run(rt: Rt, lookup: Lookup) -> Figures {
     let knobs = Knobs::from_env();
     let started = Instant::now();
     let until = started + knobs.time_limit;
-    let rt_url = rt::url();
-    let (proxy, faults) = proxy(rt_url.clone(), knobs.time_limit + Duration::from_secs(60));
+    let rt_url = rt.url.clone();
+    let run = unique(match lookup {
+        Lookup::On => "once-lookup",
+        Lookup::Off => "once-plain",
+    });
+    let mails = plan(&run, &knobs);
+    let html_fates = mails.iter().filter_map(|m| m.html.map(|(first, _)| first)).collect();
+    let (proxy, faults, html_posts) = proxy(
+        rt_url.clone(),
+        run.clone(),
+        html_fates,
+        knobs.time_limit + Duration::from_secs(60),
+    );
 
     let mut stack = LambdaStack::without_function(2);
+    let rt_timeout = knobs.rt_timeout.as_secs().max(1).to_string();
     let mut env = vec![
         ("RT_URL", proxy.url.as_str()),
-        ("RT_TIMEOUT", "2"),
+        ("RT_TIMEOUT", rt_timeout.as_str()),
         // RT's API is asked directly: the proxy faults posts only.
         ("RT_API_URL", rt_url.as_str()),
     ];
@@ -472,18 +743,14 @@ fn run(lookup: Lookup) -> Figures {
     }
     stack.start_functions(&env, 2);
 
-    let run = unique(match lookup {
-        Lookup::On => "once-lookup",
-        Lookup::Off => "once-plain",
-    });
-    let mails = plan(&run, knobs.mails);
     for (n, mail) in mails.iter().enumerate() {
         let text = format!("mail {n} of run {run}");
         let message_id = format!("{}@customer.example", mail.id);
-        stack.store_mail(
-            &mail.id,
-            &mails::ses_stored(&mail.subject, &message_id, &text, mail.megabytes),
-        );
+        let stored = match mail.html {
+            Some(_) => html_mail(&mail.subject, &message_id, knobs.html_megabytes),
+            None => mails::ses_stored(&mail.subject, &message_id, &text, mail.megabytes),
+        };
+        stack.store_mail(&mail.id, &stored);
     }
 
     let setup_seconds = started.elapsed().as_secs_f64();
@@ -503,22 +770,33 @@ fn run(lookup: Lookup) -> Figures {
     }
     let fates = Fates::default();
     let gate = RwLock::new(());
+    let runner = Runner {
+        run: &run,
+        stack: &stack,
+        proxy: &proxy,
+        mails: &mails,
+        knobs: &knobs,
+        schedule: &schedule,
+        fates: &fates,
+        gate: &gate,
+    };
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
                 while let Some(job) = schedule.next(until) {
-                    invoke(&stack, &mails, job, &knobs, &schedule, &fates, &gate);
+                    invoke(&runner, job);
                     schedule.done();
                 }
             });
         }
     });
+    keep_log(&stack, &run);
     assert!(
         Instant::now() < until,
         "the run took longer than {} s ({} of {} events settled)",
         knobs.time_limit.as_secs(),
         fates.ends.lock().unwrap().len(),
-        mails.len() + mails.iter().filter(|m| m.twin).count()
+        mails.iter().map(Mail::copies).sum::<usize>()
     );
     // Posts RT still works on (a big mail whose answer the function gave up on) land
     // before the count.
@@ -530,8 +808,16 @@ fn run(lookup: Lookup) -> Figures {
 
     let invocations = fates.invocations.load(Ordering::Relaxed);
     let first_pass_end = *fates.first_pass_end.lock().unwrap();
+    let arrived_while_storing = fates.arrived_while_storing.load(Ordering::Relaxed);
     let ends = fates.ends.into_inner().unwrap();
-    let mut figures = count(lookup, seconds, &stack, &mails, &ends, &faults, &run);
+    keep_log(&stack, &run);
+    let mut figures = count(&rt, lookup, seconds, &stack, &mails, &ends, &faults, &run);
+    figures.html_megabytes = knobs.html_megabytes;
+    figures.twin_lag = knobs.twin_lag;
+    figures.rt_timeout = knobs.rt_timeout;
+    figures.html_posts = html_posts.per_mail.lock().unwrap().values().sum();
+    figures.posted_while_storing = html_posts.while_storing.load(Ordering::Relaxed);
+    figures.arrived_while_storing = arrived_while_storing;
     figures.invocations = invocations;
     figures.setup_seconds = setup_seconds;
     figures.first_pass_seconds = first_pass_end.map_or(0.0, |end| (end - started).as_secs_f64());
@@ -539,9 +825,20 @@ fn run(lookup: Lookup) -> Figures {
     figures
 }
 
+/// Keeps the function's log lines in `$EXACTLY_ONCE_LOG_DIR/RUN.jsonl`, if set (the
+/// stack's folder goes with it), also when the run is about to fail.
+fn keep_log(stack: &LambdaStack, run: &str) {
+    if let Ok(dir) = std::env::var("EXACTLY_ONCE_LOG_DIR") {
+        let lines: Vec<String> = stack.function_log().iter().map(|l| l.to_string()).collect();
+        std::fs::write(format!("{dir}/{run}.jsonl"), lines.join("\n")).unwrap();
+    }
+}
+
 /// Tickets in RT per route against what each mail's invocations said, and the
 /// function's log lines counted.
+#[allow(clippy::too_many_arguments)]
 fn count(
+    rt: &Rt,
     lookup: Lookup,
     seconds: f64,
     stack: &LambdaStack,
@@ -551,10 +848,11 @@ fn count(
     run: &str,
 ) -> Figures {
     let mut in_rt: HashMap<(String, String), usize> = HashMap::new();
-    for ticket in rt::tickets_like(run) {
+    for ticket in rt.tickets_like(run) {
         *in_rt.entry((ticket.subject, ticket.queue)).or_default() += 1;
     }
     let mut figures = Figures {
+        db: rt.db,
         lookup,
         seconds,
         first_pass_seconds: 0.0,
@@ -563,6 +861,13 @@ fn count(
         routes: mails.iter().map(|m| m.recipients.len()).sum(),
         big: mails.iter().filter(|m| m.megabytes > 0).map(|m| m.megabytes).collect(),
         twins: mails.iter().filter(|m| m.twin).count(),
+        html: mails.iter().filter_map(|m| m.html).collect(),
+        html_megabytes: 0.0,
+        twin_lag: Duration::ZERO,
+        rt_timeout: Duration::ZERO,
+        html_posts: 0,
+        arrived_while_storing: 0,
+        posted_while_storing: 0,
         invocations: 0,
         failed_invocations: 0,
         posts: 0,
@@ -590,7 +895,7 @@ fn count(
     };
     let mut expected = std::collections::HashSet::new();
     for (n, mail) in mails.iter().enumerate() {
-        let copies = if mail.twin { 2 } else { 1 };
+        let copies = mail.copies();
         let delivered = (0..copies).any(|c| fates.get(&(n, c)) == Some(&true));
         if delivered {
             figures.delivered_mails += 1;
@@ -600,7 +905,11 @@ fn count(
         for (_, queue) in &mail.recipients {
             let key = (mail.subject.clone(), queue.to_string());
             let tickets = in_rt.get(&key).copied().unwrap_or(0);
-            let what = format!("{} in {queue} ({} MB): {tickets} tickets", mail.subject, mail.megabytes);
+            let size = match mail.html {
+                Some(_) => "HTML".to_string(),
+                None => format!("{} MB", mail.megabytes),
+            };
+            let what = format!("{} in {queue} ({size}): {tickets} tickets", mail.subject);
             match (delivered, tickets) {
                 (_, 2..) => figures
                     .duplicated
@@ -619,13 +928,7 @@ fn count(
         .map(|(s, q)| format!("{s} in {q}"))
         .collect();
 
-    let log = stack.function_log();
-    if let Ok(dir) = std::env::var("EXACTLY_ONCE_LOG_DIR") {
-        // Kept for reading after the run (the stack's folder goes with it).
-        let lines: Vec<String> = log.iter().map(|l| l.to_string()).collect();
-        std::fs::write(format!("{dir}/{run}.jsonl"), lines.join("\n")).unwrap();
-    }
-    for line in log {
+    for line in stack.function_log() {
         let fields = &line["fields"];
         let text = |name: &str| fields[name].as_str().unwrap_or_default();
         let message = text("message");
@@ -643,7 +946,7 @@ fn count(
                 }
             }
             (_, _, "already-delivered") => figures.already_delivered += 1,
-            ("RT does not hold this mail on this route", _, _) => {
+            ("RT does not hold this post", _, _) => {
                 figures.asked += 1;
                 figures.not_found += 1;
             }
@@ -655,7 +958,9 @@ fn count(
                 figures.asked += 1;
                 figures.lookup_failed += 1;
             }
-            (m, _, _) if m.contains("a record race lost") => figures.record_races += 1,
+            (m, _, _) if m.contains("changed by another invocation meanwhile") || m.starts_with("lease taken over") => {
+                figures.record_races += 1
+            }
             _ => {}
         }
     }

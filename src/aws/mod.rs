@@ -1,11 +1,13 @@
 //! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait, and the
 //! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
-//! Manager) behind [`secrets::SecretSource`]; the deployed function through the `aws` CLI
+//! Manager) behind [`secrets::SecretSource`], the routing table object
+//! ([`routes_object::RoutesObject`]); the deployed function through the `aws` CLI
 //! ([`function`]).
 
 pub mod function;
 pub mod record_index;
 pub mod records;
+pub mod routes_object;
 pub mod s3;
 pub mod secrets;
 pub mod ses;

@@ -2,14 +2,18 @@
 //! Reads its configuration once (a bad one stops the cold start with a clear error),
 //! then serves invocations through the Lambda runtime API.
 
-use anyhow::Context;
-use rt_mailgate::lambda::config::LambdaConfig;
-use rt_mailgate::lambda::wiring::{aws_handler, AwsHandler};
+use rt_mailgate::lambda::wiring::{ColdStartError, LiveHandler};
 use tracing::Instrument;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = std::time::Instant::now();
+    // The template declares AWS_ENDPOINT_URL empty (for `sam local`); the SDK would take
+    // "" as the endpoint. Removed here, first, while this process has a single thread.
+    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    for name in rt_mailgate::lambda::config::blank_endpoint_vars(vars) {
+        std::env::remove_var(name);
+    }
     // Lambda's advanced logging controls: AWS_LAMBDA_LOG_FORMAT=JSON gives one JSON object
     // per line (the template sets it), AWS_LAMBDA_LOG_LEVEL the level. Each line carries
     // the invocation's span (requestId) and, for a mail's lines, its message_id.
@@ -23,11 +27,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = match cold_start().await {
         Ok(handler) => handler,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "configuration refused; no mail was touched");
-            return Err(format!("{e:#}").into());
+            tracing::error!(error = %e, "configuration refused; no mail was touched");
+            return Err(e.to_string().into());
         }
     };
-    tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1000.0, "ready");
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
+        version = env!("CARGO_PKG_VERSION"),
+        "ready"
+    );
     // CloudWatch metrics in Embedded Metric Format, written after each invocation.
     let metrics = match metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(rt_mailgate::lambda::metrics::NAMESPACE)
@@ -51,10 +59,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 /// One invocation: the handler's answer, the metrics flushed, a failure logged once.
 async fn invocation(
-    handler: &AwsHandler,
+    handler: &LiveHandler,
     metrics: &metrics_cloudwatch_embedded::Collector,
     event: lambda_runtime::LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, lambda_runtime::Diagnostic> {
+    // The routing table object is checked for a change here (at most once a minute).
+    let handler = handler.handler().await;
     let answer = handler.handle(event.payload, deadline(&event.context)).await;
     if let Err(e) = metrics.flush(std::io::stdout()) {
         tracing::warn!(error = %e, "metrics not written");
@@ -78,8 +88,7 @@ fn deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
     Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
-async fn cold_start() -> anyhow::Result<AwsHandler> {
-    let config = LambdaConfig::from_vars(|name| std::env::var(name).ok()).context("bad configuration")?;
+async fn cold_start() -> Result<LiveHandler, ColdStartError> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_handler(config, &aws, true).await.context("RT connection settings")
+    LiveHandler::cold_start(std::env::vars().collect(), &aws, true).await
 }

@@ -9,13 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rt_mailgate::aws::function::{deployed_environment, invoke, overlay};
+use rt_mailgate::aws::function::{deployed_environment, invoke};
 use rt_mailgate::aws::sqs::SqsDeadLetters;
-use rt_mailgate::lambda::config::LambdaConfig;
 use rt_mailgate::lambda::events::mails_in;
 use rt_mailgate::lambda::events::MailInfo;
 use rt_mailgate::lambda::invocation::Mode;
-use rt_mailgate::lambda::wiring::aws_handler;
+use rt_mailgate::lambda::wiring::LiveHandler;
 
 /// Re-deliver mails from the SES bucket to RT (same environment as the Lambda).
 #[derive(Parser, Debug)]
@@ -71,16 +70,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.in_function {
         return in_function(&args);
     }
-    let deployed = match &args.function_name {
-        Some(name) => deployed_environment(name).context("reading the function's settings")?,
+    // The deployed function's variables, if named; a variable set here wins.
+    let mut vars: std::collections::HashMap<String, String> = match &args.function_name {
+        Some(name) => deployed_environment(name)
+            .context("reading the function's settings")?
+            .into_iter()
+            .collect(),
         None => Default::default(),
     };
-    let config = LambdaConfig::from_vars(|name| overlay(&deployed, name)).context("bad configuration")?;
+    vars.extend(std::env::vars());
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    // No notices: a replay is watched by a person.
-    let handler = aws_handler(config, &aws, false)
-        .await
-        .context("RT connection settings")?;
+    // No notices: a replay is watched by a person. The routing table object
+    // (ROUTES_S3_KEY) is read as the function reads it.
+    let handler = LiveHandler::cold_start(vars, &aws, false).await?.handler().await;
 
     let mode = if args.post_screened_mail {
         Mode::ReplayScreenedToo

@@ -7,7 +7,10 @@
 //!   the same environment as the function (`ROUTES`, `ROUTES_FILE`,
 //!   `SUBADDRESS_SEPARATOR`, `RT_URL`, `RT_SECRET_ID`); flags override those variables.
 //!   The RT is the route's own `--url` (and `--secret`) or the function's; credentials in
-//!   a URL are shown as `***`.
+//!   a URL are shown as `***`. With `MAIL_DOMAINS` (`--mail-domains`) it also says
+//!   whether the receipt rule receives the address at all.
+//! - `explain --recipients`: the template's `MailDomains` and `ReceiptRecipients` for the
+//!   table: the domains the routes name, and the only addresses SES should accept.
 
 use std::process::ExitCode;
 
@@ -15,6 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rt_mailgate::core::aliases::{import_aliases, report};
 use rt_mailgate::core::redact::redact_url;
+use rt_mailgate::core::route::RoutingTable;
 use rt_mailgate::lambda::config::routes_from_vars;
 use rt_mailgate::rt::http::GATEWAY_PATH;
 
@@ -36,10 +40,17 @@ enum Command {
         #[arg(long)]
         domain: String,
     },
-    /// Where would mail for ADDRESS go? Exits 1 when it is not routed.
+    /// Where would mail for ADDRESS go? Exits 1 when it is not routed (or not received).
     Explain {
         /// An envelope recipient, e.g. bugs+42@example.com.
-        address: String,
+        #[arg(required_unless_present = "recipients")]
+        address: Option<String>,
+        /// Print the template's MailDomains and ReceiptRecipients for the table instead.
+        #[arg(long, conflicts_with = "address")]
+        recipients: bool,
+        /// The receipt rule's domains (the template's MailDomains), instead of $MAIL_DOMAINS.
+        #[arg(long)]
+        mail_domains: Option<String>,
         /// Routing table text, instead of $ROUTES.
         #[arg(long)]
         routes: Option<String>,
@@ -63,24 +74,33 @@ fn main() -> ExitCode {
         Command::ImportAliases { file, domain } => import(&file, &domain),
         Command::Explain {
             address,
+            recipients,
+            mail_domains,
             routes,
             routes_file,
             separator,
             rt_url,
             rt_secret_id,
         } => {
+            // A table given here replaces the function's, the S3 object's too.
+            let local_table = (routes.is_some() || routes_file.is_some()).then(String::new);
             let flags = [
+                ("ROUTES_S3_KEY", local_table),
                 ("ROUTES", routes),
                 ("ROUTES_FILE", routes_file),
                 ("SUBADDRESS_SEPARATOR", separator),
                 ("RT_URL", rt_url),
                 ("RT_SECRET_ID", rt_secret_id),
+                ("MAIL_DOMAINS", mail_domains),
             ];
             let var = |name: &str| match flags.iter().find(|(n, _)| *n == name) {
                 Some((_, Some(value))) => Some(value.clone()),
                 _ => std::env::var(name).ok(),
             };
-            explain(&address, var)
+            match address {
+                Some(address) if !recipients => explain(&address, var),
+                _ => print_recipients(var),
+            }
         }
     };
     match result {
@@ -114,12 +134,75 @@ fn import(file: &std::path::Path, domain: &str) -> anyhow::Result<bool> {
         "{} routes made, {} aliases or lines skipped",
         report.routed, report.skipped
     );
+    if let Ok(table) = RoutingTable::parse(&report.routes, Some('+')) {
+        let coverage = table.coverage();
+        eprintln!("for the template: MailDomains={}", join(&coverage.domains));
+        eprintln!(
+            "  and, so that SES refuses every other address: ReceiptRecipients={}",
+            join(&coverage.recipients)
+        );
+    }
     Ok(report.routed > 0)
+}
+
+fn join(items: &std::collections::BTreeSet<String>) -> String {
+    items.iter().map(String::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// SES allows this many recipients in one receipt rule.
+const MAX_RULE_RECIPIENTS: usize = 100;
+
+/// `explain --recipients`: the template's two lists for this table. True when the
+/// explicit list fits one receipt rule and SES's `+label` matching covers the table's
+/// sub-addresses.
+fn print_recipients(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool> {
+    let table = routes_from_vars(&var).context("the routing table")?;
+    let coverage = table.coverage();
+    println!("MailDomains={}", join(&coverage.domains));
+    println!("ReceiptRecipients={}", join(&coverage.recipients));
+    let mut fits = true;
+    if coverage.recipients.len() > MAX_RULE_RECIPIENTS {
+        fits = false;
+        println!(
+            "# {} recipients: an SES receipt rule takes at most {MAX_RULE_RECIPIENTS}; leave ReceiptRecipients \
+             empty (every address of MailDomains is accepted; unrouted ones are alarmed on) or route \
+             whole domains with *@domain",
+            coverage.recipients.len()
+        );
+    }
+    let addresses = coverage.recipients.iter().any(|r| r.contains('@'));
+    if addresses && !matches!(table.separator(), Some('+') | None) {
+        fits = false;
+        println!(
+            "# SES matches an address with a +label only: with SUBADDRESS_SEPARATOR={} it would refuse \
+             sub-addresses (bugs{}42@...); list whole domains in ReceiptRecipients instead",
+            table.separator().unwrap_or('+'),
+            table.separator().unwrap_or('+'),
+        );
+    }
+    Ok(fits)
 }
 
 /// True when the address is routed.
 fn explain(address: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool> {
     let table = routes_from_vars(&var).context("the routing table")?;
+    let set = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    // The receipt rule's domains, as the template passes MailDomains to the function.
+    if let Some(domains) = set("MAIL_DOMAINS") {
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let received = domains
+            .split(',')
+            .any(|d| d.trim().trim_start_matches('@').eq_ignore_ascii_case(&domain));
+        if !received {
+            println!(
+                "{address}: not received (the receipt rule takes only MAIL_DOMAINS {domains}; add {domain} to MailDomains)"
+            );
+            return Ok(false);
+        }
+    }
     let Some(route) = table.route(address) else {
         println!("{address}: not routed (no route takes it; the function logs it and posts nothing)");
         return Ok(false);
@@ -133,7 +216,6 @@ fn explain(address: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Resul
         .extension_header
         .as_deref()
         .map(|h| String::from_utf8_lossy(h).trim_end().to_string());
-    let set = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let endpoint = |url: &str| format!("{}{GATEWAY_PATH}", redact_url(url.trim_end_matches('/')));
     // The route's own RT, else the function's.
     let (posts_to, secret) = match &request.rt {

@@ -600,6 +600,7 @@ pub fn report(items: &[Item], source: &str) -> Report {
     }
     for (url, names) in &rts {
         let count = names.len();
+        let reach = lambda_reach(&url.url);
         if url.in_route {
             header.push(format!(
                 "#   --url {}  ({count} of {routed} aliases, in their routes: {})",
@@ -612,6 +613,10 @@ pub fn report(items: &[Item], source: &str) -> Report {
                      and add `--secret ID` to these routes"
                         .into(),
                 );
+            }
+            if let Some(reach) = &reach {
+                header.push(format!("#     WARNING: {reach}"));
+                messages.push(format!("warning: --url {} ({}) is {reach}", url.url, names.join(", ")));
             }
         } else {
             header.push(format!(
@@ -630,16 +635,23 @@ pub fn report(items: &[Item], source: &str) -> Report {
                     url.shown()
                 ));
             }
+            if let Some(reach) = &reach {
+                header.push(format!("#     WARNING: {reach}"));
+                messages.push(format!("warning: RT_URL {} is {reach}", url.url));
+            }
         }
     }
     if !settings.is_empty() {
-        header.push("# The aliases' pipes also set, once for the whole function (not in the routes):".into());
+        header.push("# The aliases' pipes also set (not in the routes; TLS trust goes in each RT's secret):".into());
     }
     for (setting, values) in &settings {
         for (value, names) in values {
             header.push(format!("#   {setting}{value}  ({} of {routed} aliases)", names.len()));
         }
-        if values.len() > 1 {
+        // TLS trust is each RT's own (`ca_pem` in its secret): several values are no
+        // conflict, but checks turned off somewhere are worth a warning.
+        let tls = TLS_SETTINGS.contains(setting);
+        if values.len() > 1 && !tls {
             let each: Vec<String> = values
                 .iter()
                 .map(|(value, names)| format!("{setting}{value} for {}", names.join(", ")))
@@ -650,6 +662,15 @@ pub fn report(items: &[Item], source: &str) -> Report {
             );
             header.push(format!("# WARNING: {warning}"));
             messages.push(format!("warning: {warning}"));
+        }
+        if *setting == "--no-verify-ssl" {
+            let names: Vec<&str> = values.values().flatten().copied().collect();
+            messages.push(format!(
+                "warning: {} turned TLS checks off (--no-verify-ssl); the function keeps them on: put \
+                 the certificate RT's front door presents (or its CA) in that RT's secret as `ca_pem`. \
+                 RtVerifyTls=false would turn them off for every RT",
+                names.join(", ")
+            ));
         }
     }
     if routed == 0 {
@@ -671,14 +692,71 @@ pub fn report(items: &[Item], source: &str) -> Report {
     }
 }
 
+/// Whether the function, in Lambda, can reach an RT at `url` (its canonical form, from
+/// [`rt_base_url`]): `None` when the host is a public name or address, else what the
+/// admin must do. Lambda runs in AWS's network: `localhost` is the function itself, a
+/// single-label or `.local` name resolves nowhere there, and a private address is
+/// reachable only from the admin's VPC.
+pub fn lambda_reach(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let front_door = "put RT's front door (deploy/) on a name and address Lambda reaches, and use its URL";
+    let vpc =
+        "reachable only with the function in your VPC (SubnetIds, SecurityGroupIds: README, \"Private network (VPC)\")";
+    let unreachable = |what: &str| Some(format!("{what}: Lambda can't reach it; {front_door}"));
+    match parsed.host()? {
+        url::Host::Ipv4(ip) if ip.is_loopback() || ip.is_unspecified() => {
+            unreachable("a loopback address (in Lambda, that is the function itself)")
+        }
+        url::Host::Ipv4(ip) if ip.is_link_local() => unreachable("a link-local address"),
+        url::Host::Ipv4(ip) if ip.is_private() || (ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])) => {
+            Some(format!("a private address: {vpc}"))
+        }
+        url::Host::Ipv6(ip) if ip.is_loopback() || ip.is_unspecified() => {
+            unreachable("a loopback address (in Lambda, that is the function itself)")
+        }
+        url::Host::Ipv6(ip) if (ip.segments()[0] & 0xffc0) == 0xfe80 => unreachable("a link-local address"),
+        url::Host::Ipv6(ip) if (ip.segments()[0] & 0xfe00) == 0xfc00 => Some(format!("a private address: {vpc}")),
+        url::Host::Ipv4(_) | url::Host::Ipv6(_) => None,
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                unreachable("localhost (in Lambda, that is the function itself)")
+            } else if !name.contains('.') {
+                unreachable("a single-label host name (it resolves only on your network)")
+            } else if name.ends_with(".local") {
+                unreachable("a .local (mDNS) name")
+            } else if [".internal", ".lan", ".home.arpa", ".corp", ".intranet"]
+                .iter()
+                .any(|tld| name.ends_with(tld))
+            {
+                Some(format!("a private DNS name: {vpc}, with DNS that resolves it"))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The settings of [`function_wide_settings`] that are each RT's own (its secret's
+/// `ca_pem`), not the function's.
+const TLS_SETTINGS: [&str; 3] = ["--ca-file", "--no-verify-ssl", "--verify-ssl"];
+
 /// The Lambda setting (or note) each function-wide option maps to: (`RT_TIMEOUT`, `=...`).
 fn function_wide_settings(f: &FunctionWide) -> Vec<(&'static str, String)> {
     let mut settings = Vec::new();
     if let Some(path) = &f.ca_file {
-        settings.push(("RT_CA_FILE", format!("={path} (pack that file with the function)")));
+        settings.push((
+            "--ca-file",
+            format!(" {path}: put its certificates in the RT's secret as `ca_pem`"),
+        ));
     }
-    if let Some(verify) = f.verify_ssl {
-        settings.push(("RT_VERIFY_TLS", format!("={verify}")));
+    match f.verify_ssl {
+        Some(false) => settings.push((
+            "--no-verify-ssl",
+            ": keep TLS checks on; put the RT's certificate (or CA) in its secret as `ca_pem`".into(),
+        )),
+        Some(true) => settings.push(("--verify-ssl", ": the function's default".into())),
+        None => {}
     }
     if let Some(seconds) = f.timeout {
         settings.push(("RT_TIMEOUT", format!("={seconds}")));
@@ -972,11 +1050,11 @@ mod tests {
     #[test]
     fn the_report_names_each_rt_and_sums_up_settings() {
         let all = items(
-            "a: \"|rt-mailgate --queue a --url https://u:secret@rt1/ --no-verify-ssl\"\n\
-             b: \"|rt-mailgate --queue b --url https://rt2 --timeout 30\"\n\
-             c: \"|rt-mailgate --queue c --url https://u:secret@rt1 --timeout 60\"\n\
+            "a: \"|rt-mailgate --queue a --url https://u:secret@rt1.example.net/ --no-verify-ssl\"\n\
+             b: \"|rt-mailgate --queue b --url https://rt2.example.net --timeout 30\"\n\
+             c: \"|rt-mailgate --queue c --url https://u:secret@rt1.example.net --timeout 60\"\n\
              d: root\n\
-             e: \"|rt-mailgate --queue e --url https://v:other@rt2/\"\n",
+             e: \"|rt-mailgate --queue e --url https://v:other@rt2.example.net/\"\n",
         );
         let r = report(&all, "/etc/aliases");
         assert_eq!((r.routed, r.skipped), (4, 1));
@@ -984,32 +1062,36 @@ mod tests {
             r.routes,
             "# Lambda routes from /etc/aliases, made by `rt-mailgate-routes import-aliases`.\n\
              # The RTs the aliases post to (credentials are never copied into routes):\n\
-             #   RT_URL=https://rt1  (2 of 4 aliases; their routes leave --url out)\n\
+             #   RT_URL=https://rt1.example.net  (2 of 4 aliases; their routes leave --url out)\n\
              #     its aliases' URL held credentials: put them in a Secrets Manager secret \
              and name it in RT_SECRET_ID\n\
-             #   --url https://rt2  (1 of 4 aliases, in their routes: b)\n\
-             #   --url https://rt2  (1 of 4 aliases, in their routes: e)\n\
+             #   --url https://rt2.example.net  (1 of 4 aliases, in their routes: b)\n\
+             #   --url https://rt2.example.net  (1 of 4 aliases, in their routes: e)\n\
              #     its aliases' URL held credentials: put them in a Secrets Manager secret \
              and add `--secret ID` to these routes\n\
-             # The aliases' pipes also set, once for the whole function (not in the routes):\n\
+             # The aliases' pipes also set (not in the routes; TLS trust goes in each RT's secret):\n\
+             #   --no-verify-ssl: keep TLS checks on; put the RT's certificate (or CA) in its secret \
+             as `ca_pem`  (1 of 4 aliases)\n\
              #   RT_TIMEOUT=30  (1 of 4 aliases)\n\
              #   RT_TIMEOUT=60  (1 of 4 aliases)\n\
              # WARNING: the aliases differ on RT_TIMEOUT, which the function has only one of: \
              RT_TIMEOUT=30 for b; RT_TIMEOUT=60 for c\n\
-             #   RT_VERIFY_TLS=false  (1 of 4 aliases)\n\
              a@example.com: --queue a\n\
-             b@example.com: --queue b --url https://rt2\n\
+             b@example.com: --queue b --url https://rt2.example.net\n\
              c@example.com: --queue c\n\
-             e@example.com: --queue e --url https://rt2\n"
+             e@example.com: --queue e --url https://rt2.example.net\n"
         );
-        assert_eq!(r.messages.len(), 4, "{:?}", r.messages);
+        assert_eq!(r.messages.len(), 5, "{:?}", r.messages);
         assert_eq!(
             r.messages[0],
             "line 4: `d` skipped: no pipe to rt-mailgate: it delivers to `root`"
         );
-        assert!(r.messages[1].starts_with("line 5: `e` migrated, but its --url held credentials (https://***@rt2)"));
-        assert!(r.messages[2].starts_with("warning: the aliases' URL for RT_URL held credentials (https://***@rt1)"));
-        assert!(r.messages[3].starts_with("warning: the aliases differ on RT_TIMEOUT"));
+        assert!(r.messages[1]
+            .starts_with("line 5: `e` migrated, but its --url held credentials (https://***@rt2.example.net)"));
+        assert!(r.messages[2]
+            .starts_with("warning: the aliases' URL for RT_URL held credentials (https://***@rt1.example.net)"));
+        assert!(r.messages[3].starts_with("warning: a turned TLS checks off (--no-verify-ssl)"));
+        assert!(r.messages[4].starts_with("warning: the aliases differ on RT_TIMEOUT"));
         assert!(!format!("{r:?}").contains("secret@") && !format!("{r:?}").contains("other@"));
         // The function reads the whole output, header included.
         let table = RoutingTable::parse(&r.routes, Some('+')).unwrap();
@@ -1017,13 +1099,54 @@ mod tests {
     }
 
     #[test]
+    fn urls_lambda_cannot_reach_are_named() {
+        for (url, expected) in [
+            ("http://localhost", "localhost"),
+            ("http://rt.localhost:8080", "localhost"),
+            ("http://127.0.0.1", "loopback"),
+            ("http://[::1]", "loopback"),
+            ("http://169.254.10.1", "link-local"),
+            ("http://[fe80::1]", "link-local"),
+            ("https://rt", "single-label"),
+            ("https://rt.local", ".local"),
+        ] {
+            let reach = lambda_reach(url).unwrap_or_else(|| panic!("{url} passed"));
+            assert!(
+                reach.contains(expected) && reach.contains("front door (deploy/)"),
+                "{url}: {reach}"
+            );
+        }
+        for url in [
+            "http://10.1.2.3",
+            "http://172.20.0.5",
+            "http://192.168.1.10",
+            "http://100.64.0.1",
+            "http://[fd00::5]",
+            "https://rt.corp.internal",
+        ] {
+            let reach = lambda_reach(url).unwrap_or_else(|| panic!("{url} passed"));
+            assert!(reach.contains("only with the function in your VPC"), "{url}: {reach}");
+        }
+        for url in [
+            "https://rt.example.com",
+            "https://203.0.113.7",
+            "https://[2001:db8::1]/rt",
+        ] {
+            assert_eq!(lambda_reach(url), None, "{url}");
+        }
+    }
+
+    #[test]
     fn one_rt_is_named_once() {
-        let r = report(&items("a: \"|rt-mailgate --queue a --url https://rt/\""), "x");
+        let r = report(
+            &items("a: \"|rt-mailgate --queue a --url https://rt.example.net/\""),
+            "x",
+        );
         assert_eq!(
             r.routes,
             "# Lambda routes from x, made by `rt-mailgate-routes import-aliases`.\n\
              # The RT the aliases post to:\n\
-             #   RT_URL=https://rt  (1 of 1 aliases; their routes leave --url out)\n\
+             #   RT_URL=https://rt.example.net  (1 of 1 aliases; their routes leave --url out)\n\
              a@example.com: --queue a\n"
         );
         assert!(r.messages.is_empty(), "{:?}", r.messages);

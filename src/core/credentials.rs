@@ -4,11 +4,14 @@
 //! ```json
 //! {"header": "X-Mailgate-Token: ...", "username": "...", "password": "...",
 //!  "client_cert": "-----BEGIN CERTIFICATE-----...", "client_key": "-----BEGIN PRIVATE KEY-----...",
-//!  "rt_token": "...", "rt_username": "...", "rt_password": "..."}
+//!  "rt_token": "...", "rt_username": "...", "rt_password": "...",
+//!  "ca_pem": "-----BEGIN CERTIFICATE-----..."}
 //! ```
 //!
 //! Every key is optional; any combination of the header, basic auth and the client
-//! certificate may be used. Values are held as [`SecretString`]s: their `Debug` prints
+//! certificate may be used. `ca_pem` is not a secret but travels with the RT it belongs
+//! to: the certificates (a private CA, or the server's own) to trust for that RT, read
+//! as `--ca-file` reads its file. Values are held as [`SecretString`]s: their `Debug` prints
 //! `[REDACTED]`, and no error here ever quotes a value (only key names), so neither a
 //! log line nor an error message can leak one.
 
@@ -25,6 +28,8 @@ pub struct Credentials {
     pub client_identity: Option<ClientIdentity>,
     /// How to ask RT's REST 2 API whether it already holds a mail.
     pub rt_api: Option<RtApiAuth>,
+    /// Certificates (PEM) to trust for this RT instead of the system's roots.
+    pub ca_pem: Option<String>,
 }
 
 /// `Name: value`, sent with every post.
@@ -75,7 +80,7 @@ pub enum CredentialsError {
     #[error("the secret is not a JSON object of strings")]
     NotAnObject,
     /// A key we don't know (a typo would otherwise silently disable a credential).
-    #[error("the secret has an unknown key `{0}` (known: header, username, password, client_cert, client_key, rt_token, rt_username, rt_password)")]
+    #[error("the secret has an unknown key `{0}` (known: header, username, password, client_cert, client_key, rt_token, rt_username, rt_password, ca_pem)")]
     UnknownKey(String),
     /// A key whose value is not a string.
     #[error("the secret's `{0}` is not a string")]
@@ -91,7 +96,8 @@ pub enum CredentialsError {
     TwoRtApiLogins,
 }
 
-const KNOWN_KEYS: [&str; 8] = [
+const KNOWN_KEYS: [&str; 9] = [
+    "ca_pem",
     "header",
     "username",
     "password",
@@ -152,6 +158,7 @@ impl Credentials {
             basic,
             client_identity,
             rt_api,
+            ca_pem: get("ca_pem")?,
         })
     }
 
@@ -206,9 +213,10 @@ mod tests {
         assert!(!c.authenticates_posts() && c.rt_api.is_none());
         let c = Credentials::from_json(
             r#"{"header": "X-Mailgate-Token: s3cret", "username": "mail", "password": "pw",
-                "client_cert": "CERT", "client_key": "KEY", "rt_token": "tok"}"#,
+                "client_cert": "CERT", "client_key": "KEY", "rt_token": "tok", "ca_pem": "CA"}"#,
         )
         .unwrap();
+        assert_eq!(c.ca_pem.as_deref(), Some("CA"));
         let header = c.header.as_ref().unwrap();
         assert_eq!(
             (header.name.as_str(), header.value.expose_secret()),

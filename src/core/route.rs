@@ -210,6 +210,41 @@ impl RoutingTable {
     }
 }
 
+/// What the routes cover, as the SES receipt rule lists recipients: whole domains and
+/// single addresses (lower-cased, sorted). See [`RoutingTable::coverage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Every domain a route names: the rule's domains (`MailDomains`).
+    pub domains: BTreeSet<String>,
+    /// What the rule must accept and nothing more (`ReceiptRecipients`): the domains
+    /// of `*@domain` entries, and each other entry's address. SES matches an address
+    /// also with a `+label`, so `bugs@` covers `bugs+42@` (with `+` as the separator).
+    pub recipients: BTreeSet<String>,
+}
+
+impl RoutingTable {
+    /// The domains and recipients the routes cover.
+    pub fn coverage(&self) -> Coverage {
+        let mut coverage = Coverage::default();
+        for domain in self.domains.keys() {
+            coverage.domains.insert(domain.clone());
+            coverage.recipients.insert(domain.clone());
+        }
+        for (local, domain) in self.exact.keys() {
+            coverage.domains.insert(domain.clone());
+            if !self.domains.contains_key(domain) {
+                coverage.recipients.insert(format!("{local}@{domain}"));
+            }
+        }
+        coverage
+    }
+
+    /// The sub-address separator the table splits on.
+    pub fn separator(&self) -> Option<char> {
+        self.separator
+    }
+}
+
 /// What one mail needs: one post per distinct request, and the recipients nobody takes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryPlan {
@@ -458,6 +493,33 @@ fn check_secret_id(id: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_lists_domains_and_the_addresses_outside_wildcards() {
+        let table = RoutingTable::parse(
+            "Bugs@Example.com: --queue bugs\n\
+             bugs-comment@example.com: --queue bugs --action comment\n\
+             *@helpdesk.example.com: --action correspond\n\
+             vip@helpdesk.example.com: --queue VIP\n\
+             ops@example.org: --queue Ops\n",
+            Some('+'),
+        )
+        .unwrap();
+        let c = table.coverage();
+        assert_eq!(
+            c.domains.iter().collect::<Vec<_>>(),
+            ["example.com", "example.org", "helpdesk.example.com"]
+        );
+        assert_eq!(
+            c.recipients.iter().collect::<Vec<_>>(),
+            [
+                "bugs-comment@example.com",
+                "bugs@example.com",
+                "helpdesk.example.com",
+                "ops@example.org"
+            ]
+        );
+    }
 
     const TABLE: &str = "
         # the bugs desk

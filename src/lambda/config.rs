@@ -9,6 +9,9 @@
 //! | `MAIL_PREFIX` | the S3 action's object key prefix, used verbatim | empty |
 //! | `ROUTES` | routing table (see [`crate::core::route`]) | |
 //! | `ROUTES_FILE` | a routing table file packed with the function (added to `ROUTES`) | |
+//! | `ROUTES_S3_KEY` | a routing table object in `MAIL_BUCKET` (added too; read by [`crate::lambda::wiring`], checked again for changes) | |
+//! | `MAIL_DOMAINS` | the receipt rule's domains, comma-separated: a route outside them gets no mail (warned at cold start) | none |
+//! | `ROUTES_S3_CHECK_SECONDS` | how often the object is checked for a change | 60 |
 //! | `SUBADDRESS_SEPARATOR` | one character, or `none` | `+` |
 //! | `RT_TIMEOUT` | seconds without a byte moving before a post is abandoned: RT's silence while it stores the mail counts, the upload does not | 600 (see [`DEFAULT_RT_TIMEOUT_SECS`]) |
 //! | `RT_VERIFY_TLS` | `false` checks neither chain nor host name | `true` |
@@ -29,6 +32,7 @@
 //! | `DMARC_REJECT` | `honour` (drop what the sender's domain says to reject) or `ignore` | `honour` |
 //! | `MAX_MAIL_BYTES` | give up (with notices) on larger mail | none |
 //! | `S3_FORCE_PATH_STYLE` | path-style S3 URLs (S3-compatible stores, moto) | `false` |
+//! | `AWS_ENDPOINT_URL` | the AWS SDK's own: one endpoint for S3, SESv2 and Secrets Manager (moto, `sam local`); empty means unset (see [`blank_endpoint_vars`]) | AWS's |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -112,6 +116,14 @@ pub enum ConfigError {
     /// The routing table has a bad entry.
     #[error("ROUTES: {0}")]
     Routes(#[from] RouteError),
+    /// The routing table, read with the S3 object, has a bad entry.
+    #[error("routing table (ROUTES, ROUTES_FILE and ROUTES_S3_KEY {location}): {source}")]
+    RoutesWithObject {
+        /// `s3://bucket/key`.
+        location: String,
+        /// The entry and its problem.
+        source: RouteError,
+    },
     /// The RT connection settings are unusable.
     #[error("RT_URL / RT_CA_FILE: {0}")]
     Gateway(#[from] GatewayConfigError),
@@ -150,9 +162,24 @@ pub struct LambdaConfig {
     pub rt_api_url: Option<String>,
     /// How many routes of one mail are posted at once.
     pub route_concurrency: usize,
+    /// The routing table object in the mail bucket (`ROUTES_S3_KEY`), if any.
+    pub routes_object_key: Option<String>,
+    /// How often the routing table object is checked for a change.
+    pub routes_check_interval: Duration,
+    /// The receipt rule's domains (`MAIL_DOMAINS`, lower-cased), when given.
+    pub mail_domains: Vec<String>,
     /// What to do when RT's API can't answer whether it holds a post, once RT can no
     /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
     pub when_rt_cant_be_asked: UnaskablePolicy,
+}
+
+/// The routing table object's text, as read from S3, with where it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutesObjectText<'a> {
+    /// `s3://bucket/key`, for messages.
+    pub location: &'a str,
+    /// The table as written.
+    pub text: &'a str,
 }
 
 /// What a route whose last post may have reached RT does when RT's API can't be asked
@@ -168,7 +195,18 @@ pub enum UnaskablePolicy {
 
 impl LambdaConfig {
     /// Reads the configuration through `var` (the process environment in production).
+    /// With `ROUTES_S3_KEY` set this fails: the table object is read by
+    /// [`crate::lambda::wiring`], which calls [`Self::from_vars_with`].
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_vars_with(var, None)
+    }
+
+    /// As [`Self::from_vars`], with the text of the routing table object
+    /// (`ROUTES_S3_KEY`) added to `ROUTES` and `ROUTES_FILE`.
+    pub fn from_vars_with(
+        var: impl Fn(&str) -> Option<String>,
+        routes_object: Option<RoutesObjectText<'_>>,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
         let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
@@ -176,7 +214,7 @@ impl LambdaConfig {
             reason: reason.to_string(),
         };
 
-        let routes = routes_from_vars(&var)?;
+        let routes = routes_with_object(&var, routes_object)?;
 
         let timeout_secs = match get("RT_TIMEOUT") {
             None => DEFAULT_RT_TIMEOUT_SECS,
@@ -286,11 +324,33 @@ impl LambdaConfig {
                     .ok_or_else(|| invalid("MAX_MAIL_BYTES", "must be a number of bytes above 0"))?,
             ),
         };
+        let records_prefix = get("RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".to_string());
+        let prefix = var("MAIL_PREFIX").unwrap_or_default();
+        let routes_object_key = routes_object_key(&var)?;
+        let routes_check_interval = match get("ROUTES_S3_CHECK_SECONDS") {
+            None => Duration::from_secs(60),
+            Some(v) => Duration::from_secs(
+                v.parse::<u64>()
+                    .ok()
+                    .ok_or_else(|| invalid("ROUTES_S3_CHECK_SECONDS", "must be a whole number of seconds"))?,
+            ),
+        };
+        let mail_domains = get("MAIL_DOMAINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let when_rt_cant_be_asked = match choice("WHEN_RT_CANT_BE_ASKED", "retry", &["retry", "post"])?.as_str() {
             "post" => UnaskablePolicy::Post,
             _ => UnaskablePolicy::Retry,
         };
         Ok(Self {
+            mail_domains,
+            routes_object_key,
+            routes_check_interval,
             when_rt_cant_be_asked,
             verdict_policy,
             notices,
@@ -301,14 +361,28 @@ impl LambdaConfig {
             allow_plain_http,
             rt,
             bucket: required("MAIL_BUCKET")?,
-            prefix: var("MAIL_PREFIX").unwrap_or_default(),
-            records_prefix: get("RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".to_string()),
+            prefix,
+            records_prefix,
             routes,
             line_endings,
             disposition,
             s3_force_path_style: parse_bool(get("S3_FORCE_PATH_STYLE"), false)
                 .map_err(|r| invalid("S3_FORCE_PATH_STYLE", &r))?,
         })
+    }
+
+    /// The domains the routes name that `MAIL_DOMAINS` leaves out: the receipt rule
+    /// never receives their mail. Empty when `MAIL_DOMAINS` is not set.
+    pub fn unreceived_domains(&self) -> Vec<String> {
+        if self.mail_domains.is_empty() {
+            return Vec::new();
+        }
+        let coverage = self.routes.coverage();
+        coverage
+            .domains
+            .into_iter()
+            .filter(|d| !self.mail_domains.contains(d))
+            .collect()
     }
 
     /// The S3 key of a mail.
@@ -332,11 +406,50 @@ impl LambdaConfig {
     }
 }
 
+/// The routing table object's key (`ROUTES_S3_KEY`), if set: never under `MAIL_PREFIX`
+/// or `RECORDS_PREFIX`, where SES and the function write (a mail read as a table would
+/// show its lines in the error).
+pub fn routes_object_key(var: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let Some(key) = get("ROUTES_S3_KEY") else {
+        return Ok(None);
+    };
+    let prefix = var("MAIL_PREFIX").unwrap_or_default();
+    let records_prefix = get("RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".to_string());
+    if prefix.is_empty() || key.starts_with(&prefix) || key.starts_with(&records_prefix) {
+        return Err(ConfigError::Invalid {
+            var: "ROUTES_S3_KEY",
+            reason: "must lie outside MAIL_PREFIX (which must not be empty) and RECORDS_PREFIX, \
+                     e.g. config/routes.txt"
+                .into(),
+        });
+    }
+    Ok(Some(key))
+}
+
 /// The routing table alone, read as [`LambdaConfig::from_vars`] reads it (`ROUTES`,
 /// `ROUTES_FILE`, `SUBADDRESS_SEPARATOR`): for tools that explain routes without the
-/// rest of the function's settings.
+/// rest of the function's settings. With `ROUTES_S3_KEY` set it fails, saying so: a
+/// table without the object's routes would explain wrongly.
 pub fn routes_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<RoutingTable, ConfigError> {
+    routes_with_object(var, None)
+}
+
+/// The routing table from `ROUTES`, `ROUTES_FILE` and, when `ROUTES_S3_KEY` is set, the
+/// object's text (which must then be given), in that order.
+pub fn routes_with_object(
+    var: impl Fn(&str) -> Option<String>,
+    object: Option<RoutesObjectText<'_>>,
+) -> Result<RoutingTable, ConfigError> {
     let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    if get("ROUTES_S3_KEY").is_some() && object.is_none() {
+        return Err(ConfigError::Invalid {
+            var: "ROUTES_S3_KEY",
+            reason: "the table is in S3 and was not read here: give a copy with --routes-file \
+                     (aws s3 cp s3://BUCKET/KEY routes.txt)"
+                .into(),
+        });
+    }
     let mut routes_text = get("ROUTES").unwrap_or_default();
     if let Some(path) = get("ROUTES_FILE") {
         let file = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
@@ -346,8 +459,18 @@ pub fn routes_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<RoutingT
         routes_text.push('\n');
         routes_text.push_str(&file);
     }
+    if let Some(object) = object {
+        routes_text.push('\n');
+        routes_text.push_str(object.text);
+    }
     if routes_text.trim().is_empty() {
-        return Err(ConfigError::Missing("ROUTES (or ROUTES_FILE)"));
+        return Err(match object {
+            Some(object) => ConfigError::Invalid {
+                var: "ROUTES_S3_KEY",
+                reason: format!("{} holds no routes (nor do ROUTES and ROUTES_FILE)", object.location),
+            },
+            None => ConfigError::Missing("ROUTES (or ROUTES_FILE, ROUTES_S3_KEY)"),
+        });
     }
     let separator = match get("SUBADDRESS_SEPARATOR").as_deref() {
         None => Some('+'),
@@ -360,7 +483,32 @@ pub fn routes_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<RoutingT
             })
         }
     };
-    Ok(RoutingTable::parse(&routes_text, separator)?)
+    RoutingTable::parse(&routes_text, separator).map_err(|source| match object {
+        // Comments only: say where the routes were expected.
+        Some(object) if source.number == 0 => ConfigError::Invalid {
+            var: "ROUTES_S3_KEY",
+            reason: format!("{} holds no routes (nor do ROUTES and ROUTES_FILE)", object.location),
+        },
+        Some(object) => ConfigError::RoutesWithObject {
+            location: object.location.to_string(),
+            source,
+        },
+        None => ConfigError::Routes(source),
+    })
+}
+
+/// The AWS SDK's endpoint variables (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`)
+/// among `vars` that are set but blank. The template declares `AWS_ENDPOINT_URL` empty
+/// (so `sam local --env-vars` may set it), but the SDK takes an empty value as the
+/// endpoint itself: S3 would be called at "" and every read would fail. The function
+/// removes these at start, so a deploy reaches AWS's own endpoints as if never declared.
+pub fn blank_endpoint_vars(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    vars.into_iter()
+        .filter(|(name, value)| {
+            (name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_")) && value.trim().is_empty()
+        })
+        .map(|(name, _)| name)
+        .collect()
 }
 
 fn parse_bool(value: Option<String>, default: bool) -> Result<bool, String> {
@@ -393,6 +541,29 @@ mod tests {
     }
 
     #[test]
+    fn blank_endpoint_variables_are_picked_out_and_nothing_else() {
+        let vars = [
+            ("AWS_ENDPOINT_URL", ""),
+            ("AWS_ENDPOINT_URL_S3", "  "),
+            ("AWS_ENDPOINT_URL_SESV2", "http://172.17.0.1:4566"),
+            ("AWS_REGION", ""),
+            ("MY_AWS_ENDPOINT_URL", ""),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(blank_endpoint_vars(vars), ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]);
+        let set = [("AWS_ENDPOINT_URL".to_string(), "http://127.0.0.1:4566".to_string())];
+        assert!(blank_endpoint_vars(set).is_empty());
+    }
+
+    #[test]
+    fn the_templates_empty_sam_local_variables_read_as_unset() {
+        // template.yaml declares these empty for `sam local` to override.
+        let c = config(&[("S3_FORCE_PATH_STYLE", ""), ("AWS_ENDPOINT_URL", "")]).unwrap();
+        assert!(!c.s3_force_path_style, "virtual-hosted S3 URLs, as on AWS");
+        assert!(config(&[("S3_FORCE_PATH_STYLE", "true")]).unwrap().s3_force_path_style);
+    }
+
+    #[test]
     fn defaults_are_what_an_admin_expects() {
         let c = config(&[]).unwrap();
         assert_eq!(c.prefix, "");
@@ -417,7 +588,12 @@ mod tests {
             (&[("RT_URL", "")], "RT_URL is not set"),
             (&[("RT_URL", "rt.example.com")], "not a valid http"),
             (&[("MAIL_BUCKET", " ")], "MAIL_BUCKET is not set"),
-            (&[("ROUTES", "")], "ROUTES (or ROUTES_FILE) is not set"),
+            (&[("ROUTES", "")], "ROUTES (or ROUTES_FILE, ROUTES_S3_KEY) is not set"),
+            (
+                &[("ROUTES_S3_KEY", "config/routes.txt")],
+                "ROUTES_S3_KEY: the table is in S3",
+            ),
+            (&[("ROUTES_S3_CHECK_SECONDS", "often")], "ROUTES_S3_CHECK_SECONDS"),
             (
                 &[("ROUTES", "bugs@example.com: --queue bugs --action fix")],
                 "ROUTES: route 1",
@@ -482,6 +658,68 @@ mod tests {
         // Lambda's advice for SQS sources: visibility at least six function timeouts.
         let visibility = template_number(template, "  MailQueue:", "VisibilityTimeout");
         assert!(visibility >= 6 * function_timeout, "VisibilityTimeout {visibility}");
+    }
+
+    #[test]
+    fn the_s3_routing_table_joins_the_others() {
+        let vars: HashMap<&str, &str> = [
+            ("RT_URL", "https://rt.example.com"),
+            ("MAIL_BUCKET", "mail"),
+            ("MAIL_PREFIX", "inbound/"),
+            ("ROUTES_S3_KEY", "config/routes.txt"),
+        ]
+        .into_iter()
+        .collect();
+        let var = |k: &str| vars.get(k).map(|v| v.to_string());
+        let object = |text| RoutesObjectText {
+            location: "s3://mail/config/routes.txt",
+            text,
+        };
+        // The import's output as it is: `#` comments, one route a line.
+        let c = LambdaConfig::from_vars_with(
+            var,
+            Some(object("# from /etc/aliases\nbugs@example.com: --queue bugs\n")),
+        )
+        .unwrap();
+        assert!(c.routes.route("bugs+7@example.com").is_some());
+        assert_eq!(c.routes_object_key.as_deref(), Some("config/routes.txt"));
+        assert_eq!(c.routes_check_interval, Duration::from_secs(60));
+        let err = LambdaConfig::from_vars_with(var, Some(object("# only comments\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3://mail/config/routes.txt holds no routes"), "{err}");
+        let err =
+            LambdaConfig::from_vars_with(var, Some(object("a@example.com: --queue a\nb@example.com --queue b\n")))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("ROUTES_S3_KEY s3://mail/config/routes.txt): route 2 `b@example.com --queue b`"),
+            "{err}"
+        );
+        for key in ["inbound/routes.txt", "delivery-records/routes"] {
+            let var = |k: &str| match k {
+                "ROUTES_S3_KEY" => Some(key.to_string()),
+                _ => var(k),
+            };
+            let err = LambdaConfig::from_vars_with(var, Some(object("a@example.com: --queue a")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("ROUTES_S3_KEY: must lie outside MAIL_PREFIX"),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_outside_the_mail_domains_are_named() {
+        let routes = "bugs@example.com: --queue bugs; *@helpdesk.example.com: --action correspond";
+        let c = config(&[("ROUTES", routes), ("MAIL_DOMAINS", " Example.com ,")]).unwrap();
+        assert_eq!(c.mail_domains, ["example.com"]);
+        assert_eq!(c.unreceived_domains(), ["helpdesk.example.com"]);
+        let c = config(&[("ROUTES", routes), ("MAIL_DOMAINS", "example.com,helpdesk.example.com")]).unwrap();
+        assert!(c.unreceived_domains().is_empty());
+        assert!(config(&[("ROUTES", routes)]).unwrap().unreceived_domains().is_empty());
     }
 
     #[test]

@@ -152,6 +152,10 @@ enum Confirmed {
     Found { ticket: u64, transaction: u64 },
     /// RT does not hold it, and can't still be storing it: posting is safe.
     Absent,
+    /// RT can't be asked (no RT login, an action that records nothing, or its API
+    /// failing under `WHEN_RT_CANT_BE_ASKED=post`), and can no longer be storing an
+    /// earlier post: post, knowing a duplicate is possible.
+    PostUnconfirmed,
     /// Not known in this invocation's time (or RT can't be asked and the policy waits):
     /// left for the retry.
     Unknown(String),
@@ -288,7 +292,7 @@ where
                     let found = Some((ticket, transaction));
                     return Ok(self.settle(mail, &delivery, &held, Case::FoundInRt, found).await);
                 }
-                Confirmed::Absent => {}
+                Confirmed::Absent | Confirmed::PostUnconfirmed => {}
                 Confirmed::Unknown(why) => {
                     self.leave(mail, &held, LeftFor::Unsure(settle_until_ms)).await;
                     return Ok(self.retry(ses_id, route, why));
@@ -331,6 +335,11 @@ where
                 Confirmed::Absent => {
                     self.leave(mail, &held, LeftFor::Free).await;
                     return Ok(self.retry(ses_id, route, format!("{case:?}; RT does not hold the mail")));
+                }
+                // Not known, but RT can't still be storing it: the retry asks if it can.
+                Confirmed::PostUnconfirmed => {
+                    self.leave(mail, &held, LeftFor::Unsure(settle_until)).await;
+                    return Ok(self.retry(ses_id, route, format!("{case:?}; RT can't be asked")));
                 }
                 Confirmed::Unknown(why) => {
                     self.leave(mail, &held, LeftFor::Unsure(settle_until)).await;
@@ -548,7 +557,7 @@ where
                         reason,
                         "RT can't be asked, and can no longer be storing an earlier post; posting (a duplicate is possible)"
                     );
-                    Confirmed::Absent
+                    Confirmed::PostUnconfirmed
                 } else {
                     Confirmed::Unknown(format!(
                         "RT could not be asked ({reason}); left for the retry (WHEN_RT_CANT_BE_ASKED=retry)"

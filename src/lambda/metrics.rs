@@ -67,6 +67,11 @@ pub fn unrouted() {
     metrics::counter!("Unrouted").increment(1);
 }
 
+/// A new routing table (`ROUTES_S3_KEY`) that could not be used; the last good one stays.
+pub fn routes_refused() {
+    metrics::counter!("RoutesRefused").increment(1);
+}
+
 /// One post to RT: how long RT took to answer, and how many bytes went.
 pub fn posted(route: &str, took: Duration, bytes: u64) {
     metrics::histogram!("RtLatency", "Route" => route.to_string()).record(took.as_secs_f64() * 1000.0);

@@ -101,6 +101,9 @@ pub enum GatewayConfigError {
     /// A credential can't be used (e.g. a header value that is not a valid header).
     #[error("RT credentials: {0}")]
     Credentials(String),
+    /// The secret's `ca_pem` holds no usable certificate.
+    #[error("the secret's ca_pem: {0}")]
+    CaPem(String),
     /// The CA file could not be read or holds no certificate.
     #[error("CA file {path}: {reason}")]
     CaFile {
@@ -138,10 +141,18 @@ impl HttpGatewayConfig {
     /// The CA file is read only for an `https://` URL: the Perl client hands it to
     /// IO::Socket::SSL, which opens it when a TLS connection is made, so a missing or
     /// broken file does not stop a post over plain http.
+    ///
+    /// A `ca_pem` in the RT's credentials (its secret) is that RT's own trust, and takes
+    /// the place of the system roots or the function-wide CA file; it is checked now
+    /// whatever the scheme (a secret is read at cold start: a bad one must show there).
     fn checked(&self) -> Result<(Url, Option<Arc<CaFile>>), GatewayConfigError> {
         let endpoint = endpoint_url(&self.base_url)?;
-        let ca_file = match &self.tls {
-            TlsPolicy::CaFile(path) if endpoint.scheme() == "https" => Some(read_ca_file(path)?),
+        let ca_file = match (&self.tls, &self.credentials.ca_pem) {
+            (TlsPolicy::NoVerify, _) => None,
+            (_, Some(pem)) => Some(Arc::new(
+                CaFile::from_pem(pem.as_bytes()).map_err(|e| GatewayConfigError::CaPem(e.to_string()))?,
+            )),
+            (TlsPolicy::CaFile(path), None) if endpoint.scheme() == "https" => Some(read_ca_file(path)?),
             _ => None,
         };
         Ok((endpoint, ca_file))
@@ -174,6 +185,14 @@ impl HttpGateway {
     fn secure_client(&self) -> Result<&Client, &str> {
         let built = self.secure.get_or_init(|| {
             let client_identity = self.config.credentials.client_identity.as_ref();
+            // The secret's ca_pem (read by `checked`): trusted as --ca-file's certificates are.
+            if let (Some(ca), Some(_)) = (&self.ca_file, &self.config.credentials.ca_pem) {
+                let tls = tls::client_config(ca.clone(), client_identity).map_err(|e| format!("TLS setup: {e}"))?;
+                return base_builder(&self.config)
+                    .tls_backend_preconfigured(tls)
+                    .build()
+                    .map_err(|e| e.to_string());
+            }
             let builder = match &self.config.tls {
                 TlsPolicy::NoVerify => base_builder(&self.config)
                     .tls_danger_accept_invalid_certs(true)

@@ -361,6 +361,13 @@ impl LambdaStack {
         );
     }
 
+    /// Puts any object into the bucket (e.g. the routing table under `config/`), as
+    /// `aws s3 cp` does.
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        let (status, body) = self.s3(reqwest::Method::PUT, &format!("{BUCKET}/{key}"), bytes.to_vec());
+        assert_eq!(status, 200, "put {key}: {}", String::from_utf8_lossy(&body));
+    }
+
     /// Lets SES (moto) send from `address`, as `CreateEmailIdentity` does.
     pub fn verify_ses_identity(&self, address: &str) {
         let status = block_on(async {

@@ -1,7 +1,8 @@
-//! The shipped nginx site (`deploy/nginx/`) in front of the real RT, run by
-//! `scripts/rt-proxy` over TLS on a loopback port and in a state folder of its own, so
-//! that several tests can each have one. It is stopped and its folder removed when the
-//! [`Proxy`] is dropped, also when the test panics.
+//! The shipped front doors (the nginx site in `deploy/nginx/`, or the Apache one in
+//! `deploy/apache/`) in front of the real RT, run by `scripts/rt-proxy` over TLS on a
+//! loopback port and in a state folder of its own, so that several tests can each have
+//! one. It is stopped and its folder removed when the [`Proxy`] is dropped, also when the
+//! test panics.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,15 +14,40 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rt-proxy")
 }
 
+/// Which shipped front door runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `deploy/nginx/` on Debian's nginx.
+    Nginx,
+    /// `deploy/apache/` on Debian's Apache (installed by the script when missing and root).
+    Apache,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Apache => "apache",
+        }
+    }
+}
+
 /// A running proxy and the `KEY=VALUE` lines it printed (the latest, after a rotation).
 pub struct Proxy {
+    server: Server,
     vars: HashMap<String, String>,
     state: PathBuf,
 }
 
 impl Proxy {
-    /// Starts nginx with these checks (`header`, `basic`, `mtls`), always over TLS.
+    /// Starts nginx with these checks (`header`, `basic`, `mtls`; none: the shipped
+    /// default, which refuses everything), always over TLS.
     pub fn start(modes: &[&str]) -> Self {
+        Self::start_on(Server::Nginx, modes)
+    }
+
+    /// Starts `server` with these checks, always over TLS.
+    pub fn start_on(server: Server, modes: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,6 +57,7 @@ impl Proxy {
         // who could not reach it inside a private temporary directory.
         let state = std::env::temp_dir().join(super::unique("rt-mailgate-proxytest"));
         let mut proxy = Self {
+            server,
             vars: HashMap::new(),
             state,
         };
@@ -40,9 +67,28 @@ impl Proxy {
         proxy
     }
 
-    /// New header token and basic password, nginx reloaded (same port and certificates).
+    /// New header token and basic password in place of the old, the server reloaded
+    /// (same port and certificates).
     pub fn rotate(&mut self) {
         self.vars = self.run(&["rotate"], &[]);
+    }
+
+    /// A rotation's first half: a new credential beside the old for every check in force
+    /// (the second token slot, a second htpasswd user, a second client CA), the server
+    /// reloaded. [`Self::secret_json`] is then the new one, [`Self::old_secret_json`] the
+    /// old one; both pass.
+    pub fn rotate_begin(&mut self) {
+        self.vars = self.run(&["rotate", "begin"], &[]);
+    }
+
+    /// A rotation's second half: the old credential removed, the server reloaded.
+    pub fn rotate_end(&mut self) {
+        self.vars = self.run(&["rotate", "end"], &[]);
+    }
+
+    /// Which server this is.
+    pub fn server(&self) -> Server {
+        self.server
     }
 
     /// Runs the script on this proxy's state folder; returns the lines it printed.
@@ -50,7 +96,7 @@ impl Proxy {
         let mut child = Command::new(script())
             .args(args)
             .env("RT_PROXY_TLS", "true")
-            .env("RT_PROXY_SERVER", "nginx")
+            .env("RT_PROXY_SERVER", self.server.name())
             .env("RT_PROXY_STATE", &self.state)
             .env("RT_TEST_URL", super::rt::url())
             .envs(env.iter().copied())
@@ -107,6 +153,44 @@ impl Proxy {
     /// The secret JSON that passes the proxy's checks (as Secrets Manager would hold it).
     pub fn secret_json(&self) -> String {
         std::fs::read_to_string(self.secret_file()).unwrap()
+    }
+
+    /// During a rotation, the secret JSON from before it (still accepted).
+    pub fn old_secret_json(&self) -> String {
+        std::fs::read_to_string(self.var("RT_PROXY_OLD_SECRET_JSON")).unwrap()
+    }
+
+    /// What the door answers a bare `POST /REST/1.0/NoAuth/mail-gateway` without any
+    /// credential (asked with curl): the status code and the body.
+    pub fn bare_post(&self) -> (u16, String) {
+        self.ask(
+            &["-X", "POST", "--data", "queue=General&action=correspond&message=x"],
+            "/REST/1.0/NoAuth/mail-gateway",
+        )
+    }
+
+    /// What the door answers a bare `GET path` (asked with curl): status code and body.
+    pub fn bare_get(&self, path: &str) -> (u16, String) {
+        self.ask(&[], path)
+    }
+
+    fn ask(&self, args: &[&str], path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert", self.ca(), "-w", "\n%{http_code}"])
+            .args(args)
+            .arg(format!("{}{path}", self.url()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("curl runs (apt-get install curl)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or_default();
+        let status = status.parse().unwrap_or_else(|_| {
+            panic!(
+                "curl got no HTTP answer: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (status, body.to_string())
     }
 
     /// A secret JSON with the same keys, each holding a value the proxy refuses: another

@@ -1,17 +1,214 @@
-//! The real RT started by `scripts/rt-test-server start`, read back over REST 1.0.
-//! Tests fail loudly (never skip) when it is not running.
+//! The real RTs started by `scripts/rt-test-server start`, read back over REST 1.0: one
+//! on SQLite (`$RT_TEST_URL`, the one every test talks to unless it says otherwise) and
+//! one on PostgreSQL (`$RT_TEST_PG_URL`, started with `RT_TEST_DB=pg`). A test names the
+//! one it talks to with an [`Rt`] value (`Rt::sqlite()`, `Rt::pg()`, `Rt::of(Db::Pg)`);
+//! the free functions here are the SQLite one's. Tests fail loudly (never skip) when the
+//! RT they name is not running.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
-/// RT's base URL for tests: `$RT_TEST_URL`, else the script's default port.
+/// The database an RT runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// `scripts/rt-test-server start` (SQLite's writer lock serialises RT's readers and
+    /// writers).
+    Sqlite,
+    /// `RT_TEST_DB=pg scripts/rt-test-server start`: as production RTs run, readers see
+    /// only what RT has committed, never blocked by a write under way.
+    Pg,
+}
+
+impl Db {
+    /// Both, SQLite first.
+    pub const ALL: [Db; 2] = [Db::Sqlite, Db::Pg];
+
+    /// `SQLite` or `PostgreSQL`, for figures and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Db::Sqlite => "SQLite",
+            Db::Pg => "PostgreSQL",
+        }
+    }
+
+    /// The variables naming its URL and port, and their defaults (as `scripts/test` sets them).
+    fn settings(self) -> (&'static str, &'static str, u16) {
+        match self {
+            Db::Sqlite => ("RT_TEST_URL", "RT_TEST_PORT", 8089),
+            Db::Pg => ("RT_TEST_PG_URL", "RT_TEST_PG_PORT", 8090),
+        }
+    }
+}
+
+/// One running test RT: its database and base URL (checked to answer when made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rt {
+    /// What it runs on.
+    pub db: Db,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+}
+
+impl Rt {
+    /// The RT on SQLite (`$RT_TEST_URL`, else port `$RT_TEST_PORT` or 8089).
+    pub fn sqlite() -> Self {
+        Self::of(Db::Sqlite)
+    }
+
+    /// The RT on PostgreSQL (`$RT_TEST_PG_URL`, else port `$RT_TEST_PG_PORT` or 8090).
+    pub fn pg() -> Self {
+        Self::of(Db::Pg)
+    }
+
+    /// The RT on `db`; panics, saying how to start it, when it does not answer.
+    pub fn of(db: Db) -> Self {
+        let (url_var, port_var, default_port) = db.settings();
+        let port = std::env::var(port_var).unwrap_or_else(|_| default_port.to_string());
+        let url = std::env::var(url_var)
+            .unwrap_or_else(|_| format!("http://127.0.0.1:{port}"))
+            .trim_end_matches('/')
+            .to_string();
+        let start = match db {
+            Db::Sqlite => format!("RT_TEST_PORT={port} scripts/rt-test-server start"),
+            Db::Pg => format!("RT_TEST_DB=pg RT_TEST_PORT={port} scripts/rt-test-server start"),
+        };
+        let probe = get_raw(&format!("{url}/REST/1.0/"));
+        assert!(
+            probe.is_ok(),
+            "no RT on {} answers at {url} ({url_var}): start it with `{start}` (or run scripts/test). {probe:?}",
+            db.name()
+        );
+        Self { db, url }
+    }
+
+    /// Its state folder (config, logs): `$RT_TEST_STATE` (SQLite) or `$RT_TEST_PG_STATE`
+    /// (PostgreSQL), else the script's default for its port.
+    pub fn state(&self) -> PathBuf {
+        let var = match self.db {
+            Db::Sqlite => "RT_TEST_STATE",
+            Db::Pg => "RT_TEST_PG_STATE",
+        };
+        match std::env::var(var) {
+            Ok(state) if !state.is_empty() => state.into(),
+            _ => {
+                let port = self.url.rsplit(':').next().unwrap_or_default();
+                format!("/tmp/rt-mailgate-test-rt-{port}").into()
+            }
+        }
+    }
+
+    /// GET a REST 1.0 path as root; returns the bytes after RT's `RT/x.y.z 200 Ok\n\n` line.
+    pub fn rest(&self, path: &str) -> Vec<u8> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let raw = get_raw(&format!("{}/REST/1.0/{path}{sep}user=root&pass=password", self.url))
+            .unwrap_or_else(|e| panic!("RT on {} ({}) REST answers: {e}", self.db.name(), self.url));
+        let head_end = raw.windows(2).position(|w| w == b"\n\n").expect("RT REST status line") + 2;
+        assert!(
+            raw.starts_with(b"RT/") && raw[..head_end].windows(6).any(|w| w == b"200 Ok"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw[head_end..].to_vec()
+    }
+
+    /// Ids of the tickets whose subject contains `text`.
+    pub fn tickets_with_subject(&self, text: &str) -> Vec<u64> {
+        self.subjects_like(text).into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// (id, subject) of the tickets whose subject contains `text`, in one search.
+    pub fn subjects_like(&self, text: &str) -> Vec<(u64, String)> {
+        let query = format!("Subject LIKE '{text}'");
+        let body = self.rest(&format!("search/ticket?query={}", encode(&query)));
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter_map(|line| {
+                let (id, subject) = line.split_once(": ")?;
+                Some((id.trim().parse().ok()?, subject.to_string()))
+            })
+            .collect()
+    }
+
+    /// The tickets whose subject contains `text`, with their queues, in one search.
+    pub fn tickets_like(&self, text: &str) -> Vec<Listed> {
+        let query = format!("Subject LIKE '{text}'");
+        let body = self.rest(&format!(
+            "search/ticket?query={}&format=l&fields=Subject,Queue",
+            encode(&query)
+        ));
+        // Records of `id: ticket/N`, `Queue: ...`, `Subject: ...` lines, split by `--`.
+        String::from_utf8_lossy(&body)
+            .split("\n--\n")
+            .filter_map(|record| {
+                let field = |name: &str| {
+                    record
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ").map(str::to_string))
+                };
+                Some(Listed {
+                    id: field("id")?.strip_prefix("ticket/")?.parse().ok()?,
+                    queue: field("Queue")?,
+                    subject: field("Subject")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The one ticket whose subject contains `text` (panics unless there is exactly one).
+    pub fn only_ticket_with_subject(&self, text: &str) -> u64 {
+        let ids = self.tickets_with_subject(text);
+        assert_eq!(
+            ids.len(),
+            1,
+            "expected exactly one ticket with `{text}` in RT on {}, found {ids:?}",
+            self.db.name()
+        );
+        ids[0]
+    }
+
+    /// A ticket's fields (`Queue`, `Owner`, `Status`, `Requestors`...).
+    pub fn ticket(&self, id: u64) -> HashMap<String, String> {
+        let body = self.rest(&format!("ticket/{id}/show"));
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter_map(|line| {
+                line.split_once(": ")
+                    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// The ticket's full history as text (transaction types, descriptions, contents).
+    pub fn history(&self, id: u64) -> String {
+        String::from_utf8_lossy(&self.rest(&format!("ticket/{id}/history?format=l"))).into_owned()
+    }
+
+    /// (attachment id, name, content type) of every attachment on the ticket.
+    pub fn attachments(&self, id: u64) -> Vec<(u64, String, String)> {
+        let body = String::from_utf8_lossy(&self.rest(&format!("ticket/{id}/attachments"))).into_owned();
+        body.lines()
+            .filter_map(|line| {
+                let line = line.trim_start_matches("Attachments:").trim();
+                let (aid, rest) = line.split_once(": ")?;
+                let (name, kind) = rest.rsplit_once(" (")?;
+                Some((
+                    aid.parse().ok()?,
+                    name.to_string(),
+                    kind.split(" / ").next()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The stored bytes of one attachment.
+    pub fn attachment_content(&self, ticket: u64, attachment: u64) -> Vec<u8> {
+        self.rest(&format!("ticket/{ticket}/attachments/{attachment}/content"))
+    }
+}
+
+/// The SQLite RT's base URL (`$RT_TEST_URL`, else the script's default port).
 pub fn url() -> String {
-    let url = std::env::var("RT_TEST_URL").unwrap_or_else(|_| "http://127.0.0.1:8089".to_string());
-    let probe = get_raw(&format!("{url}/REST/1.0/"));
-    assert!(
-        probe.is_ok(),
-        "no RT answers at {url}: start it with `scripts/rt-test-server start` (or run scripts/test). {probe:?}"
-    );
-    url
+    Rt::sqlite().url
 }
 
 fn get_raw(url: &str) -> Result<Vec<u8>, String> {
@@ -29,36 +226,19 @@ fn get_raw(url: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-/// GET a REST 1.0 path as root; returns the bytes after RT's `RT/x.y.z 200 Ok\n\n` line.
+/// [`Rt::rest`] on the SQLite RT.
 pub fn rest(path: &str) -> Vec<u8> {
-    let base = url();
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let raw = get_raw(&format!("{base}/REST/1.0/{path}{sep}user=root&pass=password")).expect("RT REST answers");
-    let head_end = raw.windows(2).position(|w| w == b"\n\n").expect("RT REST status line") + 2;
-    assert!(
-        raw.starts_with(b"RT/") && raw[..head_end].windows(6).any(|w| w == b"200 Ok"),
-        "{}",
-        String::from_utf8_lossy(&raw)
-    );
-    raw[head_end..].to_vec()
+    Rt::sqlite().rest(path)
 }
 
-/// Ids of the tickets whose subject contains `text`.
+/// [`Rt::tickets_with_subject`] on the SQLite RT.
 pub fn tickets_with_subject(text: &str) -> Vec<u64> {
-    subjects_like(text).into_iter().map(|(id, _)| id).collect()
+    Rt::sqlite().tickets_with_subject(text)
 }
 
-/// (id, subject) of the tickets whose subject contains `text`, in one search.
+/// [`Rt::subjects_like`] on the SQLite RT.
 pub fn subjects_like(text: &str) -> Vec<(u64, String)> {
-    let query = format!("Subject LIKE '{text}'");
-    let body = rest(&format!("search/ticket?query={}", encode(&query)));
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter_map(|line| {
-            let (id, subject) = line.split_once(": ")?;
-            Some((id.trim().parse().ok()?, subject.to_string()))
-        })
-        .collect()
+    Rt::sqlite().subjects_like(text)
 }
 
 /// One ticket as a search lists it.
@@ -72,75 +252,34 @@ pub struct Listed {
     pub subject: String,
 }
 
-/// The tickets whose subject contains `text`, with their queues, in one search.
+/// [`Rt::tickets_like`] on the SQLite RT.
 pub fn tickets_like(text: &str) -> Vec<Listed> {
-    let query = format!("Subject LIKE '{text}'");
-    let body = rest(&format!(
-        "search/ticket?query={}&format=l&fields=Subject,Queue",
-        encode(&query)
-    ));
-    // Records of `id: ticket/N`, `Queue: ...`, `Subject: ...` lines, split by `--`.
-    String::from_utf8_lossy(&body)
-        .split("\n--\n")
-        .filter_map(|record| {
-            let field = |name: &str| {
-                record
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ").map(str::to_string))
-            };
-            Some(Listed {
-                id: field("id")?.strip_prefix("ticket/")?.parse().ok()?,
-                queue: field("Queue")?,
-                subject: field("Subject")?,
-            })
-        })
-        .collect()
+    Rt::sqlite().tickets_like(text)
 }
 
-/// The one ticket whose subject contains `text` (panics unless there is exactly one).
+/// [`Rt::only_ticket_with_subject`] on the SQLite RT.
 pub fn only_ticket_with_subject(text: &str) -> u64 {
-    let ids = tickets_with_subject(text);
-    assert_eq!(ids.len(), 1, "expected exactly one ticket with `{text}`, found {ids:?}");
-    ids[0]
+    Rt::sqlite().only_ticket_with_subject(text)
 }
 
-/// A ticket's fields (`Queue`, `Owner`, `Status`, `Requestors`...).
+/// [`Rt::ticket`] on the SQLite RT.
 pub fn ticket(id: u64) -> HashMap<String, String> {
-    let body = rest(&format!("ticket/{id}/show"));
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter_map(|line| {
-            line.split_once(": ")
-                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        })
-        .collect()
+    Rt::sqlite().ticket(id)
 }
 
-/// The ticket's full history as text (transaction types, descriptions, contents).
+/// [`Rt::history`] on the SQLite RT.
 pub fn history(id: u64) -> String {
-    String::from_utf8_lossy(&rest(&format!("ticket/{id}/history?format=l"))).into_owned()
+    Rt::sqlite().history(id)
 }
 
-/// (attachment id, name, content type) of every attachment on the ticket.
+/// [`Rt::attachments`] on the SQLite RT.
 pub fn attachments(id: u64) -> Vec<(u64, String, String)> {
-    let body = String::from_utf8_lossy(&rest(&format!("ticket/{id}/attachments"))).into_owned();
-    body.lines()
-        .filter_map(|line| {
-            let line = line.trim_start_matches("Attachments:").trim();
-            let (aid, rest) = line.split_once(": ")?;
-            let (name, kind) = rest.rsplit_once(" (")?;
-            Some((
-                aid.parse().ok()?,
-                name.to_string(),
-                kind.split(" / ").next()?.to_string(),
-            ))
-        })
-        .collect()
+    Rt::sqlite().attachments(id)
 }
 
-/// The stored bytes of one attachment.
+/// [`Rt::attachment_content`] on the SQLite RT.
 pub fn attachment_content(ticket: u64, attachment: u64) -> Vec<u8> {
-    rest(&format!("ticket/{ticket}/attachments/{attachment}/content"))
+    Rt::sqlite().attachment_content(ticket, attachment)
 }
 
 fn encode(text: &str) -> String {

@@ -3,7 +3,8 @@
 //! (connection closed unread, reset, stall, an answer trickling in, garbage). As a
 //! proxy in front of the real RT it passes a request on, or lets RT take the mail and
 //! then breaks the connection to the client (reset, 502, stall): the answer is lost
-//! after RT committed. Form fields are compared as raw bytes. It stops when dropped,
+//! after RT committed; or it breaks it as soon as RT has the whole request, while RT is
+//! still storing the mail. Form fields are compared as raw bytes. It stops when dropped,
 //! and after two minutes at the latest (or the lifetime given to [`StandIn::start_with`]).
 //! [`refused_url`] gives a loopback address where nothing listens.
 
@@ -44,9 +45,32 @@ pub enum Answer {
     /// done its work: RT has taken the mail), then fail the client as told instead of
     /// relaying it.
     ForwardThen(String, AfterCommit),
+    /// Pass the request on to a real server and fail the client as told as soon as the
+    /// server has all of it, while it is still working (RT storing a big mail when a
+    /// proxy's idle timeout strikes); the server's answer is read and dropped, counted
+    /// in [`StandIn::forwarding`] until then.
+    ForwardCut(String, AfterCommit),
+    /// Read the request, then answer as this function decides from it and from the
+    /// requests being passed on right now (as [`StandIn::in_flight`] lists them), e.g.
+    /// a fault for one mail's posts only. Not [`Answer::Close`]: the request is read.
+    Decide(Decider),
 }
 
-/// How [`Answer::ForwardThen`] fails the client once the server has answered.
+/// The function of [`Answer::Decide`]: the request, the requests being passed on now.
+#[derive(Clone)]
+pub struct Decider(pub Arc<DecideFn>);
+
+/// What a [`Decider`] calls.
+pub type DecideFn = dyn Fn(&Recorded, &[Recorded]) -> Answer + Send + Sync;
+
+impl std::fmt::Debug for Decider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decider(..)")
+    }
+}
+
+/// How [`Answer::ForwardThen`] (once the server has answered) and [`Answer::ForwardCut`]
+/// (once it has the whole request) fail the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterCommit {
     /// Reset the client's connection.
@@ -169,6 +193,23 @@ impl Recorded {
             .data
     }
 
+    /// The `message` part as the Lambda posts it, split into the delivery id it put in
+    /// front (the `X-RT-Mailgate-Delivery` line, after any extension header) and the
+    /// rest, which must be the mail's own bytes (after other headers put in front).
+    pub fn lambda_message(&self) -> (String, Vec<u8>) {
+        let message = self.message();
+        let marker = b"X-RT-Mailgate-Delivery: ";
+        let start = message
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("the Lambda puts its delivery id in front of every post");
+        let end = start + message[start..].iter().position(|&b| b == b'\n').expect("a whole line") + 1;
+        let id = String::from_utf8_lossy(&message[start + marker.len()..end - 1]).into_owned();
+        let mut rest = message[..start].to_vec();
+        rest.extend_from_slice(&message[end..]);
+        (id, rest)
+    }
+
     /// `(name, value)` of the text fields, sorted; values as raw bytes.
     pub fn fields(&self) -> Vec<(String, Vec<u8>)> {
         self.parts()
@@ -212,6 +253,7 @@ pub struct StandIn {
     pub url: String,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     forwarding: Arc<AtomicUsize>,
+    in_flight: InFlight,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -221,6 +263,7 @@ pub struct StandIn {
 struct Shared {
     log: Arc<Mutex<Vec<Recorded>>>,
     forwarding: Arc<AtomicUsize>,
+    in_flight: InFlight,
     keep_bodies: bool,
     base: String,
 }
@@ -243,10 +286,12 @@ impl StandIn {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let forwarding = Arc::new(AtomicUsize::new(0));
+        let in_flight = InFlight::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = Shared {
             log: recorded.clone(),
             forwarding: forwarding.clone(),
+            in_flight: in_flight.clone(),
             keep_bodies: settings.keep_bodies,
             base: url.clone(),
         };
@@ -281,6 +326,7 @@ impl StandIn {
             url,
             recorded,
             forwarding,
+            in_flight,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -290,6 +336,12 @@ impl StandIn {
     /// (work a real RT may still commit).
     pub fn forwarding(&self) -> usize {
         self.forwarding.load(Ordering::SeqCst)
+    }
+
+    /// The requests being passed on now, their server's answer not yet read (bodies cut
+    /// to their first [`IN_FLIGHT_BODY`] bytes: enough for a mail's headers).
+    pub fn in_flight(&self) -> Vec<Recorded> {
+        self.in_flight.list()
     }
 
     /// Every request received so far.
@@ -383,6 +435,10 @@ async fn respond(mut stream: TcpStream, answer: Answer, request: &Recorded, shar
             }
             let _ = stream.shutdown().await;
         }
+        Answer::Decide(Decider(decide)) => {
+            let answer = decide(request, &shared.in_flight.list());
+            Box::pin(respond(stream, answer, request, shared)).await;
+        }
         Answer::ForwardThen(target, after) => {
             // The server's whole answer is read first: whatever it did is done.
             let _ = forward(&target, request, shared).await;
@@ -392,6 +448,76 @@ async fn respond(mut stream: TcpStream, answer: Answer, request: &Recorded, shar
                 AfterCommit::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
             }
         }
+        Answer::ForwardCut(target, after) => {
+            let _passing = Passing::start(request, shared);
+            let Some(mut upstream) = send(&target, request).await else {
+                return reset(stream);
+            };
+            // The server has the whole request: fail the client now, read its answer.
+            let failing = async {
+                match after {
+                    AfterCommit::Reset => reset(stream),
+                    AfterCommit::Status(status) => {
+                        Box::pin(respond(stream, Answer::status(status), request, shared)).await
+                    }
+                    AfterCommit::Stall => tokio::time::sleep(Duration::from_secs(60)).await,
+                }
+            };
+            let mut answer = Vec::new();
+            let reading = upstream.read_to_end(&mut answer);
+            let _ = tokio::join!(failing, reading);
+        }
+    }
+}
+
+/// A forwarded request's body is kept this far in [`StandIn::in_flight`].
+pub const IN_FLIGHT_BODY: usize = 64 * 1024;
+
+/// The requests being passed on now, each by a number of its own (the last one given
+/// out first).
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<Numbered>>);
+
+/// The last number given out, and the requests with theirs.
+type Numbered = (u64, Vec<(u64, Recorded)>);
+
+impl InFlight {
+    fn list(&self) -> Vec<Recorded> {
+        self.0.lock().unwrap().1.iter().map(|(_, r)| r.clone()).collect()
+    }
+}
+
+/// One request counted in [`StandIn::forwarding`] and listed in [`StandIn::in_flight`]
+/// until dropped (when its server's answer is read, or the task ends).
+struct Passing {
+    in_flight: InFlight,
+    forwarding: Arc<AtomicUsize>,
+    number: u64,
+}
+
+impl Passing {
+    fn start(request: &Recorded, shared: &Shared) -> Self {
+        shared.forwarding.fetch_add(1, Ordering::SeqCst);
+        let head = Recorded {
+            body: request.body[..request.body.len().min(IN_FLIGHT_BODY)].to_vec(),
+            ..request.clone()
+        };
+        let mut list = shared.in_flight.0.lock().unwrap();
+        list.0 += 1;
+        let number = list.0;
+        list.1.push((number, head));
+        Self {
+            in_flight: shared.in_flight.clone(),
+            forwarding: shared.forwarding.clone(),
+            number,
+        }
+    }
+}
+
+impl Drop for Passing {
+    fn drop(&mut self) {
+        self.in_flight.0.lock().unwrap().1.retain(|(n, _)| *n != self.number);
+        self.forwarding.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -403,15 +529,19 @@ fn reset(stream: TcpStream) {
 }
 
 /// Sends `request` to `target` as one `Connection: close` exchange; returns the raw
-/// answer. Counted in [`StandIn::forwarding`] until the answer is read.
+/// answer. Counted in [`StandIn::forwarding`] (and listed in [`StandIn::in_flight`])
+/// until the answer is read.
 async fn forward(target: &str, request: &Recorded, shared: &Shared) -> Option<Vec<u8>> {
-    shared.forwarding.fetch_add(1, Ordering::SeqCst);
-    let answer = exchange(target, request).await;
-    shared.forwarding.fetch_sub(1, Ordering::SeqCst);
-    answer
+    let _passing = Passing::start(request, shared);
+    let mut upstream = send(target, request).await?;
+    let mut answer = Vec::new();
+    upstream.read_to_end(&mut answer).await.ok()?;
+    Some(answer)
 }
 
-async fn exchange(target: &str, request: &Recorded) -> Option<Vec<u8>> {
+/// Connects to `target` and writes `request` whole (`Connection: close`); returns the
+/// connection to read the answer from.
+async fn send(target: &str, request: &Recorded) -> Option<TcpStream> {
     let address = target.trim_start_matches("http://").trim_end_matches('/');
     let mut upstream = TcpStream::connect(address).await.ok()?;
     let mut head = format!("{}\r\n", request.request_line);
@@ -429,9 +559,7 @@ async fn exchange(target: &str, request: &Recorded) -> Option<Vec<u8>> {
     ));
     upstream.write_all(head.as_bytes()).await.ok()?;
     upstream.write_all(&request.body).await.ok()?;
-    let mut answer = Vec::new();
-    upstream.read_to_end(&mut answer).await.ok()?;
-    Some(answer)
+    Some(upstream)
 }
 
 async fn read_request(stream: &mut TcpStream) -> Option<Recorded> {

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): S3 requests per mail on the ordinary path (a first delivery,
+# no fault), counted from moto's access log. Each mail goes to one route of a loopback
+# stand-in RT that answers `ok` (bench/ok_server.py); the function runs under
+# cargo-lambda's runtime API emulator (scripts/lambda-local).
+#
+#   bench/s3-requests.sh                 this checkout's function
+#   BENCH_REV=f32753b bench/s3-requests.sh   another revision, built in a temporary worktree
+#                                            (for "before and after")
+#
+# Prints, per mail: every S3 request (GET/PUT/HEAD) and those made before the post.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mails=${BENCH_MAILS:-20}
+work=$(mktemp -d)
+export LAMBDA_LOCAL_STATE="$work/stack" MOTO_PORT=${MOTO_PORT:-5077} LAMBDA_API_PORT=${LAMBDA_API_PORT:-9077}
+ok_port=${OK_PORT:-7077}
+cleanup() {
+  scripts/lambda-local stop || true
+  [ -n "${ok_pid:-}" ] && kill "$ok_pid" 2>/dev/null
+  [ -n "${BENCH_REV:-}" ] && git worktree remove --force "$work/rev" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -n "${BENCH_REV:-}" ]; then
+  git worktree add -q --detach "$work/rev" "$BENCH_REV"
+  # This checkout's target folder: the dependencies are built already, only the crate
+  # itself is built again (its binary is copied out before this checkout's build).
+  cargo build --quiet --manifest-path "$work/rev/Cargo.toml" --target-dir target --bin rt-mailgate-lambda
+  cp target/debug/rt-mailgate-lambda "$work/rev-lambda"
+  binary="$work/rev-lambda"
+  label="revision $BENCH_REV"
+else
+  cargo build --quiet --bin rt-mailgate-lambda
+  binary=target/debug/rt-mailgate-lambda
+  label="this checkout ($(git rev-parse --short HEAD))"
+fi
+
+python3 bench/ok_server.py --port "$ok_port" --lifetime 600 > "$work/ok.log" 2>&1 & ok_pid=$!
+RT_URL="http://127.0.0.1:$ok_port" scripts/lambda-local start "$binary" > /dev/null
+printf 'From: alice@customer.example\r\nSubject: count\r\nMessage-ID: <count@bench>\r\n\r\nbody\r\n' > "$work/mail.eml"
+event=$(cat events/ses-new-ticket.json)
+log="$LAMBDA_LOCAL_STATE/moto.log"
+for n in $(seq "$mails"); do
+  id="bench-s3-$n"
+  scripts/lambda-local put "$id" "$work/mail.eml"
+  before=$(wc -l < "$log")
+  posts_before=$(grep -c 'POST' "$work/ok.log" || true)
+  echo "${event//demo-new-ticket-0001/$id}" > "$work/event.json"
+  answer=$(scripts/lambda-local invoke "$work/event.json")
+  echo "$answer" | grep -q '"delivered":1' || { echo "mail $n not delivered: $answer" >&2; exit 1; }
+  tail -n +"$((before + 1))" "$log" | grep -E '"(GET|PUT|HEAD|POST|DELETE) /' >> "$work/requests.log" || true
+  echo "-- mail $n" >> "$work/requests.log"
+done
+# The mail's own GET is the one under the mail prefix; record requests are under the
+# records prefix. The post comes after the mail's GET: what follows it is "after".
+python3 - "$work/requests.log" "$mails" "$label" <<'PY'
+import re, sys
+path, mails, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+per_mail, current = [], []
+for line in open(path):
+    if line.startswith("-- mail"):
+        per_mail.append(current); current = []
+        continue
+    m = re.search(r'"(GET|PUT|HEAD|POST|DELETE) (\S+)', line)
+    if m: current.append((m.group(1), m.group(2)))
+total = sum(len(r) for r in per_mail) / len(per_mail)
+before = []
+for requests in per_mail:
+    mail_get = next((i for i, (verb, path) in enumerate(requests) if verb == "GET" and "/inbound/" in path), None)
+    before.append(mail_get + 1 if mail_get is not None else len(requests))
+print(f"{label}: {mails} mails, one route each")
+print(f"  S3 requests per mail:               {total:.1f}")
+print(f"  of which before the post:           {sum(before) / len(before):.1f}")
+print("  the first mail's requests, in order:")
+for verb, path in per_mail[0]:
+    print(f"    {verb} {re.sub(r'[?].*', '', path)}")
+PY
