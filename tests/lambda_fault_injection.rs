@@ -65,7 +65,10 @@ fn every_mail_ends_in_rt_exactly_once_or_in_the_dead_letter_queue() {
             ("RT_API_URL", &rt_url_for_lookups),
             ("RT_SECRET_ID", "rt-mailgate/rt"),
         ],
-        &[("rt-mailgate/rt", r#"{"rt_username": "root", "rt_password": "password"}"#)],
+        &[(
+            "rt-mailgate/rt",
+            r#"{"rt_username": "root", "rt_password": "password"}"#,
+        )],
     );
 
     let run = unique("fault-run");

@@ -35,7 +35,8 @@ fn a_given_up_mail_is_replayed_once_the_route_is_fixed() {
 
     // Replaying again posts nothing.
     let out = stack.replay(&args, &[("ROUTES", &fixed)]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("already delivered 1"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("already delivered 1"), "{text}");
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
 }
 
@@ -72,4 +73,50 @@ fn a_dead_letter_queue_is_drained_into_rt_after_an_outage() {
         1,
         "the replayed message is deleted, the bad one stays"
     );
+}
+
+#[test]
+fn a_replay_with_the_route_still_broken_exits_non_zero_and_keeps_the_dead_letter() {
+    let broken = format!("{ROUTES}; sales@example.test: --queue no-such-queue");
+    let stack = LambdaStack::start(&[("ROUTES", &broken)]);
+    let (id, subject) = (unique("still-broken"), unique("Still broken"));
+    stack.store_mail(&id, &smtp_mail(&subject));
+    let event = ses_event(&id, &["sales@example.test"]);
+    assert_eq!(stack.invoke(&event).unwrap()["given_up"], 1);
+    let dlq = stack.create_queue("rt-mailgate-dlq-broken");
+    let on_failure = json!({"version": "1.0", "requestPayload": event});
+    stack.send_to_queue(&dlq, &on_failure.to_string());
+
+    // Replayed before the route is fixed: given up again. Not a success, and the message
+    // stays for the replay after the fix.
+    let out = stack.replay(&["--dlq-url", &dlq], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("given-up") && text.contains("create the queue"),
+        "what to fix: {text}"
+    );
+    assert!(text.contains(&format!("{id}: NOT DONE")), "{text}");
+    assert!(text.contains("stay on the queue"), "{text}");
+    assert_eq!(stack.queue_depth(&dlq), 1, "the dead-letter message is kept");
+    assert!(rt::tickets_with_subject(&subject).is_empty());
+
+    // Fixed: the same replay delivers it, says so, and empties the queue.
+    let fixed = format!("{ROUTES}; sales@example.test: --queue support");
+    let out = stack.replay(&["--dlq-url", &dlq], &[("ROUTES", &fixed)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("delivered: ticket "), "the ticket is named: {text}");
+    assert_eq!(stack.queue_depth(&dlq), 0);
+}
+
+#[test]
+fn a_replay_of_a_recipient_without_a_route_is_not_done() {
+    let stack = LambdaStack::start(&[]);
+    let id = unique("unrouted");
+    stack.store_mail(&id, &smtp_mail(&id));
+    let out = stack.replay(&["--message-id", &id, "--recipient", "nobody@example.test"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nobody@example.test: no route"), "{text}");
 }

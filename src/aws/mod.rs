@@ -1,8 +1,11 @@
 //! AWS adapters: the mail store (S3) behind the small [`s3::MailStore`] trait, and the
 //! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
 //! Manager) behind [`secrets::SecretSource`], the routing table object
-//! ([`routes_object::RoutesObject`]).
+//! ([`routes_object::RoutesObject`]); the deployed function through the `aws` CLI
+//! ([`function`]).
 
+pub mod function;
+pub mod record_index;
 pub mod records;
 pub mod routes_object;
 pub mod s3;

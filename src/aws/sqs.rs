@@ -1,4 +1,5 @@
-//! Dead-letter queues (SQS), read by the replay command behind [`DeadLetters`].
+//! Dead-letter queues (SQS), read by the replay command behind [`DeadLetters`]: a message
+//! is deleted once replayed, or released (visible again) when its mails are not done.
 
 use std::future::Future;
 
@@ -17,6 +18,9 @@ pub trait DeadLetters {
     fn receive(&self, max: i32) -> impl Future<Output = Result<Vec<Queued>, String>> + Send;
     /// Removes a message that was replayed.
     fn delete(&self, receipt_handle: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Makes a kept message visible again at once (not after the visibility timeout), so
+    /// the replay after the fix finds it.
+    fn release(&self, receipt_handle: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// An SQS queue by URL.
@@ -64,6 +68,18 @@ impl DeadLetters for SqsDeadLetters {
             .delete_message()
             .queue_url(&self.url)
             .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
+
+    async fn release(&self, receipt_handle: &str) -> Result<(), String> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(0)
             .send()
             .await
             .map(|_| ())

@@ -4,6 +4,7 @@
 
 use rt_mailgate::lambda::deadline::deadline_from_epoch_ms;
 use rt_mailgate::lambda::wiring::{ColdStartError, LiveHandler};
+use tracing::Instrument;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -17,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Lambda's advanced logging controls: AWS_LAMBDA_LOG_FORMAT=JSON gives one JSON object
     // per line (the template sets it), AWS_LAMBDA_LOG_LEVEL the level. Each line carries
     // the invocation's span (requestId) and, for a mail's lines, its message_id.
-    lambda_runtime::tracing::init_default_subscriber();
+    rt_mailgate::lambda::logging::init();
     // A process killed at its deadline leaves its spool in /tmp, which outlives it.
     // Older than Lambda's longest invocation: never a spool another process still reads.
     let swept = rt_mailgate::spool::sweep_leftovers(&std::env::temp_dir(), std::time::Duration::from_secs(16 * 60));
@@ -46,25 +47,38 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            // The routing table object is checked for a change here (at most once a minute).
-            let handler = handler.handler().await;
-            let answer = handler
-                .handle(event.payload, Some(deadline_from_epoch_ms(event.context.deadline)))
-                .await;
-            if let Err(e) = metrics.flush(std::io::stdout()) {
-                tracing::warn!(error = %e, "metrics not written");
-            }
-            answer.map_err(|e| {
-                tracing::error!(error = %e, kind = e.kind(), "invocation failed");
-                lambda_runtime::Diagnostic {
-                    error_type: e.kind().to_string(),
-                    error_message: e.to_string(),
-                }
-            })
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            // The runtime's own span (requestId) is an INFO span: disabled under
+            // AWS_LAMBDA_LOG_LEVEL=WARN. This one is enabled at every level, so every
+            // line, a give-up's warning included, carries the request id.
+            let span = tracing::error_span!("invocation", requestId = %event.context.request_id);
+            invocation(handler, metrics, event).instrument(span)
         },
     ))
     .await
+}
+
+/// One invocation: the handler's answer, the metrics flushed, a failure logged once.
+async fn invocation(
+    handler: &LiveHandler,
+    metrics: &metrics_cloudwatch_embedded::Collector,
+    event: lambda_runtime::LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, lambda_runtime::Diagnostic> {
+    // The routing table object is checked for a change here (at most once a minute).
+    let handler = handler.handler().await;
+    let answer = handler
+        .handle(event.payload, Some(deadline_from_epoch_ms(event.context.deadline)))
+        .await;
+    if let Err(e) = metrics.flush(std::io::stdout()) {
+        tracing::warn!(error = %e, "metrics not written");
+    }
+    answer.map_err(|e| {
+        tracing::error!(error = %e, kind = e.kind(), "invocation failed");
+        lambda_runtime::Diagnostic {
+            error_type: e.kind().to_string(),
+            error_message: e.to_string(),
+        }
+    })
 }
 
 async fn cold_start() -> Result<LiveHandler, ColdStartError> {

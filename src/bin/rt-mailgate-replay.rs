@@ -1,11 +1,15 @@
 //! `rt-mailgate-replay`: re-deliver mails from the SES bucket to RT, e.g. after an RT
 //! outage or once a misrouted queue exists. Reads the same configuration (environment)
-//! as the Lambda; delivery records keep it from posting anything twice.
+//! as the Lambda, or the deployed function's (`--function-name`); delivery records keep
+//! it from posting anything twice. Exits 0 only when every mail it touched is delivered
+//! or refused by RT; else 1, saying per mail and route what to fix (dead-letter messages
+//! of such mails stay on the queue); 2 on a configuration error.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use rt_mailgate::aws::function::{deployed_environment, invoke};
 use rt_mailgate::aws::sqs::SqsDeadLetters;
 use rt_mailgate::lambda::events::mails_in;
 use rt_mailgate::lambda::events::MailInfo;
@@ -38,6 +42,14 @@ struct Args {
     /// reject, a spam drop). Without it a replay keeps them dropped.
     #[arg(long)]
     post_screened_mail: bool,
+    /// Take the settings from this deployed function's environment (through the `aws`
+    /// CLI); a variable set here wins.
+    #[arg(long)]
+    function_name: Option<String>,
+    /// Run the replay inside the function (`--function-name`, with `--message-id` and
+    /// `--recipient`): for an RT only the function's VPC reaches.
+    #[arg(long, requires_all = ["function_name", "message_id"])]
+    in_function: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -53,21 +65,31 @@ async fn main() -> ExitCode {
     }
 }
 
-/// True when every mail is settled.
+/// True when every mail is delivered or refused.
 async fn run(args: Args) -> anyhow::Result<bool> {
+    if args.in_function {
+        return in_function(&args);
+    }
+    // The deployed function's variables, if named; a variable set here wins.
+    let mut vars: std::collections::HashMap<String, String> = match &args.function_name {
+        Some(name) => deployed_environment(name)
+            .context("reading the function's settings")?
+            .into_iter()
+            .collect(),
+        None => Default::default(),
+    };
+    vars.extend(std::env::vars());
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     // No notices: a replay is watched by a person. The routing table object
     // (ROUTES_S3_KEY) is read as the function reads it.
-    let handler = LiveHandler::cold_start(std::env::vars().collect(), &aws, false)
-        .await?
-        .handler()
-        .await;
+    let handler = LiveHandler::cold_start(vars, &aws, false).await?.handler().await;
 
     let mode = if args.post_screened_mail {
         Mode::ReplayScreenedToo
     } else {
         Mode::Replay
     };
+    let dlq = args.dlq_url.is_some();
     let report = if let Some(url) = args.dlq_url {
         let queue = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url);
         handler
@@ -93,6 +115,37 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         handler.replay(&mails, mode).await
     };
     print!("{}", report.lines);
-    println!("settled {}, not settled {}", report.settled, report.failed);
+    summary(report.settled, report.failed, dlq);
     Ok(report.failed == 0)
+}
+
+/// The last line: how many mails are done, and what the rest need.
+fn summary(done: usize, not_done: usize, dlq: bool) {
+    println!("done (delivered or refused by RT) {done}, not done {not_done}");
+    if not_done > 0 {
+        let kept = if dlq {
+            " Their dead-letter messages stay on the queue."
+        } else {
+            ""
+        };
+        println!("Not done mails: fix what each route above says, then replay them again.{kept}");
+    }
+}
+
+/// Sends the replay to the function itself and prints its report.
+fn in_function(args: &Args) -> anyhow::Result<bool> {
+    let (Some(function), Some(message_id)) = (&args.function_name, &args.message_id) else {
+        anyhow::bail!("--in-function needs --function-name and --message-id");
+    };
+    let request = serde_json::json!({ "rt-mailgate": { "replay": {
+        "message_id": message_id,
+        "recipients": args.recipient,
+        "sender": args.sender,
+        "post_screened_mail": args.post_screened_mail,
+    }}});
+    let answer = invoke(function, &request).context("invoking the function")?;
+    print!("{}", answer["report"].as_str().unwrap_or_default());
+    let count = |key: &str| answer[key].as_u64().unwrap_or(0) as usize;
+    summary(count("settled"), count("failed"), false);
+    Ok(answer["done"] == true)
 }

@@ -44,4 +44,5 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod route_record;
+pub mod trace;
 pub mod url_policy;

@@ -526,25 +526,16 @@ where
         metrics::mail_read(started.elapsed());
         let fetched = match fetched {
             Ok(fetched) => fetched,
-            Err(Stop(why)) => {
-                tracing::error!(
-                    message_id,
-                    key,
-                    error = why,
-                    outcome = "retry",
-                    "mail not read before the deadline"
-                );
+            // Logged once, by the caller ("invocation failed" / "batch item will be retried").
+            Err(Stop(_)) => {
                 return Err(HandlerError::Deadline {
                     message_id: message_id.to_string(),
                 });
             }
         };
-        fetched.map_err(|source| {
-            tracing::error!(message_id, key, error = %source, outcome = "retry", "mail could not be read");
-            HandlerError::Store {
-                message_id: message_id.to_string(),
-                source,
-            }
+        fetched.map_err(|source| HandlerError::Store {
+            message_id: message_id.to_string(),
+            source,
         })
     }
 

@@ -69,6 +69,9 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
     ///
     /// Work that can't finish before `deadline` is left for a retry.
     pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
+        if let Some(request) = payload.get(crate::lambda::operator::OPERATOR_KEY) {
+            return self.operate(request, deadline).await;
+        }
         match EventShape::of(&payload) {
             EventShape::Ses => self.handle_ses(payload, deadline).await,
             EventShape::Sqs => self.handle_sqs(payload, deadline).await,
@@ -135,8 +138,9 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         deadline: Option<Instant>,
         mode: Mode,
     ) -> Result<Summary, HandlerError> {
-        // Every line logged for this mail carries its message id (the span's field).
-        let span = tracing::info_span!("mail", message_id = %mail.ses_id);
+        // Every line logged for this mail carries its message id (the span's field), at
+        // every log level: an INFO span would be disabled under AWS_LAMBDA_LOG_LEVEL=WARN.
+        let span = tracing::error_span!("mail", message_id = %mail.ses_id);
         self.deliver_mail_in_span(mail, deadline, mode).instrument(span).await
     }
 
@@ -260,6 +264,50 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             ),
         }
         checked
+    }
+}
+
+/// A route of a mail as its record shows it now: the route entry and recipients, and
+/// the record (none when no invocation reached the route; an error when unreadable).
+#[derive(Debug, Clone)]
+pub struct RouteNow {
+    /// The route entry.
+    pub route: String,
+    /// The recipients sharing the post.
+    pub recipients: Vec<String>,
+    /// The record, if any.
+    pub record: Result<Option<crate::core::route_record::RouteRecord>, String>,
+}
+
+impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
+    /// Where each route of `mail` stands (read from its records, as routed today), and
+    /// the recipients no route takes: what a replay reports and the operator must fix.
+    pub async fn routes_now(&self, mail: &MailInfo) -> (Vec<RouteNow>, Vec<String>) {
+        let plan = self.config.routes.plan(&mail.recipients);
+        let mut routes = Vec::new();
+        for delivery in &plan.deliveries {
+            let key = format!("{}/{}", mail.ses_id, delivery.route.request.fingerprint());
+            let record = match self.records.find_versioned(&key).await {
+                Ok(found) => Ok(found.and_then(|(text, _)| crate::core::route_record::RouteRecord::from_text(&text))),
+                Err(error) => Err(error.to_string()),
+            };
+            routes.push(RouteNow {
+                route: delivery.route.entry.clone(),
+                recipients: delivery.recipients.clone(),
+                record,
+            });
+        }
+        (routes, plan.unrouted)
+    }
+
+    /// Sends one mail through the notifier (the canary), as text on failure.
+    pub(crate) async fn send_notice(&self, notice: &crate::core::notice::NoticeText) -> Result<(), String> {
+        self.notifier.send(notice).await.map_err(|e| e.to_string())
+    }
+
+    /// The configuration the handler runs with.
+    pub fn config(&self) -> &LambdaConfig {
+        &self.config
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::core::outcome::{decide, Case, Decision, GiveUpClass};
 
-/// The CloudWatch namespace (the template's alarms read `RtMailgate/GivenUp`).
+/// The CloudWatch namespace (the template's alarms read `RtMailgate/GivenUp`,
+/// `Delivered` and `Unrouted`; its dashboard all of them).
 pub const NAMESPACE: &str = "RtMailgate";
 
 /// How a duplicate post was avoided.
@@ -40,7 +41,11 @@ pub fn outcome(route: &str, case: Case, named_by_address: bool) {
         return;
     }
     match decide(case) {
-        Decision::Delivered => metrics::counter!("Delivered", "Route" => route).increment(1),
+        Decision::Delivered => {
+            // Once without dimensions (what the "nothing delivered" alarm reads), once by route.
+            metrics::counter!("Delivered").increment(1);
+            metrics::counter!("Delivered", "Route" => route).increment(1);
+        }
         Decision::Retry => metrics::counter!("Retried", "Route" => route).increment(1),
         // RT refused it for good and told the sender itself: not ours to give up.
         Decision::GiveUp(_) if case == Case::RtNotOk => metrics::counter!("Refused", "Route" => route).increment(1),

@@ -2,9 +2,11 @@
 //! handler that routes each envelope recipient and posts the mail to RT ([`handler`]),
 //! one route at a time as a straight line of steps ([`delivery`]), then the mail's
 //! notices ([`notify`]); what they share for one invocation ([`invocation`]); the
-//! payloads it understands ([`events`]); re-delivery ([`replay`]); the real adapters
-//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the invocation's deadline
-//! ([`deadline`]).
+//! payloads it understands ([`events`]); re-delivery ([`replay`]); an operator's requests
+//! to the function, a replay or the canary ([`operator`]); the real adapters
+//! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the log's set-up
+//! ([`logging`]); finding a mail's route records for the trace ([`trace`]); the
+//! invocation's deadline ([`deadline`]).
 //!
 //! Imports run one way: handler → delivery, notify → invocation.
 
@@ -14,7 +16,10 @@ pub mod delivery;
 pub mod events;
 pub mod handler;
 pub mod invocation;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod operator;
 pub mod replay;
+pub mod trace;
 pub mod wiring;

@@ -40,7 +40,9 @@ pub async fn aws_handler(
     let s3 = s3_client(config.s3_force_path_style, aws);
     let store = S3MailStore::new(s3.clone(), config.bucket.clone());
     let records = S3DeliveryRecords::new(s3, config.bucket.clone(), config.records_prefix.clone());
-    let notifier = match (&config.notices.from, notices && config.notices.enabled()) {
+    // Whenever NOTICE_FROM is set: the canary sends from it even with notices off (the
+    // notices themselves still go only where OPERATOR_EMAIL / SENDER_NOTICES say).
+    let notifier = match (&config.notices.from, notices) {
         (Some(from), true) => Some(SesNotifier::new(aws_sdk_sesv2::Client::new(aws), from.clone())),
         _ => None,
     };

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const FUNCTION: &str = env!("CARGO_BIN_EXE_rt-mailgate-lambda");
 /// The replay command.
 pub const REPLAY: &str = env!("CARGO_BIN_EXE_rt-mailgate-replay");
+/// The trace command.
+pub const TRACE: &str = env!("CARGO_BIN_EXE_rt-mailgate-trace");
 /// The bucket the tests' "SES" writes to.
 pub const BUCKET: &str = "rt-mail";
 /// The key prefix, as an SES S3 action with `objectKeyPrefix: inbound/` writes it.
@@ -196,14 +198,24 @@ impl LambdaStack {
 
     /// Runs `rt-mailgate-replay` with the function's environment plus `env`.
     pub fn replay(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        Command::new(REPLAY)
+        self.tool(REPLAY, args, env)
+    }
+
+    /// The function's environment, as the template would set it.
+    pub fn function_env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Runs one of the operator's tools with the function's environment plus `env`.
+    pub fn tool(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new(program)
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
             .output()
-            .expect("rt-mailgate-replay runs")
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"))
     }
 
     /// Creates a Secrets Manager secret holding `json` (as `aws secretsmanager create-secret`).

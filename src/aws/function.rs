@@ -1,0 +1,117 @@
+//! The deployed function, read and invoked through the `aws` CLI's JSON output (not an
+//! SDK crate: aws-sdk-lambda would add minutes to every build on small machines, for two
+//! calls an operator's tool makes). The CLI takes the operator's own profile, region and
+//! `AWS_ENDPOINT_URL` as usual.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// Why the function could not be read or invoked.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    /// The `aws` CLI is not installed or did not start.
+    #[error("the aws CLI can't run ({0}); install it (pip install awscli) or pass the settings yourself")]
+    NoCli(String),
+    /// The CLI answered an error (no such function, no permission...).
+    #[error("aws lambda {call} failed: {stderr}")]
+    Failed {
+        /// The call.
+        call: &'static str,
+        /// What the CLI said.
+        stderr: String,
+    },
+    /// The CLI's answer is not the JSON expected.
+    #[error("aws lambda {call}: unexpected answer: {0}", call = .1)]
+    Unexpected(String, &'static str),
+}
+
+fn aws(args: &[&str], call: &'static str) -> Result<Vec<u8>, FunctionError> {
+    let output = Command::new("aws")
+        .args(args)
+        .output()
+        .map_err(|e| FunctionError::NoCli(e.to_string()))?;
+    if !output.status.success() {
+        return Err(FunctionError::Failed {
+            call,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(output.stdout)
+}
+
+/// The function's environment variables (`GetFunctionConfiguration`), as deployed.
+pub fn deployed_environment(function: &str) -> Result<BTreeMap<String, String>, FunctionError> {
+    let call = "get-function-configuration";
+    let out = aws(&["lambda", call, "--function-name", function, "--output", "json"], call)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| FunctionError::Unexpected(e.to_string(), call))?;
+    Ok(environment_of(&value))
+}
+
+/// The variables in a `GetFunctionConfiguration` answer (none when it has none).
+pub fn environment_of(configuration: &serde_json::Value) -> BTreeMap<String, String> {
+    configuration["Environment"]["Variables"]
+        .as_object()
+        .map(|vars| {
+            vars.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Invokes the function synchronously with `payload`; its answer (an error answer as
+/// [`FunctionError::Failed`]).
+pub fn invoke(function: &str, payload: &serde_json::Value) -> Result<serde_json::Value, FunctionError> {
+    let call = "invoke";
+    let dir = tempfile::tempdir().map_err(|e| FunctionError::NoCli(e.to_string()))?;
+    let answer = dir.path().join("answer.json");
+    let payload = payload.to_string();
+    let answer_path = answer.to_string_lossy().into_owned();
+    let meta = aws(
+        &[
+            "lambda",
+            call,
+            "--function-name",
+            function,
+            "--cli-binary-format",
+            "raw-in-base64-out",
+            "--cli-read-timeout",
+            "900",
+            "--payload",
+            &payload,
+            "--output",
+            "json",
+            &answer_path,
+        ],
+        call,
+    )?;
+    let text = std::fs::read_to_string(&answer).map_err(|e| FunctionError::Unexpected(e.to_string(), call))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| FunctionError::Unexpected(format!("{e}: {text}"), call))?;
+    let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap_or_default();
+    if meta.get("FunctionError").is_some() {
+        return Err(FunctionError::Failed { call, stderr: text });
+    }
+    Ok(value)
+}
+
+/// Settings for a tool: the variable set on this machine, else the deployed function's.
+pub fn overlay(deployed: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    std::env::var(name).ok().or_else(|| deployed.get(name).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_is_read_from_the_configuration() {
+        let configuration = serde_json::json!({
+            "FunctionName": "f", "Environment": {"Variables": {"MAIL_BUCKET": "b", "ROUTES": "x: --queue y"}}
+        });
+        let vars = environment_of(&configuration);
+        assert_eq!(vars.get("MAIL_BUCKET").map(String::as_str), Some("b"));
+        assert!(environment_of(&serde_json::json!({"FunctionName": "f"})).is_empty());
+    }
+}

@@ -1,0 +1,169 @@
+//! `rt-mailgate-trace`: what happened to a mail. Given SES's message id, a `Message-ID`
+//! header, or a sender and a time window, prints every route of the mail from its route
+//! records (delivered on which ticket, refused, given up and why, waiting for a retry)
+//! with what happens next, and the commands that show the function's log lines for it.
+//! Exits 0 when every route found is delivered or refused, 1 when one is not, 2 when no
+//! mail was found or the records can't be read.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use rt_mailgate::aws::function::{deployed_environment, overlay};
+use rt_mailgate::aws::record_index::S3RecordIndex;
+use rt_mailgate::core::trace::{describe, log_commands, mail_line, parse_time, route_lines, MailFilter};
+use rt_mailgate::lambda::invocation::epoch_ms;
+use rt_mailgate::lambda::trace::{find_mails, TraceRequest};
+
+/// What happened to a mail: its routes' states from the delivery records.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// SES's message id (the S3 key's last part, in the log as message_id).
+    #[arg(long)]
+    message_id: Option<String>,
+    /// The mail's Message-ID header (angle brackets optional).
+    #[arg(long)]
+    header: Option<String>,
+    /// The envelope sender.
+    #[arg(long)]
+    sender: Option<String>,
+    /// Only routes with a recipient containing this.
+    #[arg(long)]
+    recipient: Option<String>,
+    /// From this time (2026-12-01T15:00:00Z, or an age: 90m, 24h, 2d). Default 24h.
+    #[arg(long)]
+    since: Option<String>,
+    /// Until this time (same forms). Default now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Take MAIL_BUCKET, RECORDS_PREFIX and the log group from this deployed function
+    /// (through the aws CLI); a variable set here wins.
+    #[arg(long)]
+    function_name: Option<String>,
+    /// The bucket (else MAIL_BUCKET).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// The records prefix (else RECORDS_PREFIX, else delivery-records/).
+    #[arg(long)]
+    records_prefix: Option<String>,
+    /// The function's log group (else /aws/lambda/<function name>).
+    #[arg(long)]
+    log_group: Option<String>,
+    /// Read at most this many records in a search without --message-id.
+    #[arg(long, default_value_t = 20_000)]
+    max_records: usize,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("rt-mailgate-trace: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<u8> {
+    if args.message_id.is_none() && args.header.is_none() && args.sender.is_none() {
+        anyhow::bail!("name the mail: --message-id ID, --header MESSAGE-ID, or --sender ADDRESS [--since T --until T]");
+    }
+    let deployed = match &args.function_name {
+        Some(name) => deployed_environment(name).context("reading the function's settings")?,
+        None => Default::default(),
+    };
+    let setting = |flag: &Option<String>, name: &str| flag.clone().or_else(|| overlay(&deployed, name));
+    let bucket = setting(&args.bucket, "MAIL_BUCKET").context("give --bucket, MAIL_BUCKET or --function-name")?;
+    let prefix = setting(&args.records_prefix, "RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".into());
+    let now = epoch_ms();
+    let since = match &args.since {
+        Some(t) => parse_time(t, now).map_err(anyhow::Error::msg)?,
+        None if args.message_id.is_some() => 0,
+        None => now.saturating_sub(86_400_000),
+    };
+    let until = match &args.until {
+        Some(t) => parse_time(t, now).map_err(anyhow::Error::msg)?,
+        None => now,
+    };
+    let request = TraceRequest {
+        ses_id: args.message_id.clone(),
+        filter: MailFilter {
+            message_id_header: args.header.clone(),
+            sender: args.sender.clone(),
+            recipient: args.recipient.clone(),
+            since_ms: (args.message_id.is_none()).then_some(since),
+            until_ms: (args.message_id.is_none()).then_some(until),
+        },
+        max_records: args.max_records,
+    };
+
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let path_style = overlay(&deployed, "S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true");
+    let s3 = aws_sdk_s3::config::Builder::from(&aws)
+        .force_path_style(path_style)
+        .build();
+    let index = S3RecordIndex::new(aws_sdk_s3::Client::from_conf(s3), bucket.clone());
+    let mails = find_mails(&index, &prefix, &request)
+        .await
+        .context("reading the route records")?;
+
+    if mails.is_empty() {
+        println!("no route records found in s3://{bucket}/{prefix} for this mail.");
+        println!(
+            "Either the function never got it (SES's receipt rule, MX, the sender's TLS: see SES's own log), \
+             every recipient was unrouted (the log says \"no route for this recipient\"), it is older than \
+             --since, or the records prefix differs."
+        );
+    }
+    let mut all_done = true;
+    for mail in &mails {
+        if let Some(first) = mail.routes.first() {
+            print!("{}", mail_line(&mail.ses_id, first));
+        }
+        for record in &mail.routes {
+            all_done &= describe(record, now).done;
+            print!("{}", route_lines(&mail.ses_id, record, now));
+        }
+        if mail.unreadable > 0 {
+            all_done = false;
+            println!(
+                "  {} record(s) not readable (a retry treats them as unsure)",
+                mail.unreadable
+            );
+        }
+    }
+    let group = args
+        .log_group
+        .clone()
+        .or_else(|| args.function_name.as_ref().map(|f| format!("/aws/lambda/{f}")));
+    let ids: Vec<String> = match (&args.message_id, mails.is_empty()) {
+        (Some(id), true) => vec![id.clone()],
+        _ => mails.iter().map(|m| m.ses_id.clone()).collect(),
+    };
+    let (first, last) = mails
+        .iter()
+        .flat_map(|m| m.routes.iter().map(|r| r.updated_ms))
+        .fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    let (from, to) = if first == u64::MAX {
+        (since, until)
+    } else {
+        (first, last)
+    };
+    match group {
+        Some(group) if !ids.is_empty() => {
+            println!("The function's log lines for it:");
+            print!("{}", log_commands(&group, &ids, from, to));
+        }
+        _ if !ids.is_empty() => {
+            println!("For the function's log lines, add --function-name (or --log-group).");
+        }
+        _ => {}
+    }
+    Ok(match (mails.is_empty(), all_done) {
+        (true, _) => 2,
+        (false, true) => 0,
+        (false, false) => 1,
+    })
+}
