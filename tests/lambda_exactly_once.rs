@@ -182,6 +182,9 @@ struct Knobs {
     html_megabytes: f64,
     twin_lag: Duration,
     rt_timeout: Duration,
+    /// How long RT may still be storing a post (the function's `RT_SETTLE_SECONDS`):
+    /// longer than the short inactivity timeout, as RT stores a big mail for seconds.
+    rt_settle: Duration,
     delays: [Duration; 2],
     time_limit: Duration,
 }
@@ -199,6 +202,7 @@ impl Knobs {
             html_megabytes: var("EXACTLY_ONCE_HTML_MB").and_then(|v| v.parse().ok()).unwrap_or(1.0),
             twin_lag: Duration::from_secs_f64(var("EXACTLY_ONCE_TWIN_LAG").and_then(|v| v.parse().ok()).unwrap_or(4.0)),
             rt_timeout: Duration::from_secs(var("EXACTLY_ONCE_RT_TIMEOUT").and_then(|v| v.parse().ok()).unwrap_or(2)),
+            rt_settle: Duration::from_secs(var("EXACTLY_ONCE_RT_SETTLE").and_then(|v| v.parse().ok()).unwrap_or(30)),
             delays: [Duration::from_secs(delays[0]), Duration::from_secs(delays[1])],
             time_limit: Duration::from_secs(
                 var("EXACTLY_ONCE_TIME_LIMIT")
@@ -709,7 +713,22 @@ impl std::fmt::Display for Figures {
 }
 
 fn run(rt: Rt, lookup: Lookup) -> Figures {
-    let knobs = Knobs::from_env();
+    let mut knobs = Knobs::from_env();
+    // SQLite blocks RT's search until RT is done storing, so "not found" is the truth
+    // at once there. PostgreSQL answers from what is committed: the function must wait
+    // as long as RT may still be storing (RT_SETTLE_SECONDS; in production RT_TIMEOUT),
+    // which makes each unclear answer cost that long: fewer mails, more time.
+    let on_postgresql = rt.db == Db::Pg;
+    if on_postgresql {
+        if std::env::var("EXACTLY_ONCE_MAILS").is_err() {
+            knobs.mails = 40;
+        }
+        if std::env::var("EXACTLY_ONCE_TIME_LIMIT").is_err() {
+            knobs.time_limit = Duration::from_secs(900);
+        }
+    } else {
+        knobs.rt_settle = knobs.rt_timeout;
+    }
     let started = Instant::now();
     let until = started + knobs.time_limit;
     let rt_url = rt.url.clone();
@@ -728,9 +747,11 @@ fn run(rt: Rt, lookup: Lookup) -> Figures {
 
     let mut stack = LambdaStack::without_function(2);
     let rt_timeout = knobs.rt_timeout.as_secs().max(1).to_string();
+    let rt_settle = knobs.rt_settle.as_secs().max(1).to_string();
     let mut env = vec![
         ("RT_URL", proxy.url.as_str()),
         ("RT_TIMEOUT", rt_timeout.as_str()),
+        ("RT_SETTLE_SECONDS", rt_settle.as_str()),
         // RT's API is asked directly: the proxy faults posts only.
         ("RT_API_URL", rt_url.as_str()),
     ];

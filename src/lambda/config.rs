@@ -178,6 +178,9 @@ pub struct LambdaConfig {
     /// What to do when RT's API can't answer whether it holds a post, once RT can no
     /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
     pub when_rt_cant_be_asked: UnaskablePolicy,
+    /// How long RT may still be storing a post after its last sign (`RT_SETTLE_SECONDS`);
+    /// `None`: `RT_TIMEOUT`, which the README's rule makes 3 × RT's slowest answer.
+    pub rt_settle: Option<Duration>,
 }
 
 /// The routing table object's text, as read from S3, with where it was read.
@@ -360,11 +363,21 @@ impl LambdaConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let rt_settle = match get("RT_SETTLE_SECONDS") {
+            None => None,
+            Some(v) => Some(Duration::from_secs(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| invalid("RT_SETTLE_SECONDS", "must be a whole number of seconds above 0"))?,
+            )),
+        };
         let when_rt_cant_be_asked = match choice("WHEN_RT_CANT_BE_ASKED", "retry", &["retry", "post"])?.as_str() {
             "post" => UnaskablePolicy::Post,
             _ => UnaskablePolicy::Retry,
         };
         Ok(Self {
+            rt_settle,
             mail_domains,
             routes_object_key,
             routes_check_interval,

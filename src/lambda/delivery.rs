@@ -320,7 +320,7 @@ where
 
         // 6. ask RT after an answer that leaves it open
         if case.may_have_reached_rt() {
-            let settle_until = epoch_ms() + needed.as_millis() as u64;
+            let settle_until = epoch_ms() + self.settle_time().as_millis() as u64;
             // Kept at once: a crash now still leaves the retry the time to wait.
             let _ = held
                 .write(|r| {
@@ -430,7 +430,7 @@ where
             Mode::Replay => Replaying::Yes,
             Mode::ReplayScreenedToo => Replaying::ScreenedToo,
         };
-        match claim(&text, epoch_ms(), replaying, self.rt_timeout()) {
+        match claim(&text, epoch_ms(), replaying, self.settle_time()) {
             Claim::Settled(state) => {
                 metrics::avoided(route, Avoided::Record);
                 tracing::info!(
@@ -703,7 +703,7 @@ where
         let (state, end) = match decide(case) {
             Decision::Retry => {
                 let left = if case.may_have_reached_rt() {
-                    LeftFor::Unsure(epoch_ms() + self.rt_timeout().as_millis() as u64)
+                    LeftFor::Unsure(epoch_ms() + self.settle_time().as_millis() as u64)
                 } else {
                     LeftFor::Free
                 };
@@ -802,6 +802,12 @@ where
     /// How long RT may still be storing a post after the last sign of it (`RT_TIMEOUT`).
     fn rt_timeout(&self) -> Duration {
         self.config.rt.timeout.unwrap_or(Duration::from_secs(900))
+    }
+
+    /// How long RT may still be storing a post after its last sign: `RT_SETTLE_SECONDS`,
+    /// by default `RT_TIMEOUT` (3 × the slowest answer measured, see "Timeouts").
+    fn settle_time(&self) -> Duration {
+        self.config.rt_settle.unwrap_or_else(|| self.rt_timeout())
     }
 
     /// A route left for the retry, logged.
