@@ -86,7 +86,9 @@ pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
             "A mail was not delivered to RT and will not be retried.\n\n\
              SES id:      {}\nMessage-ID:  {}\nFrom:        {}\nSubject:     {}\n\n{routes}\
              The raw mail stays in the mail bucket until it expires. Once the cause is fixed,\n\
-             re-deliver it with: rt-mailgate-replay --message-id {} --recipient <address>\n",
+             re-deliver it with: rt-mailgate-replay --message-id {} --recipient <address>\n\
+             A mail SES flagged (a virus, a DMARC reject, spam dropped) is not for replaying: a\n\
+             replay keeps it dropped.\n",
             quoted(&mail.ses_message_id),
             quoted(mail.message_id.as_deref().unwrap_or("(none)")),
             quoted(&mail.sender),
