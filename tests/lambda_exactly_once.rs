@@ -36,7 +36,7 @@
 //! duplicated, dead-lettered) are printed; `cargo test --test lambda_exactly_once --
 //! --nocapture` shows them. The RTs: `$RT_TEST_URL` (SQLite) and `$RT_TEST_PG_URL`
 //! (PostgreSQL), as `scripts/test` starts them. Knobs: `EXACTLY_ONCE_MAILS` (default
-//! 120), `EXACTLY_ONCE_HTML_MAILS` (default 4), `EXACTLY_ONCE_HTML_MB` (each, default 1),
+//! 120), `EXACTLY_ONCE_HTML_MAILS` (default 4), `EXACTLY_ONCE_HTML_MB` (each, default 4: an idle RT stores one for longer than the twin lag),
 //! `EXACTLY_ONCE_TWIN_LAG` (seconds between an HTML mail's first invocation and its
 //! second delivery, default 4), `EXACTLY_ONCE_RT_TIMEOUT` (the function's `RT_TIMEOUT`,
 //! default 2: a longer one lets a busy machine's RT answer small mails in time; every
@@ -199,7 +199,7 @@ impl Knobs {
         Self {
             mails: var("EXACTLY_ONCE_MAILS").and_then(|v| v.parse().ok()).unwrap_or(120),
             html_mails: var("EXACTLY_ONCE_HTML_MAILS").and_then(|v| v.parse().ok()).unwrap_or(4),
-            html_megabytes: var("EXACTLY_ONCE_HTML_MB").and_then(|v| v.parse().ok()).unwrap_or(1.0),
+            html_megabytes: var("EXACTLY_ONCE_HTML_MB").and_then(|v| v.parse().ok()).unwrap_or(4.0),
             twin_lag: Duration::from_secs_f64(var("EXACTLY_ONCE_TWIN_LAG").and_then(|v| v.parse().ok()).unwrap_or(4.0)),
             rt_timeout: Duration::from_secs(var("EXACTLY_ONCE_RT_TIMEOUT").and_then(|v| v.parse().ok()).unwrap_or(2)),
             rt_settle: Duration::from_secs(var("EXACTLY_ONCE_RT_SETTLE").and_then(|v| v.parse().ok()).unwrap_or(30)),
@@ -609,8 +609,12 @@ impl Figures {
             self.lost.join("\n")
         );
         assert!(self.strays.is_empty(), "tickets nobody sent: {:?}", self.strays);
-        for (n, (kind, count)) in self.faults.iter().enumerate() {
-            assert!(*count > 0 || n == PASSED, "the proxy never produced `{kind}`");
+        // With a hundred mails or more every fault kind comes up (the shorter run on
+        // PostgreSQL, where each unclear answer costs RT_SETTLE_SECONDS, may miss one).
+        if self.mails >= 100 {
+            for (n, (kind, count)) in self.faults.iter().enumerate() {
+                assert!(*count > 0 || n == PASSED, "the proxy never produced `{kind}`");
+            }
         }
         assert!(
             self.delivered_mails > self.mails / 2,
