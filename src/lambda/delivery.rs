@@ -64,8 +64,6 @@ pub enum RouteEnd {
 const FIRST_POLL: Duration = Duration::from_secs(2);
 /// The longest wait between two questions to RT.
 const MAX_POLL: Duration = Duration::from_secs(20);
-/// Posts one invocation makes of a route at most (the rest is Lambda's retries').
-const MAX_POSTS_HERE: u32 = 3;
 
 /// Delivers the routes of a mail: the function's configuration and the adapters one
 /// route's delivery uses.
@@ -315,18 +313,13 @@ where
             }
         }
 
-        // 5. post; 6. ask RT after an answer that leaves it open. When RT is found not
-        // to hold the post (or can't be asked) once it can no longer be storing it, and
-        // this invocation still has the time a post needs, it posts again at once (at
-        // most MAX_POSTS_HERE times) rather than wait for Lambda's retry.
-        let mut posted_here = 0;
-        let (case, found) = loop {
-            held.note(|r| r.posts += 1).await;
-            posted_here += 1;
-            let (case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id)).await;
-            if !case.may_have_reached_rt() {
-                break (case, answer.map(|ticket| (ticket, 0)));
-            }
+        // 5. post
+        held.note(|r| r.posts += 1).await;
+        let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id)).await;
+        let mut found = None;
+
+        // 6. ask RT after an answer that leaves it open
+        if case.may_have_reached_rt() {
             let settle_until = epoch_ms() + self.settle_time().as_millis() as u64;
             // Kept at once: a crash now still leaves the retry the time to wait.
             let _ = held
@@ -341,28 +334,30 @@ where
                 self.confirm(mail, &delivery, &id, settle_until, "after an unclear answer"),
             )
             .await;
-            let (left, why) = match confirmed {
-                Confirmed::Found { ticket, transaction } => break (Case::FoundInRt, Some((ticket, transaction))),
-                // RT did not take it: post again (here, or the retry at once).
-                Confirmed::Absent => (LeftFor::Free, format!("{case:?}; RT does not hold the mail")),
+            match confirmed {
+                Confirmed::Found { ticket, transaction } => {
+                    case = Case::FoundInRt;
+                    found = Some((ticket, transaction));
+                }
+                // RT did not take it: the retry posts at once.
+                Confirmed::Absent => {
+                    self.leave(mail, &held, LeftFor::Free).await;
+                    return Ok(self.retry(ses_id, route, format!("{case:?}; RT does not hold the mail")));
+                }
                 // Not known, but RT can't still be storing it: the retry asks if it can.
-                Confirmed::PostUnconfirmed => (LeftFor::Unsure(settle_until), format!("{case:?}; RT can't be asked")),
+                Confirmed::PostUnconfirmed => {
+                    self.leave(mail, &held, LeftFor::Unsure(settle_until)).await;
+                    return Ok(self.retry(ses_id, route, format!("{case:?}; RT can't be asked")));
+                }
                 Confirmed::Unknown(why) => {
                     self.leave(mail, &held, LeftFor::Unsure(settle_until)).await;
                     return Ok(self.retry(ses_id, route, format!("{case:?}; {why}")));
                 }
-            };
-            if posted_here >= MAX_POSTS_HERE || mail.time_left().is_some_and(|left| left < needed) {
-                self.leave(mail, &held, left).await;
-                return Ok(self.retry(ses_id, route, why));
             }
-            tracing::info!(
-                message_id = ses_id,
-                route,
-                reason = why,
-                "posting again in this invocation"
-            );
-        };
+        }
+        if let (None, Some(ticket)) = (found, answer) {
+            found = Some((ticket, 0));
+        }
 
         // 7. settle, 8. tell
         Ok(self.settle(mail, &delivery, &held, case, found).await)
