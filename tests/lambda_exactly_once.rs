@@ -202,7 +202,7 @@ impl Knobs {
             html_megabytes: var("EXACTLY_ONCE_HTML_MB").and_then(|v| v.parse().ok()).unwrap_or(4.0),
             twin_lag: Duration::from_secs_f64(var("EXACTLY_ONCE_TWIN_LAG").and_then(|v| v.parse().ok()).unwrap_or(4.0)),
             rt_timeout: Duration::from_secs(var("EXACTLY_ONCE_RT_TIMEOUT").and_then(|v| v.parse().ok()).unwrap_or(2)),
-            rt_settle: Duration::from_secs(var("EXACTLY_ONCE_RT_SETTLE").and_then(|v| v.parse().ok()).unwrap_or(30)),
+            rt_settle: Duration::from_secs(var("EXACTLY_ONCE_RT_SETTLE").and_then(|v| v.parse().ok()).unwrap_or(60)),
             delays: [Duration::from_secs(delays[0]), Duration::from_secs(delays[1])],
             time_limit: Duration::from_secs(
                 var("EXACTLY_ONCE_TIME_LIMIT")
