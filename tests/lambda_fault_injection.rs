@@ -5,7 +5,8 @@
 //! to the dead-letter queue. Afterwards every mail must be in RT exactly once, or in the
 //! DLQ, and none both or neither.
 //!
-//! Bounded: `FAULT_MAILS` mails (default 200), a 1 s RT timeout, and a hard time limit.
+//! Bounded: `FAULT_MAILS` mails (default 120), a 1 s RT timeout, and a hard time limit;
+//! `FAULT_LOG=FILE` keeps the function's log lines there.
 //! The faults strike before the post reaches RT; a connection cut *after* RT committed
 //! is the one case no client can settle (see README, "Known limits").
 
@@ -27,7 +28,7 @@ fn every_mail_ends_in_rt_exactly_once_or_in_the_dead_letter_queue() {
     let mails: usize = std::env::var("FAULT_MAILS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(120);
     let started = Instant::now();
     let time_limit = Duration::from_secs(900);
 
@@ -81,6 +82,9 @@ fn every_mail_ends_in_rt_exactly_once_or_in_the_dead_letter_queue() {
         outcome.insert(subject, if attempts.is_some() { "delivered" } else { "dead-letter" });
     }
 
+    if let Ok(path) = std::env::var("FAULT_LOG") {
+        std::fs::write(path, stack.log_text("function.log")).unwrap();
+    }
     let mut in_rt: HashMap<String, usize> = HashMap::new();
     for (_, subject) in rt::subjects_like(&run) {
         *in_rt.entry(subject).or_default() += 1;

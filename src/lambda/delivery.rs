@@ -313,9 +313,19 @@ where
             }
         }
 
-        // 5. post
+        // 5. post, in the instance's posting turn (the lease is renewed while waiting)
+        let turn = renewing(&held, ses_id, within(mail.time_left(), mail.posting_turn())).await;
+        let posting = match turn {
+            Ok(posting) if mail.time_left().is_none_or(|left| left >= needed) => posting,
+            // Never posted by this invocation, and RT holds no earlier post (step 4).
+            _ => {
+                self.leave(mail, &held, LeftFor::Free).await;
+                return Ok(self.retry(ses_id, route, "too close to the function's deadline".into()));
+            }
+        };
         held.note(|r| r.posts += 1).await;
         let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id)).await;
+        drop(posting);
         let mut found = None;
 
         // 6. ask RT after an answer that leaves it open

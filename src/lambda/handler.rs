@@ -26,7 +26,7 @@ use crate::core::route::PlannedDelivery;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::delivery::{RouteDeliverer, RouteEnd};
 use crate::lambda::events::{body_mails, mails_in, EventShape, MailInfo};
-use crate::lambda::invocation::{within, StoredMail};
+use crate::lambda::invocation::{within, PostingTurn, StoredMail};
 pub use crate::lambda::invocation::{HandlerError, Mode, Summary, DEADLINE_MARGIN};
 use crate::lambda::notify::Notices;
 use crate::rt::lookup::{DeliveryLookup, Lookups};
@@ -44,7 +44,12 @@ pub struct Handler<S, R, G, N, L = Lookups> {
     gateway: G,
     notifier: N,
     lookup: L,
+    posting: PostingTurn,
 }
+
+/// How many messages of an SQS batch are worked on at once: one posting, the next
+/// getting ready (see [`PostingTurn`]).
+const BATCH_MESSAGES_AT_ONCE: usize = 2;
 
 impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryLookup> Handler<S, R, G, N, L> {
     /// A handler with its configuration and adapters. `lookup` asks RT whether it holds
@@ -57,6 +62,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             gateway,
             notifier,
             lookup,
+            posting: PostingTurn::default(),
         }
     }
 
@@ -99,18 +105,19 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
 
     async fn handle_sqs(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let records = payload["Records"].as_array().cloned().unwrap_or_default();
-        let mut failures = Vec::new();
-        for record in records {
-            let item = record["messageId"].as_str().unwrap_or_default().to_string();
-            if let Err(error) = self
-                .deliver_body(record["body"].as_str().unwrap_or_default(), deadline)
-                .await
-            {
+        let failures: Vec<Value> = futures_util::stream::iter(records)
+            .map(|record| async move {
+                let item = record["messageId"].as_str().unwrap_or_default().to_string();
+                let body = record["body"].as_str().unwrap_or_default();
+                let error = self.deliver_body(body, deadline).await.err()?;
                 // Left on the queue: retried after the visibility timeout, then dead-lettered.
                 tracing::warn!(sqs_message_id = item, error = %error, kind = error.kind(), "batch item will be retried");
-                failures.push(json!({ "itemIdentifier": item }));
-            }
-        }
+                Some(json!({ "itemIdentifier": item }))
+            })
+            .buffered(BATCH_MESSAGES_AT_ONCE)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
         Ok(json!({ "batchItemFailures": failures }))
     }
 
@@ -174,7 +181,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         }
         // A replay screens as the first delivery did: a virus stays dropped, spam tagged.
         let screening = self.config.verdict_policy.screen(&mail.verdicts);
-        let stored = StoredMail::new(mail, deadline);
+        let stored = StoredMail::new(mail, deadline).taking_turns(self.posting.clone());
         let deliverer = RouteDeliverer {
             config: &self.config,
             store: &self.store,
@@ -352,7 +359,11 @@ mod tests {
         map: Mutex<HashMap<String, String>>,
         broken: bool,
         requests: AtomicUsize,
+        /// What happened, in order: route claims here, posts in [`Gateway`].
+        journal: Journal,
     }
+
+    type Journal = std::sync::Arc<Mutex<Vec<String>>>;
     impl Records {
         fn check(&self, key: &str) -> Result<(), StoreError> {
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -373,6 +384,8 @@ mod tests {
         }
         async fn create(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
             self.check(key)?;
+            let mail = key.split('/').next().unwrap_or_default();
+            self.journal.lock().unwrap().push(format!("claim {mail}"));
             let mut map = self.map.lock().unwrap();
             if map.contains_key(key) {
                 return Ok(None);
@@ -436,12 +449,15 @@ mod tests {
         breaks: AtomicBool,
         /// The bytes put in front of the message by the last post.
         last_prefix: Mutex<Vec<u8>>,
+        journal: Journal,
     }
     impl MailGateway for Gateway {
         async fn post(&self, request: &GatewayRequest, _message: &Spool) -> Result<RtAnswer, TransportFailure> {
             self.posts.fetch_add(1, Ordering::Relaxed);
             *self.last_prefix.lock().unwrap() = request.message_prefix();
+            self.journal.lock().unwrap().push("post begins".into());
             tokio::time::sleep(self.delay).await;
+            self.journal.lock().unwrap().push("post ends".into());
             if self.breaks.load(Ordering::Relaxed) {
                 return Err(TransportFailure::Broken("connection reset".into()));
             }
@@ -487,6 +503,7 @@ mod tests {
             delay,
             breaks: Default::default(),
             last_prefix: Default::default(),
+            journal: records.journal.clone(),
         };
         Handler::new(
             config,
@@ -581,6 +598,44 @@ mod tests {
         let prefix = String::from_utf8(h.gateway.last_prefix.lock().unwrap().clone()).unwrap();
         assert_eq!(prefix, format!("X-RT-Mailgate-Delivery: {}\n", record.delivery_id));
         assert!(record.delivery_id.starts_with("m1."));
+    }
+
+    #[tokio::test]
+    async fn an_sqs_batch_readies_the_next_mail_while_one_posts_and_never_posts_two_at_once() {
+        let h = handler(&[], Records::default(), Duration::from_millis(200));
+        let body = |id: &str| {
+            let pass = json!({"status": "PASS"});
+            json!({
+                "mail": {"timestamp": "2026-11-24T10:00:00Z", "source": "a@c.example", "messageId": id,
+                         "destination": ["bugs@example.com"], "headersTruncated": false, "headers": [],
+                         "commonHeaders": {"from": [], "to": [], "subject": id}},
+                "receipt": {"timestamp": "2026-11-24T10:00:00Z", "processingTimeMillis": 1,
+                            "recipients": ["bugs@example.com"], "spamVerdict": pass, "virusVerdict": pass,
+                            "spfVerdict": pass, "dkimVerdict": pass, "dmarcVerdict": pass,
+                            "action": {"type": "S3", "bucketName": "b", "objectKey": id}}
+            })
+            .to_string()
+        };
+        let records = ["m1", "m2", "m3"].map(|id| json!({"eventSource": "aws:sqs", "messageId": id, "body": body(id)}));
+        let batch = json!({ "Records": records });
+        let answer = h.handle(batch, None).await.unwrap();
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+        assert_eq!(posts(&h), 3);
+        let journal = h.records.journal.lock().unwrap().clone();
+        // One post at a time, as when the mails went one after another...
+        let mut at_once = 0;
+        for event in &journal {
+            at_once += match event.as_str() {
+                "post begins" => 1,
+                "post ends" => -1,
+                _ => 0,
+            };
+            assert!(at_once <= 1, "two posts at once: {journal:?}");
+        }
+        // ...but the next mail's route is claimed while the one before posts.
+        let first_post_ends = journal.iter().position(|e| e == "post ends").unwrap();
+        let second_claimed = journal.iter().position(|e| e == "claim m2").unwrap();
+        assert!(second_claimed < first_post_ends, "{journal:?}");
     }
 
     #[tokio::test]

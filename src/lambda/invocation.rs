@@ -126,7 +126,20 @@ pub struct StoredMail<'a> {
     pub deadline: Option<Instant>,
     /// The mail's bytes, fetched by the first route that needs them.
     pub spool: tokio::sync::OnceCell<Spool>,
+    /// The instance's posting turn ([`PostingTurn`]) while this mail has it, and how many
+    /// of its routes are posting: the last post to end gives the turn back.
+    turn: tokio::sync::Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
+    posting_routes: std::sync::atomic::AtomicUsize,
+    posting: Option<PostingTurn>,
 }
+
+/// One mail of an instance posts at a time (its routes concurrently, up to
+/// `ROUTE_CONCURRENCY`): while it posts, the next mail of an SQS batch claims its
+/// routes and reads its bytes, and the mail before writes its records, so the S3 round
+/// trips hide behind RT's answers and no more posts reach RT at once than when mails
+/// went one after another.
+#[derive(Clone, Default)]
+pub struct PostingTurn(std::sync::Arc<tokio::sync::Mutex<()>>);
 
 impl<'a> StoredMail<'a> {
     /// Nothing fetched yet.
@@ -135,7 +148,29 @@ impl<'a> StoredMail<'a> {
             info,
             deadline,
             spool: tokio::sync::OnceCell::new(),
+            turn: tokio::sync::Mutex::new(None),
+            posting_routes: std::sync::atomic::AtomicUsize::new(0),
+            posting: None,
         }
+    }
+
+    /// The same, posting only in `turn` (see [`PostingTurn`]).
+    pub fn taking_turns(mut self, turn: PostingTurn) -> Self {
+        self.posting = Some(turn);
+        self
+    }
+
+    /// Waits for the instance's posting turn (at once when this mail has it already, or
+    /// takes no turns); held until the returned value is dropped, after the post.
+    pub async fn posting_turn(&self) -> Posting<'_, 'a> {
+        if let Some(PostingTurn(instance)) = &self.posting {
+            let mut turn = self.turn.lock().await;
+            if turn.is_none() {
+                *turn = Some(instance.clone().lock_owned().await);
+            }
+            self.posting_routes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Posting(self)
     }
 
     /// SES's message id.
@@ -150,6 +185,21 @@ impl<'a> StoredMail<'a> {
             d.saturating_duration_since(Instant::now())
                 .saturating_sub(DEADLINE_MARGIN)
         })
+    }
+}
+
+/// A route of a mail posting in the instance's turn (see [`StoredMail::posting_turn`]).
+pub struct Posting<'m, 'a>(&'m StoredMail<'a>);
+
+impl Drop for Posting<'_, '_> {
+    fn drop(&mut self) {
+        let mail = self.0;
+        if mail.posting.is_some() && mail.posting_routes.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            // A route taking the turn right now holds the lock and will post: keep it.
+            if let Ok(mut turn) = mail.turn.try_lock() {
+                *turn = None;
+            }
+        }
     }
 }
 
