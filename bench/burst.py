@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): a burst through the buffered mode against RT alone.
+
+BENCH_MAILS mails (default 300) are posted to the real RT twice per run:
+
+- **RT alone**: BENCH_CONCURRENCY (default 2, the template's MaxConcurrency) clients
+  post them straight to RT's mail gateway, one after another each: what RT needs.
+- **buffered mode**: the same number of release function processes (cargo-lambda's
+  runtime API emulator, mails in moto's S3) drain SQS batches of 5 (the template's
+  BatchSize), each record an SNS envelope of SES's S3-action notification, as the
+  buffered mode delivers them.
+
+Both post at most BENCH_CONCURRENCY mails at once. The ratio buffered / alone is
+printed per run (the order alternates) with the median of BENCH_RUNS (default 5) runs;
+the target is a ratio under 1.1. RT: BENCH_RT_URL, or a throw-away one that
+scripts/rt-test-server starts on port 8098. Everything binds 127.0.0.1; stops by itself.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAILS = int(os.environ.get("BENCH_MAILS", "300"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "2"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+BATCH = 5
+BUCKET, PREFIX = "rt-mail", "inbound/"
+FUNCTION = os.path.join(ROOT, "target/release/rt-mailgate-lambda")
+AUTH = "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, seconds=60):
+    until = time.time() + seconds
+    while time.time() < until:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"burst: {what} did not start on port {port}")
+
+
+def mail(subject):
+    return (
+        f"From: alice@customer.example\r\nTo: bugs@example.test\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{uuid.uuid4()}@customer.example>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\n"
+        + "A line of an ordinary customer mail, about a kilobyte in all.\r\n" * 16
+    ).encode()
+
+
+def post_to_rt(rt_url, message):
+    """One post to RT's mail gateway, as rt-mailgate makes it."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in (("queue", b"bugs"), ("action", b"correspond"), ("message", message)):
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        rt_url.rstrip("/") + "/REST/1.0/NoAuth/mail-gateway",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    answer = urllib.request.urlopen(request, timeout=120).read().decode()
+    if not answer.startswith("ok"):
+        sys.exit(f"burst: RT refused a mail: {answer[:200]}")
+
+
+def in_parallel(items, work):
+    """Runs work(item) for every item, CONCURRENCY at a time; returns the seconds taken."""
+    todo = list(items)
+    lock = threading.Lock()
+    failures = []
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                item = todo.pop(0)
+            try:
+                work(item)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+                return
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(CONCURRENCY)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        sys.exit(f"burst: {failures[0]}")
+    return time.monotonic() - start
+
+
+class Buffered:
+    """moto, the emulator, and CONCURRENCY release function processes."""
+
+    def __init__(self, rt_url, work):
+        self.dir = work
+        self.children = []
+        self.moto_port, self.api_port = free_port(), free_port()
+        self.moto = f"http://127.0.0.1:{self.moto_port}"
+        self.spawn(["moto_server", "-H", "127.0.0.1", "-p", str(self.moto_port)], "moto")
+        wait_port(self.moto_port, "moto")
+        self.spawn(
+            ["cargo", "lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", str(self.api_port),
+             "--concurrency", str(CONCURRENCY)],
+            "emulator",
+        )
+        wait_port(self.api_port, "cargo lambda watch")
+        self.s3("PUT", BUCKET)
+        env = {
+            "PATH": os.environ["PATH"],
+            "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.api_port}/.rt",
+            "AWS_LAMBDA_FUNCTION_NAME": "_", "AWS_LAMBDA_FUNCTION_VERSION": "1",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.moto, "S3_FORCE_PATH_STYLE": "true",
+            "MAIL_BUCKET": BUCKET, "MAIL_PREFIX": PREFIX, "RT_URL": rt_url, "RT_TIMEOUT": "120",
+            "ROUTES": "bugs@example.test: --queue bugs --action correspond",
+            "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",
+        }
+        for n in range(CONCURRENCY):
+            tmp = os.path.join(work, f"tmp-{n}")
+            os.mkdir(tmp)
+            self.spawn([FUNCTION], f"function-{n}", {**env, "TMPDIR": tmp})
+
+    def spawn(self, argv, name, env=None):
+        log = open(os.path.join(self.dir, f"{name}.log"), "wb")
+        self.children.append(subprocess.Popen(argv, stdout=log, stderr=log, env=env, stdin=subprocess.DEVNULL))
+
+    def s3(self, method, path, body=b""):
+        request = urllib.request.Request(f"{self.moto}/{path}", data=body or None, method=method,
+                                         headers={"Authorization": AUTH})
+        urllib.request.urlopen(request, timeout=60).read()
+
+    def batch_event(self, ids):
+        records = []
+        for id in ids:
+            ses = {
+                "notificationType": "Received",
+                "mail": {"timestamp": "2026-11-24T10:00:00Z", "source": "alice@customer.example", "messageId": id,
+                         "destination": ["bugs@example.test"], "headersTruncated": False, "headers": [],
+                         "commonHeaders": {"from": ["alice@customer.example"], "to": ["bugs@example.test"],
+                                           "subject": id}},
+                "receipt": {"timestamp": "2026-11-24T10:00:00Z", "processingTimeMillis": 1,
+                            "recipients": ["bugs@example.test"],
+                            **{v: {"status": "PASS"} for v in ("spamVerdict", "virusVerdict", "spfVerdict",
+                                                                "dkimVerdict", "dmarcVerdict")},
+                            "action": {"type": "S3", "topicArn": "arn:aws:sns:us-east-1:123456789012:rt-mail",
+                                       "bucketName": BUCKET, "objectKey": PREFIX + id}},
+            }
+            envelope = {"Type": "Notification", "MessageId": str(uuid.uuid4()), "Message": json.dumps(ses)}
+            records.append({"messageId": id, "eventSource": "aws:sqs", "body": json.dumps(envelope)})
+        return json.dumps({"Records": records}).encode()
+
+    def invoke(self, event):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}/2015-03-31/functions/_/invocations", data=event,
+            headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=900).read())
+        if answer.get("batchItemFailures"):
+            sys.exit(f"burst: the function left mails for a retry: {answer}")
+
+    def stop(self):
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            child.wait(timeout=30)
+
+
+def main():
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "rt-mailgate-lambda"], cwd=ROOT, check=True)
+    rt_url = os.environ.get("BENCH_RT_URL")
+    own_rt = rt_url is None
+    rt_env = {**os.environ, "RT_TEST_PORT": os.environ.get("BENCH_RT_PORT", "8098")}
+    if own_rt:
+        rt_url = subprocess.run([os.path.join(ROOT, "scripts/rt-test-server"), "start"], env=rt_env, check=True,
+                                capture_output=True, text=True).stdout.strip()
+    work = tempfile.mkdtemp(prefix="burst-")
+    stack = Buffered(rt_url, work)
+    ratios = []
+    try:
+        for run in range(RUNS):
+            tag = f"burst-{uuid.uuid4().hex[:8]}"
+            alone = [mail(f"{tag} alone {n}") for n in range(MAILS)]
+            ids = [f"{tag}-{n}" for n in range(MAILS)]
+            for n, id in enumerate(ids):
+                stack.s3("PUT", f"{BUCKET}/{PREFIX}{id}", mail(f"{tag} buffered {n}"))
+            batches = [stack.batch_event(ids[i:i + BATCH]) for i in range(0, MAILS, BATCH)]
+            measure = {
+                "alone": lambda: in_parallel(alone, lambda m: post_to_rt(rt_url, m)),
+                "buffered": lambda: in_parallel(batches, stack.invoke),
+            }
+            order = ["alone", "buffered"] if run % 2 == 0 else ["buffered", "alone"]
+            took = {name: measure[name]() for name in order}
+            ratio = took["buffered"] / took["alone"]
+            ratios.append(ratio)
+            print(f"run {run + 1}: {MAILS} mails, {CONCURRENCY} at once: RT alone {took['alone']:.1f} s, "
+                  f"buffered mode {took['buffered']:.1f} s, ratio {ratio:.3f}", flush=True)
+    finally:
+        stack.stop()
+        if own_rt:
+            subprocess.run([os.path.join(ROOT, "scripts/rt-test-server"), "stop"], env=rt_env, check=False,
+                           capture_output=True)
+    median = statistics.median(ratios)
+    print(f"ratio buffered / RT alone: median {median:.3f}, range {min(ratios):.3f} to {max(ratios):.3f} "
+          f"(target < 1.1: {'MET' if max(ratios) < 1.1 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
