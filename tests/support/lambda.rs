@@ -444,6 +444,25 @@ impl LambdaStack {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// Sends an invocation and stops waiting for its answer after `wait` (the function
+    /// may be killed meanwhile, and its answer never come).
+    pub fn invoke_and_walk_away(&self, event: &serde_json::Value, wait: Duration) {
+        let _ = block_on(async {
+            reqwest::Client::new()
+                .post(&self.invoke)
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(event).unwrap())
+                .timeout(wait)
+                .send()
+                .await
+        });
+    }
+
+    /// The process id of the newest function process.
+    pub fn function_pid(&self) -> u32 {
+        self.children.last().unwrap().id()
+    }
+
     /// The function's process, to check it is still alive (or why it died).
     pub fn function_exit(&mut self) -> Option<std::process::ExitStatus> {
         self.children.last_mut().unwrap().try_wait().unwrap()
