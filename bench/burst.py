@@ -138,7 +138,7 @@ class Buffered:
             "AWS_ENDPOINT_URL": self.moto, "S3_FORCE_PATH_STYLE": "true",
             "MAIL_BUCKET": BUCKET, "MAIL_PREFIX": PREFIX, "RT_URL": rt_url, "RT_TIMEOUT": "120",
             "ROUTES": "bugs@example.test: --queue bugs --action correspond",
-            "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",
+            "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO",
         }
         for n in range(CONCURRENCY):
             tmp = os.path.join(work, f"tmp-{n}")
@@ -151,7 +151,7 @@ class Buffered:
 
     def s3(self, method, path, body=b""):
         request = urllib.request.Request(f"{self.moto}/{path}", data=body or None, method=method,
-                                         headers={"Authorization": AUTH})
+                                         headers={"Authorization": AUTH, "Content-Type": "message/rfc822"})
         urllib.request.urlopen(request, timeout=60).read()
 
     def batch_event(self, ids):
@@ -181,6 +181,14 @@ class Buffered:
         answer = json.loads(urllib.request.urlopen(request, timeout=900).read())
         if answer.get("batchItemFailures"):
             sys.exit(f"burst: the function left mails for a retry: {answer}")
+
+    def delivered(self):
+        """Routes the function processes have logged as delivered so far."""
+        count = 0
+        for n in range(CONCURRENCY):
+            with open(os.path.join(self.dir, f"function-{n}.log"), errors="replace") as log:
+                count += sum('"outcome":"delivered"' in line for line in log)
+        return count
 
     def stop(self):
         for child in self.children:
@@ -213,7 +221,11 @@ def main():
                 "buffered": lambda: in_parallel(batches, stack.invoke),
             }
             order = ["alone", "buffered"] if run % 2 == 0 else ["buffered", "alone"]
+            delivered_before = stack.delivered()
             took = {name: measure[name]() for name in order}
+            if stack.delivered() - delivered_before != MAILS:
+                sys.exit(f"burst: the function delivered {stack.delivered() - delivered_before} of {MAILS} mails "
+                         f"(logs in {work})")
             ratio = took["buffered"] / took["alone"]
             ratios.append(ratio)
             print(f"run {run + 1}: {MAILS} mails, {CONCURRENCY} at once: RT alone {took['alone']:.1f} s, "
