@@ -274,6 +274,8 @@ fn the_rules_refuse_what_the_cold_start_refuses() {
         ("NeedsRoutes:", &["Routes", "RoutesObjectKey"]),
         ("NeedsMailDomains:", &["MailDomains"]),
         ("RoutesObjectNeedsPrefix:", &["RoutesObjectKey", "MailPrefix"]),
+        // Not a cold-start refusal: the alarms must reach someone.
+        ("AlarmsReachSomeone:", &["AlarmEmail", "OperatorEmail"]),
     ] {
         let body = rules
             .split_once(&format!("  {rule}\n"))
