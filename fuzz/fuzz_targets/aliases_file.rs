@@ -19,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let out = report(&items, "aliases");
-    // The secret of any `scheme://user:SECRET@host` in the input stays out of the output.
+    // The secret of any `scheme://user:SECRET@host` in the input is never shown as a
+    // credential (`:SECRET@`). The same text elsewhere in the file (an alias named or
+    // delivering to it) may be quoted as what it is there.
     for (at, _) in text.match_indices("://") {
         let rest = &text[at + 3..];
         let authority = rest.split(['/', ' ', '\t', '\n', '"', '\'', ',']).next().unwrap_or_default();
@@ -27,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
             if let Some((_, password)) = userinfo.split_once(':') {
                 if password.len() >= 12 && !password.contains('*') {
                     let shown = format!("{}\n{}", out.routes, out.messages.join("\n"));
-                    assert!(!shown.contains(password), "a URL's password was copied");
+                    let credential = format!(":{password}@");
+                    assert!(!shown.contains(&credential), "a URL's password was copied");
                 }
             }
         }

@@ -307,11 +307,20 @@ impl Target {
                 let program = words.first().map_or("", String::as_str);
                 format!("pipes to `{}`", redact_word(program))
             }
-            Target::Include(path) => format!("includes `{path}` (not followed: check that file by hand)"),
-            Target::File(path) => format!("appends to the file `{path}`"),
-            Target::Address(address) => format!("delivers to `{address}`"),
+            Target::Include(path) => format!(
+                "includes `{}` (not followed: check that file by hand)",
+                redact_words(path)
+            ),
+            Target::File(path) => format!("appends to the file `{}`", redact_words(path)),
+            Target::Address(address) => format!("delivers to `{}`", redact_words(address)),
         }
     }
+}
+
+/// Any text an alias holds, word by word as [`redact_word`] hides credentials: a value
+/// the parser did not recognise may still carry `user:password@`.
+fn redact_words(text: &str) -> String {
+    text.split(' ').map(redact_word).collect::<Vec<_>>().join(" ")
 }
 
 /// The targets of an alias's value: split at commas outside double quotes, then unquoted.
@@ -678,7 +687,9 @@ pub fn report(items: &[Item], source: &str) -> Report {
             "warning: no alias in {source} pipes to rt-mailgate: no route made"
         ));
     }
-    let mut routes = header.join("\n");
+    // What the report says about the file (not the routes themselves, which never hold
+    // credentials) may quote what the parser did not recognise: hide `user:password@`.
+    let mut routes = header.iter().map(|l| redact_words(l)).collect::<Vec<_>>().join("\n");
     routes.push('\n');
     for line in lines {
         routes.push_str(&line);
@@ -686,7 +697,7 @@ pub fn report(items: &[Item], source: &str) -> Report {
     }
     Report {
         routes,
-        messages,
+        messages: messages.iter().map(|m| redact_words(m)).collect(),
         routed,
         skipped,
     }
@@ -924,6 +935,9 @@ mod tests {
         assert_eq!((url.url.as_str(), url.in_route), ("https://rt", false));
         assert!(url.had_credentials());
         assert_eq!(url.shown(), "https://***@rt");
+        // Whatever else an alias delivers to is shown without what may be credentials.
+        let odd = Target::Address("x@a:very-secret-word@rt --url https://rt".into());
+        assert_eq!(odd.describe(), "delivers to `***@rt --url https://rt`");
         assert_eq!(
             m.function_wide,
             FunctionWide {

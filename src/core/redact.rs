@@ -35,10 +35,13 @@ pub fn redact_url(text: &str) -> String {
 /// its last `@` (an address, a queue name) is returned unchanged.
 pub fn redact_word(word: &str) -> String {
     if let Some(at) = word.find("://") {
-        let (head, tail) = word.split_at(at + 3);
+        let tail = &word[at + 3..];
+        // What comes before the scheme may hide credentials too (`u:p@x://...`); it holds
+        // no `://` (the first one is at `at`).
+        let head = format!("{}://", redact_word(&word[..at]));
         return match userinfo_end(tail) {
             Some(end) => format!("{head}***{}", &tail[end..]),
-            None => word.to_string(),
+            None => format!("{head}{tail}"),
         };
     }
     // `--url=u:p@rt`: keep the option, hide what may be credentials.
@@ -106,6 +109,8 @@ mod tests {
         assert_eq!(redact_word("u:p@rt.example"), "***@rt.example");
         assert_eq!(redact_word("--url=u:p@rt"), "--url=***@rt");
         assert_eq!(redact_word("-u=u:p@rt"), "-u=***@rt");
+        // A mangled URL with credentials before its scheme as well as after.
+        assert_eq!(redact_word("x:secret@y://u:p@rt"), "***@y://***@rt");
         for unchanged in ["bugs@example.com", "https://rt.example/a@b", "Sales Team", "--queue"] {
             assert_eq!(redact_word(unchanged), unchanged);
         }
