@@ -34,11 +34,39 @@ pub fn redact_url(text: &str) -> String {
 /// `--url=u:p@rt` as `--url=***@rt`, `u:p w@rt` as `***@rt`. A word without a `:` before
 /// its last `@` (an address, a queue name) is returned unchanged.
 pub fn redact_word(word: &str) -> String {
+    hide_colon_at(&redact_word_once(word))
+}
+
+/// Any `:SECRET@` left in a word (in a URL's path, a mangled option) as `:***@`.
+fn hide_colon_at(word: &str) -> String {
+    let mut out = String::new();
+    let mut from = 0;
+    for (at, _) in word.match_indices('@') {
+        let before = &word[from..at];
+        match before.rfind(':') {
+            Some(colon)
+                if !before[colon + 1..].is_empty()
+                    && &before[colon + 1..] != "***"
+                    && !before[colon + 1..].contains(['/', ' ']) =>
+            {
+                out.push_str(&before[..=colon]);
+                out.push_str("***");
+            }
+            _ => out.push_str(before),
+        }
+        out.push('@');
+        from = at + 1;
+    }
+    out.push_str(&word[from..]);
+    out
+}
+
+fn redact_word_once(word: &str) -> String {
     if let Some(at) = word.find("://") {
         let tail = &word[at + 3..];
         // What comes before the scheme may hide credentials too (`u:p@x://...`); it holds
         // no `://` (the first one is at `at`).
-        let head = format!("{}://", redact_word(&word[..at]));
+        let head = format!("{}://", redact_word_once(&word[..at]));
         return match userinfo_end(tail) {
             Some(end) => format!("{head}***{}", &tail[end..]),
             None => format!("{head}{tail}"),
@@ -109,6 +137,11 @@ mod tests {
         assert_eq!(redact_word("u:p@rt.example"), "***@rt.example");
         assert_eq!(redact_word("--url=u:p@rt"), "--url=***@rt");
         assert_eq!(redact_word("-u=u:p@rt"), "-u=***@rt");
+        // Credentials in a URL's path, as a mangled URL may carry them.
+        assert_eq!(
+            redact_word("https://rt.example//u:secret@rt1"),
+            "https://rt.example//u:***@rt1"
+        );
         // A mangled URL with credentials before its scheme as well as after.
         assert_eq!(redact_word("x:secret@y://u:p@rt"), "***@y://***@rt");
         for unchanged in ["bugs@example.com", "https://rt.example/a@b", "Sales Team", "--queue"] {
