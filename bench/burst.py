@@ -12,7 +12,10 @@ BENCH_MAILS mails (default 300) are posted to the real RT twice per run:
 
 Both post at most BENCH_CONCURRENCY mails at once. The ratio buffered / alone is
 printed per run (the order alternates) with the median of BENCH_RUNS (default 5) runs;
-the target is a ratio under 1.1. RT: BENCH_RT_URL, or a throw-away one that
+the target is a ratio under 1.1. RT's own answer time per post is printed for both
+phases, and the buffered phase's time over what its posts' answers alone account for
+(the function's share beyond RT): on a small machine RT's answer time varies between
+the two phases more than the function adds. RT: BENCH_RT_URL, or a throw-away one that
 scripts/rt-test-server starts on port 8098. Everything binds 127.0.0.1; stops by itself.
 """
 
@@ -64,8 +67,12 @@ def mail(subject):
     ).encode()
 
 
+POST_SECONDS = []
+
+
 def post_to_rt(rt_url, message):
-    """One post to RT's mail gateway, as rt-mailgate makes it."""
+    """One post to RT's mail gateway, as rt-mailgate makes it; its time is kept."""
+    started = time.monotonic()
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in (("queue", b"bugs"), ("action", b"correspond"), ("message", message)):
@@ -81,6 +88,7 @@ def post_to_rt(rt_url, message):
     answer = urllib.request.urlopen(request, timeout=120).read().decode()
     if not answer.startswith("ok"):
         sys.exit(f"burst: RT refused a mail: {answer[:200]}")
+    POST_SECONDS.append(time.monotonic() - started)
 
 
 def in_parallel(items, work):
@@ -203,12 +211,14 @@ class Buffered:
         return moto, sum(used(c.pid) for c in self.children[1:])
 
     def delivered(self):
-        """Routes the function processes have logged as delivered so far."""
-        count = 0
+        """Routes the function processes have logged as delivered so far, and their posts' ms."""
+        ms = []
         for n in range(CONCURRENCY):
             with open(os.path.join(self.dir, f"function-{n}.log"), errors="replace") as log:
-                count += sum('"outcome":"delivered"' in line for line in log)
-        return count
+                for line in log:
+                    if '"outcome":"delivered"' in line:
+                        ms.append(json.loads(line)["fields"].get("ms", 0))
+        return len(ms), ms
 
     def stop(self):
         for child in self.children:
@@ -241,18 +251,24 @@ def main():
                 "buffered": lambda: in_parallel(batches, stack.invoke),
             }
             order = ["alone", "buffered"] if run % 2 == 0 else ["buffered", "alone"]
-            delivered_before = stack.delivered()
+            delivered_before, _ = stack.delivered()
+            POST_SECONDS.clear()
             cpu_before = stack.cpu_seconds()
             took = {name: measure[name]() for name in order}
             moto_cpu, function_cpu = (after - before for after, before in zip(stack.cpu_seconds(), cpu_before))
-            if stack.delivered() - delivered_before != MAILS:
-                sys.exit(f"burst: the function delivered {stack.delivered() - delivered_before} of {MAILS} mails "
+            delivered_after, post_ms = stack.delivered()
+            if delivered_after - delivered_before != MAILS:
+                sys.exit(f"burst: the function delivered {delivered_after - delivered_before} of {MAILS} mails "
                          f"(logs in {work})")
+            function_post = statistics.mean(post_ms[delivered_before:]) / 1000
+            alone_post = statistics.mean(POST_SECONDS)
             ratio = took["buffered"] / took["alone"]
             ratios.append(ratio)
             print(f"run {run + 1}: {MAILS} mails, {CONCURRENCY} at once: RT alone {took['alone']:.1f} s, "
                   f"buffered mode {took['buffered']:.1f} s, ratio {ratio:.3f} (CPU: moto {moto_cpu:.1f} s, "
-                  f"function and emulator {function_cpu:.1f} s)", flush=True)
+                  f"function and emulator {function_cpu:.1f} s; RT's answer per post: straight {alone_post * 1000:.0f} ms, "
+                  f"from the function {function_post * 1000:.0f} ms; buffered time over its own posts' RT time "
+                  f"{took['buffered'] / (function_post * MAILS / CONCURRENCY):.3f})", flush=True)
     finally:
         stack.stop()
         if own_rt:
