@@ -23,7 +23,8 @@ pub const ROUTES: &str = "bugs@example.test: --queue bugs --action correspond --
      bugs-comment@example.test: --queue bugs --action comment --extension ticket; \
      support@example.test: --queue support --action correspond";
 
-fn free_port() -> u16 {
+/// A port nobody listens on now, for a server of the test's own.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
