@@ -7,8 +7,9 @@
 //!
 //! Bounded: `FAULT_MAILS` mails (default 120), a 1 s RT timeout, and a hard time limit;
 //! `FAULT_LOG=FILE` keeps the function's log lines there.
-//! The faults strike before the post reaches RT; a connection cut *after* RT committed
-//! is the one case no client can settle (see README, "Known limits").
+//! The faults strike before the post reaches RT, and the function has no RT login;
+//! cuts *after* RT took the mail, with and without a login, are
+//! `tests/lambda_exactly_once.rs`'s.
 
 mod support;
 

@@ -43,12 +43,9 @@ fn hide_colon_at(word: &str) -> String {
     let mut from = 0;
     for (at, _) in word.match_indices('@') {
         let before = &word[from..at];
-        match before.rfind(':') {
-            Some(colon)
-                if !before[colon + 1..].is_empty()
-                    && &before[colon + 1..] != "***"
-                    && !before[colon + 1..].contains(['/', ' ']) =>
-            {
+        let secret = before.rfind(':').map(|colon| (colon, &before[colon + 1..]));
+        match secret {
+            Some((colon, secret)) if !secret.is_empty() && secret != "***" && !secret.contains(['/', ' ']) => {
                 out.push_str(&before[..=colon]);
                 out.push_str("***");
             }

@@ -404,12 +404,8 @@ impl LambdaStack {
     /// Invokes the function through the emulator; `Ok(answer)` or `Err((errorType, errorMessage))`.
     pub fn invoke(&self, event: &serde_json::Value) -> Result<serde_json::Value, (String, String)> {
         let (status, body) = block_on(async {
-            let response = reqwest::Client::new()
-                .post(&self.invoke)
-                .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(event).unwrap())
-                .timeout(Duration::from_secs(120))
-                .send()
+            let response = self
+                .invocation(event, Duration::from_secs(120))
                 .await
                 .expect("the emulator answers");
             (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
@@ -448,15 +444,18 @@ impl LambdaStack {
     /// Sends an invocation and stops waiting for its answer after `wait` (the function
     /// may be killed meanwhile, and its answer never come).
     pub fn invoke_and_walk_away(&self, event: &serde_json::Value, wait: Duration) {
-        let _ = block_on(async {
-            reqwest::Client::new()
-                .post(&self.invoke)
-                .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(event).unwrap())
-                .timeout(wait)
-                .send()
-                .await
-        });
+        let _ = block_on(self.invocation(event, wait));
+    }
+
+    /// One invocation through the emulator, waited for at most `wait`.
+    async fn invocation(&self, event: &serde_json::Value, wait: Duration) -> reqwest::Result<reqwest::Response> {
+        reqwest::Client::new()
+            .post(&self.invoke)
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(event).unwrap())
+            .timeout(wait)
+            .send()
+            .await
     }
 
     /// The process id of the newest function process.
