@@ -19,8 +19,8 @@
 //!
 //! While steps 4 to 6 run, the lease is renewed every [`LEASE_RENEWAL`], so a crashed
 //! holder's route is taken over by Lambda's next retry, a minute later. On the ordinary
-//! path (a first delivery, no fault) the S3 requests before the post are two: the
-//! record's create and the mail's read; the record's final write comes after.
+//! path (a first delivery, no fault) the S3 requests before the post are two, sent at
+//! once: the record's create and the mail's read; the record's final write comes after.
 //!
 //! The outcome table ([`crate::core::outcome::decide`]) is the only place deciding what
 //! a case means. Every step that waits (S3, RT, RT's API) is bounded by the invocation's
@@ -195,10 +195,19 @@ where
         let fingerprint = delivery.route.request.fingerprint();
         let id = DeliveryId::new(ses_id, &fingerprint);
 
-        // 1. claim
+        // 1. claim, and on the ordinary path 3. fetch at the same time: the mail's read
+        // does not wait for the claim's round trip (a claim that finds the route settled
+        // or held just wastes one read).
         let fresh = self.fresh_record(mail, delivery, &id, screening);
+        let claim = self.claim(mail, format!("{ses_id}/{fingerprint}"), fresh, mode);
+        let (claimed, read_while_claiming) = if self.reads_while_claiming(mail, delivery, screening, mode) {
+            let (claimed, read) = tokio::join!(claim, mail.spool.get_or_try_init(|| self.fetch(mail)));
+            (claimed, Some(read))
+        } else {
+            (claim.await, None)
+        };
         let (held, ask_rt_first, settle_until_ms) =
-            match self.claim(mail, format!("{ses_id}/{fingerprint}"), fresh, mode).await {
+            match claimed {
                 Claimed::Mine {
                     held,
                     ask_rt,
@@ -258,8 +267,13 @@ where
             return Ok(self.retry(ses_id, route, "too close to the function's deadline".into()));
         }
 
-        // 3. fetch (once: the first route to get here reads, the others wait for it)
-        let spool = match mail.spool.get_or_try_init(|| self.fetch(mail)).await {
+        // 3. fetch (once: the first route to get here reads, the others wait for it),
+        // unless read while claiming
+        let read = match read_while_claiming {
+            Some(read) => read,
+            None => mail.spool.get_or_try_init(|| self.fetch(mail)).await,
+        };
+        let spool = match read {
             Ok(spool) => spool,
             Err(error) => {
                 self.leave(mail, &held, untouched).await;
@@ -404,6 +418,23 @@ where
             },
             updated_ms: now,
         }
+    }
+
+    /// Whether the mail is read while its route is claimed: only where the ordinary path
+    /// reads it anyway. Not in a replay (the first delivery's screening decides there),
+    /// nor for a mail this invocation's screening drops, a route refused before any
+    /// upload, or a post the deadline would not let start.
+    fn reads_while_claiming(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        screening: &Screening,
+        mode: Mode,
+    ) -> bool {
+        mode == Mode::Normal
+            && matches!(screening, Screening::Post(_))
+            && delivery.refused.is_none()
+            && mail.time_left().is_none_or(|left| left >= self.rt_timeout())
     }
 
     /// Step 1: creates the route's record (one request on the ordinary path); when one is

@@ -340,9 +340,11 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    struct Store(HashMap<String, Vec<u8>>);
+    /// The stored mails by key; reads are journalled.
+    struct Store(HashMap<String, Vec<u8>>, Journal);
     impl MailStore for Store {
         async fn fetch(&self, key: &str, endings: LineEndings) -> Result<Spool, StoreError> {
+            self.1.lock().unwrap().push(format!("read {key}"));
             let Some(bytes) = self.0.get(key) else {
                 return Err(StoreError::Missing {
                     bucket: "b".into(),
@@ -359,7 +361,10 @@ mod tests {
         map: Mutex<HashMap<String, String>>,
         broken: bool,
         requests: AtomicUsize,
-        /// What happened, in order: route claims here, posts in [`Gateway`].
+        /// How long a claim (the record's create) takes.
+        create_delay: Duration,
+        /// What happened, in order: route claims here, reads in [`Store`], posts in
+        /// [`Gateway`].
         journal: Journal,
     }
 
@@ -386,6 +391,8 @@ mod tests {
             self.check(key)?;
             let mail = key.split('/').next().unwrap_or_default();
             self.journal.lock().unwrap().push(format!("claim {mail}"));
+            tokio::time::sleep(self.create_delay).await;
+            self.journal.lock().unwrap().push(format!("claimed {mail}"));
             let mut map = self.map.lock().unwrap();
             if map.contains_key(key) {
                 return Ok(None);
@@ -507,7 +514,7 @@ mod tests {
         };
         Handler::new(
             config,
-            Store(mails.into_iter().collect()),
+            Store(mails.into_iter().collect(), records.journal.clone()),
             records,
             gateway,
             Outbox::default(),
@@ -598,6 +605,29 @@ mod tests {
         let prefix = String::from_utf8(h.gateway.last_prefix.lock().unwrap().clone()).unwrap();
         assert_eq!(prefix, format!("X-RT-Mailgate-Delivery: {}\n", record.delivery_id));
         assert!(record.delivery_id.starts_with("m1."));
+    }
+
+    #[tokio::test]
+    async fn the_ordinary_path_reads_the_mail_while_it_claims_the_route() {
+        let records = Records {
+            create_delay: Duration::from_millis(100),
+            ..Records::default()
+        };
+        let h = handler(&[], records, Duration::ZERO);
+        assert_eq!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap().delivered, 1);
+        let journal = h.records.journal.lock().unwrap().clone();
+        // One round trip before the post, not two.
+        assert_eq!(journal, ["claim m1", "read m1", "claimed m1", "post begins", "post ends"]);
+    }
+
+    #[tokio::test]
+    async fn a_mail_the_screening_drops_is_never_read() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        let mut virus = mail("m1", true);
+        virus.verdicts.virus = "FAIL".into();
+        assert_eq!(h.deliver_mail(&virus, None, Mode::Normal).await.unwrap().given_up, 1);
+        let journal = h.records.journal.lock().unwrap().clone();
+        assert!(!journal.iter().any(|e| e.starts_with("read")), "{journal:?}");
     }
 
     #[tokio::test]
