@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
+use support::lambda::wait_for;
 use support::rt;
 
 #[test]
@@ -481,24 +482,6 @@ fn socket_addr(url: &str) -> SocketAddr {
         .unwrap()
         .next()
         .unwrap()
-}
-
-fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on {addr}: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn fixture(path: &str) -> Value {

@@ -2,7 +2,7 @@
 //! larger than Lambda's 4 KB of environment, and changed without a redeploy. Read with
 //! `If-None-Match` on the last ETag, so an unchanged table costs one small 304.
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
+use crate::aws::s3::GetFailure;
 
 /// The largest table read (a thousand routes take about 60 KB): a bigger object is a
 /// mistake (the wrong key), not a table.
@@ -100,24 +100,12 @@ impl RoutesObject {
         let object = match request.send().await {
             Ok(object) => object,
             Err(err) => {
-                let status = err.raw_response().map(|r| r.status().as_u16());
-                if status == Some(304) {
-                    return Ok(Fetched::Unchanged);
-                }
-                let code = err
-                    .as_service_error()
-                    .and_then(|e| e.code())
-                    .unwrap_or_default()
-                    .to_string();
-                let missing = err.as_service_error().is_some_and(|e| e.is_no_such_key());
-                return Err(if missing || code == "NoSuchKey" || status == Some(404) {
-                    RoutesObjectError::Missing { bucket, key }
-                } else if code == "AccessDenied" || status == Some(403) {
-                    RoutesObjectError::Denied { bucket, key }
-                } else {
-                    let reason = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err));
-                    RoutesObjectError::Unavailable { bucket, key, reason }
-                });
+                return match GetFailure::of(&err) {
+                    GetFailure::NotModified => Ok(Fetched::Unchanged),
+                    GetFailure::Missing => Err(RoutesObjectError::Missing { bucket, key }),
+                    GetFailure::Denied => Err(RoutesObjectError::Denied { bucket, key }),
+                    GetFailure::Unavailable(reason) => Err(RoutesObjectError::Unavailable { bucket, key, reason }),
+                };
             }
         };
         let not_a_table = |reason: String| RoutesObjectError::NotATable {

@@ -3,7 +3,8 @@
 
 use std::future::Future;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
 
 use crate::spool::{LineEndings, Spool, SpoolError};
 
@@ -72,26 +73,54 @@ impl S3MailStore {
     }
 }
 
+/// What a failed S3 GetObject means, for the readers of one object (the mail, the
+/// routing table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GetFailure {
+    /// 304: the object still has the ETag the request named.
+    NotModified,
+    /// No object at that key.
+    Missing,
+    /// The caller may not read it.
+    Denied,
+    /// Anything else, in the SDK's words.
+    Unavailable(String),
+}
+
+impl GetFailure {
+    /// Reads S3's answer: its status and error code.
+    pub(crate) fn of(err: &SdkError<GetObjectError>) -> Self {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.as_service_error().and_then(|e| e.code()).unwrap_or_default();
+        let missing = err.as_service_error().is_some_and(|e| e.is_no_such_key());
+        if status == Some(304) {
+            Self::NotModified
+        } else if missing || code == "NoSuchKey" || status == Some(404) {
+            Self::Missing
+        } else if code == "AccessDenied" || status == Some(403) {
+            Self::Denied
+        } else {
+            Self::Unavailable(aws_sdk_s3::error::DisplayErrorContext(err).to_string())
+        }
+    }
+}
+
 impl MailStore for S3MailStore {
     async fn fetch(&self, key: &str, line_endings: LineEndings) -> Result<Spool, StoreError> {
         let (bucket, key) = (self.bucket.clone(), key.to_string());
         let object = match self.client.get_object().bucket(&bucket).key(&key).send().await {
             Ok(object) => object,
             Err(err) => {
-                let missing = err.as_service_error().is_some_and(|e| e.is_no_such_key());
-                let code = err
-                    .as_service_error()
-                    .and_then(|e| e.code())
-                    .unwrap_or_default()
-                    .to_string();
-                let status = err.raw_response().map(|r| r.status().as_u16());
-                return Err(if missing || code == "NoSuchKey" || status == Some(404) {
-                    StoreError::Missing { bucket, key }
-                } else if code == "AccessDenied" || status == Some(403) {
-                    StoreError::Denied { bucket, key }
-                } else {
-                    let reason = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err));
-                    StoreError::Unavailable { bucket, key, reason }
+                return Err(match GetFailure::of(&err) {
+                    GetFailure::Missing => StoreError::Missing { bucket, key },
+                    GetFailure::Denied => StoreError::Denied { bucket, key },
+                    // A 304 can't come: the read names no ETag.
+                    GetFailure::NotModified => StoreError::Unavailable {
+                        bucket,
+                        key,
+                        reason: "S3 answered 304 to a read without If-None-Match".into(),
+                    },
+                    GetFailure::Unavailable(reason) => StoreError::Unavailable { bucket, key, reason },
                 });
             }
         };
@@ -99,5 +128,32 @@ impl MailStore for S3MailStore {
         Spool::from_reader(reader, line_endings)
             .await
             .map_err(|source| StoreError::Spool { bucket, key, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn failure(status: u16, code: Option<&str>) -> GetFailure {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let response = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        GetFailure::of(&SdkError::service_error(GetObjectError::generic(meta.build()), response))
+    }
+
+    #[test]
+    fn s3s_answer_to_a_read_is_told_apart_by_status_and_code() {
+        assert_eq!(failure(304, None), GetFailure::NotModified);
+        assert_eq!(failure(404, None), GetFailure::Missing);
+        assert_eq!(failure(400, Some("NoSuchKey")), GetFailure::Missing);
+        assert_eq!(failure(403, None), GetFailure::Denied);
+        assert_eq!(failure(400, Some("AccessDenied")), GetFailure::Denied);
+        assert!(matches!(failure(503, Some("SlowDown")), GetFailure::Unavailable(reason) if reason.contains("SlowDown")));
     }
 }

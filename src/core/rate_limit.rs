@@ -19,49 +19,38 @@ pub struct Window {
 
 const HOUR_MS: u64 = 60 * 60 * 1000;
 
+impl Window {
+    /// At most `max` sends within any hour: every window the notices use.
+    pub const fn per_hour(max: usize) -> Self {
+        Self { max, span_ms: HOUR_MS }
+    }
+}
+
 /// One notice per sender address (normalized) within any hour.
-pub const PER_ADDRESS: Window = Window {
-    max: 1,
-    span_ms: HOUR_MS,
-};
+pub const PER_ADDRESS: Window = Window::per_hour(1);
 
 /// Five notices per sender domain within any hour: a forged or sub-addressed flood to
 /// one domain can't make a mail storm.
-pub const PER_DOMAIN: Window = Window {
-    max: 5,
-    span_ms: HOUR_MS,
-};
+pub const PER_DOMAIN: Window = Window::per_hour(5);
 
 /// Fifty sender notices within any hour, all senders together: however many domains a
 /// flood forges, the gateway's SES identity sends at most this many answers an hour.
-pub const ALL_SENDERS: Window = Window {
-    max: 50,
-    span_ms: HOUR_MS,
-};
+pub const ALL_SENDERS: Window = Window::per_hour(50);
 
 /// Twenty operator digests (one per given-up mail) about broken routes
 /// ([`crate::core::outcome::GiveUpClass::Route`]) within any hour; beyond that the log
 /// and the `GivenUp` metric (and its alarm) still have every given-up mail. Outsiders
 /// can't fill this window: what they can cause at will goes to the two below.
-pub const OPERATOR: Window = Window {
-    max: 20,
-    span_ms: HOUR_MS,
-};
+pub const OPERATOR: Window = Window::per_hour(20);
 
 /// Twenty operator digests about mail refused for what the sender sent (virus, spam,
 /// DMARC, size, RT's refusal, too many routes) within any hour.
-pub const OPERATOR_SENDER: Window = Window {
-    max: 20,
-    span_ms: HOUR_MS,
-};
+pub const OPERATOR_SENDER: Window = Window::per_hour(20);
 
 /// One operator digest about misses on queue or action names the recipient address
 /// chose (`*@domain`) within any hour: the rest are in the log and the `AddressMisses`
 /// metric only. Anyone can write to any address of the domain.
-pub const OPERATOR_ADDRESS_MISSES: Window = Window {
-    max: 1,
-    span_ms: HOUR_MS,
-};
+pub const OPERATOR_ADDRESS_MISSES: Window = Window::per_hour(1);
 
 /// The window's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -206,15 +206,14 @@ where
         } else {
             (claim.await, None)
         };
-        let (held, ask_rt_first, settle_until_ms) =
-            match claimed {
-                Claimed::Mine {
-                    held,
-                    ask_rt,
-                    settle_until_ms,
-                } => (held, ask_rt, settle_until_ms),
-                Claimed::Ended(end) => return Ok(end),
-            };
+        let (held, ask_rt_first, settle_until_ms) = match claimed {
+            Claimed::Mine {
+                held,
+                ask_rt,
+                settle_until_ms,
+            } => (held, ask_rt, settle_until_ms),
+            Claimed::Ended(end) => return Ok(end),
+        };
         // What the retry needs if this invocation stops before posting.
         let untouched = if ask_rt_first {
             LeftFor::Unsure(settle_until_ms)

@@ -614,10 +614,19 @@ mod tests {
             ..Records::default()
         };
         let h = handler(&[], records, Duration::ZERO);
-        assert_eq!(h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap().delivered, 1);
+        assert_eq!(
+            h.deliver_mail(&mail("m1", true), None, Mode::Normal)
+                .await
+                .unwrap()
+                .delivered,
+            1
+        );
         let journal = h.records.journal.lock().unwrap().clone();
         // One round trip before the post, not two.
-        assert_eq!(journal, ["claim m1", "read m1", "claimed m1", "post begins", "post ends"]);
+        assert_eq!(
+            journal,
+            ["claim m1", "read m1", "claimed m1", "post begins", "post ends"]
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! polling it (one process, or several to run invocations at once), and the real RT.
 //! Everything binds 127.0.0.1 and is killed when the stack is dropped.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,9 +28,11 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+/// Waits (up to a minute) until something listens on `addr`; fails the test with the
+/// server's log if it exits first or never listens.
+pub fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{what} exited ({status}): {}",
@@ -39,11 +41,15 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
         }
         assert!(
             Instant::now() < deadline,
-            "{what} did not listen on {port}: {}",
+            "{what} did not listen on {addr}: {}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+    wait_for(SocketAddr::from(([127, 0, 0, 1], port)), what, child, log);
 }
 
 fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
