@@ -144,7 +144,10 @@ mod tests {
             meta = meta.code(code);
         }
         let response = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
-        GetFailure::of(&SdkError::service_error(GetObjectError::generic(meta.build()), response))
+        GetFailure::of(&SdkError::service_error(
+            GetObjectError::generic(meta.build()),
+            response,
+        ))
     }
 
     #[test]
@@ -154,6 +157,8 @@ mod tests {
         assert_eq!(failure(400, Some("NoSuchKey")), GetFailure::Missing);
         assert_eq!(failure(403, None), GetFailure::Denied);
         assert_eq!(failure(400, Some("AccessDenied")), GetFailure::Denied);
-        assert!(matches!(failure(503, Some("SlowDown")), GetFailure::Unavailable(reason) if reason.contains("SlowDown")));
+        assert!(
+            matches!(failure(503, Some("SlowDown")), GetFailure::Unavailable(reason) if reason.contains("SlowDown"))
+        );
     }
 }
