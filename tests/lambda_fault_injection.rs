@@ -5,11 +5,16 @@
 //! to the dead-letter queue. Afterwards every mail must be in RT exactly once, or in the
 //! DLQ, and none both or neither.
 //!
-//! Bounded: `FAULT_MAILS` mails (default 120), a 1 s RT timeout, and a hard time limit;
+//! Bounded: `FAULT_MAILS` mails (default 120), a 5 s RT timeout, and a hard time limit;
 //! `FAULT_LOG=FILE` keeps the function's log lines there.
 //! The faults strike before the post reaches RT, and the function has no RT login;
 //! cuts *after* RT took the mail, with and without a login, are
-//! `tests/lambda_exactly_once.rs`'s.
+//! `tests/lambda_exactly_once.rs`'s. So the timeout is well above RT's answer time for
+//! these small mails (under a second, but more on a loaded test machine after the
+//! exactly-once proof has grown RT's database): a forwarded post that outlasted it
+//! would be such a cut, and without a login the function rightly leaves it unsure (the
+//! mail then ends in RT *and* in the dead-letter queue, which one run here showed with a
+//! 1 s timeout).
 
 mod support;
 
@@ -56,7 +61,7 @@ fn every_mail_ends_in_rt_exactly_once_or_in_the_dead_letter_queue() {
         counts[kind].fetch_add(1, Ordering::Relaxed);
         answer
     });
-    let stack = LambdaStack::start(&[("RT_URL", &proxy.url), ("RT_TIMEOUT", "1")]);
+    let stack = LambdaStack::start(&[("RT_URL", &proxy.url), ("RT_TIMEOUT", "5")]);
 
     let run = unique("fault-run");
     let mut outcome: HashMap<String, &str> = HashMap::new();
