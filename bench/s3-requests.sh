@@ -54,7 +54,9 @@ for n in $(seq "$mails"); do
   echo "-- mail $n" >> "$work/requests.log"
 done
 # The mail's own GET is the one under the mail prefix; record requests are under the
-# records prefix. The post comes after the mail's GET: what follows it is "after".
+# records prefix. The post comes after both the mail's GET and the record's first PUT
+# (the claim), which go out at once and reach moto's log in either order: what follows
+# the later of the two is "after".
 python3 - "$work/requests.log" "$mails" "$label" <<'PY'
 import re, sys
 path, mails, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -69,7 +71,11 @@ total = sum(len(r) for r in per_mail) / len(per_mail)
 before = []
 for requests in per_mail:
     mail_get = next((i for i, (verb, path) in enumerate(requests) if verb == "GET" and "/inbound/" in path), None)
-    before.append(mail_get + 1 if mail_get is not None else len(requests))
+    claim = next((i for i, (verb, path) in enumerate(requests) if verb == "PUT" and "/delivery-records/" in path), None)
+    if mail_get is None:
+        before.append(len(requests))
+    else:
+        before.append(max(mail_get, claim if claim is not None else -1) + 1)
 print(f"{label}: {mails} mails, one route each")
 print(f"  S3 requests per mail:               {total:.1f}")
 print(f"  of which before the post:           {sum(before) / len(before):.1f}")
