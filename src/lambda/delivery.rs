@@ -260,8 +260,7 @@ where
 
         // A post our own deadline could cut while RT is still storing the mail (RT may be
         // silent for up to RT_TIMEOUT) is not started: never posted, it waits for the retry.
-        let needed = self.rt_timeout();
-        if mail.time_left().is_some_and(|left| left < needed) && !ask_rt_first {
+        if !self.time_to_post(mail) && !ask_rt_first {
             self.leave(mail, &held, untouched).await;
             return Ok(self.retry(ses_id, route, "too close to the function's deadline".into()));
         }
@@ -319,7 +318,7 @@ where
                     return Ok(self.retry(ses_id, route, why));
                 }
             }
-            if mail.time_left().is_some_and(|left| left < needed) {
+            if !self.time_to_post(mail) {
                 // RT surely doesn't hold it: the retry posts at once.
                 self.leave(mail, &held, LeftFor::Free).await;
                 return Ok(self.retry(ses_id, route, "too close to the function's deadline".into()));
@@ -329,7 +328,7 @@ where
         // 5. post, in the instance's posting turn (the lease is renewed while waiting)
         let turn = renewing(&held, ses_id, within(mail.time_left(), mail.posting_turn())).await;
         let posting = match turn {
-            Ok(posting) if mail.time_left().is_none_or(|left| left >= needed) => posting,
+            Ok(posting) if self.time_to_post(mail) => posting,
             // Never posted by this invocation, and RT holds no earlier post (step 4).
             _ => {
                 self.leave(mail, &held, LeftFor::Free).await;
@@ -433,7 +432,7 @@ where
         mode == Mode::Normal
             && matches!(screening, Screening::Post(_))
             && delivery.refused.is_none()
-            && mail.time_left().is_none_or(|left| left >= self.rt_timeout())
+            && self.time_to_post(mail)
     }
 
     /// Step 1: creates the route's record (one request on the ordinary path); when one is
@@ -837,6 +836,12 @@ where
                 "lease not released in time; it expires"
             ),
         }
+    }
+
+    /// Whether a post may start now: only with `RT_TIMEOUT` left before the deadline, so
+    /// that the deadline never cuts a post RT may still be storing.
+    fn time_to_post(&self, mail: &StoredMail<'_>) -> bool {
+        mail.time_left().is_none_or(|left| left >= self.rt_timeout())
     }
 
     /// How long RT may still be storing a post after the last sign of it (`RT_TIMEOUT`).
