@@ -182,7 +182,7 @@ fn a_redirect_without_location_fails_as_lwp_fails_it() {
 
 #[test]
 fn a_trailing_slash_on_the_url_differs_only_in_the_path_posted() {
-    // Perl posts to `//REST/1.0/...`; we post to `/REST/1.0/...` (see the README).
+    // Perl posts to `//REST/1.0/...`; we post to `/REST/1.0/...` (see docs/cli.md).
     let rt = StandIn::always(Answer::ok_body("ok\n"));
     let url = format!("{}/", rt.url);
     for program in [PERL, OURS] {

@@ -158,7 +158,7 @@ fn getopt_spellings_mean_the_same() {
 #[test]
 fn extension_option_without_extension_differs_only_where_perl_is_buggy() {
     // Perl writes the option's own word as the header value (`X-RT-Mail-Extension:
-    // ticket`) and posts an empty `ticket` field; we post neither. See the README.
+    // ticket`) and posts an empty `ticket` field; we post neither. See docs/cli.md.
     let mail = mails::plain("a@example.org", "quirk", "x");
     let (theirs, mine) = post_both(&["--queue", "bugs", "--extension", "ticket"], None, &mail);
     assert!(theirs.message().starts_with(b"X-RT-Mail-Extension: ticket\n"));

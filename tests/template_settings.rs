@@ -1,9 +1,9 @@
 //! The template and the function agree on their settings:
 //!
 //! - every environment variable the function reads (`src/lambda/config.rs`,
-//!   `src/lambda/wiring.rs`) is set by `template.yaml` from a parameter, or the README's
-//!   configuration table says why it is not a parameter; every row names the parameter
-//!   next to the variable;
+//!   `src/lambda/wiring.rs`) is set by `template.yaml` from a parameter, or the
+//!   configuration table of `docs/deploy.md` says why it is not a parameter; every row
+//!   names the parameter next to the variable;
 //! - the function's environment, at the longest value every parameter allows, stays
 //!   within Lambda's 4 KB for all variables together (so a stack that deploys also
 //!   starts), which needs a `MaxLength` (or `AllowedValues`, `MaxValue`) on each;
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use rt_mailgate::lambda::config::LambdaConfig;
 
 const TEMPLATE: &str = include_str!("../template.yaml");
-const README: &str = include_str!("../README.md");
+const DEPLOY_DOC: &str = include_str!("../docs/deploy.md");
 const FUNCTION_READS: [&str; 2] = [
     include_str!("../src/lambda/config.rs"),
     include_str!("../src/lambda/wiring.rs"),
@@ -126,11 +126,11 @@ fn variables_read() -> Vec<String> {
     names
 }
 
-/// The README's configuration table: variable → its row.
-fn readme_rows() -> BTreeMap<String, String> {
-    let table = README
-        .split_once("### Configuration (environment)")
-        .expect("README has a Configuration (environment) section")
+/// The configuration table of `docs/deploy.md`: variable → its row.
+fn documented_rows() -> BTreeMap<String, String> {
+    let table = DEPLOY_DOC
+        .split_once("## Configuration (environment)")
+        .expect("docs/deploy.md has a Configuration (environment) section")
         .1;
     table
         .lines()
@@ -149,29 +149,29 @@ fn every_setting_the_function_reads_is_a_parameter_or_said_not_to_be() {
     let read = variables_read();
     assert!(read.len() > 20, "the scan found the function's variables: {read:?}");
     let env: BTreeMap<String, String> = environment().into_iter().collect();
-    let rows = readme_rows();
+    let rows = documented_rows();
     let mut problems = Vec::new();
     for name in &read {
         let Some(row) = rows.get(name) else {
-            problems.push(format!("{name}: no row in the README's configuration table"));
+            problems.push(format!("{name}: no row in the configuration table of docs/deploy.md"));
             continue;
         };
         let second = row.split('|').nth(2).unwrap_or_default();
         match env.get(name).and_then(|e| parameter_of(e)) {
             Some(param) => {
                 if !second.contains(&format!("`{param}`")) {
-                    problems.push(format!("{name}: its README row does not name the parameter `{param}`"));
+                    problems.push(format!("{name}: its docs/deploy.md row does not name the parameter `{param}`"));
                 }
             }
             None if env.contains_key(name) => {
                 if !second.contains("set by the template") {
-                    problems.push(format!("{name}: set by the template, and its README row should say so"));
+                    problems.push(format!("{name}: set by the template, and its docs/deploy.md row should say so"));
                 }
             }
             None => {
                 if !second.contains("not a parameter") {
                     problems.push(format!(
-                        "{name}: the template doesn't set it; its README row must say why it is not a parameter"
+                        "{name}: the template doesn't set it; its docs/deploy.md row must say why it is not a parameter"
                     ));
                 }
             }

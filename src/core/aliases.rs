@@ -712,7 +712,7 @@ pub fn lambda_reach(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
     let front_door = "put RT's front door (deploy/) on a name and address Lambda reaches, and use its URL";
     let vpc =
-        "reachable only with the function in your VPC (SubnetIds, SecurityGroupIds: README, \"Private network (VPC)\")";
+        "reachable only with the function in your VPC (SubnetIds, SecurityGroupIds: docs/deploy.md, \"Private network (VPC)\")";
     let unreachable = |what: &str| Some(format!("{what}: Lambda can't reach it; {front_door}"));
     match parsed.host()? {
         url::Host::Ipv4(ip) if ip.is_loopback() || ip.is_unspecified() => {

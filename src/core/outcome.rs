@@ -1,7 +1,7 @@
 //! The Lambda's one outcome table: for everything that can become of a mail and a
 //! route, whether it counts as delivered, is retried (the invocation fails, so Lambda
 //! retries and finally hands the event to the dead-letter queue), or is given up with a
-//! notice. The README's table is this file in prose; `decide` is the only place the
+//! notice. The table in docs/operate.md is this file in prose; `decide` is the only place the
 //! rules live.
 //!
 //! (The CLI keeps the Perl client's exit codes instead: there the MTA's queue retries.)

@@ -179,7 +179,7 @@ pub struct LambdaConfig {
     /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
     pub when_rt_cant_be_asked: UnaskablePolicy,
     /// How long RT may still be storing a post after its last sign (`RT_SETTLE_SECONDS`);
-    /// `None`: `RT_TIMEOUT`, which the README's rule makes 3 × RT's slowest answer.
+    /// `None`: `RT_TIMEOUT`, which the rule in docs/operate.md (Timeouts) makes 3 × RT's slowest answer.
     pub rt_settle: Option<Duration>,
 }
 
