@@ -334,6 +334,33 @@ fn explain_says_where_an_address_goes_from_the_functions_own_settings() {
 }
 
 #[test]
+fn the_imported_table_is_checked_from_its_file_before_it_is_uploaded() {
+    // The deploy page's order: import the aliases into routes.txt, then ask `explain
+    // --routes-file routes.txt` about an address and about the template's recipients.
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, _) = import(dir.path());
+    let routes_file = dir.path().join("routes.txt");
+    std::fs::write(&routes_file, routes).unwrap();
+    let file = routes_file.to_str().unwrap();
+
+    let (code, out, err) = run(&["explain", "--routes-file", file, "sales-comment+12@example.com"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("queue:     Sales Team\n") && out.contains("ticket:    12\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["explain", "--routes-file", file, "nobody@example.com"], &[]);
+    assert_eq!(code, 1, "{out}");
+
+    let (code, out, err) = run(&["explain", "--recipients", "--routes-file", file], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("MailDomains=example.com\nReceiptRecipients=") && out.contains("sales-comment@example.com"),
+        "{out}"
+    );
+}
+
+#[test]
 fn the_admin_adds_the_secret_the_import_asked_for_and_explain_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let (routes, _) = import(dir.path());

@@ -160,12 +160,16 @@ fn every_setting_the_function_reads_is_a_parameter_or_said_not_to_be() {
         match env.get(name).and_then(|e| parameter_of(e)) {
             Some(param) => {
                 if !second.contains(&format!("`{param}`")) {
-                    problems.push(format!("{name}: its docs/deploy.md row does not name the parameter `{param}`"));
+                    problems.push(format!(
+                        "{name}: its docs/deploy.md row does not name the parameter `{param}`"
+                    ));
                 }
             }
             None if env.contains_key(name) => {
                 if !second.contains("set by the template") {
-                    problems.push(format!("{name}: set by the template, and its docs/deploy.md row should say so"));
+                    problems.push(format!(
+                        "{name}: set by the template, and its docs/deploy.md row should say so"
+                    ));
                 }
             }
             None => {

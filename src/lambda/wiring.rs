@@ -74,7 +74,9 @@ fn lookups(pool: &GatewayPool<SecretsManager>, api_url: Option<&str>) -> Result<
     }
     let lookups = Lookups::new(own, others);
     if lookups.is_empty() {
-        tracing::info!("no RT login in the secret: RT is not asked before posting again (see docs/design.md, Exactly once)");
+        tracing::info!(
+            "no RT login in the secret: RT is not asked before posting again (see docs/design.md, Exactly once)"
+        );
     }
     Ok(lookups)
 }
