@@ -938,3 +938,654 @@ fn cut(text: &str) -> String {
     short.push('…');
     short
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test RT: `rtname` and `Organization` differ, as they may in RT.
+    fn rt() -> RtIdentity {
+        RtIdentity {
+            organization: "rt.acme.example".to_string(),
+            rtname: "acme".to_string(),
+            queue_tags: vec!["Acme Billing".to_string()],
+        }
+    }
+
+    /// RT's Message-ID on Debian's RT 5.0.3 (`GenMessageId`: VERSION with `+`, `~`, `-`).
+    const RT_MSGID: &str = "rt-5.0.3+dfsg-3~deb12u2-1234-1700000000-1593.42-4-0@rt.acme.example";
+
+    /// The header of an autoreply RT 5 sent for ticket 42 (facts §7: `SendEmail.pm`,
+    /// `Interface/Email.pm`), answering Alice's first mail `<CAF=abc123@mail.gmail.com>`.
+    fn rt_outgoing() -> String {
+        format!(
+            "Return-Path: <rt@rt.acme.example>\r\n\
+             Subject: [acme #42] AutoReply: Printer on fire\r\n\
+             From: \"General via RT\" <rt@rt.acme.example>\r\n\
+             Reply-To: rt@rt.acme.example\r\n\
+             In-Reply-To: <CAF=abc123@mail.gmail.com>\r\n\
+             References: <RT-Ticket-42@rt.acme.example> <CAF=abc123@mail.gmail.com>\r\n\
+             Message-ID: <{RT_MSGID}>\r\n\
+             Precedence: bulk\r\n\
+             X-RT-Loop-Prevention: acme\r\n\
+             X-RT-Ticket: acme #42\r\n\
+             X-Managed-by: RT 5.0.3+dfsg-3~deb12u2 (http://www.bestpractical.com/rt/)\r\n\
+             X-RT-Originator: alice@customer.example\r\n\
+             To: alice@customer.example\r\n\
+             Content-Type: text/plain; charset=\"utf-8\"\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\
+             MIME-Version: 1.0\r\n\
+             Date: Tue, 14 Nov 2023 22:14:59 +0000\r\n\
+             \r\n"
+        )
+    }
+
+    /// Alice's reply to RT's autoreply from Thunderbird, her subject edited (tag gone).
+    fn customer_reply(subject: &str) -> String {
+        format!(
+            "From: Alice <alice@customer.example>\r\n\
+             To: support@acme.example\r\n\
+             Subject: {subject}\r\n\
+             Message-ID: <8f3c2a1e-77d0-4c1b-9a4e-0b6f2d9e1c11@customer.example>\r\n\
+             In-Reply-To: <{RT_MSGID}>\r\n\
+             References: <RT-Ticket-42@rt.acme.example> <CAF=abc123@mail.gmail.com>\r\n\
+             \x20<{RT_MSGID}>\r\n\
+             User-Agent: Mozilla Thunderbird\r\n\
+             \r\n\
+             It is still burning.\r\n"
+        )
+    }
+
+    #[test]
+    fn rt_markers_of_this_organization_are_read() {
+        assert_eq!(
+            rt_marker("RT-Ticket-42@rt.acme.example", "rt.acme.example"),
+            Some((MarkerKind::PseudoReference, 42))
+        );
+        assert_eq!(
+            rt_marker(RT_MSGID, "rt.acme.example"),
+            Some((MarkerKind::MessageId, 42))
+        );
+        // Organization compared without regard to case; RT's prefix likewise.
+        assert_eq!(
+            rt_marker("rt-ticket-7@RT.Acme.Example", "rt.acme.example"),
+            Some((MarkerKind::PseudoReference, 7))
+        );
+        // Upstream RT's plain version; a web-UI id (`.N-0-0`).
+        assert_eq!(
+            rt_marker(
+                "rt-5.0.5-98765-1712345678-17.1234-0-0@rt.acme.example",
+                "rt.acme.example"
+            ),
+            Some((MarkerKind::MessageId, 1234))
+        );
+        // A version with dots and dashes of its own: the last `.N-N-N` group counts.
+        assert_eq!(
+            rt_marker(
+                "rt-6.0.0-rc.1-7-1712345678-1999.8-12-3@rt.acme.example",
+                "rt.acme.example"
+            ),
+            Some((MarkerKind::MessageId, 8))
+        );
+    }
+
+    #[test]
+    fn other_organizations_ticket_zero_and_lookalikes_are_no_marker() {
+        let org = "rt.acme.example";
+        for id in [
+            "RT-Ticket-42@other.example",                     // another RT
+            "RT-Ticket-42@rt.acme.example.evil",              // not the same domain
+            "RT-Ticket-0@rt.acme.example",                    // no ticket
+            "RT-Ticket-@rt.acme.example",                     // no number
+            "RT-Ticket-4x2@rt.acme.example",                  // not a number
+            "RT-Ticket-99999999999999999999@rt.acme.example", // too large
+            "rt-5.0.3-1-2-3.0-4-0@rt.acme.example",           // ticket 0: a mail of no ticket
+            "rt-5.0.3-1-2-3.42-4@rt.acme.example",            // two groups, not three
+            "rt-5.0.3-1-2-x.42-4-0@rt.acme.example",          // RAND not digits
+            "rt--1-2-3.42-4-0@rt.acme.example",               // no VERSION
+            "rt-1-2.42-4-0@rt.acme.example",                  // PID-EPOCH-RAND incomplete
+            "CAF=abc123@mail.gmail.com",
+            "",
+            "@",
+        ] {
+            assert_eq!(rt_marker(id, org), None, "{id}");
+        }
+        // No Organization configured: threading by marker is off.
+        assert_eq!(rt_marker("RT-Ticket-42@rt.acme.example", ""), None);
+    }
+
+    #[test]
+    fn subject_tags_are_read_as_rt_does() {
+        let rt = rt();
+        let tag = |s: &str| subject_ticket(s, &rt);
+        assert_eq!(tag("[acme #42] AutoReply: Printer on fire"), Some(42));
+        assert_eq!(tag("Re: [ACME  #42 ] Printer"), Some(42));
+        assert_eq!(tag("Fwd: Re: [acme #42]"), Some(42));
+        assert_eq!(tag("[acme\t#7]"), Some(7));
+        // The first tag decides, even one naming 0 (RT: `return undef unless $id`).
+        assert_eq!(tag("[acme #5] about [acme #6]"), Some(5));
+        assert_eq!(tag("[acme #0] about [acme #6]"), None);
+        // Not this RT's tag, or not a tag at all.
+        assert_eq!(tag("[other #42] Printer"), None);
+        assert_eq!(tag("[acmecorp #42] Printer"), None);
+        assert_eq!(tag("[acme#42] no space"), None);
+        assert_eq!(tag("[acme #42 Printer"), None);
+        assert_eq!(tag("acme #42"), None);
+        assert_eq!(tag(""), None);
+        // A queue's own SubjectTag, tried after rtname.
+        assert_eq!(tag("Re: [Acme Billing #9] Invoice"), Some(9));
+        assert_eq!(tag("[acme #3] [Acme Billing #9]"), Some(3));
+        // Multi-byte text around and inside tags never panics.
+        assert_eq!(tag("Ré: [ä [acme #11] ü]"), Some(11));
+        let unicode = RtIdentity {
+            rtname: "Ünïcode".to_string(),
+            ..rt.clone()
+        };
+        assert_eq!(subject_ticket("[üNÏCODE #12]", &unicode), Some(12));
+    }
+
+    #[test]
+    fn message_ids_are_read_from_any_writing() {
+        assert_eq!(message_ids("<a@x> <b@y>\t<c@z>"), ["a@x", "b@y", "c@z"]);
+        // Exchange and iOS separate with commas (GitLab's `scan_fallback_references`).
+        assert_eq!(message_ids("<a@x>,<b@y>, <c@z>"), ["a@x", "b@y", "c@z"]);
+        // Comments and junk around the brackets.
+        assert_eq!(message_ids("<a@x> (Alice's message of Monday)"), ["a@x"]);
+        // No brackets at all.
+        assert_eq!(message_ids("a@x, b@y junk"), ["a@x", "b@y"]);
+        // A lost bracket, an unclosed one, an empty pair.
+        assert_eq!(message_ids("<broken <a@x> <> <unclosed@y"), ["a@x"]);
+        assert!(message_ids("").is_empty());
+        // Bounded.
+        let many = "<x@y> ".repeat(MAX_IDS_PER_FIELD * 3);
+        assert_eq!(message_ids(&many).len(), MAX_IDS_PER_FIELD);
+    }
+
+    #[test]
+    fn message_ids_are_written_as_rt_stores_them() {
+        assert_eq!(rt_stored_message_id("<a@b>").as_deref(), Some("a@b"));
+        assert_eq!(rt_stored_message_id(" <a@b>\r\n").as_deref(), Some("a@b"));
+        assert_eq!(
+            rt_stored_message_id("<a@b> (comment)").as_deref(),
+            Some("<a@b> (comment)")
+        );
+        assert_eq!(rt_stored_message_id("a@b").as_deref(), Some("a@b"));
+        assert_eq!(rt_stored_message_id("<a@\r\n b>").as_deref(), Some("a@ b"));
+        assert_eq!(rt_stored_message_id(""), None);
+        assert_eq!(rt_stored_message_id("<>"), None);
+    }
+
+    #[test]
+    fn a_subject_tag_always_wins() {
+        let mail = customer_reply("Re: [acme #7] Printer on fire");
+        assert_eq!(
+            decide(mail.as_bytes(), None, &rt()),
+            ThreadDecision::BySubject { ticket: 7 }
+        );
+    }
+
+    #[test]
+    fn a_reply_without_its_tag_threads_by_rt_markers() {
+        let mail = customer_reply("Re: Printer on fire");
+        let decision = decide(mail.as_bytes(), None, &rt());
+        assert_eq!(decision, ThreadDecision::ByRtMarker { ticket: 42 });
+        assert_eq!(decision.label(), "rt_marker");
+        assert_eq!(decision.ticket(), Some(42));
+        // RT's own outgoing mail read as a reply would be (its References are the reply's).
+        let fields = ThreadFields::from_header_block(rt_outgoing().as_bytes());
+        assert_eq!(fields.marker_ticket("rt.acme.example"), Some(42));
+        assert_eq!(fields.subject.as_deref(), Some("[acme #42] AutoReply: Printer on fire"));
+    }
+
+    #[test]
+    fn the_first_pseudo_reference_wins_then_in_reply_to() {
+        // A reply that names two tickets: References' first pseudo-reference wins.
+        let mail = "Subject: Re: both\r\n\
+                    In-Reply-To: <rt-5.0.5-1-2-3.8-1-0@rt.acme.example>\r\n\
+                    References: <RT-Ticket-5@rt.acme.example> <x@y> <RT-Ticket-8@rt.acme.example>\r\n\r\n";
+        assert_eq!(
+            decide(mail.as_bytes(), None, &rt()),
+            ThreadDecision::ByRtMarker { ticket: 5 }
+        );
+        // No pseudo-reference (a client that kept only the last References): In-Reply-To.
+        let mail = "Subject: Re: both\r\n\
+                    In-Reply-To: <rt-5.0.5-1-2-3.8-1-0@rt.acme.example>\r\n\
+                    References: <rt-5.0.5-1-2-3.5-1-0@rt.acme.example> <x@y>\r\n\r\n";
+        assert_eq!(
+            decide(mail.as_bytes(), None, &rt()),
+            ThreadDecision::ByRtMarker { ticket: 8 }
+        );
+        // Only RT ids in References: the most recent (last) one.
+        let mail = "Subject: Re\r\n\
+                    References: <rt-5.0.5-1-2-3.5-1-0@rt.acme.example> <rt-5.0.5-1-2-3.6-1-0@rt.acme.example>\r\n\r\n";
+        assert_eq!(
+            decide(mail.as_bytes(), None, &rt()),
+            ThreadDecision::ByRtMarker { ticket: 6 }
+        );
+        // A pseudo-reference of another RT never wins over ours.
+        let mail = "Subject: Re\r\n\
+                    References: <RT-Ticket-1@other.example> <RT-Ticket-9@rt.acme.example>\r\n\r\n";
+        assert_eq!(
+            decide(mail.as_bytes(), None, &rt()),
+            ThreadDecision::ByRtMarker { ticket: 9 }
+        );
+    }
+
+    #[test]
+    fn a_reply_all_to_the_customers_own_mail_is_looked_up_by_message_id() {
+        // Bob answers Alice's first mail (which made ticket 42), copying RT.
+        let mail = "From: Bob <bob@customer.example>\r\n\
+                    Subject: Re: Printer on fire\r\n\
+                    Message-ID: <b0b@customer.example>\r\n\
+                    In-Reply-To: <CAF=abc123@mail.gmail.com>\r\n\
+                    References: <CAF=abc123@mail.gmail.com>\r\n\r\n";
+        let decision = decide(mail.as_bytes(), None, &rt());
+        assert_eq!(
+            decision,
+            ThreadDecision::ByMessageId {
+                candidates: vec!["CAF=abc123@mail.gmail.com".to_string()]
+            }
+        );
+        assert_eq!(decision.label(), "message_id");
+        assert_eq!(decision.ticket(), None);
+    }
+
+    #[test]
+    fn message_id_candidates_are_recent_first_bounded_and_never_pseudo_references() {
+        let mail = "Subject: Re\r\n\
+                    In-Reply-To: <p@x>\r\n\
+                    References: <RT-Ticket-3@other.example> <a@x> <b@x> <c@x> <d@x> <e@x> <f@x> <p@x>\r\n\r\n";
+        let fields = ThreadFields::from_header_block(mail.as_bytes());
+        assert_eq!(fields.message_id_candidates(), ["p@x", "f@x", "e@x", "d@x", "c@x"]);
+        assert_eq!(fields.message_id_candidates().len(), MAX_MESSAGE_ID_CANDIDATES);
+    }
+
+    #[test]
+    fn another_rts_markers_never_thread_here() {
+        // A reply to a mail of another RT (Organization other.example).
+        let mail = "Subject: Re: [other #42] Their ticket\r\n\
+                    In-Reply-To: <rt-5.0.3-1-2-3.42-4-0@other.example>\r\n\
+                    References: <RT-Ticket-42@other.example> <rt-5.0.3-1-2-3.42-4-0@other.example>\r\n\r\n";
+        let decision = decide(mail.as_bytes(), None, &rt());
+        // Only the real Message-ID is left to look up (RT holds it only if that RT wrote
+        // to ours); never ticket 42 here.
+        assert_eq!(
+            decision,
+            ThreadDecision::ByMessageId {
+                candidates: vec!["rt-5.0.3-1-2-3.42-4-0@other.example".to_string()]
+            }
+        );
+    }
+
+    #[test]
+    fn a_mail_with_nothing_to_thread_by_is_none() {
+        let decision = decide(b"From: a@b\r\nSubject: New problem\r\n\r\n", None, &rt());
+        assert_eq!(decision, ThreadDecision::None);
+        assert_eq!(decision.label(), "none");
+        assert_eq!(decide(b"", None, &rt()), ThreadDecision::None);
+        assert_eq!(decide(b"\x00\xff garbage", None, &rt()), ThreadDecision::None);
+    }
+
+    /// A Postfix DSN of RT's mail to ticket 42's requester (Postfix 3.7's `bounce`
+    /// templates; the returned mail is RT's own, whole).
+    fn postfix_dsn() -> String {
+        format!(
+            "Return-Path: <>\r\n\
+             Received: by mx.customer.example (Postfix) id 9B0A51C0B8; Tue, 14 Nov 2023 22:15:00 +0000 (UTC)\r\n\
+             Date: Tue, 14 Nov 2023 22:15:00 +0000 (UTC)\r\n\
+             From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)\r\n\
+             Subject: Undelivered Mail Returned to Sender\r\n\
+             To: rt@rt.acme.example\r\n\
+             Auto-Submitted: auto-replied\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status;\r\n\
+             \tboundary=\"9B0A51C0B8.1700000100/mx.customer.example\"\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\
+             Message-Id: <20231114221500.9B0A51C0B8@mx.customer.example>\r\n\
+             \r\n\
+             This is a MIME-encapsulated message.\r\n\
+             \r\n\
+             --9B0A51C0B8.1700000100/mx.customer.example\r\n\
+             Content-Description: Notification\r\n\
+             Content-Type: text/plain; charset=us-ascii\r\n\
+             \r\n\
+             This is the mail system at host mx.customer.example.\r\n\
+             \r\n\
+             I'm sorry to have to inform you that your message could not\r\n\
+             be delivered to one or more recipients. It's attached below.\r\n\
+             \r\n\
+             \x20                  The mail system\r\n\
+             \r\n\
+             <alice@customer.example>: host mail.customer.example[192.0.2.25] said: 550\r\n\
+             \x20   5.1.1 <alice@customer.example>: Recipient address rejected: User unknown in\r\n\
+             \x20   local recipient table (in reply to RCPT TO command)\r\n\
+             \r\n\
+             --9B0A51C0B8.1700000100/mx.customer.example\r\n\
+             Content-Description: Delivery report\r\n\
+             Content-Type: message/delivery-status\r\n\
+             \r\n\
+             Reporting-MTA: dns; mx.customer.example\r\n\
+             X-Postfix-Queue-ID: 9B0A51C0B8\r\n\
+             X-Postfix-Sender: rfc822; rt@rt.acme.example\r\n\
+             Arrival-Date: Tue, 14 Nov 2023 22:14:59 +0000 (UTC)\r\n\
+             \r\n\
+             Final-Recipient: rfc822; alice@customer.example\r\n\
+             Original-Recipient: rfc822;alice@customer.example\r\n\
+             Action: failed\r\n\
+             Status: 5.1.1\r\n\
+             Remote-MTA: dns; mail.customer.example\r\n\
+             Diagnostic-Code: smtp; 550 5.1.1 <alice@customer.example>: Recipient address\r\n\
+             \x20   rejected: User unknown in local recipient table\r\n\
+             \r\n\
+             --9B0A51C0B8.1700000100/mx.customer.example\r\n\
+             Content-Description: Undelivered Message\r\n\
+             Content-Type: message/rfc822\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\
+             \r\n\
+             {rt}We received your request.\r\n\
+             \r\n\
+             --9B0A51C0B8.1700000100/mx.customer.example--\r\n",
+            rt = rt_outgoing().replace("[acme #42] ", "")
+        )
+    }
+
+    /// An Exchange Online NDR of the same mail: the returned header only
+    /// (`text/rfc822-headers`), the NDR's own `In-Reply-To`/`References` pointing at it,
+    /// and the original subject (with RT's tag) after `Undeliverable:`.
+    fn exchange_ndr(subject: &str) -> String {
+        format!(
+            "From: Microsoft Outlook <postmaster@customer.example>\r\n\
+             To: <rt@rt.acme.example>\r\n\
+             Date: Tue, 14 Nov 2023 22:15:02 +0000\r\n\
+             Content-Type: multipart/report; report-type=delivery-status;\r\n\
+             \tboundary=\"b1_7c2f\"\r\n\
+             X-MS-Exchange-Message-Is-Ndr:\r\n\
+             Content-Language: en-US\r\n\
+             Message-ID: <3c1f0b8e-9d7a-4f0e-b1a2-5e6d7c8b9a01@AM0PR01MB1234.eurprd01.prod.exchangelabs.com>\r\n\
+             In-Reply-To: <{RT_MSGID}>\r\n\
+             References: <RT-Ticket-42@rt.acme.example>\r\n\
+             \x20<{RT_MSGID}>\r\n\
+             Subject: {subject}\r\n\
+             Auto-Submitted: auto-replied\r\n\
+             MIME-Version: 1.0\r\n\
+             \r\n\
+             --b1_7c2f\r\n\
+             Content-Type: multipart/alternative; boundary=\"b2_9a1e\"\r\n\
+             \r\n\
+             --b2_9a1e\r\n\
+             Content-Type: text/plain; charset=\"us-ascii\"\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\
+             \r\n\
+             Your message to alice@customer.example couldn't be delivered.\r\n\
+             alice wasn't found at customer.example.\r\n\
+             \r\n\
+             --b2_9a1e\r\n\
+             Content-Type: text/html; charset=\"us-ascii\"\r\n\
+             \r\n\
+             <html><body><p>Your message couldn't be delivered.</p></body></html>\r\n\
+             --b2_9a1e--\r\n\
+             \r\n\
+             --b1_7c2f\r\n\
+             Content-Type: message/delivery-status\r\n\
+             \r\n\
+             Reporting-MTA: dns;AM0PR01MB1234.eurprd01.prod.exchangelabs.com\r\n\
+             Received-From-MTA: dns;mail.rt.acme.example\r\n\
+             Arrival-Date: Tue, 14 Nov 2023 22:14:59 +0000\r\n\
+             \r\n\
+             Final-Recipient: rfc822;alice@customer.example\r\n\
+             Action: failed\r\n\
+             Status: 5.1.10\r\n\
+             Diagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup\r\n\
+             \r\n\
+             --b1_7c2f\r\n\
+             Content-Type: text/rfc822-headers\r\n\
+             \r\n\
+             {rt}\
+             --b1_7c2f--\r\n",
+            rt = rt_outgoing()
+        )
+    }
+
+    #[test]
+    fn a_postfix_dsn_of_rts_mail_is_a_bounce_on_its_ticket() {
+        let dsn = postfix_dsn();
+        assert!(looks_like_bounce(dsn.as_bytes()));
+        let report = read_bounce(dsn.as_bytes()).expect("a bounce");
+        assert_eq!(report.form, BounceForm::DeliveryStatus);
+        assert_eq!(report.returned_message_id.as_deref(), Some(RT_MSGID));
+        assert_eq!(
+            report.returned_references,
+            ["RT-Ticket-42@rt.acme.example", "CAF=abc123@mail.gmail.com"]
+        );
+        assert_eq!(
+            report.failed_recipients,
+            [FailedRecipient {
+                address: "alice@customer.example".to_string(),
+                action: Some("failed".to_string()),
+                status: Some("5.1.1".to_string()),
+                diagnostic: Some(
+                    "smtp; 550 5.1.1 <alice@customer.example>: Recipient address rejected: User unknown in local recipient table"
+                        .to_string()
+                ),
+            }]
+        );
+        let decision = decide_mail(dsn.as_bytes(), &rt());
+        assert_eq!(decision.label(), "bounce");
+        assert_eq!(
+            decision,
+            ThreadDecision::Bounce {
+                ticket: 42,
+                failed_recipients: report.failed_recipients.clone(),
+                status: Some("5.1.1".to_string()),
+            }
+        );
+        let summary = report.summary();
+        assert!(
+            summary.contains("alice@customer.example: 5.1.1 (failed): smtp; 550"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn an_exchange_ndr_of_rts_mail_is_a_bounce_on_its_ticket() {
+        // Its subject keeps RT's tag: still a bounce (a comment), never correspondence.
+        let ndr = exchange_ndr("Undeliverable: [acme #42] AutoReply: Printer on fire");
+        let decision = decide_mail(ndr.as_bytes(), &rt());
+        let ThreadDecision::Bounce {
+            ticket,
+            failed_recipients,
+            status,
+        } = decision
+        else {
+            panic!("not a bounce: {decision:?}");
+        };
+        assert_eq!(ticket, 42);
+        assert_eq!(status.as_deref(), Some("5.1.10"));
+        assert_eq!(failed_recipients.len(), 1);
+        assert_eq!(failed_recipients[0].address, "alice@customer.example");
+        // Without the tag, the returned header names the ticket.
+        let ndr = exchange_ndr("Undeliverable: Printer on fire");
+        let report = read_bounce(ndr.as_bytes()).expect("a bounce");
+        assert_eq!(report.returned_references[0], "RT-Ticket-42@rt.acme.example");
+        assert_eq!(report.ticket("rt.acme.example"), Some(42));
+        assert_eq!(decide_mail(ndr.as_bytes(), &rt()).ticket(), Some(42));
+    }
+
+    #[test]
+    fn a_qmail_bounce_quoting_the_original_is_a_bounce() {
+        let bounce = format!(
+            "Return-Path: <>\r\n\
+             Date: 14 Nov 2023 22:15:00 -0000\r\n\
+             From: MAILER-DAEMON@mail.customer.example\r\n\
+             To: rt@rt.acme.example\r\n\
+             Subject: failure notice\r\n\
+             \r\n\
+             Hi. This is the qmail-send program at mail.customer.example.\r\n\
+             I'm afraid I wasn't able to deliver your message to the following addresses.\r\n\
+             This is a permanent error; I've given up. Sorry it didn't work out.\r\n\
+             \r\n\
+             <alice@customer.example>:\r\n\
+             Sorry, no mailbox here by that name. (#5.1.1)\r\n\
+             \r\n\
+             --- Below this line is a copy of the message.\r\n\
+             \r\n\
+             {}We received your request.\r\n",
+            rt_outgoing().replace("[acme #42] ", "")
+        );
+        let report = read_bounce(bounce.as_bytes()).expect("a bounce");
+        assert_eq!(report.form, BounceForm::NonStandard);
+        assert_eq!(report.status.as_deref(), Some("5.1.1"));
+        assert_eq!(report.failed_recipients.len(), 1);
+        assert_eq!(report.failed_recipients[0].address, "alice@customer.example");
+        assert_eq!(
+            report.failed_recipients[0].diagnostic.as_deref(),
+            Some("Sorry, no mailbox here by that name. (#5.1.1)")
+        );
+        assert_eq!(decide_mail(bounce.as_bytes(), &rt()).ticket(), Some(42));
+        assert_eq!(decide_mail(bounce.as_bytes(), &rt()).label(), "bounce");
+    }
+
+    #[test]
+    fn an_exim_bounce_names_its_failed_recipients() {
+        let bounce = format!(
+            "Return-path: <>\n\
+             From: Mail Delivery System <Mailer-Daemon@mx.customer.example>\n\
+             To: rt@rt.acme.example\n\
+             Subject: Mail delivery failed: returning message to sender\n\
+             X-Failed-Recipients: alice@customer.example\n\
+             Auto-Submitted: auto-replied\n\
+             \n\
+             This message was created automatically by mail delivery software.\n\
+             \n\
+             A message that you sent could not be delivered to one or more of its\n\
+             recipients. This is a permanent error. The following address(es) failed:\n\
+             \n\
+             \x20 alice@customer.example\n\
+             \x20   host mail.customer.example [192.0.2.25]\n\
+             \x20   SMTP error from remote mail server after RCPT TO:<alice@customer.example>:\n\
+             \x20   550 5.1.1 User unknown\n\
+             \n\
+             ------ This is a copy of the message, including all the headers. ------\n\
+             \n\
+             {}",
+            rt_outgoing().replace("\r\n", "\n").replace("[acme #42] ", "")
+        );
+        let report = read_bounce(bounce.as_bytes()).expect("a bounce");
+        assert_eq!(report.form, BounceForm::NonStandard);
+        assert_eq!(report.failed_recipients.len(), 1);
+        let failed = &report.failed_recipients[0];
+        assert_eq!(failed.address, "alice@customer.example");
+        assert_eq!(failed.status.as_deref(), Some("5.1.1"));
+        assert!(failed
+            .diagnostic
+            .as_deref()
+            .unwrap_or_default()
+            .contains("550 5.1.1 User unknown"));
+        assert_eq!(decide_mail(bounce.as_bytes(), &rt()).ticket(), Some(42));
+    }
+
+    #[test]
+    fn a_bounce_of_no_mail_of_ours_is_handled_as_today() {
+        let dsn = postfix_dsn()
+            .replace("rt.acme.example>", "other.example>")
+            .replace("@rt.acme.example", "@other.example");
+        assert!(read_bounce(dsn.as_bytes()).is_some());
+        assert_eq!(decide_mail(dsn.as_bytes(), &rt()), ThreadDecision::None);
+    }
+
+    #[test]
+    fn read_receipts_and_ordinary_mail_are_no_bounce() {
+        let mdn = "From: alice@customer.example\r\n\
+                   Subject: Read: Printer on fire\r\n\
+                   Content-Type: multipart/report; report-type=disposition-notification; boundary=\"x\"\r\n\r\n\
+                   --x\r\nContent-Type: text/plain\r\n\r\nRead.\r\n--x--\r\n";
+        assert!(!looks_like_bounce(mdn.as_bytes()));
+        assert_eq!(read_bounce(mdn.as_bytes()), None);
+        let reply = customer_reply("Re: Printer on fire");
+        assert!(!looks_like_bounce(reply.as_bytes()));
+        assert_eq!(read_bounce(reply.as_bytes()), None);
+        // A vacation reply has an empty Return-Path too, but no bounce's subject.
+        let ooo = "Return-Path: <>\r\nFrom: alice@customer.example\r\nSubject: Out of office\r\n\r\nAway.\r\n";
+        assert!(!looks_like_bounce(ooo.as_bytes()));
+    }
+
+    #[test]
+    fn bounce_reading_is_bounded_and_never_panics() {
+        // Every prefix of a real DSN (a mail cut anywhere).
+        let dsn = postfix_dsn();
+        for end in 0..dsn.len() {
+            let _ = decide_mail(&dsn.as_bytes()[..end], &rt());
+        }
+        // Pseudo-random bytes, with and without a bounce's header in front.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..300 {
+            let len = (round * 37) % 3000;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let _ = decide_mail(&bytes, &rt());
+            let mut framed = b"From: MAILER-DAEMON@x\r\nContent-Type: multipart/report; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: message/delivery-status\r\n\r\n".to_vec();
+            framed.append(&mut bytes);
+            let _ = read_bounce(&framed);
+        }
+        // Deep nesting and a huge mail: only the first MAX_BOUNCE_SCAN bytes are read.
+        let mut nested =
+            String::from("From: MAILER-DAEMON@x\r\nContent-Type: multipart/report; boundary=\"b0\"\r\n\r\n");
+        for i in 1..200 {
+            nested.push_str(&format!(
+                "--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n",
+                i - 1
+            ));
+        }
+        let _ = read_bounce(nested.as_bytes());
+        let mut huge = postfix_dsn().into_bytes();
+        huge.extend(std::iter::repeat_n(b'a', 20 * 1024 * 1024));
+        let started = std::time::Instant::now();
+        assert_eq!(decide_mail(&huge, &rt()).ticket(), Some(42));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn many_recipients_and_long_diagnostics_are_cut() {
+        let mut status = String::from("Reporting-MTA: dns; mx\r\n\r\n");
+        for i in 0..100 {
+            status.push_str(&format!(
+                "Final-Recipient: rfc822; u{i}@x\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; {}\r\n\r\n",
+                "full ".repeat(200)
+            ));
+        }
+        let mail = format!(
+            "From: MAILER-DAEMON@x\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"q\"\r\n\r\n\
+             --q\r\nContent-Type: message/delivery-status\r\n\r\n{status}--q--\r\n"
+        );
+        let report = read_bounce(mail.as_bytes()).expect("a bounce");
+        assert_eq!(report.failed_recipients.len(), MAX_FAILED_RECIPIENTS);
+        let diagnostic = report.failed_recipients[0].diagnostic.clone().unwrap_or_default();
+        assert_eq!(diagnostic.chars().count(), MAX_DIAGNOSTIC_CHARS);
+        assert!(diagnostic.ends_with('…'));
+        // Successful deliveries in a DSN are no failures.
+        let delivered = mail.replace("Action: failed", "Action: delivered");
+        assert!(read_bounce(delivered.as_bytes())
+            .expect("a DSN")
+            .failed_recipients
+            .is_empty());
+    }
+
+    #[test]
+    fn enhanced_status_codes_are_found_alone() {
+        assert_eq!(enhanced_status("550 5.1.1 User unknown").as_deref(), Some("5.1.1"));
+        assert_eq!(enhanced_status("(#5.1.1)").as_deref(), Some("5.1.1"));
+        assert_eq!(enhanced_status("4.4.7.").as_deref(), Some("4.4.7"));
+        assert_eq!(
+            enhanced_status("host [192.0.2.25] said 550 5.7.1").as_deref(),
+            Some("5.7.1")
+        );
+        assert_eq!(enhanced_status("version 1.2.3"), None);
+        assert_eq!(enhanced_status("5.1"), None);
+    }
+}
