@@ -292,14 +292,15 @@ pub fn classify(header_block: &[u8]) -> Option<MachineMail> {
         || has(&signals, Signal::XAutorespond)
         || has(&signals, Signal::PrecedenceAutoReply)
         || inbox_rule;
-    let any_automatic = signals.iter().any(|s| *s != Signal::ListHeaders);
     let subject = subject_of(header_block);
     let absent_subject = subject.as_deref().is_some_and(is_absence_subject);
     let zammad_absence = (suppress_all && inbox_rule)
         || auto_submitted
             .as_deref()
             .is_some_and(|v| v.contains("vacation") || v.replace(' ', "").starts_with("auto-replied;owner-email="));
-    if zammad_absence || (absent_subject && any_automatic) {
+    // An absence subject counts only on a mail that says it answers automatically (a
+    // bulk mail or RT's own "AutoReply:" is no absence notice).
+    if zammad_absence || (absent_subject && (replied || auto_submitted.is_some() || suppress_all)) {
         signals.push(Signal::AbsenceNotice);
     }
 
@@ -660,15 +661,13 @@ fn subject_of(block: &[u8]) -> Option<String> {
 }
 
 /// Subjects of absence notices: Exchange/Outlook (`Automatic reply:`, and in German,
-/// French, Spanish, Italian, Dutch), Gmail and Zimbra users' usual words.
+/// French, Spanish, Italian, Dutch), Gmail and Zimbra users' usual words. Not
+/// "AutoReply" (RT's own autoreply says so, and so do helpdesk receipts).
 fn is_absence_subject(subject: &str) -> bool {
-    const WORDS: [&str; 14] = [
+    const WORDS: [&str; 11] = [
         "out of office",
         "out of the office",
         "automatic reply",
-        "auto reply",
-        "autoreply",
-        "auto-reply",
         "vacation",
         "abwesenheit",
         "automatische antwort",
@@ -680,4 +679,363 @@ fn is_absence_subject(subject: &str) -> bool {
     ];
     let lower = subject.to_lowercase();
     WORDS.iter().any(|w| lower.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(block: &str) -> Option<MachineKind> {
+        classify(block.as_bytes()).map(|m| m.kind)
+    }
+
+    fn systems(block: &str, own: &str) -> Vec<Helpdesk> {
+        loop_markers(block.as_bytes(), own)
+            .into_iter()
+            .map(|m| m.system)
+            .collect()
+    }
+
+    /// The header of a mail RT 5 sends (facts §7), from an RT whose rtname is `acme`.
+    const RT_OUTGOING: &str = "Subject: [acme #42] AutoReply: Printer on fire\r\n\
+        From: \"General via RT\" <rt@rt.acme.example>\r\n\
+        References: <RT-Ticket-42@rt.acme.example>\r\n\
+        Message-ID: <rt-5.0.3+dfsg-3~deb12u2-1234-1700000000-1593.42-4-0@rt.acme.example>\r\n\
+        Precedence: bulk\r\n\
+        X-RT-Loop-Prevention: acme\r\n\
+        X-RT-Ticket: acme #42\r\n\
+        X-Managed-by: RT 5.0.3+dfsg-3~deb12u2 (http://www.bestpractical.com/rt/)\r\n\
+        X-RT-Originator: alice@customer.example\r\n\
+        \r\n";
+
+    /// A person's mail from Thunderbird.
+    const PERSON: &str = "From: Alice <alice@customer.example>\r\n\
+        To: support@acme.example\r\n\
+        Subject: Out of office printers are on fire\r\n\
+        Message-ID: <8f3c2a1e@customer.example>\r\n\
+        User-Agent: Mozilla Thunderbird\r\n\
+        \r\n";
+
+    #[test]
+    fn a_persons_mail_is_no_machine_mail_and_carries_no_helpdesk() {
+        assert_eq!(classify(PERSON.as_bytes()), None);
+        assert!(loop_markers(PERSON.as_bytes(), "acme").is_empty());
+        // RFC 3834's explicit "no".
+        assert_eq!(kind("From: a@b\r\nAuto-Submitted: no\r\n\r\n"), None);
+        assert_eq!(kind("From: a@b\r\nX-Autoreply: no\r\n\r\n"), None);
+        assert_eq!(classify(b""), None);
+        assert_eq!(classify(b"\x00\xff\xfe garbage"), None);
+    }
+
+    #[test]
+    fn a_gmail_vacation_reply_is_out_of_office() {
+        // Gmail marks its vacation replies `Auto-Submitted: auto-replied` only.
+        let gmail = "From: Alice <alice@gmail.com>\r\n\
+            To: rt@rt.acme.example\r\n\
+            Subject: Out of office until Monday\r\n\
+            Message-ID: <CAF=vac@mail.gmail.com>\r\n\
+            In-Reply-To: <rt-5.0.3-1-2-3.42-4-0@rt.acme.example>\r\n\
+            References: <RT-Ticket-42@rt.acme.example>\r\n\
+            Auto-Submitted: auto-replied\r\n\
+            \r\n";
+        let verdict = classify(gmail.as_bytes()).expect("machine mail");
+        assert_eq!(verdict.kind, MachineKind::OutOfOffice);
+        assert_eq!(verdict.signals, [Signal::AutoSubmitted, Signal::AbsenceNotice]);
+        assert_eq!(verdict.kind.label(), "out_of_office");
+        // With a neutral subject it is still an auto-reply.
+        let neutral = gmail.replace("Out of office until Monday", "Re: Printer on fire");
+        assert_eq!(kind(&neutral), Some(MachineKind::AutoReply));
+        // Another RT's (or a helpdesk's) receipt says "AutoReply": an auto-reply, no absence.
+        let receipt = "From: rt@other.example\r\nSubject: [other #5] AutoReply: Printer\r\n\
+            Auto-Submitted: auto-replied\r\nPrecedence: bulk\r\n\r\n";
+        assert_eq!(kind(receipt), Some(MachineKind::AutoReply));
+    }
+
+    #[test]
+    fn an_exchange_automatic_reply_is_out_of_office() {
+        // Exchange Online's OOF: Zammad's rule (X-Auto-Response-Suppress: All together with
+        // X-MS-Exchange-Inbox-Rules-Loop), whatever the language of the subject.
+        let exchange = "From: Bob Builder <bob@customer.example>\r\n\
+            To: \"General via RT\" <rt@rt.acme.example>\r\n\
+            Subject: Automatische Antwort: [acme #42] Printer on fire\r\n\
+            Thread-Topic: [acme #42] Printer on fire\r\n\
+            Message-ID: <a1b2c3@AM0PR01MB1234.eurprd01.prod.exchangelabs.com>\r\n\
+            Auto-Submitted: auto-generated\r\n\
+            X-MS-Exchange-Inbox-Rules-Loop: bob@customer.example\r\n\
+            X-Auto-Response-Suppress: All\r\n\
+            X-MS-Exchange-Generated-Message-Source: Mailbox Rules Agent\r\n\
+            X-MS-Has-Attach:\r\n\
+            \r\n";
+        let verdict = classify(exchange.as_bytes()).expect("machine mail");
+        assert_eq!(verdict.kind, MachineKind::OutOfOffice);
+        for signal in [
+            Signal::AutoSubmitted,
+            Signal::AutoResponseSuppressAll,
+            Signal::ExchangeGenerated,
+            Signal::ExchangeInboxRule,
+            Signal::AbsenceNotice,
+        ] {
+            assert!(verdict.signals.contains(&signal), "{signal:?}");
+        }
+        assert_eq!(
+            kind(&exchange.replace("Automatische Antwort", "Re")),
+            Some(MachineKind::OutOfOffice)
+        );
+        // Zimbra writes `vacation` into Auto-Submitted.
+        assert_eq!(
+            kind("From: c@d\r\nSubject: Re: x\r\nAuto-Submitted: auto-replied (vacation)\r\n\r\n"),
+            Some(MachineKind::OutOfOffice)
+        );
+    }
+
+    #[test]
+    fn bounces_are_bounces() {
+        let postfix = "Return-Path: <>\r\n\
+            From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)\r\n\
+            Subject: Undelivered Mail Returned to Sender\r\n\
+            Auto-Submitted: auto-replied\r\n\
+            Content-Type: multipart/report; report-type=delivery-status;\r\n\
+            \tboundary=\"9B0A51C0B8.1700000100/mx.customer.example\"\r\n\
+            \r\n";
+        let verdict = classify(postfix.as_bytes()).expect("machine mail");
+        assert_eq!(verdict.kind, MachineKind::Bounce);
+        assert!(verdict.signals.contains(&Signal::DeliveryReport));
+        assert!(verdict.signals.contains(&Signal::NullReturnPath));
+        assert!(verdict.signals.contains(&Signal::MailerDaemon));
+        let exim = "Return-path: <>\r\nFrom: Mail Delivery System <Mailer-Daemon@mx.example>\r\n\
+            X-Failed-Recipients: alice@customer.example\r\n\r\n";
+        assert_eq!(kind(exim), Some(MachineKind::Bounce));
+        assert_eq!(
+            kind("From: Microsoft Outlook <postmaster@customer.example>\r\nSubject: Undeliverable: x\r\n\r\n"),
+            Some(MachineKind::Bounce)
+        );
+        // A read receipt is a report, but no bounce.
+        let mdn = "From: alice@customer.example\r\n\
+            Content-Type: multipart/report; report-type=disposition-notification; boundary=x\r\n\r\n";
+        assert_eq!(kind(mdn), None);
+    }
+
+    #[test]
+    fn alerts_and_other_machine_mail_are_auto_generated() {
+        let nagios = "From: nagios@monitor.customer.example\r\n\
+            Subject: ** PROBLEM Service Alert: db1/Disk is CRITICAL **\r\n\
+            Auto-Submitted: auto-generated\r\n\r\n";
+        assert_eq!(kind(nagios), Some(MachineKind::AutoGenerated));
+        assert_eq!(
+            kind("From: a@b\r\nReturn-Path: <>\r\n\r\n"),
+            Some(MachineKind::AutoGenerated)
+        );
+        assert_eq!(kind("From: \r\nSubject: x\r\n\r\n"), Some(MachineKind::AutoGenerated));
+        assert_eq!(
+            kind("From: a@b\r\nX-FC-Machinegenerated: true\r\n\r\n"),
+            Some(MachineKind::AutoGenerated)
+        );
+        assert_eq!(
+            kind("From: a@b\r\nX-Loop: yes\r\n\r\n"),
+            Some(MachineKind::AutoGenerated)
+        );
+        assert_eq!(
+            kind("From: a@b\r\nX-MS-Exchange-Generated-Message-Source: Journal Agent\r\n\r\n"),
+            Some(MachineKind::AutoGenerated)
+        );
+        // Only `All` suppresses: narrower values are what a person's Outlook can send.
+        assert_eq!(kind("From: a@b\r\nX-Auto-Response-Suppress: DR, RN\r\n\r\n"), None);
+        assert_eq!(
+            kind("From: a@b\r\nX-Auto-Response-Suppress: OOF, All\r\n\r\n"),
+            Some(MachineKind::AutoGenerated)
+        );
+        // Auto-reply marks of GitLab's, Discourse's and Chatwoot's lists.
+        assert_eq!(
+            kind("From: a@b\r\nX-Autoreply: yes\r\n\r\n"),
+            Some(MachineKind::AutoReply)
+        );
+        assert_eq!(
+            kind("From: a@b\r\nX-Autorespond: yes\r\n\r\n"),
+            Some(MachineKind::AutoReply)
+        );
+        assert_eq!(
+            kind("From: a@b\r\nPrecedence: auto_reply\r\n\r\n"),
+            Some(MachineKind::AutoReply)
+        );
+    }
+
+    #[test]
+    fn bulk_and_list_mail_are_told_apart() {
+        let newsletter = "From: news@vendor.example\r\nPrecedence: bulk\r\n\
+            List-Unsubscribe: <https://vendor.example/u/1>\r\n\r\n";
+        assert_eq!(kind(newsletter), Some(MachineKind::Bulk));
+        assert_eq!(kind("From: a@b\r\nPrecedence: junk\r\n\r\n"), Some(MachineKind::Bulk));
+        // Google Groups writes `Precedence: list` (Zammad counts it as automatic).
+        assert_eq!(
+            kind("From: a@b\r\nPrecedence: list\r\nList-Id: <customers.acme.example>\r\n\r\n"),
+            Some(MachineKind::Bulk)
+        );
+        // A list's marks alone: reported, but the policy does not apply.
+        let mailman = "From: Alice <alice@customer.example>\r\nList-Id: Users <users.lists.example>\r\n\r\n";
+        assert_eq!(kind(mailman), Some(MachineKind::List));
+        assert!(!MachineKind::List.is_automatic());
+        assert!(MachineKind::Bulk.is_automatic());
+        // RT's own outgoing mail is bulk (`$DefaultMailPrecedence`).
+        assert_eq!(kind(RT_OUTGOING), Some(MachineKind::Bulk));
+    }
+
+    #[test]
+    fn rt_mail_is_this_rt_or_another() {
+        assert_eq!(systems(RT_OUTGOING, "acme"), [Helpdesk::ThisRt]);
+        let markers = loop_markers(RT_OUTGOING.as_bytes(), "support");
+        assert_eq!(
+            markers[0].system,
+            Helpdesk::OtherRt {
+                rtname: Some("acme".to_string())
+            }
+        );
+        assert_eq!(markers[0].evidence, "X-RT-Loop-Prevention: acme");
+        assert_eq!(markers.len(), 1, "another RT counts once: {markers:?}");
+        assert_eq!(markers[0].system.label(), "rt_other");
+        assert_eq!(markers[0].system.to_string(), "RT (acme)");
+        // RT compares the rtname exactly.
+        assert!(systems(RT_OUTGOING, "ACME")[0].is_other());
+        // No loop header, but RT's signature.
+        let managed = "From: rt@other.example\r\nX-Managed-By: RT 4.4.4 (http://www.bestpractical.com/rt/)\r\n\r\n";
+        assert_eq!(systems(managed, "acme"), [Helpdesk::OtherRt { rtname: None }]);
+        let ticket = "From: rt@other.example\r\nX-RT-Ticket: other #9\r\n\r\n";
+        assert_eq!(
+            systems(ticket, "acme"),
+            [Helpdesk::OtherRt {
+                rtname: Some("other".to_string())
+            }]
+        );
+    }
+
+    #[test]
+    fn helpdesks_are_named_by_their_own_marks() {
+        // Zendesk (the fields Zendesk's help centre lists, as on real Zendesk mail).
+        let zendesk = "From: Vendor Support <support@vendor.example>\r\n\
+            Message-ID: <L7VKGOM25K_5fd908fd5600d_4b5665bc15886c_sprut@zendesk.com>\r\n\
+            Subject: [Vendor Support] Re: Licence\r\n\
+            X-Delivery-Context: event-id-759134375399\r\n\
+            Auto-Submitted: auto-generated\r\n\
+            X-Auto-Response-Suppress: All\r\n\
+            X-Mailer: Zendesk Mailer\r\n\
+            X-Zendesk-From-Account-Id: 68b8aed\r\n\
+            X-Zendesk-Email-Id: 01M3Q58ZANF2HQSGH9BZZ4ZS8S\r\n\r\n";
+        let markers = loop_markers(zendesk.as_bytes(), "acme");
+        assert_eq!(markers.len(), 1);
+        assert_eq!(markers[0].system, Helpdesk::Zendesk);
+        assert!(
+            markers[0].evidence.starts_with("Message-ID: <L7VKGOM25K"),
+            "{}",
+            markers[0].evidence
+        );
+        assert_eq!(kind(zendesk), Some(MachineKind::AutoGenerated));
+        let zendesk_header_only = "From: s@vendor.example\r\nX-Zendesk-From-Account-Id: 4ca1477\r\n\r\n";
+        assert_eq!(systems(zendesk_header_only, "acme"), [Helpdesk::Zendesk]);
+
+        let freshdesk =
+            "From: Acme Support <support@acmetech.freshdesk.com>\r\nSubject: Ticket Received - [#123]\r\n\r\n";
+        assert_eq!(systems(freshdesk, "acme"), [Helpdesk::Freshdesk]);
+
+        let servicenow = "From: Acme IT <acme@service-now.com>\r\nSubject: INC0010023 updated\r\n\r\n";
+        assert_eq!(systems(servicenow, "acme"), [Helpdesk::ServiceNow]);
+        let watermark = "From: it@acme.example\r\nSubject: INC0010023 Ref:MSG0012345_abcdefghijklmnopqrst\r\n\r\n";
+        assert_eq!(systems(watermark, "acme"), [Helpdesk::ServiceNow]);
+
+        let jira = "From: \"Jane (Jira)\" <jira@acme.atlassian.net>\r\n\
+            Message-ID: <JIRA.10001.1700000000000.123.1700000000123@Atlassian.JIRA>\r\n\
+            X-JIRA-FingerPrint: 0123456789abcdef0123456789abcdef\r\n\r\n";
+        let markers = loop_markers(jira.as_bytes(), "acme");
+        assert_eq!(markers.len(), 1);
+        assert_eq!(markers[0].system, Helpdesk::JiraServiceManagement);
+        assert_eq!(markers[0].system.to_string(), "Jira Service Management");
+
+        // Zammad's notification (`Channel::EmailBuild`): its X-Loop is Zammad's, not unnamed.
+        let zammad = "From: Zammad Helpdesk <zammad@vendor.example>\r\n\
+            X-Loop: yes\r\nPrecedence: bulk\r\nAuto-Submitted: auto-generated\r\n\
+            X-Auto-Response-Suppress: All\r\n\
+            X-Powered-By: Zammad - Helpdesk/Support (https://zammad.org/)\r\n\
+            X-Mailer: Zammad Mail Service\r\n\r\n";
+        assert_eq!(systems(zammad, "acme"), [Helpdesk::Zammad]);
+        assert_eq!(
+            systems("From: z@v\r\nX-Zammad-Ticket-Id: 5\r\n\r\n", "acme"),
+            [Helpdesk::Zammad]
+        );
+
+        let otrs = "From: otrs@vendor.example\r\nX-Mailer: OTRS Mail Service (6.0.30)\r\n\
+            X-Powered-By: OTRS (https://otrs.com/)\r\nX-OTRS-Loop: yes\r\n\r\n";
+        assert_eq!(systems(otrs, "acme"), [Helpdesk::Otrs]);
+        // Znuny keeps OTRS's X-OTRS-* fields: they count as Znuny's.
+        let znuny = "From: znuny@vendor.example\r\nX-OTRS-Loop: yes\r\n\
+            X-Mailer: Znuny Mail Service (6.5.4)\r\nX-Powered-By: Znuny (https://znuny.org/)\r\n\r\n";
+        assert_eq!(systems(znuny, "acme"), [Helpdesk::Znuny]);
+
+        // An X-Loop of nobody named.
+        let procmail = "From: list@lists.example\r\nX-Loop: list@lists.example\r\n\r\n";
+        assert_eq!(systems(procmail, "acme"), [Helpdesk::UnnamedLoop]);
+    }
+
+    #[test]
+    fn lookalikes_name_no_helpdesk() {
+        for block in [
+            "From: alice@notservice-now.com\r\n\r\n",
+            "From: alice@customer.example\r\nSubject: our zendesk is down, Ref:MSG please\r\n\r\n",
+            "From: alice@customer.example\r\nX-Mailer: Apple Mail (2.3731)\r\n\r\n",
+            "From: alice@freshdesk.com.evil.example\r\n\r\n",
+            "From: alice@customer.example\r\nReferences: <JIRA.1.2@Atlassian.JIRA>\r\n\r\n",
+        ] {
+            assert!(loop_markers(block.as_bytes(), "acme").is_empty(), "{block}");
+        }
+    }
+
+    #[test]
+    fn evidence_is_cut() {
+        let long = format!("From: a@b\r\nX-Zendesk-Email-Id: {}\r\n\r\n", "x".repeat(500));
+        let markers = loop_markers(long.as_bytes(), "acme");
+        assert_eq!(markers[0].evidence.chars().count(), MAX_EVIDENCE_CHARS);
+        assert!(markers[0].evidence.ends_with('…'));
+    }
+
+    #[test]
+    fn the_policy_parses_and_defaults_to_comment() {
+        assert_eq!(AutoPolicy::default(), AutoPolicy::Comment);
+        for (text, policy) in [
+            ("pass", AutoPolicy::Pass),
+            ("comment", AutoPolicy::Comment),
+            ("hold", AutoPolicy::Hold),
+            (" HOLD\n", AutoPolicy::Hold),
+            ("Comment", AutoPolicy::Comment),
+        ] {
+            assert_eq!(text.parse::<AutoPolicy>(), Ok(policy), "{text:?}");
+            assert_eq!(policy.label().parse::<AutoPolicy>(), Ok(policy));
+            assert_eq!(policy.to_string(), policy.label());
+        }
+        let err = "drop".parse::<AutoPolicy>().unwrap_err();
+        assert_eq!(err, UnknownPolicy("drop".to_string()));
+        assert_eq!(
+            err.to_string(),
+            "unknown policy for automatic mail \"drop\": expected pass, comment or hold"
+        );
+        assert!("".parse::<AutoPolicy>().is_err());
+    }
+
+    #[test]
+    fn screening_never_panics() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..300 {
+            let len = (round * 53) % 2000;
+            let mut bytes: Vec<u8> = b"From: a@b\r\nX-Zendesk-x: ".to_vec();
+            bytes.extend((0..len).map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            }));
+            let _ = classify(&bytes);
+            let _ = loop_markers(&bytes, "acme");
+        }
+        let exchange = RT_OUTGOING.as_bytes();
+        for end in 0..exchange.len() {
+            let _ = classify(&exchange[..end]);
+            let _ = loop_markers(&exchange[..end], "acme");
+        }
+    }
 }

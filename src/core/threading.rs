@@ -513,15 +513,12 @@ pub fn read_bounce(mail_start: &[u8]) -> Option<BounceReport> {
             ("message", "delivery-status") | ("message", "global-delivery-status") => {
                 status_blocks.extend(field_blocks(&String::from_utf8_lossy(part.contents())));
             }
-            ("message", "rfc822") | ("message", "global") => {
-                if returned.is_none() {
-                    returned = Some(raw_fields(header_block(part.contents())));
-                }
+            // The first returned header is the returned mail's (an MTA adds no second).
+            ("message", "rfc822") | ("message", "global") if returned.is_none() => {
+                returned = Some(raw_fields(header_block(part.contents())));
             }
-            ("text", "rfc822-headers") | ("message", "global-headers") => {
-                if returned.is_none() {
-                    returned = Some(raw_fields(part.contents()));
-                }
+            ("text", "rfc822-headers") | ("message", "global-headers") if returned.is_none() => {
+                returned = Some(raw_fields(part.contents()));
             }
             ("text", "plain") => {
                 if let Some(text) = part.text_contents() {
@@ -639,7 +636,7 @@ fn quoted_header_lines(text: &str) -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = Vec::new();
     let mut open = false;
     for line in text.lines() {
-        let stripped = line.trim_start_matches(|c: char| c == '>' || c == ' ' || c == '\t');
+        let stripped = line.trim_start_matches(['>', ' ', '\t']);
         if open && !line.is_empty() && line.starts_with([' ', '\t']) && !stripped.contains(':') {
             if let Some((_, value)) = found.last_mut() {
                 value.push(' ');
