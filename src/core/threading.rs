@@ -73,7 +73,7 @@
 
 use std::collections::HashSet;
 
-use crate::core::headers::raw_fields;
+use crate::core::headers::{raw_fields, HeaderBlockCollector};
 use crate::core::machine_mail::is_mailer_daemon;
 
 /// At most this many Message-IDs are read from one `References` or `In-Reply-To` field
@@ -459,12 +459,12 @@ pub fn decide(header_block: &[u8], bounce: Option<&BounceReport>, rt: &RtIdentit
 /// the header suggests one.
 pub fn decide_mail(mail_start: &[u8], rt: &RtIdentity) -> ThreadDecision {
     let header = header_block(mail_start);
-    let bounce = if looks_like_bounce(header) {
+    let bounce = if looks_like_bounce(&header) {
         read_bounce(mail_start)
     } else {
         None
     };
-    decide(header, bounce.as_ref(), rt)
+    decide(&header, bounce.as_ref(), rt)
 }
 
 /// Whether a header block suggests a bounce, cheaply (so the body is read only then):
@@ -496,6 +496,7 @@ pub fn looks_like_bounce(header_block: &[u8]) -> bool {
 pub fn read_bounce(mail_start: &[u8]) -> Option<BounceReport> {
     let bytes = &mail_start[..mail_start.len().min(MAX_BOUNCE_SCAN)];
     let header = header_block(bytes);
+    let header = header.as_slice();
     let top = raw_fields(header);
     let top_value = |name: &str| {
         top.iter()
@@ -515,7 +516,7 @@ pub fn read_bounce(mail_start: &[u8]) -> Option<BounceReport> {
             }
             // The first returned header is the returned mail's (an MTA adds no second).
             ("message", "rfc822") | ("message", "global") if returned.is_none() => {
-                returned = Some(raw_fields(header_block(part.contents())));
+                returned = Some(raw_fields(&header_block(part.contents())));
             }
             ("text", "rfc822-headers") | ("message", "global-headers") if returned.is_none() => {
                 returned = Some(raw_fields(part.contents()));
@@ -830,15 +831,12 @@ fn is_bounce_subject(subject: &str) -> bool {
 }
 
 /// The header block at the start of a mail (up to and with its blank line; all of it
-/// when there is none).
-fn header_block(mail: &[u8]) -> &[u8] {
-    (0..mail.len())
-        .find_map(|i| match &mail[i..] {
-            [b'\n', b'\n', ..] => Some(i + 2),
-            [b'\n', b'\r', b'\n', ..] => Some(i + 3),
-            _ => None,
-        })
-        .map_or(mail, |end| &mail[..end])
+/// when there is none), as the spool collects it (bounded by
+/// [`crate::core::headers::MAX_HEADER_BLOCK`]).
+fn header_block(mail: &[u8]) -> Vec<u8> {
+    let mut collector = HeaderBlockCollector::new();
+    collector.push(mail);
+    collector.finish().bytes
 }
 
 /// The decoded `Subject` of a header block.
@@ -1206,6 +1204,36 @@ mod tests {
     }
 
     #[test]
+    fn an_outlook_reply_with_comma_separated_references_threads() {
+        let mail = "From: Carol <carol@customer.example>\r\n\
+                    Subject: RE: Printer on fire\r\n\
+                    Thread-Topic: Printer on fire\r\n\
+                    References: <RT-Ticket-42@rt.acme.example>,<CAF=abc123@mail.gmail.com>\r\n\r\n";
+        assert_eq!(
+            decide(mail.as_bytes(), None, &rt()),
+            ThreadDecision::ByRtMarker { ticket: 42 }
+        );
+    }
+
+    #[test]
+    fn an_out_of_office_reply_threads_by_marker_and_is_screened_as_such() {
+        // Threading decides the ticket; the machine-mail screen how it is posted.
+        let ooo = format!(
+            "From: Alice <alice@gmail.com>\r\n\
+             Subject: Out of office until Monday\r\n\
+             In-Reply-To: <{RT_MSGID}>\r\n\
+             References: <RT-Ticket-42@rt.acme.example> <{RT_MSGID}>\r\n\
+             Auto-Submitted: auto-replied\r\n\r\n"
+        );
+        assert_eq!(
+            decide_mail(ooo.as_bytes(), &rt()),
+            ThreadDecision::ByRtMarker { ticket: 42 }
+        );
+        let screened = crate::core::machine_mail::classify(ooo.as_bytes()).map(|m| m.kind);
+        assert_eq!(screened, Some(crate::core::machine_mail::MachineKind::OutOfOffice));
+    }
+
+    #[test]
     fn a_mail_with_nothing_to_thread_by_is_none() {
         let decision = decide(b"From: a@b\r\nSubject: New problem\r\n\r\n", None, &rt());
         assert_eq!(decision, ThreadDecision::None);
@@ -1536,6 +1564,26 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(decide_mail(&huge, &rt()).ticket(), Some(42));
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn nothing_past_the_scan_bound_is_read() {
+        // The same DSN with its notification padded: the returned mail (RT's marker)
+        // starts past MAX_BOUNCE_SCAN, so it is not read.
+        let pad = "x".repeat(76) + "\r\n";
+        let padding = pad.repeat(MAX_BOUNCE_SCAN / pad.len() + 1);
+        let padded = postfix_dsn().replacen("The mail system\r\n", &format!("The mail system\r\n{padding}"), 1);
+        let report = read_bounce(padded.as_bytes()).expect("still a bounce");
+        assert_eq!(report.returned_message_id, None);
+        assert!(report.returned_references.is_empty());
+        // Within the bound it is read.
+        assert_eq!(
+            read_bounce(postfix_dsn().as_bytes())
+                .expect("a bounce")
+                .returned_message_id
+                .as_deref(),
+            Some(RT_MSGID)
+        );
     }
 
     #[test]
