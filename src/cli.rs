@@ -226,3 +226,48 @@ pub const VERSION: &str = concat!("rt-mailgate ", env!("CARGO_PKG_VERSION"), " (
 
 /// `rt-mailgate --help` (followed by [`VERSION`]).
 pub const MANUAL: &str = include_str!("../docs/rt-mailgate.txt");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CHANGELOG's `## ` headings, in order.
+    fn changelog_versions() -> Vec<&'static str> {
+        include_str!("../CHANGELOG.md")
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .collect()
+    }
+
+    #[test]
+    fn the_changelogs_top_entry_is_the_released_version_the_binaries_print() {
+        let versions = changelog_versions();
+        let top = versions.first().expect("CHANGELOG.md has a version entry");
+        let version = env!("CARGO_PKG_VERSION");
+        // `## 0.2.0` or `## 0.2.0 (2026-12-06)`: a version, never "Unreleased".
+        let (number, date) = top.split_once(' ').unwrap_or((top, ""));
+        assert_eq!(number, version, "CHANGELOG's top entry `{top}` vs Cargo.toml's {version}");
+        assert!(
+            date.is_empty() || (date.starts_with('(') && date.ends_with(')')),
+            "`{top}`: a date in parentheses, if any"
+        );
+        assert!(
+            !versions.iter().any(|v| v.to_ascii_lowercase().contains("unreleased")),
+            "{versions:?}"
+        );
+        assert!(VERSION.contains(version) && USER_AGENT.contains(version));
+        // Each version once, newest first.
+        let numbers: Vec<Vec<u64>> = versions
+            .iter()
+            .map(|v| {
+                let number = v.split(' ').next().unwrap_or_default();
+                number
+                    .split('.')
+                    .map(|n| n.parse().unwrap_or_else(|_| panic!("`{v}` is not a version")))
+                    .collect()
+            })
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[0] > w[1]), "{versions:?}");
+    }
+}
+
