@@ -246,7 +246,10 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         // `## 0.2.0` or `## 0.2.0 (2026-12-06)`: a version, never "Unreleased".
         let (number, date) = top.split_once(' ').unwrap_or((top, ""));
-        assert_eq!(number, version, "CHANGELOG's top entry `{top}` vs Cargo.toml's {version}");
+        assert_eq!(
+            number, version,
+            "CHANGELOG's top entry `{top}` vs Cargo.toml's {version}"
+        );
         assert!(
             date.is_empty() || (date.starts_with('(') && date.ends_with(')')),
             "`{top}`: a date in parentheses, if any"
@@ -270,4 +273,3 @@ mod tests {
         assert!(numbers.windows(2).all(|w| w[0] > w[1]), "{versions:?}");
     }
 }
-

@@ -8,6 +8,12 @@
 //! 3 redirects (any 3xx, as LWP's `is_redirect`) are followed by posting again to the
 //! new location; a failed status is reported with the server's own reason phrase.
 //!
+//! RT's answer is read with a bound ([`MAX_ANSWER_BYTES`]): RT's own answers are a few
+//! lines, so more is a proxy's page or garbage, and a server that never stops sending
+//! must not fill the client's memory (nor, with bytes always moving, outlast every
+//! timeout). What was read up to the bound is judged by the reply rules as any answer
+//! is (a prefix: `ok`, `not ok`, else a temporary failure), and the rest is not read.
+//!
 //! One deliberate difference: the Perl client appends the gateway path to `--url` as
 //! given, so `https://rt.example/` posts to `//REST/1.0/...`. We post to
 //! `/REST/1.0/...`: RT answers both alike, but a proxy that exposes only the exact
@@ -42,6 +48,12 @@ pub const MAX_REDIRECTS: usize = 3;
 /// The Perl client's default `--timeout`, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 const UPLOAD_CHUNK: usize = 64 * 1024;
+/// The most of RT's answer that is read. RT answers `ok`, `not ok - reason` or
+/// `temporary failure - reason` in a few lines (a few hundred bytes with DevelMode's
+/// ticket details); a proxy's error page is a few KiB.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// What ends an answer cut at [`MAX_ANSWER_BYTES`], for whoever reads it in a log.
+pub const ANSWER_CUT_NOTE: &str = "\n[rt-mailgate: the answer was cut here, at 65536 bytes; the rest was not read]\n";
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +323,14 @@ impl HttpGateway {
             match progress.guard(timeout, chunks.next()).await? {
                 Some(Ok(chunk)) => {
                     progress.touch();
+                    let room = MAX_ANSWER_BYTES - body.len();
+                    if chunk.len() > room {
+                        // Past the bound: keep what fits, read no more (dropping the
+                        // stream closes the connection).
+                        body.extend_from_slice(&chunk[..room]);
+                        body.extend_from_slice(ANSWER_CUT_NOTE.as_bytes());
+                        break;
+                    }
                     body.extend_from_slice(&chunk);
                 }
                 Some(Err(e)) => return Err(transport_failure(&e)),
@@ -371,6 +391,8 @@ fn base_builder(config: &HttpGatewayConfig) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
 }
+
+const _: () = assert!(MAX_ANSWER_BYTES == 65536, "ANSWER_CUT_NOTE names the bound");
 
 struct Sent {
     status: u16,
