@@ -21,7 +21,7 @@ use crate::core::getopt::{parse_args_with, CliOptions, Conventions};
 use crate::core::reply::{RtAnswer, Verdict};
 use crate::core::request::MailgateArgs;
 use crate::core::url_policy::{redact, OtherHosts};
-use crate::rt::http::{HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
+use crate::rt::http::{lwp_status_line, HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
 use crate::rt::MailGateway;
 use crate::spool::{LineEndings, Location, Spool};
 
@@ -135,18 +135,28 @@ pub async fn run<R: AsyncRead + Unpin>(
         let _ = writeln!(stderr, "{program}: connecting to {}", redact(gateway.endpoint()));
     }
 
-    // The Perl client reports transport failures and non-2xx statuses alike.
+    // The Perl client reports transport failures and non-2xx statuses alike, a
+    // transport failure in LWP's words (`500 Can't connect to HOST:PORT (reason)`, the
+    // line MTAs quote); ours adds a line of its own where it knows more.
     let answer = match gateway.post(&resolved.request, &spool).await {
-        Err(failure) => Err(failure.to_string()),
-        Ok(RtAnswer::HttpError { status_line, .. }) => Err(status_line),
+        Err(failure) => {
+            let line = lwp_status_line(&failure);
+            let ours = failure.to_string();
+            let more = (!line.contains(&ours)).then_some(ours);
+            Err((line, more))
+        }
+        Ok(RtAnswer::HttpError { status_line, .. }) => Err((status_line, None)),
         Ok(answer) => Ok(answer),
     };
     match answer {
-        Err(failure) => {
+        Err((failure, more)) => {
             let _ = writeln!(
                 stderr,
                 "HTTP request failed: {failure}. Your webserver logs may have more information or there may be a network problem."
             );
+            if let Some(more) = more {
+                let _ = writeln!(stderr, "{program}: {more}");
+            }
             if options.debug {
                 let _ = writeln!(stderr, "\n{program}: undefined server error");
             }
