@@ -291,7 +291,10 @@ fn transport_failures_are_worded_as_lwp_words_them() {
     }
     // A name that does not resolve.
     let (theirs, mine) = first_lines(&["--url", "http://nonexistent.invalid"]);
-    assert!(theirs.starts_with("HTTP request failed: 500 Can't connect to nonexistent.invalid:80 ("), "{theirs}");
+    assert!(
+        theirs.starts_with("HTTP request failed: 500 Can't connect to nonexistent.invalid:80 ("),
+        "{theirs}"
+    );
     assert_eq!(mine, theirs);
 }
 

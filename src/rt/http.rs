@@ -607,7 +607,9 @@ mod tests {
                 "500 read timeout",
             ),
             (
-                TransportFailure::Broken("client error (SendRequest): connection closed before message completed".into()),
+                TransportFailure::Broken(
+                    "client error (SendRequest): connection closed before message completed".into(),
+                ),
                 "500 Server closed connection without sending any data back",
             ),
             (
@@ -627,7 +629,10 @@ mod tests {
         for (failure, line) in cases {
             assert_eq!(lwp_status_line(&failure), line, "{failure:?}");
         }
-        assert_eq!(os_error_words("tcp connect error: Connection refused (os error 111)"), "Connection refused");
+        assert_eq!(
+            os_error_words("tcp connect error: Connection refused (os error 111)"),
+            "Connection refused"
+        );
         assert_eq!(
             os_error_words("failed to lookup address information: Name or service not known"),
             "Name or service not known"
