@@ -227,6 +227,32 @@ fn a_failed_status_is_quoted_with_the_servers_own_reason() {
 }
 
 #[test]
+fn an_answer_without_end_is_read_to_a_bound_and_judged_by_its_start() {
+    // A server that never stops sending: bytes keep moving, so no timeout would ever
+    // end it, and the Perl client (LWP has no bound) reads it all into memory; it is
+    // not run here. Ours reads 64 KiB, judges them by the reply rules, and hangs up.
+    let started = std::time::Instant::now();
+    let page = Answer::Endless(b"<html><body>a proxy's page".to_vec());
+    let (out, posts) = Run::new(&[b"--timeout", b"5"]).against(OURS, page);
+    let said = stderr(&out);
+    assert_eq!(code(&out), 75, "{}", &said[..said.len().min(300)]);
+    assert_eq!(posts.len(), 1);
+    assert!(
+        said.contains("RT server error.")
+            && said.contains("<html><body>a proxy's page")
+            && said.contains("[rt-mailgate: the answer was cut here, at 65536 bytes; the rest was not read]"),
+        "{}",
+        &said[..said.len().min(300)]
+    );
+    assert!(said.len() < 70_000, "{} bytes on stderr", said.len());
+    // RT's verdict at the start counts, as the reply rules read a prefix: a mail RT
+    // took is not posted again.
+    let (out, _) = Run::new(&[b"--timeout", b"5"]).against(OURS, Answer::Endless(b"ok\n".to_vec()));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
 fn debug_prints_not_ok_with_its_reason() {
     let body = "not ok - Permission Denied\n";
     let (theirs, mine) = Run::new(&[b"--debug"]).exits(0, Answer::ok_body(body));
