@@ -48,7 +48,11 @@ fn sam_python() -> PathBuf {
     let sam = String::from_utf8(sam.stdout).unwrap().trim().to_string();
     assert!(!sam.is_empty(), "the SAM CLI is missing: scripts/setup test");
     let text = std::fs::read(&sam).unwrap_or_else(|e| panic!("{sam}: {e}"));
-    let first = String::from_utf8_lossy(&text).lines().next().unwrap_or_default().to_string();
+    let first = String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let python = first
         .strip_prefix("#!")
         .unwrap_or_else(|| panic!("{sam} has no #! line"));
@@ -185,7 +189,10 @@ fn the_first_deploy_asks_six_things_in_deploy_order_and_sam_reads_the_answers() 
     let (region, parameters) = as_sam_reads_it(&config);
     assert_eq!(region, "eu-west-1");
     assert_eq!(parameters["MailDomains"], ANSWERS[1]);
-    assert_eq!(parameters["Routes"], ANSWERS[2], "spaces, ';' and '*' survive SAM's parsing");
+    assert_eq!(
+        parameters["Routes"], ANSWERS[2],
+        "spaces, ';' and '*' survive SAM's parsing"
+    );
     assert_eq!(parameters["RoutesObjectKey"], "");
     assert_eq!(parameters["RtUrl"], ANSWERS[3]);
     assert_eq!(parameters["RtSecretArn"], ANSWERS[4]);
@@ -197,7 +204,10 @@ fn the_first_deploy_asks_six_things_in_deploy_order_and_sam_reads_the_answers() 
     // Every parameter without a Default in the template has its value now.
     for (name, default) in template_defaults() {
         if default.is_none() {
-            assert!(parameters.contains_key(&name), "{name} has no default and was not written");
+            assert!(
+                parameters.contains_key(&name),
+                "{name} has no default and was not written"
+            );
         }
     }
     // What CloudFormation will be given fits every parameter's constraints.
@@ -223,9 +233,9 @@ fn what_the_template_would_refuse_is_asked_again() {
             "rt.example.com",
             "no table", // neither a file nor a route
             routes_file.to_str().unwrap(),
-            "rt-mail.example.com", // no scheme
+            "rt-mail.example.com",                      // no scheme
             "https://admin:secret@rt-mail.example.com", // credentials in the URL
-            "https://localhost", // in Lambda, the function itself
+            "https://localhost",                        // in Lambda, the function itself
             "https://rt-mail.example.com",
             "rt-mailgate", // a name, not the secret's ARN
             "",
@@ -235,7 +245,10 @@ fn what_the_template_would_refuse_is_asked_again() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(text.matches("Not taken:").count(), 7, "{text}");
-    assert!(text.contains("without user:password@"), "the template's own words: {text}");
+    assert!(
+        text.contains("without user:password@"),
+        "the template's own words: {text}"
+    );
     // A file is the table in the bucket, uploaded after the deploy creates the bucket.
     let (_, parameters) = as_sam_reads_it(&config);
     assert_eq!(parameters["RoutesObjectKey"], "config/routes.txt");
@@ -244,7 +257,10 @@ fn what_the_template_would_refuse_is_asked_again() {
     let deploy = text.find("sam deploy").expect("the next steps");
     let upload = text.find("aws s3 cp").expect("the table's upload");
     let smoke = text.find("scripts/smoke-test before-mx").expect("the smoke test");
-    assert!(deploy < upload && upload < smoke, "deploy, upload, then the smoke test: {text}");
+    assert!(
+        deploy < upload && upload < smoke,
+        "deploy, upload, then the smoke test: {text}"
+    );
     let (ok, lint) = cfn_lint(&template_with(&parameters), dir.path());
     assert!(ok, "{lint}");
 }
@@ -255,7 +271,13 @@ fn plain_http_is_asked_about_and_no_answer_writes_nothing() {
     let shipped = std::fs::read_to_string(Path::new(ROOT).join("samconfig.toml")).unwrap();
     let (code, text, config) = configure(
         dir.path(),
-        &["eu-west-1", "rt.example.com", "bugs@rt.example.com: --queue bugs", "http://10.0.0.5", "no"],
+        &[
+            "eu-west-1",
+            "rt.example.com",
+            "bugs@rt.example.com: --queue bugs",
+            "http://10.0.0.5",
+            "no",
+        ],
     );
     assert_ne!(code, Some(0), "{text}");
     assert!(text.contains("unencrypted"), "{text}");
@@ -274,12 +296,19 @@ fn the_shipped_settings_are_the_templates_defaults_and_never_break_an_invocation
     std::fs::copy(Path::new(ROOT).join("samconfig.toml"), &config).unwrap();
     let (_, shipped) = as_sam_reads_it(&config);
     let defaults = template_defaults();
-    assert!(shipped.len() > 15, "the settings an admin changes later are all there: {shipped:?}");
+    assert!(
+        shipped.len() > 15,
+        "the settings an admin changes later are all there: {shipped:?}"
+    );
     for (name, value) in &shipped {
         let default = defaults
             .get(name)
             .unwrap_or_else(|| panic!("{name} is not a template parameter"));
-        assert_eq!(default.as_deref(), Some(value.as_str()), "{name}: shipped value vs the template's");
+        assert_eq!(
+            default.as_deref(),
+            Some(value.as_str()),
+            "{name}: shipped value vs the template's"
+        );
     }
     // Architecture=x86_64 breaks every invocation (the build is arm64): never set here,
     // and a deploy refuses it (a template rule).
@@ -287,7 +316,9 @@ fn the_shipped_settings_are_the_templates_defaults_and_never_break_an_invocation
     let rules = TEMPLATE.split_once("\nRules:\n").unwrap().1;
     let rule = rules.split_once("  DeployIsArm64:\n").expect("the rule").1;
     assert!(
-        rule.lines().take(4).any(|l| l.contains("!Equals [!Ref Architecture, arm64]")),
+        rule.lines()
+            .take(4)
+            .any(|l| l.contains("!Equals [!Ref Architecture, arm64]")),
         "{rule}"
     );
 }

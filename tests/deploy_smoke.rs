@@ -12,8 +12,8 @@
 
 mod support;
 
-use std::path::Path;
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,10 @@ fn before_the_mx_moves_the_deployed_function_and_rts_path_are_proven() {
     let subject = smoke_subject(&text).expect("the script names its mail");
     let ticket = rt::only_ticket_with_subject(&subject);
     assert_eq!(rt::ticket(ticket)["Queue"], "support");
-    assert!(text.contains("route support@example.test (support@example.test): delivered"), "{text}");
+    assert!(
+        text.contains("route support@example.test (support@example.test): delivered"),
+        "{text}"
+    );
 
     // An address no route takes: said so, not "passed", and nothing posted.
     let (code, text) = finish(smoke_test(
@@ -220,11 +223,17 @@ fn after_the_mx_moves_a_mail_through_ses_is_found_by_its_subject() {
     let (code, text) = running.finish();
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains(&format!("SES stored it as inbound/{id}")), "{text}");
-    assert!(text.contains("smoke test passed: mail flows from SES through the function into RT"), "{text}");
+    assert!(
+        text.contains("smoke test passed: mail flows from SES through the function into RT"),
+        "{text}"
+    );
     assert!(!text.contains("FAILED"), "{text}");
     let ticket = rt::only_ticket_with_subject(&subject);
     assert_eq!(rt::ticket(ticket)["Queue"], "support");
-    assert!(text.contains("route smoke@example.test (smoke@example.test): delivered"), "{text}");
+    assert!(
+        text.contains("route smoke@example.test (smoke@example.test): delivered"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -233,12 +242,12 @@ fn after_the_mx_moves_failed_means_the_mail_never_arrived() {
     stack.verify_ses_identity("rt-mailgate@example.test");
     deploy(&stack);
     let start = Instant::now();
-    let (code, text) = finish(smoke_test(
-        &stack,
-        &["after-mx", FUNCTION, "support@example.test", "5"],
-    ));
+    let (code, text) = finish(smoke_test(&stack, &["after-mx", FUNCTION, "support@example.test", "5"]));
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("smoke test FAILED: the mail did not arrive within 5 s"), "{text}");
+    assert!(
+        text.contains("smoke test FAILED: the mail did not arrive within 5 s"),
+        "{text}"
+    );
     for next in ["MX record", "rule set is active", "verified in SES"] {
         assert!(text.contains(next), "what to check: {next}: {text}");
     }
@@ -255,13 +264,17 @@ fn after_the_mx_moves_failed_means_the_mail_never_arrived() {
     let id = unique("ses-inbound");
     stack.store_mail(
         &id,
-        format!("From: rt-mailgate@example.test\r\nTo: broken@example.test\r\nSubject: {subject}\r\n\r\nx\r\n").as_bytes(),
+        format!("From: rt-mailgate@example.test\r\nTo: broken@example.test\r\nSubject: {subject}\r\n\r\nx\r\n")
+            .as_bytes(),
     );
     stack.invoke(&ses_event(&id, &["broken@example.test"])).unwrap();
     let (code, text) = running.finish();
     assert_eq!(code, Some(3), "{text}");
     assert!(!text.contains("FAILED"), "{text}");
-    assert!(text.contains(&format!("the mail arrived (SES id {id}) but RT has not taken it")), "{text}");
+    assert!(
+        text.contains(&format!("the mail arrived (SES id {id}) but RT has not taken it")),
+        "{text}"
+    );
     assert!(text.contains("given-up"), "the trace's story: {text}");
 }
 

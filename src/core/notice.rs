@@ -61,7 +61,11 @@ pub const QUOTED_CHARS: usize = 200;
 pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
     let first = mail.routes.first().map_or("", |r| r.reason.as_str());
     let routine = !mail.routes.is_empty() && mail.routes.iter().all(|r| r.class == GiveUpClass::Policy);
-    let what = if routine { "mail dropped by policy" } else { "mail given up" };
+    let what = if routine {
+        "mail dropped by policy"
+    } else {
+        "mail given up"
+    };
     let subject = match mail.routes.len() {
         0 | 1 => format!("[rt-mailgate] {what}: {}", one_line(first, 120)),
         n => format!("[rt-mailgate] {what} on {n} routes: {}", one_line(first, 100)),
@@ -226,13 +230,26 @@ mod tests {
             ..route("bugs@example.com", "SES found a virus in the mail; it is not posted")
         }];
         let n = operator_notice("ops@example.com", &m);
-        assert!(n.subject.starts_with("[rt-mailgate] mail dropped by policy: SES found a virus"), "{}", n.subject);
-        assert!(n.body.starts_with("A mail was dropped by the mail policy"), "{}", n.body);
+        assert!(
+            n.subject
+                .starts_with("[rt-mailgate] mail dropped by policy: SES found a virus"),
+            "{}",
+            n.subject
+        );
+        assert!(
+            n.body.starts_with("A mail was dropped by the mail policy"),
+            "{}",
+            n.body
+        );
         assert!(n.body.contains("No action is needed"));
         // With one route that needs a person, the digest is a give-up again.
         m.routes.push(route("sales@example.com", "RT has no such queue"));
         let n = operator_notice("ops@example.com", &m);
-        assert!(n.subject.starts_with("[rt-mailgate] mail given up on 2 routes"), "{}", n.subject);
+        assert!(
+            n.subject.starts_with("[rt-mailgate] mail given up on 2 routes"),
+            "{}",
+            n.subject
+        );
         assert!(!n.body.contains("No action is needed"), "{}", n.body);
     }
 

@@ -497,11 +497,7 @@ mod tests {
             assert_eq!(GiveUpClass::of(policy, false), GiveUpClass::Policy, "{policy:?}");
             assert_eq!(GiveUpClass::of(policy, true), GiveUpClass::Policy, "{policy:?}");
         }
-        for sender in [
-            MailTooLarge,
-            PayloadTooLarge,
-            RtNotOk,
-        ] {
+        for sender in [MailTooLarge, PayloadTooLarge, RtNotOk] {
             assert_eq!(GiveUpClass::of(sender, false), GiveUpClass::Sender, "{sender:?}");
             assert_eq!(GiveUpClass::of(sender, true), GiveUpClass::Sender, "{sender:?}");
         }
