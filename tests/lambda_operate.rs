@@ -150,7 +150,9 @@ fn a_replay_runs_inside_the_function_and_says_whether_it_is_done() {
 
 #[test]
 fn the_canary_sends_a_mail_through_ses() {
-    let stack = LambdaStack::start(&[("NOTICE_FROM", "rt-mailgate@example.test")]);
+    // The canary address has its route (one no route takes is refused: tests/deploy_smoke.rs).
+    let routes = format!("{ROUTES}; canary@example.test: --queue support");
+    let stack = LambdaStack::start(&[("NOTICE_FROM", "rt-mailgate@example.test"), ("ROUTES", &routes)]);
     stack.verify_ses_identity("rt-mailgate@example.test");
     let answer = stack
         .invoke(&json!({"rt-mailgate": {"canary": {"to": "canary@example.test"}}}))

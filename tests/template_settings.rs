@@ -313,3 +313,99 @@ fn the_rule_receives_the_domains_the_function_is_told() {
     assert_eq!(parameters()["MailDomains"].kind, "CommaDelimitedList");
     assert!(TEMPLATE.contains("TlsPolicy: !Ref TlsPolicy"));
 }
+
+/// A resource's block in the template: its two-space name line and what follows.
+fn resource(name: &str) -> String {
+    let body = TEMPLATE
+        .split_once(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no resource {name}"))
+        .1;
+    body.lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn mail_outlives_the_dead_letter_queues_and_the_tools_get_the_functions_name() {
+    // A dead letter waits at most the queue's retention; its mail must still be there.
+    let dlq_seconds: u64 = resource("DeadLetterQueue")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MessageRetentionPeriod: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let retention = resource("RetentionDays");
+    let min_days: u64 = retention
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MinValue: "))
+        .expect("RetentionDays has a MinValue")
+        .parse()
+        .unwrap();
+    assert!(
+        min_days * 86_400 >= dlq_seconds,
+        "RetentionDays may go below the DLQ's {dlq_seconds} s"
+    );
+    let outputs = TEMPLATE.split_once("\nOutputs:\n").unwrap().1;
+    let name = outputs
+        .split_once("  FunctionName:\n")
+        .expect("a FunctionName output")
+        .1;
+    assert!(
+        name.lines().take(5).any(|l| l.trim() == "Value: !Ref MailgateFunction"),
+        "{name}"
+    );
+}
+
+#[test]
+fn switching_back_to_direct_never_deletes_a_queue_that_holds_mail() {
+    for queue in ["MailQueue", "BufferDeadLetterQueue", "DeadLetterQueue"] {
+        let block = resource(queue);
+        assert!(
+            !block.contains("Condition:"),
+            "{queue} exists in both delivery modes: {block}"
+        );
+        assert!(block.contains("DeletionPolicy: Retain") && block.contains("UpdateReplacePolicy: Retain"));
+    }
+    // Still drained in direct mode, so mail left in it is delivered.
+    let mapping = resource("MailQueueMapping");
+    assert!(!mapping.contains("Condition:"), "{mapping}");
+    assert!(
+        TEMPLATE.contains("              - Sid: DrainMailQueue\n"),
+        "the drain's rights in both modes"
+    );
+}
+
+#[test]
+fn alarms_mean_action() {
+    // GivenUp pages; PolicyDropped (virus, spam, DMARC) never does.
+    assert!(resource("GivenUpAlarm").contains("MetricName: GivenUp"));
+    assert!(
+        !TEMPLATE.contains("MetricName: PolicyDropped"),
+        "no alarm on routine policy drops"
+    );
+    // Every count alarm takes no data as no trouble: nothing fires before the first mail.
+    for alarm in [
+        "GivenUpAlarm",
+        "UnroutedAlarm",
+        "DeadLetterAlarm",
+        "FunctionErrorsAlarm",
+    ] {
+        assert!(resource(alarm).contains("TreatMissingData: notBreaching"), "{alarm}");
+    }
+    // Silence pages only once the stack has delivered a mail this week: a composite of
+    // the silent hours and a delivery within 7 days, neither part mailing by itself.
+    let nothing = resource("NothingDeliveredAlarm");
+    assert!(nothing.contains("Type: AWS::CloudWatch::CompositeAlarm"), "{nothing}");
+    assert!(
+        nothing.contains(r#"AlarmRule: !Sub 'ALARM("${NoDeliveryHours}") AND ALARM("${DeliveredThisWeek}")'"#),
+        "{nothing}"
+    );
+    let week = resource("DeliveredThisWeek");
+    assert!(
+        week.contains("TreatMissingData: notBreaching") && week.contains("ComparisonOperator: GreaterThanThreshold")
+    );
+    for part in ["NoDeliveryHours", "DeliveredThisWeek"] {
+        assert!(!resource(part).contains("Actions:"), "{part} mails no one itself");
+    }
+}

@@ -85,9 +85,12 @@ pub enum GiveUpClass {
     /// RT, and anything not listed below).
     #[default]
     Route,
-    /// What the sender sent: a virus, spam, a DMARC reject, a mail too large, one RT
-    /// refused, too many routes.
+    /// What the sender sent: a mail too large, one RT refused, too many routes.
     Sender,
+    /// A routine drop by the mail policy (SES's virus verdict, spam under `drop`, a
+    /// DMARC reject honoured): nobody needs to act. Counted under `PolicyDropped`, not
+    /// `GivenUp`, with an operator window of its own.
+    Policy,
     /// A queue or action the recipient address chose (`*@domain`, a sub-address under
     /// `--extension queue|action`) that RT doesn't have, or such a route beyond
     /// `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted under a metric
@@ -104,6 +107,7 @@ impl GiveUpClass {
             Self::Route => 0,
             Self::Sender => 1,
             Self::AddressMiss => 2,
+            Self::Policy => 3,
         };
         classes.into_iter().min_by_key(rank).unwrap_or(Self::AddressMiss)
     }
@@ -115,9 +119,8 @@ impl GiveUpClass {
         match case {
             // One mail to fifty made-up addresses must not fire the GivenUp alarm either.
             RtTemporaryFailure | UnknownQueue | TooManyRoutes if named_by_address => Self::AddressMiss,
-            VirusFound | SpamDropped | DmarcReject | MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => {
-                Self::Sender
-            }
+            VirusFound | SpamDropped | DmarcReject => Self::Policy,
+            MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => Self::Sender,
             _ => Self::Route,
         }
     }
@@ -490,14 +493,11 @@ mod tests {
         assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::AddressMiss);
         // The same answer on a fixed route is a broken route: the operator must hear.
         assert_eq!(GiveUpClass::of(RtTemporaryFailure, false), GiveUpClass::Route);
-        for sender in [
-            VirusFound,
-            SpamDropped,
-            DmarcReject,
-            MailTooLarge,
-            PayloadTooLarge,
-            RtNotOk,
-        ] {
+        for policy in [VirusFound, SpamDropped, DmarcReject] {
+            assert_eq!(GiveUpClass::of(policy, false), GiveUpClass::Policy, "{policy:?}");
+            assert_eq!(GiveUpClass::of(policy, true), GiveUpClass::Policy, "{policy:?}");
+        }
+        for sender in [MailTooLarge, PayloadTooLarge, RtNotOk] {
             assert_eq!(GiveUpClass::of(sender, false), GiveUpClass::Sender, "{sender:?}");
             assert_eq!(GiveUpClass::of(sender, true), GiveUpClass::Sender, "{sender:?}");
         }
@@ -512,6 +512,10 @@ mod tests {
         assert_eq!(GiveUpClass::most_pressing([AddressMiss, Sender]), Sender);
         assert_eq!(GiveUpClass::most_pressing([AddressMiss, Route, Sender]), Route);
         assert_eq!(GiveUpClass::most_pressing([AddressMiss]), AddressMiss);
+        // A routine policy drop never decides the window of a digest that has more.
+        assert_eq!(GiveUpClass::most_pressing([Policy, Sender]), Sender);
+        assert_eq!(GiveUpClass::most_pressing([Policy, AddressMiss]), AddressMiss);
+        assert_eq!(GiveUpClass::most_pressing([Policy]), Policy);
     }
 
     #[test]

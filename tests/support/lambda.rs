@@ -213,6 +213,12 @@ impl LambdaStack {
         &self.env
     }
 
+    /// Where the emulator takes Lambda's Invoke API (`aws lambda invoke --endpoint-url`,
+    /// function name `_`).
+    pub fn invoke_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
     /// Runs one of the operator's tools with the function's environment plus `env`.
     pub fn tool(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         Command::new(program)
