@@ -24,6 +24,8 @@
 //! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
 //!   API login), with values that never print.
 //! - [`url_policy`]: plain http, redirects and URL redaction: where a mail may be posted.
+//! - [`mail_index`]: the trace's index of mails by sender, From and Message-ID, by day.
+//! - [`shell`]: values quoted for a shell in the commands the tools print.
 //!
 //! Adapters (HTTP, S3, SES) live outside this module and call into it.
 
@@ -36,6 +38,7 @@ pub mod getopt;
 pub mod headers;
 pub mod line_endings;
 pub mod lookup;
+pub mod mail_index;
 pub mod notice;
 pub mod outcome;
 pub mod rate_limit;
@@ -44,5 +47,6 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod route_record;
+pub mod shell;
 pub mod trace;
 pub mod url_policy;
