@@ -136,10 +136,10 @@ fn import(file: &std::path::Path, domain: &str) -> anyhow::Result<bool> {
     );
     if let Ok(table) = RoutingTable::parse(&report.routes, Some('+')) {
         let coverage = table.coverage();
-        eprintln!("for the template: MailDomains={}", join(&coverage.domains));
+        eprintln!("for the template: {}", parameter("MailDomains", &coverage.domains));
         eprintln!(
-            "  and, so that SES refuses every other address: ReceiptRecipients={}",
-            join(&coverage.recipients)
+            "  and, so that SES refuses every other address: {}",
+            parameter("ReceiptRecipients", &coverage.recipients)
         );
     }
     Ok(report.routed > 0)
@@ -147,6 +147,12 @@ fn import(file: &std::path::Path, domain: &str) -> anyhow::Result<bool> {
 
 fn join(items: &std::collections::BTreeSet<String>) -> String {
     items.iter().map(String::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// `Name=a,b` as one shell word, for `sam deploy --parameter-overrides`: the addresses
+/// come from the aliases file, and a pasted line must pass them as they are.
+fn parameter(name: &str, items: &std::collections::BTreeSet<String>) -> String {
+    rt_mailgate::core::shell::quote(&format!("{name}={}", join(items))).into_owned()
 }
 
 /// SES allows this many recipients in one receipt rule.
@@ -158,8 +164,8 @@ const MAX_RULE_RECIPIENTS: usize = 100;
 fn print_recipients(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool> {
     let table = routes_from_vars(&var).context("the routing table")?;
     let coverage = table.coverage();
-    println!("MailDomains={}", join(&coverage.domains));
-    println!("ReceiptRecipients={}", join(&coverage.recipients));
+    println!("{}", parameter("MailDomains", &coverage.domains));
+    println!("{}", parameter("ReceiptRecipients", &coverage.recipients));
     let mut fits = true;
     if coverage.recipients.len() > MAX_RULE_RECIPIENTS {
         fits = false;
