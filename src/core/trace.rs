@@ -425,6 +425,40 @@ mod tests {
     }
 
     #[test]
+    fn the_commands_of_a_route_are_quoted_for_a_shell() {
+        let mut r = record(RouteState::GivenUp);
+        r.case = Some("RtTemporaryFailure".into());
+        r.recipients = vec!["-x $(id)'@example.com".into()];
+        let text = route_lines("ses-1", &r, 0);
+        assert!(
+            text.contains(r#"rt-mailgate-routes explain -- '-x $(id)'\''@example.com'"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"rt-mailgate-replay --message-id ses-1 --recipient='-x $(id)'\''@example.com'"#),
+            "{text}"
+        );
+        // A fix that names a variable keeps it (the mail's id goes only where ID stood).
+        let mut r = record(RouteState::Free);
+        r.case = Some("Unauthorized".into());
+        assert!(route_lines("ses-1", &r, 0).contains("RT_SECRET_ID"));
+    }
+
+    #[test]
+    fn a_search_that_stopped_short_says_so_and_how_to_go_on() {
+        let text = stopped_short_text(
+            40,
+            "--max-mails",
+            Some(1_700_000_000_000),
+            Some("rt-mailgate-trace --since x"),
+        );
+        assert!(text
+            .contains("STOPPED SHORT: it read 40 mails (the --max-mails bound), received up to 2023-11-14T22:13:20Z"));
+        assert!(text.contains("\n  rt-mailgate-trace --since x\n"), "{text}");
+        assert!(!text.contains("never got it"));
+    }
+
+    #[test]
     fn a_screened_drop_is_not_replayed_without_the_operators_word() {
         let mut r = record(RouteState::GivenUp);
         r.case = Some("VirusFound".into());
