@@ -164,7 +164,7 @@ fn the_trace_finds_a_mail_in_a_busy_bucket_by_sender_from_and_message_id_and_say
     ] {
         let (code, text) = trace(&stack, args);
         assert_eq!(code, Some(0), "{args:?}: {text}");
-        assert_eq!(mails_in(&text), [id.clone()], "{args:?}: {text}");
+        assert_eq!(mails_in(&text), [id.as_str()], "{args:?}: {text}");
         assert!(
             text.contains(&format!(
                 "mail {id}: from <0100018c-bounce-4711@amazonses.example> (From: alice@customer.example)"

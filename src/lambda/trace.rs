@@ -227,7 +227,7 @@ async fn scan(index: &impl RecordIndex, records_prefix: &str, request: &TraceReq
     let listing = index
         .list(&KeyRange::under(records_prefix), request.max_records)
         .await?;
-    let stopped_short = listing.more.then(|| StoppedShort {
+    let stopped_short = listing.more.then_some(StoppedShort {
         read: listing.items.len(),
         last_ms: None,
     });
