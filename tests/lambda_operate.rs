@@ -275,3 +275,33 @@ fn the_tools_take_their_settings_from_the_deployed_function() {
     assert!(out.status.success(), "{text}{}", support::stderr(&out));
     assert!(text.contains("delivered 1"), "{text}");
 }
+
+#[test]
+fn the_commands_a_report_prints_are_quoted_for_a_shell() {
+    let stack = LambdaStack::start(&[]);
+    let id = unique("quoted");
+    stack.store_mail(&id, &mails::plain("alice@customer.example", &unique("Quoted"), "x"));
+    // A recipient no route takes, as a sender may write it (SES passes quoted local parts).
+    let hostile = "\"x$(touch /tmp/rt-mailgate-pwned)'`id`;\"@example.test";
+    let request = json!({"rt-mailgate": {"replay": {"message_id": id, "recipients": [hostile]}}});
+    let answer = stack.invoke(&request).unwrap();
+    let report = answer["report"].as_str().unwrap();
+    let next = report
+        .lines()
+        .find(|l| l.contains("next:"))
+        .unwrap_or_else(|| panic!("{report}"));
+    // The replay command, as a shell would split it: the recipient whole, nothing run.
+    let start = next.find("rt-mailgate-replay").unwrap();
+    let command = next[start..].strip_suffix(')').unwrap();
+    assert_eq!(
+        shlex::split(command).unwrap(),
+        [
+            "rt-mailgate-replay",
+            "--message-id",
+            id.as_str(),
+            "--recipient",
+            hostile
+        ],
+        "{next}"
+    );
+}

@@ -155,10 +155,12 @@ fn import(file: &std::path::Path, domain: &str, allow_plain_http: bool) -> anyho
     );
     if let Ok(table) = RoutingTable::parse(&report.routes, Some('+')) {
         let coverage = table.coverage();
-        eprintln!("for the template: MailDomains={}", join(&coverage.domains));
-        let recipients = join(&coverage.recipients);
-        eprintln!("  and, so that SES refuses every other address: ReceiptRecipients={recipients}");
-        if recipients.len() > MAX_PARAMETER_BYTES || coverage.recipients.len() > MAX_RULE_RECIPIENTS {
+        eprintln!("for the template: {}", parameter("MailDomains", &coverage.domains));
+        eprintln!(
+            "  and, so that SES refuses every other address: {}",
+            parameter("ReceiptRecipients", &coverage.recipients)
+        );
+        if join(&coverage.recipients).len() > MAX_PARAMETER_BYTES || coverage.recipients.len() > MAX_RULE_RECIPIENTS {
             eprintln!(
                 "  (too long for one receipt rule or parameter value: see rt-mailgate-routes explain --recipients)"
             );
@@ -169,6 +171,12 @@ fn import(file: &std::path::Path, domain: &str, allow_plain_http: bool) -> anyho
 
 fn join(items: &std::collections::BTreeSet<String>) -> String {
     items.iter().map(String::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// `Name=a,b` as one shell word, for `sam deploy --parameter-overrides`: the addresses
+/// come from the aliases file, and a pasted line must pass them as they are.
+fn parameter(name: &str, items: &std::collections::BTreeSet<String>) -> String {
+    rt_mailgate::core::shell::quote(&format!("{name}={}", join(items))).into_owned()
 }
 
 /// SES allows this many recipients in one receipt rule.
@@ -209,8 +217,8 @@ fn print_recipients(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<bool
     let table = routes_from_vars(&var).context("the routing table")?;
     let coverage = table.coverage();
     let (domains, recipients) = (join(&coverage.domains), join(&coverage.recipients));
-    println!("MailDomains={domains}");
-    println!("ReceiptRecipients={recipients}");
+    println!("{}", parameter("MailDomains", &coverage.domains));
+    println!("{}", parameter("ReceiptRecipients", &coverage.recipients));
     let mut fits = true;
     if domains.len() > MAX_MAIL_DOMAINS_BYTES {
         fits = false;

@@ -29,6 +29,8 @@
 //! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
 //!   API login), with values that never print.
 //! - [`url_policy`]: plain http, redirects and URL redaction: where a mail may be posted.
+//! - [`mail_index`]: the trace's index of mails by sender, From and Message-ID, by day.
+//! - [`shell`]: values quoted for a shell in the commands the tools print.
 //!
 //! Adapters (HTTP, S3, SES) live outside this module and call into it.
 
@@ -42,6 +44,7 @@ pub mod headers;
 pub mod line_endings;
 pub mod lookup;
 pub mod machine_mail;
+pub mod mail_index;
 pub mod notice;
 pub mod outcome;
 pub mod rate_limit;
@@ -50,6 +53,7 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod route_record;
+pub mod shell;
 pub mod threading;
 pub mod trace;
 pub mod url_policy;
