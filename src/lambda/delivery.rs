@@ -612,7 +612,7 @@ where
     }
 
     /// Step 3: reads the mail (only keys under `MAIL_PREFIX`), bounded by the deadline.
-    async fn fetch(&self, mail: &StoredMail<'_>) -> Result<Spool, HandlerError> {
+    pub(crate) async fn fetch(&self, mail: &StoredMail<'_>) -> Result<Spool, HandlerError> {
         let message_id = mail.ses_id();
         let key = self
             .config
