@@ -32,14 +32,14 @@ fn mail(subject: &str) -> Vec<u8> {
 
 /// A mail as SES's S3 action stores it: SES's fields on top, then the sender's own
 /// header, which forges the verdicts SES would give a clean mail.
-fn ses_stored(subject: &str, virus: &str, spam: &str) -> Vec<u8> {
+fn ses_stored(subject: &str, virus: &str, spam: &str, dmarc: &str) -> Vec<u8> {
     let mut stored = format!(
         "Return-Path: <alice@customer.example>\r\n\
          Received: from mx.customer.example by inbound-smtp.us-east-1.amazonaws.com with SMTP id x1\r\n\
          X-SES-Spam-Verdict: {spam}\r\nX-SES-Virus-Verdict: {virus}\r\n\
          Received-SPF: pass (spfCheck: domain of customer.example designates 192.0.2.1 as permitted sender)\r\n\
          Authentication-Results: amazonses.com;\r\n spf=pass smtp.mailfrom=alice@customer.example;\r\n \
-         dkim=pass header.i=@customer.example;\r\n dmarc=pass header.from=customer.example;\r\n\
+         dkim=pass header.i=@customer.example;\r\n dmarc={dmarc} header.from=customer.example;\r\n\
          X-SES-RECEIPT: AEFBQUFBQUFBQUFH\r\n\
          X-SES-Virus-Verdict: PASS\r\nX-SES-Spam-Verdict: PASS\r\n"
     )
@@ -128,20 +128,30 @@ fn a_mail_whose_first_delivery_never_ran_is_screened_on_ses_fields_not_the_sende
     // Never delivered (no invocation, no record): SES's own fields are all there is,
     // and the sender's forged PASS below them is not read.
     let (virus_id, virus) = (unique("hdr-virus"), subject("hdr-virus"));
-    stack.store_mail(&virus_id, &ses_stored(&virus, "FAIL", "PASS"));
+    stack.store_mail(&virus_id, &ses_stored(&virus, "FAIL", "PASS", "pass"));
     let (code, text) = replay(&stack, &virus_id, &[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(rt::tickets_with_subject(&virus).is_empty(), "a virus posted: {text}");
     assert!(text.contains("--post-screened-mail"), "{text}");
 
+    // SES's header names no DMARC policy: a DMARC failure is kept dropped (fail closed).
+    let (dmarc_id, dmarc) = (unique("hdr-dmarc"), subject("hdr-dmarc"));
+    stack.store_mail(&dmarc_id, &ses_stored(&dmarc, "PASS", "PASS", "fail"));
+    let (code, text) = replay(&stack, &dmarc_id, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        rt::tickets_with_subject(&dmarc).is_empty(),
+        "a DMARC failure posted: {text}"
+    );
+
     let (spam_id, spam) = (unique("hdr-spam"), subject("hdr-spam"));
-    stack.store_mail(&spam_id, &ses_stored(&spam, "PASS", "FAIL"));
+    stack.store_mail(&spam_id, &ses_stored(&spam, "PASS", "FAIL", "pass"));
     let (code, text) = replay(&stack, &spam_id, &[]);
     assert_eq!(code, Some(0), "{text}");
     assert!(spam_tagged(rt::only_ticket_with_subject(&spam)), "{text}");
 
     let (clean_id, clean) = (unique("hdr-clean"), subject("hdr-clean"));
-    stack.store_mail(&clean_id, &ses_stored(&clean, "PASS", "PASS"));
+    stack.store_mail(&clean_id, &ses_stored(&clean, "PASS", "PASS", "pass"));
     let (code, text) = replay(&stack, &clean_id, &[]);
     assert_eq!(code, Some(0), "{text}");
     assert!(!spam_tagged(rt::only_ticket_with_subject(&clean)), "{text}");

@@ -4,7 +4,9 @@
 //!    create, which is at once the lease and the "settled?" check; only when a record
 //!    is there already is it read, and the claim rule decides (settled, held by another
 //!    invocation, or taken over);
-//! 2. **screen**: the first delivery's screening (kept in the record) or this one's: a
+//! 2. **screen**: the first delivery's screening (kept in the record) or, for a route
+//!    without a record, the mail's ([`crate::lambda::screening`]: SES's verdicts from
+//!    the event, the mail's verdict record, or SES's fields on the stored mail): a
 //!    verdict policy that drops the mail decides here, nothing is posted;
 //! 3. **fetch** the mail from the store (once per mail, shared by its routes);
 //! 4. **ask RT** first when an earlier attempt may have reached it, until RT shows it
@@ -18,7 +20,11 @@
 //!    mail's routes are done, the handler sends its notices ([`crate::lambda::notify`]).
 //!
 //! While steps 4 to 6 run, the lease is renewed every [`LEASE_RENEWAL`], so a crashed
-//! holder's route is taken over by Lambda's next retry, a minute later. On the ordinary
+//! holder's route is taken over by Lambda's next retry, a minute later. A renewal may be
+//! cut mid-request when the step it runs beside ends; the record's next write then
+//! finds the version moved on by this invocation's own renewal and writes again
+//! (`HeldRecord::write`): no record is left `posting` by the function's own lease
+//! traffic. On the ordinary
 //! path (a first delivery, no fault) the S3 requests before the post are two, sent at
 //! once: the record's create and the mail's read; the record's final write comes after.
 //!
