@@ -1,6 +1,8 @@
 //! The records store: small S3 objects next to the mail, written only conditionally.
 //! One per route of a mail ([`crate::core::route_record`]: the lease, "settled?" and
-//! the outcome at once) and the notice windows ([`crate::core::rate_limit`]).
+//! the outcome at once), one per mail SES flagged (its verdicts,
+//! [`crate::core::route_record::MailVerdicts`]) and the notice windows
+//! ([`crate::core::rate_limit`]).
 //!
 //! A record is created with `If-None-Match: *` (the first writer wins) and changed with
 //! `If-Match` on the version (ETag) it was read or last written at, so two invocations

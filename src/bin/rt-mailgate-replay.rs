@@ -38,8 +38,9 @@ struct Args {
     /// At most this many queue messages.
     #[arg(long, default_value_t = 100)]
     max: usize,
-    /// Also post mails the first delivery dropped on SES's verdicts (a virus, a DMARC
-    /// reject, a spam drop). Without it a replay keeps them dropped.
+    /// Also post mails SES's verdicts drop (a virus, a DMARC reject, a spam drop). Without
+    /// it a replay keeps them dropped, on the verdicts of the first delivery's record, of
+    /// the event, of the mail's verdict record, or of SES's fields on the stored mail.
     #[arg(long)]
     post_screened_mail: bool,
     /// Take the settings from this deployed function's environment (through the `aws`

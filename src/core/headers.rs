@@ -1,7 +1,8 @@
 //! The few header fields the gateway itself looks at: Message-ID for every log line,
 //! and (for notices) who sent the mail, which domains signed it (DKIM `d=`), and
-//! whether it was machine-generated. The message itself is never changed; only its
-//! header block is read.
+//! whether it was machine-generated; and SES's verdicts as SES wrote them on top of the
+//! stored mail ([`SesHeaderVerdicts`]), for a replay that has no other record of them.
+//! The message itself is never changed; only its header block is read.
 //!
 //! A sender notice trusts what this module reads, so the block is also checked
 //! ([`HeaderCheck`]): read whole (within [`MAX_HEADER_BLOCK`]), one line ending
@@ -126,6 +127,119 @@ pub struct MailSummary {
     pub dkim_domains: Vec<String>,
     /// Whether the block was read whole and well-formed (see [`HeaderCheck`]).
     pub header: HeaderCheck,
+    /// SES's verdicts from the fields SES put on top of the stored mail.
+    pub ses: SesHeaderVerdicts,
+}
+
+/// SES's verdicts as its S3 action stores them with the mail: SES prepends
+/// `X-SES-Spam-Verdict`, `X-SES-Virus-Verdict`, `Received-SPF` and
+/// `Authentication-Results: amazonses.com; spf=...; dkim=...; dmarc=...` to the mail's
+/// own header.
+///
+/// A sender can write these fields too, but only below SES's: SES prepends its trace
+/// above every byte the sender sent. So only the **first** field of each name is read
+/// (for `Authentication-Results`, the first whose authentication service is
+/// `amazonses.com`); a sender's copy further down is never seen. Where SES wrote none
+/// (scanning off for the rule) a sender's copy can be read, and can then only do what
+/// SES's absent verdict did not: drop or tag the sender's own mail. The fields are
+/// read line by line from the top, whatever the rest of the block holds: a malformed
+/// header further down (the sender's) can't hide SES's fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SesHeaderVerdicts {
+    /// `X-SES-Virus-Verdict` (`PASS`, `FAIL`, ...), upper-case.
+    pub virus: Option<String>,
+    /// `X-SES-Spam-Verdict`, upper-case.
+    pub spam: Option<String>,
+    /// The `dmarc=` result of SES's `Authentication-Results`, upper-case (`FAIL`).
+    pub dmarc: Option<String>,
+    /// The sender's DMARC policy, when SES's `Authentication-Results` names it
+    /// (`p=REJECT`), upper-case. SES's receipt event always does; its header may not.
+    pub dmarc_policy: Option<String>,
+}
+
+impl SesHeaderVerdicts {
+    /// Reads SES's fields from the top of a header block (see the type's doc).
+    pub fn from_block(block: &[u8]) -> Self {
+        let fields = leading_fields(block);
+        let first = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| verdict_word(v))
+        };
+        let results = fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))
+            .map(|(_, v)| v.as_str())
+            .find(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|id| id.trim().eq_ignore_ascii_case("amazonses.com"))
+            });
+        let dmarc = results.and_then(|v| {
+            v.split(';')
+                .map(str::trim)
+                .find(|clause| clause.len() > 6 && clause[..6].eq_ignore_ascii_case("dmarc="))
+        });
+        Self {
+            virus: first("X-SES-Virus-Verdict"),
+            spam: first("X-SES-Spam-Verdict"),
+            dmarc: dmarc.map(|clause| verdict_word(&clause[6..])),
+            dmarc_policy: dmarc.and_then(dmarc_policy),
+        }
+    }
+
+    /// True when SES wrote none of the verdicts read here.
+    pub fn is_empty(&self) -> bool {
+        self.virus.is_none() && self.spam.is_none() && self.dmarc.is_none()
+    }
+}
+
+/// The first word of a verdict, upper-case (`pass (spfCheck: ...)` is `PASS`).
+fn verdict_word(value: &str) -> String {
+    value
+        .trim()
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase()
+}
+
+/// The `p=` policy in a `dmarc=` result (`dmarc=fail (p=REJECT sp=NONE) header.from=...`).
+fn dmarc_policy(clause: &str) -> Option<String> {
+    clause
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .find_map(|word| word.strip_prefix("p=").or_else(|| word.strip_prefix("P=")))
+        .map(verdict_word)
+        .filter(|p| !p.is_empty())
+}
+
+/// The fields at the top of a block, unfolded, up to its first empty line or to the
+/// first line that is no field: lenient about line ends (LF or CRLF, mixed), so that
+/// whatever the sender wrote below can't hide what SES wrote above.
+fn leading_fields(block: &[u8]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in block.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            match fields.last_mut() {
+                Some((_, value)) => value.push_str(&String::from_utf8_lossy(line)),
+                None => break,
+            }
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            break;
+        };
+        fields.push((
+            String::from_utf8_lossy(line[..colon].trim_ascii()).into_owned(),
+            String::from_utf8_lossy(&line[colon + 1..]).into_owned(),
+        ));
+    }
+    fields
 }
 
 impl MailSummary {
@@ -143,6 +257,14 @@ impl MailSummary {
     /// mail when it has no body); unparseable input gives an empty summary, never an
     /// error.
     pub fn from_header_block(block: &[u8]) -> Self {
+        Self {
+            ses: SesHeaderVerdicts::from_block(block),
+            ..Self::parse_block(block)
+        }
+    }
+
+    /// As [`Self::from_header_block`], without SES's verdicts.
+    fn parse_block(block: &[u8]) -> Self {
         if block.is_empty() {
             return Self::default();
         }
@@ -188,6 +310,7 @@ impl MailSummary {
             machine_generated: auto_submitted || precedence || listed,
             dkim_domains,
             header,
+            ses: SesHeaderVerdicts::default(),
         }
     }
 }
@@ -321,6 +444,65 @@ mod tests {
             c.push(chunk);
         }
         MailSummary::from_collected(&c.finish())
+    }
+
+    /// A mail as SES's S3 action stores it: SES's trace on top of the sender's header.
+    const SES_STORED: &[u8] = b"Return-Path: <eve@bad.example>\r\n\
+        Received: from mx.bad.example by inbound-smtp.us-east-1.amazonaws.com with SMTP id abc\r\n\
+        X-SES-Spam-Verdict: PASS\r\n\
+        X-SES-Virus-Verdict: FAIL\r\n\
+        Received-SPF: pass (spfCheck: domain of bad.example designates 192.0.2.1 as permitted sender)\r\n\
+        Authentication-Results: amazonses.com;\r\n spf=pass (spfCheck: ok) smtp.mailfrom=eve@bad.example;\r\n\
+        \x20dkim=pass header.i=@bad.example;\r\n dmarc=fail header.from=bank.example;\r\n\
+        X-SES-RECEIPT: AEFBQUFBQUFBQUFH\r\n\
+        X-SES-Virus-Verdict: PASS\r\n\
+        X-SES-Spam-Verdict: PASS\r\n\
+        Authentication-Results: amazonses.com; dmarc=pass header.from=bank.example\r\n\
+        From: eve@bad.example\r\nSubject: invoice\r\n\r\nbody\r\n";
+
+    #[test]
+    fn ses_verdicts_are_read_from_the_fields_ses_put_on_top_only() {
+        let ses = MailSummary::from_header_block(SES_STORED).ses;
+        assert_eq!(
+            ses.virus.as_deref(),
+            Some("FAIL"),
+            "the sender's PASS below is not read"
+        );
+        assert_eq!(ses.spam.as_deref(), Some("PASS"));
+        assert_eq!(
+            ses.dmarc.as_deref(),
+            Some("FAIL"),
+            "the sender's dmarc=pass below is not read"
+        );
+        assert_eq!(ses.dmarc_policy, None, "SES's header names no policy here");
+        assert!(!ses.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_header_below_does_not_hide_ses_verdicts() {
+        // A bare LF and a NUL in the sender's part: the block fails the check, but SES's
+        // fields above are read all the same.
+        let mut mail = b"X-SES-Virus-Verdict: FAIL\r\nX-SES-Spam-Verdict: FAIL\r\n".to_vec();
+        mail.extend_from_slice(b"From: eve@bad.example\nX-Odd: \0\r\nno colon here\r\n\r\nbody");
+        let summary = MailSummary::from_header_block(&mail);
+        assert!(!summary.header.is_whole());
+        assert_eq!(summary.ses.virus.as_deref(), Some("FAIL"));
+        assert_eq!(summary.ses.spam.as_deref(), Some("FAIL"));
+    }
+
+    #[test]
+    fn a_dmarc_policy_is_read_where_the_result_names_it() {
+        let block = b"Authentication-Results: mx.other.example; dmarc=pass\r\n\
+            Authentication-Results: amazonses.com; dmarc=fail (p=REJECT sp=NONE pct=100) header.from=x.example\r\n\r\n";
+        let ses = SesHeaderVerdicts::from_block(block);
+        assert_eq!(
+            ses.dmarc.as_deref(),
+            Some("FAIL"),
+            "another service's result is not SES's"
+        );
+        assert_eq!(ses.dmarc_policy.as_deref(), Some("REJECT"));
+        assert!(SesHeaderVerdicts::from_block(b"From: a@b.example\r\n\r\n").is_empty());
+        assert!(SesHeaderVerdicts::from_block(b"").is_empty());
     }
 
     #[test]

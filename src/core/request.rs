@@ -3,6 +3,7 @@
 //! message. [`MailgateArgs::resolve`] is the one place that turns rt-mailgate's
 //! arguments plus an extension into a request, for the CLI and the Lambda alike.
 
+use crate::core::action::ActionChain;
 use crate::core::extension::{extension_header, ExtensionField};
 
 /// The routing arguments of one `rt-mailgate` invocation (an aliases line, or a route).
@@ -33,6 +34,11 @@ pub struct GatewayRequest {
     /// Which RT gets the post when not the function's own (`--url`/`--secret` in a route).
     pub rt: Option<RtTarget>,
 }
+
+/// RT's action when none is posted.
+const DEFAULT_ACTION: &str = "correspond";
+/// RT's queue when none is posted (queue id 1, `General` in a new RT).
+const DEFAULT_QUEUE: &[u8] = b"1";
 
 /// An RT instance other than the default: one function may serve several.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,9 +117,61 @@ impl GatewayRequest {
             .collect()
     }
 
-    /// A stable fingerprint of this post (fields and header), naming its delivery record:
-    /// two invocations for the same mail and route get the same one.
+    /// This post as RT reads it, in one spelling: what makes a post's identity
+    /// ([`Self::fingerprint`]), so that a route written another way between two attempts
+    /// (RT's default written out or not, a case RT ignores) is the same post, never a
+    /// second one. What RT tells apart stays apart: another queue, ticket, extension, or
+    /// RT is another post.
+    ///
+    /// - `action`: RT splits it on `-` and calls `Handle` + `ucfirst(step)`, so
+    ///   `Correspond` is `correspond`; a chain is written as [`ActionChain`] writes it,
+    ///   and `correspond` alone, RT's default, is the same as no action (an action this
+    ///   gateway does not know, e.g. chosen by a sub-address, stays as written);
+    /// - `queue`: RT loads a queue by name without regard to case (`RT::Record::LoadByCols`
+    ///   on every database), so ASCII letters are lower-cased (other letters are left:
+    ///   not every database folds them); `1`, RT's default, is the same as no queue;
+    /// - the order of a route's options never mattered (the fields are named);
+    /// - the RT's URL is already in one form ([`crate::core::route::rt_base_url`]), and
+    ///   its secret is not part of the post.
+    pub fn canonical(&self) -> GatewayRequest {
+        let action = self.action.as_ref().and_then(|action| {
+            let written = std::str::from_utf8(action)
+                .ok()
+                .and_then(|a| ActionChain::parse(a).ok());
+            match written.map(|chain| chain.to_string()) {
+                Some(chain) if chain == DEFAULT_ACTION => None,
+                Some(chain) => Some(chain.into_bytes()),
+                None => Some(action.clone()),
+            }
+        });
+        let queue = self
+            .queue
+            .as_ref()
+            .map(|queue| queue.to_ascii_lowercase())
+            .filter(|queue| queue != DEFAULT_QUEUE);
+        GatewayRequest {
+            queue,
+            action,
+            ticket: self.ticket.clone(),
+            extension_header: self.extension_header.clone(),
+            extra_headers: self.extra_headers.clone(),
+            rt: self.rt.as_ref().map(|rt| RtTarget {
+                url: rt.url.clone(),
+                secret: None,
+            }),
+        }
+    }
+
+    /// True when both make the same post as RT reads it (see [`Self::canonical`]).
+    pub fn same_post(&self, other: &GatewayRequest) -> bool {
+        self.canonical() == other.canonical()
+    }
+
+    /// A stable fingerprint of this post as RT reads it ([`Self::canonical`]: fields and
+    /// header), naming its delivery record and its delivery id: two invocations for the
+    /// same mail and route get the same one, however the route spells it.
     pub fn fingerprint(&self) -> String {
+        let canonical = self.canonical();
         // FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let mut feed = |bytes: &[u8]| {
@@ -122,14 +180,14 @@ impl GatewayRequest {
                 hash = hash.wrapping_mul(0x0100_0000_01b3);
             }
         };
-        for (name, value) in self.form_fields() {
+        for (name, value) in canonical.form_fields() {
             feed(name.as_bytes());
             feed(value);
         }
-        feed(&self.message_prefix());
+        feed(&canonical.message_prefix());
         // Another RT is another post; the secret is not part of it (rotating or renaming
         // it must not make a delivered mail look new).
-        if let Some(rt) = &self.rt {
+        if let Some(rt) = &canonical.rt {
             feed(b"rt");
             feed(rt.url.as_bytes());
         }
@@ -228,6 +286,60 @@ mod tests {
             args(None, None, None).resolve(None).request.fingerprint(),
             "af64724c8602eb6e"
         );
+    }
+
+    #[test]
+    fn equivalent_spellings_are_one_post() {
+        let fingerprint =
+            |queue: Option<&str>, action: Option<&str>| args(queue, action, None).resolve(None).request.fingerprint();
+        let support = fingerprint(Some("support"), None);
+        for (queue, action) in [
+            (Some("support"), Some("correspond")),
+            (Some("Support"), Some("Correspond")),
+            (Some("SUPPORT"), None),
+        ] {
+            assert_eq!(fingerprint(queue, action), support, "{queue:?} {action:?}");
+        }
+        // RT's default queue written out, and a chain as RT spells it.
+        assert_eq!(fingerprint(Some("1"), Some("correspond")), fingerprint(None, None));
+        assert_eq!(
+            fingerprint(Some("bugs"), Some("Take-Comment")),
+            fingerprint(Some("bugs"), Some("take-comment"))
+        );
+        // A real change is another post: another queue, action, or RT.
+        assert_ne!(fingerprint(Some("sales"), None), support);
+        assert_ne!(fingerprint(Some("support"), Some("comment")), support);
+        assert_ne!(fingerprint(Some("support"), Some("correspond-comment")), support);
+        assert_ne!(fingerprint(Some("supp0rt"), None), support);
+        // RT would refuse `COMMENT` (`HandleCOMMENT`): not the same post as `comment`.
+        assert_ne!(
+            fingerprint(Some("support"), Some("COMMENT")),
+            fingerprint(Some("support"), Some("comment"))
+        );
+        let mut other_rt = args(Some("support"), None, None).resolve(None).request;
+        other_rt.rt = Some(RtTarget {
+            url: "https://rt2.example".into(),
+            secret: None,
+        });
+        assert_ne!(other_rt.fingerprint(), support);
+        // Pinned: `--queue support` keeps the identity it had before spellings were folded.
+        assert_eq!(support, "30b9bee864c86afe");
+    }
+
+    #[test]
+    fn only_ascii_letters_are_folded_in_a_queue_name() {
+        let request = |queue: &[u8]| GatewayRequest {
+            queue: Some(queue.to_vec()),
+            ..GatewayRequest::default()
+        };
+        assert_eq!(request(b"Caf\xc3\xa9").canonical().queue, Some(b"caf\xc3\xa9".to_vec()));
+        assert_ne!(
+            request("café".as_bytes()).fingerprint(),
+            request("cafÉ".as_bytes()).fingerprint()
+        );
+        assert!(request(b"Support").same_post(&request(b"support")));
+        // What is posted stays as written; only the identity is folded.
+        assert_eq!(request(b"Support").form_fields(), [("queue", &b"Support"[..])]);
     }
 
     #[test]

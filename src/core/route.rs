@@ -289,13 +289,18 @@ impl DeliveryPlan {
 
 impl RoutingTable {
     /// Routes every envelope recipient; two recipients that make the same post (same
-    /// fields, same header) share one delivery, so RT gets the mail once.
+    /// fields and header as RT reads them, [`GatewayRequest::same_post`]) share one
+    /// delivery, so RT gets the mail once.
     pub fn plan<S: AsRef<str>>(&self, recipients: &[S]) -> DeliveryPlan {
         let mut plan = DeliveryPlan::default();
         for recipient in recipients.iter().map(AsRef::as_ref) {
             match self.route(recipient) {
                 None => plan.unrouted.push(recipient.to_string()),
-                Some(route) => match plan.deliveries.iter_mut().find(|d| d.route.request == route.request) {
+                Some(route) => match plan
+                    .deliveries
+                    .iter_mut()
+                    .find(|d| d.route.request.same_post(&route.request))
+                {
                     Some(same) => same.recipients.push(recipient.to_string()),
                     None => plan.deliveries.push(PlannedDelivery {
                         route,
@@ -548,6 +553,63 @@ mod tests {
                 "ops@example.org"
             ]
         );
+    }
+
+    #[test]
+    fn equivalent_spellings_of_a_route_are_one_delivery_id() {
+        use crate::core::delivery_id::DeliveryId;
+        let id = |table: &str, to: &str| {
+            let route = RoutingTable::parse(table, Some('+')).unwrap().route(to).unwrap();
+            DeliveryId::new("m1", &route.request.fingerprint())
+        };
+        let first = id("support@example.com: --queue support", "support@example.com");
+        for edited in [
+            "support@example.com: --queue support --action correspond",
+            "support@example.com: --action Correspond --queue=Support",
+            "support@example.com: --action=correspond --queue SUPPORT",
+            "Support@Example.com: --queue 'support'",
+        ] {
+            assert_eq!(id(edited, "support@example.com"), first, "{edited}");
+        }
+        // A real change of queue, action or RT is a new post, by design.
+        for changed in [
+            "support@example.com: --queue sales",
+            "support@example.com: --queue support --action comment",
+            "support@example.com: --queue support --url https://rt2.example.com",
+        ] {
+            assert_ne!(id(changed, "support@example.com"), first, "{changed}");
+        }
+        // A sub-address under `--extension ticket` stays its own post, however spelled.
+        let reply = id(
+            "bugs@example.com: --queue bugs --extension ticket",
+            "bugs+7@example.com",
+        );
+        assert_eq!(
+            id(
+                "bugs@example.com: --extension Ticket --action correspond --queue Bugs",
+                "bugs+7@example.com"
+            ),
+            reply
+        );
+        assert_ne!(
+            id(
+                "bugs@example.com: --queue bugs --extension ticket",
+                "bugs+8@example.com"
+            ),
+            reply
+        );
+    }
+
+    #[test]
+    fn recipients_of_equivalent_routes_share_one_post() {
+        let table = RoutingTable::parse(
+            "a@example.com: --queue support; b@example.com: --queue Support --action correspond",
+            None,
+        )
+        .unwrap();
+        let plan = table.plan(&["a@example.com", "b@example.com"]);
+        assert_eq!(plan.deliveries.len(), 1);
+        assert_eq!(plan.deliveries[0].recipients, ["a@example.com", "b@example.com"]);
     }
 
     const TABLE: &str = "

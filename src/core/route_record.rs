@@ -26,10 +26,20 @@
 //!
 //! Records written by releases before this one hold a bare word (`delivered`,
 //! `refused`, `found-in-rt`...): they read as settled.
+//!
+//! Beside its routes' records, a mail SES flagged (a verdict `FAIL`) has one record of
+//! its own, [`MailVerdicts`] at `<records prefix>screening/<SES message id>`: SES's
+//! verdicts from the receipt event, written by the first delivery before any route is
+//! claimed, and whether or not any route takes the mail. A route that has no record
+//! yet (unrouted at receipt, a route added since, an invocation that never reached the
+//! claim) is screened on them when replayed by message id, whose verdicts are otherwise
+//! unknown (see [`crate::lambda::screening`]).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::core::outcome::Verdicts;
 
 /// How long a lease holds after its last renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(45);
@@ -269,9 +279,101 @@ pub fn claim(found: &str, now_ms: u64, replaying: Replaying, rt_timeout: Duratio
     }
 }
 
+/// SES's verdicts on one mail, as its receipt event gave them: the mail's own record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailVerdicts {
+    /// virusVerdict.status.
+    pub virus: String,
+    /// spamVerdict.status.
+    pub spam: String,
+    /// dmarcVerdict.status.
+    pub dmarc: String,
+    /// receipt.dmarcPolicy, when DMARC failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc_policy: Option<String>,
+    /// When the record was written (epoch ms).
+    #[serde(default)]
+    pub updated_ms: u64,
+}
+
+impl MailVerdicts {
+    /// The key of a mail's record, under the records prefix (apart from the routes'
+    /// records, which are `<SES message id>/<fingerprint>`).
+    pub fn key(ses_id: &str) -> String {
+        format!("screening/{ses_id}")
+    }
+
+    /// The record of these verdicts, written at `now_ms`.
+    pub fn new(verdicts: &Verdicts, now_ms: u64) -> Self {
+        Self {
+            virus: verdicts.virus.clone(),
+            spam: verdicts.spam.clone(),
+            dmarc: verdicts.dmarc.clone(),
+            dmarc_policy: verdicts.dmarc_policy.clone(),
+            updated_ms: now_ms,
+        }
+    }
+
+    /// The verdicts the record holds.
+    pub fn verdicts(&self) -> Verdicts {
+        Verdicts {
+            virus: self.virus.clone(),
+            spam: self.spam.clone(),
+            dmarc: self.dmarc.clone(),
+            dmarc_policy: self.dmarc_policy.clone(),
+        }
+    }
+
+    /// The stored JSON.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a stored record (`None` when unreadable).
+    pub fn from_text(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// True when SES flagged the mail: some verdict a policy acts on is `FAIL`. Only
+    /// such a mail gets a record: for any other, SES's header on the stored mail says
+    /// the same (no `FAIL`), and the ordinary path keeps its S3 requests.
+    pub fn flagged(verdicts: &Verdicts) -> bool {
+        [&verdicts.virus, &verdicts.spam, &verdicts.dmarc]
+            .into_iter()
+            .any(|status| status.eq_ignore_ascii_case("FAIL"))
+    }
+
+    /// True when `verdicts` hold anything (an event's do; a replay by message id's don't).
+    pub fn known(verdicts: &Verdicts) -> bool {
+        [&verdicts.virus, &verdicts.spam, &verdicts.dmarc]
+            .into_iter()
+            .any(|status| !status.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mails_verdicts_round_trip_and_never_read_as_a_route() {
+        let verdicts = Verdicts {
+            virus: "PASS".into(),
+            spam: "PASS".into(),
+            dmarc: "FAIL".into(),
+            dmarc_policy: Some("REJECT".into()),
+        };
+        let record = MailVerdicts::new(&verdicts, 5);
+        assert_eq!(MailVerdicts::from_text(&record.to_text()).unwrap().verdicts(), verdicts);
+        assert!(MailVerdicts::flagged(&verdicts));
+        assert!(!MailVerdicts::flagged(&Verdicts {
+            dmarc: "GRAY".into(),
+            ..verdicts.clone()
+        }));
+        assert!(MailVerdicts::known(&verdicts) && !MailVerdicts::known(&Verdicts::default()));
+        assert_eq!(RouteRecord::from_text(&record.to_text()), None, "not a route's record");
+        assert_eq!(MailVerdicts::key("m1"), "screening/m1");
+    }
 
     const RT_TIMEOUT: Duration = Duration::from_secs(600);
 

@@ -4,7 +4,9 @@
 //!    create, which is at once the lease and the "settled?" check; only when a record
 //!    is there already is it read, and the claim rule decides (settled, held by another
 //!    invocation, or taken over);
-//! 2. **screen**: the first delivery's screening (kept in the record) or this one's: a
+//! 2. **screen**: the first delivery's screening (kept in the record) or, for a route
+//!    without a record, the mail's ([`crate::lambda::screening`]: SES's verdicts from
+//!    the event, the mail's verdict record, or SES's fields on the stored mail): a
 //!    verdict policy that drops the mail decides here, nothing is posted;
 //! 3. **fetch** the mail from the store (once per mail, shared by its routes);
 //! 4. **ask RT** first when an earlier attempt may have reached it, until RT shows it
@@ -18,7 +20,11 @@
 //!    mail's routes are done, the handler sends its notices ([`crate::lambda::notify`]).
 //!
 //! While steps 4 to 6 run, the lease is renewed every [`LEASE_RENEWAL`], so a crashed
-//! holder's route is taken over by Lambda's next retry, a minute later. On the ordinary
+//! holder's route is taken over by Lambda's next retry, a minute later. A renewal may be
+//! cut mid-request when the step it runs beside ends; the record's next write then
+//! finds the version moved on by this invocation's own renewal and writes again
+//! (`HeldRecord::write`): no record is left `posting` by the function's own lease
+//! traffic. On the ordinary
 //! path (a first delivery, no fault) the S3 requests before the post are two, sent at
 //! once: the record's create and the mail's read; the record's final write comes after.
 //!
@@ -86,23 +92,82 @@ struct HeldRecord<'r, R> {
     records: &'r R,
     key: String,
     current: tokio::sync::Mutex<(RouteRecord, String)>,
+    /// How often the lease is renewed ([`LEASE_RENEWAL`]; shorter in the tests).
+    renewal: Duration,
 }
 
+/// What became of a change to a held record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Written {
+    /// Written.
+    Yes,
+    /// Another invocation took the record over (its holder, and where it left it).
+    TakenOver { holder: String, state: RouteState },
+    /// The record is gone (deleted by hand, or by the bucket's expiry).
+    Vanished,
+    /// The record no longer reads as one.
+    Unreadable,
+    /// Still this invocation's, but its version moved on at every try.
+    KeptChanging,
+}
+
+impl Written {
+    /// The real cause of a refused write, for the log.
+    fn cause(&self) -> String {
+        match self {
+            Self::Yes => "written".into(),
+            Self::TakenOver { holder, state } => {
+                format!(
+                    "another invocation ({holder}) took the route over; it is {}",
+                    state.word()
+                )
+            }
+            Self::Vanished => "the record was deleted meanwhile".into(),
+            Self::Unreadable => "the record was overwritten with something unreadable".into(),
+            Self::KeptChanging => "the record's version kept moving on under this invocation's own writes".into(),
+        }
+    }
+}
+
+/// How often a write refused by this invocation's own earlier write (one whose answer
+/// never came back) is tried again at the version found.
+const OWN_WRITE_RETRIES: u32 = 3;
+
 impl<R: DeliveryRecords> HeldRecord<'_, R> {
-    /// Changes the record (if still at the version this invocation wrote): true when
-    /// written, false when another invocation changed it meanwhile.
-    async fn write(&self, edit: impl FnOnce(&mut RouteRecord)) -> Result<bool, StoreError> {
+    /// Changes the record, if no other invocation took it over meanwhile.
+    ///
+    /// A refusal alone does not mean "another invocation": a renewal cancelled
+    /// mid-request (its work ended first) or one whose answer was lost may have been
+    /// carried out, moving the record's version on without this invocation learning the
+    /// new one. So a refused write reads the record: still held by this invocation, it
+    /// is written again at the version found (this invocation's own lease traffic never
+    /// beats its final write); else the answer says who or what changed it.
+    async fn write(&self, edit: impl FnOnce(&mut RouteRecord)) -> Result<Written, StoreError> {
         let mut current = self.current.lock().await;
         let mut next = current.0.clone();
         edit(&mut next);
-        next.updated_ms = epoch_ms();
-        match self.records.replace(&self.key, &next.to_text(), &current.1).await? {
-            Some(version) => {
+        for _ in 0..=OWN_WRITE_RETRIES {
+            next.updated_ms = epoch_ms();
+            if let Some(version) = self.records.replace(&self.key, &next.to_text(), &current.1).await? {
                 *current = (next, version);
-                Ok(true)
+                return Ok(Written::Yes);
             }
-            None => Ok(false),
+            let Some((text, version)) = self.records.find_versioned(&self.key).await? else {
+                return Ok(Written::Vanished);
+            };
+            match RouteRecord::from_text(&text) {
+                // A claim always writes its own holder: this one is still ours.
+                Some(found) if found.holder == current.0.holder => current.1 = version,
+                Some(found) => {
+                    return Ok(Written::TakenOver {
+                        holder: found.holder,
+                        state: found.state,
+                    })
+                }
+                None => return Ok(Written::Unreadable),
+            }
         }
+        Ok(Written::KeptChanging)
     }
 
     /// Changes the record in memory only: the next write carries it (no S3 request).
@@ -118,14 +183,15 @@ impl<R: DeliveryRecords> HeldRecord<'_, R> {
     /// Renews the lease every [`LEASE_RENEWAL`], for as long as it is polled.
     async fn renew(&self, ses_id: &str) -> Infallible {
         loop {
-            tokio::time::sleep(LEASE_RENEWAL).await;
+            tokio::time::sleep(self.renewal).await;
             let until = epoch_ms() + LEASE_TTL.as_millis() as u64;
             match self.write(|r| r.lease_until_ms = until).await {
-                Ok(true) => {}
-                Ok(false) => tracing::error!(
+                Ok(Written::Yes) => {}
+                Ok(refused) => tracing::error!(
                     message_id = ses_id,
                     key = self.key,
-                    "lease taken over by another invocation while this one still works on the route"
+                    cause = refused.cause(),
+                    "lease not renewed while this invocation still works on the route"
                 ),
                 Err(error) => tracing::warn!(message_id = ses_id, key = self.key, error = %error, "lease not renewed"),
             }
@@ -447,6 +513,7 @@ where
                 records: self.records,
                 key: key.clone(),
                 current: tokio::sync::Mutex::new((record, version)),
+                renewal: LEASE_RENEWAL,
             }),
             ask_rt,
             settle_until_ms,
@@ -551,7 +618,7 @@ where
     }
 
     /// Step 3: reads the mail (only keys under `MAIL_PREFIX`), bounded by the deadline.
-    async fn fetch(&self, mail: &StoredMail<'_>) -> Result<Spool, HandlerError> {
+    pub(crate) async fn fetch(&self, mail: &StoredMail<'_>) -> Result<Spool, HandlerError> {
         let message_id = mail.ses_id();
         let key = self
             .config
@@ -783,12 +850,13 @@ where
             })
             .await;
         match written {
-            Ok(true) => {}
-            Ok(false) => tracing::error!(
+            Ok(Written::Yes) => {}
+            Ok(refused) => tracing::error!(
                 message_id,
                 route,
                 state = state.word(),
-                "route record changed by another invocation meanwhile; it was not overwritten"
+                cause = refused.cause(),
+                "route record not written: it changed meanwhile, and was not overwritten"
             ),
             // The record stays `posting`: its lease expires and the retry asks RT first.
             Err(error) => tracing::error!(
@@ -819,11 +887,12 @@ where
             .map(|t| t + crate::lambda::invocation::DEADLINE_MARGIN / 2);
         let message_id = mail.ses_id();
         match within(limit, write).await {
-            Ok(Ok(true)) => {}
-            // Left as `posting`, the lease expires and the next taker asks RT first.
-            Ok(Ok(false)) => tracing::info!(
+            Ok(Ok(Written::Yes)) => {}
+            // Left as it is: another invocation has it, or it is gone.
+            Ok(Ok(refused)) => tracing::info!(
                 message_id,
                 key = held.key,
+                cause = refused.cause(),
                 "route record changed meanwhile; left as it is"
             ),
             Ok(Err(error)) => {
@@ -889,9 +958,16 @@ fn screened_case(name: &str) -> Case {
     }
 }
 
-/// Who holds a lease: this process and the moment it claimed (for the log only).
+/// Who holds a lease: this process, the moment it claimed, and a random part. Unique
+/// per claim (Lambda's sandboxes may share a process id): a held record's writes tell
+/// this invocation's own earlier writes from another invocation's by it.
 fn holder_id() -> String {
-    format!("pid{}-{}", std::process::id(), epoch_ms())
+    use std::hash::BuildHasher;
+    static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let claim = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // std's hasher keys are random per process: a random part without a new dependency.
+    let random = std::collections::hash_map::RandomState::new().hash_one(claim) & 0xffff_ffff;
+    format!("pid{}-{}-{random:08x}", std::process::id(), epoch_ms())
 }
 
 /// What a notice says about a route given up.
@@ -921,5 +997,137 @@ fn reason(case: Case, route: &str) -> String {
             format!("the mail asks for more routes than MAX_ROUTES_PER_MAIL allows; route {route} not posted")
         }
         other => format!("{other:?} on route {route}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// A records store whose every answer to a change comes `answer_after` after the
+    /// change is made: a request cancelled while it waits has been carried out.
+    #[derive(Default)]
+    struct SlowAnswers {
+        map: Mutex<HashMap<String, (String, u64)>>,
+        answer_after: Duration,
+    }
+
+    impl SlowAnswers {
+        fn put(&self, key: &str, record: &RouteRecord) -> String {
+            self.map.lock().unwrap().insert(key.into(), (record.to_text(), 1));
+            "1".into()
+        }
+
+        fn stored(&self, key: &str) -> RouteRecord {
+            RouteRecord::from_text(&self.map.lock().unwrap()[key].0).unwrap()
+        }
+    }
+
+    impl DeliveryRecords for SlowAnswers {
+        async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
+            Ok(self
+                .map
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|(t, v)| (t.clone(), v.to_string())))
+        }
+        async fn create(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
+            let mut map = self.map.lock().unwrap();
+            if map.contains_key(key) {
+                return Ok(None);
+            }
+            map.insert(key.into(), (value.into(), 1));
+            Ok(Some("1".into()))
+        }
+        async fn replace(&self, key: &str, value: &str, version: &str) -> Result<Option<String>, StoreError> {
+            let written = {
+                let mut map = self.map.lock().unwrap();
+                match map.get_mut(key) {
+                    Some((text, v)) if v.to_string() == version => {
+                        *v += 1;
+                        *text = value.into();
+                        Some(v.to_string())
+                    }
+                    _ => None,
+                }
+            };
+            tokio::time::sleep(self.answer_after).await;
+            Ok(written)
+        }
+    }
+
+    fn posting(holder: &str) -> RouteRecord {
+        let mut record = RouteRecord::from_text("delivered").unwrap();
+        record.state = RouteState::Posting;
+        record.holder = holder.into();
+        record
+    }
+
+    fn held<'r>(records: &'r SlowAnswers, record: RouteRecord, renewal: Duration) -> HeldRecord<'r, SlowAnswers> {
+        let version = records.put("m1/f", &record);
+        HeldRecord {
+            records,
+            key: "m1/f".into(),
+            current: tokio::sync::Mutex::new((record, version)),
+            renewal,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_renewal_cancelled_mid_request_does_not_block_the_final_write() {
+        // The renewal (every 50 ms) reaches the store, but its answer (200 ms later)
+        // never reaches this invocation: the post ended at 80 ms, and the renewal with it.
+        let records = SlowAnswers {
+            answer_after: Duration::from_millis(200),
+            ..SlowAnswers::default()
+        };
+        let held = held(&records, posting("pid1-1-a"), Duration::from_millis(50));
+        renewing(&held, "m1", tokio::time::sleep(Duration::from_millis(80))).await;
+        assert!(records.stored("m1/f").lease_until_ms > 0, "the renewal was carried out");
+
+        let written = held.write(|r| r.state = RouteState::Delivered).await.unwrap();
+        assert_eq!(written, Written::Yes);
+        assert_eq!(
+            records.stored("m1/f").state,
+            RouteState::Delivered,
+            "the final write wins over this invocation's own lease traffic"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_for_another_invocation_names_it() {
+        let records = SlowAnswers::default();
+        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+        // Another invocation took the route over (this one's lease ran out).
+        let mut theirs = posting("pid2-9-b");
+        theirs.state = RouteState::Unsure;
+        records.put("m1/f", &theirs);
+        records.map.lock().unwrap().get_mut("m1/f").unwrap().1 = 7;
+
+        let written = held.write(|r| r.state = RouteState::Delivered).await.unwrap();
+        assert_eq!(
+            written,
+            Written::TakenOver {
+                holder: "pid2-9-b".into(),
+                state: RouteState::Unsure
+            }
+        );
+        assert!(written.cause().contains("pid2-9-b"), "{}", written.cause());
+        assert_eq!(records.stored("m1/f").state, RouteState::Unsure, "theirs stands");
+
+        records.map.lock().unwrap().clear();
+        let written = held.write(|r| r.state = RouteState::Delivered).await.unwrap();
+        assert_eq!(written, Written::Vanished);
+        assert!(!written.cause().contains("another invocation"));
+    }
+
+    #[test]
+    fn every_claim_has_a_holder_of_its_own() {
+        let (a, b) = (holder_id(), holder_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("pid{}-", std::process::id())), "{a}");
     }
 }

@@ -179,8 +179,6 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 "no route for this recipient; not posted"
             );
         }
-        // A replay screens as the first delivery did: a virus stays dropped, spam tagged.
-        let screening = self.config.verdict_policy.screen(&mail.verdicts);
         let stored = StoredMail::new(mail, deadline).taking_turns(self.posting.clone());
         let deliverer = RouteDeliverer {
             config: &self.config,
@@ -189,6 +187,11 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             gateway: &self.gateway,
             lookup: &self.lookup,
         };
+        // A replay screens as the first delivery did: a virus stays dropped, spam tagged,
+        // even where a route has no record yet (see `crate::lambda::screening`).
+        let screening = deliverer
+            .screen_mail(&stored, !plan.deliveries.is_empty(), mode)
+            .await?;
         // Routes post concurrently (`ROUTE_CONCURRENCY`, default 4: enough that a mail to a
         // few queues takes about as long as its slowest post, few enough that one mail
         // can't flood RT). They share one download of the mail.

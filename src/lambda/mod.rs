@@ -2,7 +2,8 @@
 //! handler that routes each envelope recipient and posts the mail to RT ([`handler`]),
 //! one route at a time as a straight line of steps ([`delivery`]), then the mail's
 //! notices ([`notify`]); what they share for one invocation ([`invocation`]); the
-//! payloads it understands ([`events`]); re-delivery ([`replay`]); an operator's requests
+//! payloads it understands ([`events`]); re-delivery ([`replay`]); a mail's screening
+//! on every path, a replay's included ([`screening`]); an operator's requests
 //! to the function, a replay or the canary ([`operator`]); the real adapters
 //! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the log's set-up
 //! ([`logging`]); finding a mail's route records for the trace ([`trace`]); the
@@ -21,5 +22,6 @@ pub mod metrics;
 pub mod notify;
 pub mod operator;
 pub mod replay;
+pub mod screening;
 pub mod trace;
 pub mod wiring;

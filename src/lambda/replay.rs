@@ -2,7 +2,10 @@
 //! the route records (a post RT already took is never repeated; a post that was given
 //! up is tried again). The first delivery's screening stands: a mail dropped on SES's
 //! verdicts (virus, DMARC reject, spam drop) stays dropped unless the operator forces it
-//! ([`Mode::ReplayScreenedToo`]), and a spam-tagged mail keeps its tag. Mails are named
+//! ([`Mode::ReplayScreenedToo`]), and a spam-tagged mail keeps its tag. That holds for
+//! a route without a record too (unrouted at receipt, added since): a replay by message
+//! id, which has no event, finds SES's verdicts in the mail's verdict record or in
+//! SES's own fields on the stored mail ([`crate::lambda::screening`]). Mails are named
 //! by message id and recipients, by an event file, or by the messages of a dead-letter
 //! queue (deleted only once every mail it names is delivered or refused).
 //!
