@@ -22,7 +22,7 @@ use crate::aws::record_index::{KeyRange, RecordIndex};
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::StoreError;
 use crate::core::mail_index::{parse_entry, IndexKey, IndexedMail, INDEX_DIR};
-use crate::core::route_record::RouteRecord;
+use crate::core::route_record::{MailVerdicts, RouteRecord};
 use crate::core::trace::MailFilter;
 use crate::lambda::events::MailInfo;
 use crate::lambda::invocation::{epoch_ms, within};
@@ -222,6 +222,8 @@ async fn read_routes(
 async fn scan(index: &impl RecordIndex, records_prefix: &str, request: &TraceRequest) -> Result<Found, StoreError> {
     let notices = format!("{records_prefix}notices/");
     let indexed = format!("{records_prefix}{INDEX_DIR}");
+    // A flagged mail's verdicts (replay's screening) sit beside the routes' records.
+    let screening = format!("{records_prefix}{}", MailVerdicts::key(""));
     // S3's write time is the record's last change, give or take a clock's skew.
     let slack = 5 * 60_000;
     let listing = index
@@ -234,7 +236,11 @@ async fn scan(index: &impl RecordIndex, records_prefix: &str, request: &TraceReq
     let wanted: Vec<_> = listing
         .items
         .into_iter()
-        .filter(|item| !item.key.starts_with(&notices) && !item.key.starts_with(&indexed))
+        .filter(|item| {
+            ![&notices, &indexed, &screening]
+                .iter()
+                .any(|dir| item.key.starts_with(dir.as_str()))
+        })
         .filter(|item| {
             let early = request.filter.since_ms.is_some_and(|t| item.modified_ms + slack < t);
             let late = request.filter.until_ms.is_some_and(|t| item.modified_ms > t + slack);
