@@ -89,10 +89,15 @@ pub enum GiveUpClass {
     /// refused, too many routes.
     Sender,
     /// A queue or action the recipient address chose (`*@domain`, a sub-address under
-    /// `--extension queue|action`) that RT doesn't have, or such a route beyond
-    /// `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted under a metric
-    /// of its own, not in `GivenUp`.
+    /// `--extension queue|action`) that RT answered `temporary failure` for, or such a
+    /// route beyond `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted
+    /// under a metric of its own, not in `GivenUp`.
     AddressMiss,
+    /// A queue the recipient address chose that RT itself says it doesn't have
+    /// ([`Case::UnknownQueue`], never posted): a mail a person may want to route. Counted
+    /// in `GivenUp` (its alarm), with an operator window of its own, so that neither
+    /// the outsiders' misses nor a broken route's digests crowd it out.
+    QueueMissing,
 }
 
 impl GiveUpClass {
@@ -102,8 +107,9 @@ impl GiveUpClass {
     pub fn most_pressing(classes: impl IntoIterator<Item = Self>) -> Self {
         let rank = |c: &Self| match c {
             Self::Route => 0,
-            Self::Sender => 1,
-            Self::AddressMiss => 2,
+            Self::QueueMissing => 1,
+            Self::Sender => 2,
+            Self::AddressMiss => 3,
         };
         classes.into_iter().min_by_key(rank).unwrap_or(Self::AddressMiss)
     }
@@ -113,8 +119,10 @@ impl GiveUpClass {
     pub fn of(case: Case, named_by_address: bool) -> Self {
         use Case::*;
         match case {
-            // One mail to fifty made-up addresses must not fire the GivenUp alarm either.
-            RtTemporaryFailure | UnknownQueue | TooManyRoutes if named_by_address => Self::AddressMiss,
+            // Only RT's own word makes a queue missing (rt::queues): a person may act.
+            UnknownQueue => Self::QueueMissing,
+            // One mail to fifty addresses RT can't take must not fire the GivenUp alarm.
+            RtTemporaryFailure | TooManyRoutes if named_by_address => Self::AddressMiss,
             VirusFound | SpamDropped | DmarcReject | MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => {
                 Self::Sender
             }
@@ -487,7 +495,7 @@ mod tests {
     fn misses_on_names_the_address_chose_are_classed_apart() {
         use Case::*;
         assert_eq!(GiveUpClass::of(RtTemporaryFailure, true), GiveUpClass::AddressMiss);
-        assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::AddressMiss);
+        assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::QueueMissing);
         // The same answer on a fixed route is a broken route: the operator must hear.
         assert_eq!(GiveUpClass::of(RtTemporaryFailure, false), GiveUpClass::Route);
         for sender in [
@@ -512,6 +520,10 @@ mod tests {
         assert_eq!(GiveUpClass::most_pressing([AddressMiss, Sender]), Sender);
         assert_eq!(GiveUpClass::most_pressing([AddressMiss, Route, Sender]), Route);
         assert_eq!(GiveUpClass::most_pressing([AddressMiss]), AddressMiss);
+        assert_eq!(
+            GiveUpClass::most_pressing([AddressMiss, QueueMissing, Sender]),
+            QueueMissing
+        );
     }
 
     #[test]
