@@ -67,9 +67,10 @@ pub enum Case {
     SpamDropped,
     /// DMARC failed and the sender's domain publishes `p=reject`, honoured by policy.
     DmarcReject,
-    /// RT's queue list (REST 2, cached) has no queue of the name the recipient address
-    /// chose: not posted (RT would parse the whole mail only to answer `temporary
-    /// failure`).
+    /// RT itself says it has no queue of the name the recipient address chose (its
+    /// REST 2 queue search, to a user who may see every queue; see
+    /// [`crate::rt::queues`]): not posted (RT would parse the whole mail only to answer
+    /// `temporary failure`).
     UnknownQueue,
     /// The mail asks for more distinct routes than `MAX_ROUTES_PER_MAIL`: this route,
     /// beyond the cap, is not posted.

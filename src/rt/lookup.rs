@@ -26,6 +26,8 @@
 //! header). The RT user needs `ShowTicket` and `ShowTicketComments` (and `SeeQueue`
 //! for queue names) on the queues mail goes to: RT's search silently leaves out what
 //! its user can't see, which would look like "not found" and post the mail again.
+//! `SeeQueue` granted globally also lets the queue check ([`crate::rt::queues`]) prove
+//! a queue missing.
 //!
 //! No redirect is followed (RT 4 without REST 2 redirects to its login page: an
 //! error). No error here carries a credential: the API URL may not hold
