@@ -71,7 +71,9 @@ total = sum(len(r) for r in per_mail) / len(per_mail)
 before = []
 for requests in per_mail:
     mail_get = next((i for i, (verb, path) in enumerate(requests) if verb == "GET" and "/inbound/" in path), None)
-    claim = next((i for i, (verb, path) in enumerate(requests) if verb == "PUT" and "/delivery-records/" in path), None)
+    # The trace's index entries (delivery-records/index/) are written alongside, not before the post.
+    claim = next((i for i, (verb, path) in enumerate(requests)
+                  if verb == "PUT" and "/delivery-records/" in path and "/delivery-records/index/" not in path), None)
     if mail_get is None:
         before.append(len(requests))
     else:

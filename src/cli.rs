@@ -21,7 +21,7 @@ use crate::core::getopt::{parse_args_with, CliOptions, Conventions};
 use crate::core::reply::{RtAnswer, Verdict};
 use crate::core::request::MailgateArgs;
 use crate::core::url_policy::{redact, OtherHosts};
-use crate::rt::http::{HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
+use crate::rt::http::{lwp_status_line, HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
 use crate::rt::MailGateway;
 use crate::spool::{LineEndings, Location, Spool};
 
@@ -135,18 +135,28 @@ pub async fn run<R: AsyncRead + Unpin>(
         let _ = writeln!(stderr, "{program}: connecting to {}", redact(gateway.endpoint()));
     }
 
-    // The Perl client reports transport failures and non-2xx statuses alike.
+    // The Perl client reports transport failures and non-2xx statuses alike, a
+    // transport failure in LWP's words (`500 Can't connect to HOST:PORT (reason)`, the
+    // line MTAs quote); ours adds a line of its own where it knows more.
     let answer = match gateway.post(&resolved.request, &spool).await {
-        Err(failure) => Err(failure.to_string()),
-        Ok(RtAnswer::HttpError { status_line, .. }) => Err(status_line),
+        Err(failure) => {
+            let line = lwp_status_line(&failure);
+            let ours = failure.to_string();
+            let more = (!line.contains(&ours)).then_some(ours);
+            Err((line, more))
+        }
+        Ok(RtAnswer::HttpError { status_line, .. }) => Err((status_line, None)),
         Ok(answer) => Ok(answer),
     };
     match answer {
-        Err(failure) => {
+        Err((failure, more)) => {
             let _ = writeln!(
                 stderr,
                 "HTTP request failed: {failure}. Your webserver logs may have more information or there may be a network problem."
             );
+            if let Some(more) = more {
+                let _ = writeln!(stderr, "{program}: {more}");
+            }
             if options.debug {
                 let _ = writeln!(stderr, "\n{program}: undefined server error");
             }
@@ -226,3 +236,50 @@ pub const VERSION: &str = concat!("rt-mailgate ", env!("CARGO_PKG_VERSION"), " (
 
 /// `rt-mailgate --help` (followed by [`VERSION`]).
 pub const MANUAL: &str = include_str!("../docs/rt-mailgate.txt");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CHANGELOG's `## ` headings, in order.
+    fn changelog_versions() -> Vec<&'static str> {
+        include_str!("../CHANGELOG.md")
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .collect()
+    }
+
+    #[test]
+    fn the_changelogs_top_entry_is_the_released_version_the_binaries_print() {
+        let versions = changelog_versions();
+        let top = versions.first().expect("CHANGELOG.md has a version entry");
+        let version = env!("CARGO_PKG_VERSION");
+        // `## 0.2.0` or `## 0.2.0 (2026-12-06)`: a version, never "Unreleased".
+        let (number, date) = top.split_once(' ').unwrap_or((top, ""));
+        assert_eq!(
+            number, version,
+            "CHANGELOG's top entry `{top}` vs Cargo.toml's {version}"
+        );
+        assert!(
+            date.is_empty() || (date.starts_with('(') && date.ends_with(')')),
+            "`{top}`: a date in parentheses, if any"
+        );
+        assert!(
+            !versions.iter().any(|v| v.to_ascii_lowercase().contains("unreleased")),
+            "{versions:?}"
+        );
+        assert!(VERSION.contains(version) && USER_AGENT.contains(version));
+        // Each version once, newest first.
+        let numbers: Vec<Vec<u64>> = versions
+            .iter()
+            .map(|v| {
+                let number = v.split(' ').next().unwrap_or_default();
+                number
+                    .split('.')
+                    .map(|n| n.parse().unwrap_or_else(|_| panic!("`{v}` is not a version")))
+                    .collect()
+            })
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[0] > w[1]), "{versions:?}");
+    }
+}

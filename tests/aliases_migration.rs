@@ -1,10 +1,15 @@
 //! Migrating an `/etc/aliases` file: `rt-mailgate-routes import-aliases` turns each
 //! rt-mailgate pipe into a Lambda route, the function's own parser accepts the result,
 //! and every address posts exactly what its alias posted, to the RT it posted to: the RT
-//! most aliases share becomes `RT_URL`, every other one stays in its routes as `--url`.
-//! Every alias left behind is reported with its reason, and no password from a `--url`
-//! is ever printed or copied (it belongs in a Secrets Manager secret).
-//! `rt-mailgate-routes explain` then answers "where would this address go?".
+//! most aliases share becomes the template's `RtUrl`, every other one stays in its
+//! routes as `--url`. Every alias left behind is reported with its reason, and no
+//! password from a `--url` is ever printed or copied (it belongs in a Secrets Manager
+//! secret). What the admin sets is named as the template's parameters. A URL the
+//! function would refuse at cold start (plain http to another machine without
+//! `AllowPlainHttp`, loopback) is refused by the import and by `explain` alike.
+//! `rt-mailgate-routes explain` then answers "where would this address go?", and
+//! `explain --recipients` what the template's lists must hold, within what a parameter
+//! takes.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -60,6 +65,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         "RT_SECRET_ID",
         "MAIL_DOMAINS",
         "ROUTES_S3_KEY",
+        "RT_ALLOW_HTTP",
     ] {
         command.env_remove(var);
     }
@@ -178,7 +184,7 @@ fn each_address_goes_to_the_rt_its_alias_posted_to() {
     let (routes, _) = import(dir.path());
     let table = RoutingTable::parse(&routes, Some('+')).unwrap();
     let rt = |address: &str| table.route(address).unwrap().request.rt.map(|t| (t.url, t.secret));
-    // The function's own RT (RT_URL): the routes name none.
+    // The function's own RT (RtUrl): the routes name none.
     for address in ["sales@example.com", "night+7@example.com", "help@example.com"] {
         assert_eq!(rt(address), None, "{address}");
     }
@@ -210,24 +216,32 @@ fn every_skip_and_every_dropped_target_is_reported_with_its_reason() {
         // Credentials are never copied: the admin is told where they go instead.
         "line 20: `ops` migrated, but its --url held credentials (https://***@rt-ops.example.com/rt): \
          the route leaves them out; put them in a Secrets Manager secret and add `--secret ID` to the route",
-        "warning: the aliases' URL for RT_URL held credentials (https://***@rt.example.com): they are not copied; \
-         put them in a Secrets Manager secret and name it in RT_SECRET_ID",
+        "warning: the aliases' URL for RtUrl held credentials (https://***@rt.example.com): they are not copied; \
+         put them in a Secrets Manager secret and give its ARN as RtSecretArn",
         "7 routes made, 4 aliases or lines skipped",
     ] {
         assert!(report.contains(expected), "`{expected}` missing from:\n{report}");
     }
     // Several RTs are no conflict any more: only function-wide settings can be.
-    assert!(!report.contains("differ on RT_URL"), "{report}");
+    assert!(!report.contains("differ on RtUrl"), "{report}");
+    // What the admin sets is named as the template's parameters, never as the
+    // function's variables.
+    for variable in ["RT_URL", "RT_SECRET_ID", "RT_TIMEOUT", "RT_VERIFY_TLS"] {
+        assert!(
+            !routes.contains(variable) && !report.contains(variable),
+            "{variable} in:\n{routes}\n{report}"
+        );
+    }
     // The RTs and the function-wide settings head the routes, for the admin to set once.
     for expected in [
         "# The RTs the aliases post to (credentials are never copied into routes):",
-        "#   RT_URL=https://rt.example.com  (5 of 7 aliases; their routes leave --url out)",
-        "#     its aliases' URL held credentials: put them in a Secrets Manager secret and name it in RT_SECRET_ID",
+        "#   RtUrl=https://rt.example.com  (5 of 7 aliases; their routes leave --url out)",
+        "#     its aliases' URL held credentials: put them in a Secrets Manager secret and give its ARN as RtSecretArn",
         "#   --url https://rt-old.example.com  (1 of 7 aliases, in their routes: legacy)",
         "#   --url https://rt-ops.example.com/rt  (1 of 7 aliases, in their routes: ops)",
         "#     its aliases' URL held credentials: put them in a Secrets Manager secret and add `--secret ID` to these routes",
         "#   --no-verify-ssl: keep TLS checks on; put the RT's certificate (or CA) in its secret as `ca_pem`  (1 of 7 aliases)",
-        "#   RT_TIMEOUT=30  (1 of 7 aliases)",
+        "#   RtTimeout=30  (1 of 7 aliases)",
     ] {
         assert!(routes.contains(expected), "`{expected}` missing from:\n{routes}");
     }
@@ -334,6 +348,33 @@ fn explain_says_where_an_address_goes_from_the_functions_own_settings() {
 }
 
 #[test]
+fn the_imported_table_is_checked_from_its_file_before_it_is_uploaded() {
+    // The deploy page's order: import the aliases into routes.txt, then ask `explain
+    // --routes-file routes.txt` about an address and about the template's recipients.
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, _) = import(dir.path());
+    let routes_file = dir.path().join("routes.txt");
+    std::fs::write(&routes_file, routes).unwrap();
+    let file = routes_file.to_str().unwrap();
+
+    let (code, out, err) = run(&["explain", "--routes-file", file, "sales-comment+12@example.com"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("queue:     Sales Team\n") && out.contains("ticket:    12\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["explain", "--routes-file", file, "nobody@example.com"], &[]);
+    assert_eq!(code, 1, "{out}");
+
+    let (code, out, err) = run(&["explain", "--recipients", "--routes-file", file], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("MailDomains=example.com\nReceiptRecipients=") && out.contains("sales-comment@example.com"),
+        "{out}"
+    );
+}
+
+#[test]
 fn the_admin_adds_the_secret_the_import_asked_for_and_explain_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let (routes, _) = import(dir.path());
@@ -396,43 +437,134 @@ fn tls_turned_off_in_one_alias_is_advice_for_that_rt_not_for_all() {
     );
 }
 
+/// An aliases file from an RT host whose MTA posted to RT on the same machine, and to
+/// other RTs over plain http.
+const LOCAL_ALIASES: &str = "\
+general: \"|/usr/bin/rt-mailgate --queue General --action correspond --url http://localhost/\"
+general-comment: \"|/usr/bin/rt-mailgate --queue General --action comment --url http://localhost/\"
+lab: \"|/usr/bin/rt-mailgate --queue Lab --url http://rt/\"
+ops: \"|/usr/bin/rt-mailgate --queue Ops --url http://10.0.0.5/rt\"
+link: \"|/usr/bin/rt-mailgate --queue Link --url http://169.254.1.1/\"
+second: \"|/usr/bin/rt-mailgate --queue Second --url https://127.0.0.1:8443/rt2\"
+web: \"|/usr/bin/rt-mailgate --queue Web --url https://rt.example.com/\"
+";
+
 #[test]
-fn urls_lambda_cannot_reach_are_flagged_and_point_to_the_front_door() {
+fn what_the_function_would_refuse_the_import_refuses_naming_the_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let aliases = dir.path().join("aliases");
-    std::fs::write(
-        &aliases,
-        "general: \"|/usr/bin/rt-mailgate --queue General --action correspond --url http://localhost/\"\n\
-         general-comment: \"|/usr/bin/rt-mailgate --queue General --action comment --url http://localhost/\"\n\
-         lab: \"|/usr/bin/rt-mailgate --queue Lab --url http://rt/\"\n\
-         ops: \"|/usr/bin/rt-mailgate --queue Ops --url http://10.0.0.5/rt\"\n\
-         link: \"|/usr/bin/rt-mailgate --queue Link --url http://169.254.1.1/\"\n\
-         web: \"|/usr/bin/rt-mailgate --queue Web --url https://rt.example.com/\"\n",
-    )
-    .unwrap();
+    std::fs::write(&aliases, LOCAL_ALIASES).unwrap();
+    let path = aliases.to_str().unwrap();
+    let (code, routes, report) = run(&["import-aliases", path, "--domain", "example.com"], &[]);
+    assert_eq!(code, 0, "{report}");
+    for expected in [
+        // The shared URL is this machine: never offered as RtUrl.
+        "error: RtUrl can't be the aliases' http://localhost: the function would refuse it at cold start: \
+         RT URL http://localhost/ is this machine (localhost/loopback): in Lambda that is the function itself",
+        // A route's own URL that the function would refuse: the alias is skipped.
+        "line 3: `lab` skipped: the Lambda would refuse its route's --url http://rt: RT URL http://rt/ is plain \
+         http:// to another machine",
+        "line 4: `ops` skipped: the Lambda would refuse its route's --url http://10.0.0.5/rt",
+        "line 5: `link` skipped: the Lambda would refuse its route's --url http://169.254.1.1",
+        "line 6: `second` skipped: the Lambda would refuse its route's --url https://127.0.0.1:8443/rt2: RT URL \
+         https://127.0.0.1:8443/rt2 is this machine",
+        "with AllowPlainHttp=true in the stack, import with --allow-plain-http",
+        "write its route by hand with the URL Lambda reaches that RT at",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing from:\n{report}");
+    }
+    assert!(
+        routes.contains(
+            "#   RtUrl: not http://localhost, the URL of 2 of 3 aliases (their routes leave --url out): \
+             the function would refuse it\n"
+        ) && !routes.contains("RtUrl=")
+            && !routes.contains("--url http:"),
+        "{routes}"
+    );
+    // What is printed, explain (as the deployed function) takes.
+    let routes_file = dir.path().join("routes.txt");
+    std::fs::write(&routes_file, &routes).unwrap();
+    let file = routes_file.to_str().unwrap();
+    let (code, out, err) = run(&["explain", "web@example.com", "--routes-file", file], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("https://rt.example.com/REST/1.0/NoAuth/mail-gateway (the route's --url)"),
+        "{out}"
+    );
+
+    // The stack's one exception for plain http (AllowPlainHttp=true) is the import's
+    // too; loopback stays refused, and what Lambda can't reach is still warned about.
     let (code, routes, report) = run(
-        &["import-aliases", aliases.to_str().unwrap(), "--domain", "example.com"],
+        &["import-aliases", path, "--domain", "example.com", "--allow-plain-http"],
         &[],
     );
     assert_eq!(code, 0, "{report}");
     for expected in [
-        "warning: RT_URL http://localhost is localhost (in Lambda, that is the function itself): \
-         Lambda can't reach it; put RT's front door (deploy/)",
         "warning: --url http://rt (lab) is a single-label host name",
         "warning: --url http://169.254.1.1 (link) is a link-local address",
         "warning: --url http://10.0.0.5/rt (ops) is a private address: reachable only with the function \
          in your VPC (SubnetIds, SecurityGroupIds",
+        "error: RtUrl can't be the aliases' http://localhost",
+        "line 6: `second` skipped: the Lambda would refuse its route's --url https://127.0.0.1:8443/rt2",
     ] {
         assert!(report.contains(expected), "`{expected}` missing from:\n{report}");
     }
     assert!(!report.contains("rt.example.com ("), "a public name is fine: {report}");
+    assert!(
+        routes.contains("ops@example.com: --queue Ops --url http://10.0.0.5/rt\n"),
+        "{routes}"
+    );
     // The warnings also head the routes file, under the RT they are about.
     assert!(
-        routes.contains(
-            "#   RT_URL=http://localhost  (2 of 6 aliases; their routes leave --url out)\n\
-                         #     WARNING: localhost"
-        ),
+        routes.contains("#   --url http://rt  (1 of 6 aliases, in their routes: lab)\n#     WARNING: a single-label"),
         "{routes}"
+    );
+}
+
+#[test]
+fn explain_refuses_a_url_the_function_would_refuse() {
+    let plain = "ops@example.com: --queue Ops --url http://rt-ops.example.com/rt";
+    let (code, out, err) = run(&["explain", "ops@example.com", "--routes", plain], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("a route's --url is refused, as RT_URL would be")
+            && err.contains("http://rt-ops.example.com/rt is plain http://")
+            && err.contains("RT_ALLOW_HTTP=true (the template's AllowPlainHttp)"),
+        "{err}"
+    );
+    // The same exception as the function's: RT_ALLOW_HTTP, or the flag.
+    for (args, env) in [
+        (&["--allow-plain-http"][..], &[][..]),
+        (&[][..], &[("RT_ALLOW_HTTP", "true")][..]),
+    ] {
+        let mut all = vec!["explain", "ops@example.com", "--routes", plain];
+        all.extend_from_slice(args);
+        let (code, out, err) = run(&all, env);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("http://rt-ops.example.com/rt/REST/1.0/NoAuth/mail-gateway"),
+            "{out}"
+        );
+    }
+    // Loopback is the function itself in Lambda: refused, whatever the scheme, and
+    // whether the route or RT_URL names it; explain --recipients refuses the table too.
+    let local = "ops@example.com: --queue Ops --url https://localhost:8443";
+    for args in [
+        &["explain", "ops@example.com", "--routes", local][..],
+        &["explain", "--recipients", "--routes", local][..],
+    ] {
+        let (code, _, err) = run(args, &[("RT_ALLOW_HTTP", "true")]);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains("https://localhost:8443/ is this machine"), "{err}");
+    }
+    let (code, _, err) = run(
+        &["explain", "ops@example.com", "--routes", "ops@example.com: --queue Ops"],
+        &[("RT_URL", "http://127.0.0.1:8089")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("RT_URL: RT URL http://127.0.0.1:8089/ is this machine"),
+        "{err}"
     );
 }
 
@@ -465,4 +597,50 @@ fn explain_lists_the_recipients_and_knows_the_rules_domains() {
     );
     assert_eq!(code, 1);
     assert!(out.contains("SES matches an address with a +label only"), "{out}");
+}
+
+#[test]
+fn explain_recipients_holds_each_list_to_what_a_parameter_takes() {
+    // 100 addresses: within SES's 100 recipients a rule, but 4,299 bytes as one value,
+    // past CloudFormation's 4,096 for a parameter.
+    let table: Vec<String> = (0..100)
+        .map(|n| format!("support-desk-{n:03}@helpdesk.mail.example.com: --queue General"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.txt");
+    std::fs::write(&file, table.join("\n")).unwrap();
+    let (code, out, err) = run(
+        &["explain", "--recipients", "--routes-file", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    let recipients = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ReceiptRecipients="))
+        .expect("the list is printed");
+    assert_eq!(recipients.split(',').count(), 100);
+    assert!(recipients.len() > 4096, "{}", recipients.len());
+    assert!(
+        out.contains(&format!(
+            "# ReceiptRecipients is {} bytes; a CloudFormation parameter value takes at most 4096: \
+             leave ReceiptRecipients empty",
+            recipients.len()
+        )) && out.contains("or route whole domains with *@domain"),
+        "{out}"
+    );
+    // The table itself is far past what Routes takes: put it in the bucket.
+    assert!(
+        out.contains(
+            "as one Routes value; Routes takes at most 1200: put the table in the bucket instead \
+             (aws s3 cp routes.txt s3://BUCKET/config/routes.txt) and set RoutesObjectKey=config/routes.txt"
+        ),
+        "{out}"
+    );
+    // A small table fits both, and says nothing more.
+    let (code, out, _) = run(
+        &["explain", "--recipients", "--routes", "bugs@example.com: --queue bugs"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out, "MailDomains=example.com\nReceiptRecipients=bugs@example.com\n");
 }

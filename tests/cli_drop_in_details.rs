@@ -182,7 +182,7 @@ fn a_redirect_without_location_fails_as_lwp_fails_it() {
 
 #[test]
 fn a_trailing_slash_on_the_url_differs_only_in_the_path_posted() {
-    // Perl posts to `//REST/1.0/...`; we post to `/REST/1.0/...` (see the README).
+    // Perl posts to `//REST/1.0/...`; we post to `/REST/1.0/...` (see docs/cli.md).
     let rt = StandIn::always(Answer::ok_body("ok\n"));
     let url = format!("{}/", rt.url);
     for program in [PERL, OURS] {
@@ -224,6 +224,32 @@ fn a_failed_status_is_quoted_with_the_servers_own_reason() {
     let line = "HTTP request failed: 503 Backend Asleep. Your webserver logs";
     assert!(theirs.contains(line), "{theirs}");
     assert!(mine.contains(line), "{mine}");
+}
+
+#[test]
+fn an_answer_without_end_is_read_to_a_bound_and_judged_by_its_start() {
+    // A server that never stops sending: bytes keep moving, so no timeout would ever
+    // end it, and the Perl client (LWP has no bound) reads it all into memory; it is
+    // not run here. Ours reads 64 KiB, judges them by the reply rules, and hangs up.
+    let started = std::time::Instant::now();
+    let page = Answer::Endless(b"<html><body>a proxy's page".to_vec());
+    let (out, posts) = Run::new(&[b"--timeout", b"5"]).against(OURS, page);
+    let said = stderr(&out);
+    assert_eq!(code(&out), 75, "{}", &said[..said.len().min(300)]);
+    assert_eq!(posts.len(), 1);
+    assert!(
+        said.contains("RT server error.")
+            && said.contains("<html><body>a proxy's page")
+            && said.contains("[rt-mailgate: the answer was cut here, at 65536 bytes; the rest was not read]"),
+        "{}",
+        &said[..said.len().min(300)]
+    );
+    assert!(said.len() < 70_000, "{} bytes on stderr", said.len());
+    // RT's verdict at the start counts, as the reply rules read a prefix: a mail RT
+    // took is not posted again.
+    let (out, _) = Run::new(&[b"--timeout", b"5"]).against(OURS, Answer::Endless(b"ok\n".to_vec()));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 #[test]

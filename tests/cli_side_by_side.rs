@@ -158,7 +158,7 @@ fn getopt_spellings_mean_the_same() {
 #[test]
 fn extension_option_without_extension_differs_only_where_perl_is_buggy() {
     // Perl writes the option's own word as the header value (`X-RT-Mail-Extension:
-    // ticket`) and posts an empty `ticket` field; we post neither. See the README.
+    // ticket`) and posts an empty `ticket` field; we post neither. See docs/cli.md.
     let mail = mails::plain("a@example.org", "quirk", "x");
     let (theirs, mine) = post_both(&["--queue", "bugs", "--extension", "ticket"], None, &mail);
     assert!(theirs.message().starts_with(b"X-RT-Mail-Extension: ticket\n"));
@@ -226,6 +226,76 @@ fn exit_codes_match_for_http_and_network_failures() {
     assert_same_exit(75, || Some(StandIn::always(Answer::Reset)), &[]);
     assert_same_exit(75, || Some(StandIn::always(Answer::Garbage)), &[]);
     assert_same_exit(75, || Some(StandIn::always(Answer::Stall)), &["--timeout", "2"]);
+}
+
+/// The first line each client writes on stderr, run with `args` on a small mail.
+fn first_lines(args: &[&str]) -> (String, String) {
+    let mail = mails::plain("a@example.org", "transport", "x");
+    let first = |out: std::process::Output| stderr(&out).lines().next().unwrap_or_default().to_string();
+    (first(perl(args, None, &mail)), first(ours(args, None, &mail)))
+}
+
+#[test]
+fn transport_failures_are_worded_as_lwp_words_them() {
+    // The line MTAs quote in their logs and bounces: LWP's status line, word for word.
+    let tail = ". Your webserver logs may have more information or there may be a network problem.";
+    let refused = refused_url();
+    let port = refused.rsplit(':').next().unwrap();
+    let (theirs, mine) = first_lines(&["--url", &refused, "--queue", "General"]);
+    assert_eq!(
+        theirs,
+        format!("HTTP request failed: 500 Can't connect to 127.0.0.1:{port} (Connection refused){tail}")
+    );
+    assert_eq!(mine, theirs);
+
+    let stalled = StandIn::always(Answer::Stall);
+    let (theirs, mine) = first_lines(&["--url", &stalled.url, "--timeout", "1"]);
+    assert_eq!(theirs, format!("HTTP request failed: 500 read timeout{tail}"));
+    assert_eq!(mine, theirs);
+
+    // A connection closed on the upload: whether the client sees the end or a reset
+    // first is a race (for either client), but both are said in LWP's words.
+    let lwp = [
+        format!("HTTP request failed: 500 Server closed connection without sending any data back{tail}"),
+        format!("HTTP request failed: 500 Status read failed: Connection reset by peer{tail}"),
+    ];
+    for answer in [Answer::Close, Answer::Reset] {
+        let rt = StandIn::always(answer.clone());
+        let (theirs, mine) = first_lines(&["--url", &rt.url]);
+        assert!(lwp.contains(&theirs), "Perl, {answer:?}: {theirs}");
+        assert!(lwp.contains(&mine), "ours, {answer:?}: {mine}");
+    }
+
+    // TLS to a port that speaks plain HTTP (a web server's http port answers the TLS
+    // hello with a 400 at once): both name the place and OpenSSL's reason.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let place = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().unwrap();
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let https = format!("https://{place}");
+    let (theirs, mine) = first_lines(&["--url", &https, "--timeout", "5"]);
+    server.join().unwrap();
+    let start = format!("HTTP request failed: 500 Can't connect to {place} (SSL connect attempt failed");
+    for said in [&theirs, &mine] {
+        assert!(
+            said.starts_with(&start) && said.contains("wrong version number") && said.ends_with(tail),
+            "{said}"
+        );
+    }
+    // A name that does not resolve.
+    let (theirs, mine) = first_lines(&["--url", "http://nonexistent.invalid"]);
+    assert!(
+        theirs.starts_with("HTTP request failed: 500 Can't connect to nonexistent.invalid:80 ("),
+        "{theirs}"
+    );
+    assert_eq!(mine, theirs);
 }
 
 #[test]

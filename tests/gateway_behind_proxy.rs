@@ -23,7 +23,7 @@
 //!   it; the running function is refused once with the old one, reads the secret again,
 //!   and delivers at the first try.
 //!
-//! - Rotation without a window (issue 16), in the README's order: the new credential is
+//! - Rotation without a window (issue 16), in docs/deploy.md's order: the new credential is
 //!   added at the door beside the old and the door reloaded (both pass), the secret is
 //!   updated, then the old credential is removed and the door reloaded (only the new
 //!   passes). A running function is never refused a single try on the way.
@@ -122,7 +122,7 @@ fn assert_cli_refused(proxy: &Proxy, secret_json: &str, refusal: &str, case: &st
     );
 }
 
-/// A rotation in the README's order, seen by the CLI (the secret file stands for the
+/// A rotation in docs/deploy.md's order, seen by the CLI (the secret file stands for the
 /// secret): the new credential is added at the door beside the old (reloaded), so both
 /// pass; the old is removed (reloaded), so only the new one passes. `refusal` is how the
 /// door then refuses the old one.
@@ -484,7 +484,7 @@ fn a_rotation_in_the_readmes_order_never_refuses_the_running_function_behind_apa
     the_function_follows_a_rotation_in_the_readmes_order(Server::Apache);
 }
 
-/// The README's rotation order, with the function running throughout behind a door with
+/// The rotation order of docs/deploy.md, with the function running throughout behind a door with
 /// all three checks: not one try is refused, and nothing waits for a retry.
 fn the_function_follows_a_rotation_in_the_readmes_order(server: Server) {
     let mut proxy = Proxy::start_on(server, &["header", "basic", "mtls"]);

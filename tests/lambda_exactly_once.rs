@@ -33,7 +33,7 @@
 //!   route of every mail ends **exactly once in RT, or dead-lettered**: no duplicate,
 //!   on either database.
 //! - Without them (on SQLite), nothing is lost, and the duplicates that remain are
-//!   counted (the figure the README quotes).
+//!   counted (the figure docs/design.md quotes).
 //!
 //! The plain mails' first posts meet each fault kind once, in turn, so that a short run
 //! covers them all; after that a deterministic xorshift picks by the kinds' shares.

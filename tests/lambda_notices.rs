@@ -3,7 +3,8 @@
 //! signature, or whose From is another organisation's, or whose DMARC failed),
 //! sub-addresses share one limit, all senders together stop at a global hourly cap, one
 //! mail to many addresses makes one operator digest, misses on made-up addresses can't
-//! use up the operator's notices, and what a notice quotes is bounded.
+//! use up the operator's notices, nor can a wave of routine policy drops (counted as
+//! `PolicyDropped`, not `GivenUp`), and what a notice quotes is bounded.
 
 mod support;
 
@@ -324,4 +325,72 @@ fn misses_on_made_up_addresses_never_use_up_the_operators_notices() {
         .filter(|&n| n > 0)
         .collect();
     assert_eq!(given_up, [1], "only the broken route counts as given up");
+}
+
+#[test]
+fn a_virus_wave_never_uses_up_the_digest_about_a_mail_rt_cannot_take() {
+    // Routine policy drops (here: SES's virus verdict) have their own operator window and
+    // their own metric; a mail too large that follows still gets its digest and counts
+    // as GivenUp, the one that needs a person.
+    let stack = LambdaStack::start(&[
+        ("MAX_MAIL_BYTES", "2000"),
+        ("OPERATOR_EMAIL", "ops@example.test"),
+        ("NOTICE_FROM", "rt@example.test"),
+    ]);
+    stack.verify_ses_identity("rt@example.test");
+    for n in 0..12 {
+        let id = unique(&format!("virus{n}"));
+        stack.store_mail(&id, &smtp_mail("Invoice attached", ""));
+        let mut event = ses_event(&id, &["bugs@example.test"]);
+        event["Records"][0]["ses"]["receipt"]["virusVerdict"]["status"] = "FAIL".into();
+        let answer = stack.invoke(&event).unwrap();
+        assert_eq!(answer["given_up"], 1, "{answer}");
+    }
+    let sent = stack.sent_mail();
+    assert_eq!(sent.len(), 10, "ten policy digests in the hour, then the log only");
+    let subject = |raw: &str| {
+        let message = mail_parser::MessageParser::new()
+            .parse(raw.as_bytes())
+            .expect("a message");
+        message.subject().unwrap_or_default().to_string()
+    };
+    for raw in &sent {
+        assert!(
+            subject(raw).starts_with("[rt-mailgate] mail dropped by policy: SES found a virus"),
+            "each says it is routine: {raw}"
+        );
+    }
+    assert!(body_of(&sent[0]).contains("No action is needed"));
+
+    let big = unique("too-large");
+    let padding = format!("X-Padding: {}\r\n", "x".repeat(3000));
+    stack.store_mail(&big, &smtp_mail("Large scan", &padding));
+    assert_eq!(
+        stack.invoke(&ses_event(&big, &["bugs@example.test"])).unwrap()["given_up"],
+        1
+    );
+    let sent = stack.sent_mail();
+    assert_eq!(sent.len(), 11, "the digest about the mail too large still goes out");
+    let body = body_of(&sent[10]);
+    assert!(
+        body.contains(&big) && body.contains("larger than this gateway accepts"),
+        "{body}"
+    );
+
+    // Counted apart: twelve PolicyDropped, one GivenUp (what the alarm sums).
+    let plain = |metric: &str| -> u64 {
+        stack
+            .function_log()
+            .iter()
+            .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
+            .filter(|l| {
+                l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                    .as_array()
+                    .is_some_and(|d| d.is_empty())
+            })
+            .filter_map(|l| l[metric].as_u64())
+            .sum()
+    };
+    assert_eq!(plain("PolicyDropped"), 12);
+    assert_eq!(plain("GivenUp"), 1, "only the mail a person must act on");
 }

@@ -150,7 +150,9 @@ fn a_replay_runs_inside_the_function_and_says_whether_it_is_done() {
 
 #[test]
 fn the_canary_sends_a_mail_through_ses() {
-    let stack = LambdaStack::start(&[("NOTICE_FROM", "rt-mailgate@example.test")]);
+    // The canary address has its route (one no route takes is refused: tests/deploy_smoke.rs).
+    let routes = format!("{ROUTES}; canary@example.test: --queue support");
+    let stack = LambdaStack::start(&[("NOTICE_FROM", "rt-mailgate@example.test"), ("ROUTES", &routes)]);
     stack.verify_ses_identity("rt-mailgate@example.test");
     let answer = stack
         .invoke(&json!({"rt-mailgate": {"canary": {"to": "canary@example.test"}}}))
@@ -272,4 +274,34 @@ fn the_tools_take_their_settings_from_the_deployed_function() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", support::stderr(&out));
     assert!(text.contains("delivered 1"), "{text}");
+}
+
+#[test]
+fn the_commands_a_report_prints_are_quoted_for_a_shell() {
+    let stack = LambdaStack::start(&[]);
+    let id = unique("quoted");
+    stack.store_mail(&id, &mails::plain("alice@customer.example", &unique("Quoted"), "x"));
+    // A recipient no route takes, as a sender may write it (SES passes quoted local parts).
+    let hostile = "\"x$(touch /tmp/rt-mailgate-pwned)'`id`;\"@example.test";
+    let request = json!({"rt-mailgate": {"replay": {"message_id": id, "recipients": [hostile]}}});
+    let answer = stack.invoke(&request).unwrap();
+    let report = answer["report"].as_str().unwrap();
+    let next = report
+        .lines()
+        .find(|l| l.contains("next:"))
+        .unwrap_or_else(|| panic!("{report}"));
+    // The replay command, as a shell would split it: the recipient whole, nothing run.
+    let start = next.find("rt-mailgate-replay").unwrap();
+    let command = next[start..].strip_suffix(')').unwrap();
+    assert_eq!(
+        shlex::split(command).unwrap(),
+        [
+            "rt-mailgate-replay",
+            "--message-id",
+            id.as_str(),
+            "--recipient",
+            hostile
+        ],
+        "{next}"
+    );
 }

@@ -42,6 +42,29 @@ fn a_given_up_mail_is_replayed_once_the_route_is_fixed() {
 }
 
 #[test]
+fn a_failed_event_saved_to_a_file_is_replayed() {
+    // The admin saved a dead-letter message (Lambda's on-failure record) to a file and
+    // replays it with `--event FILE` once the route is fixed.
+    let broken = format!("{ROUTES}; sales@example.test: --queue no-such-queue");
+    let stack = LambdaStack::start(&[("ROUTES", &broken)]);
+    let (id, subject) = (unique("saved-event"), unique("Saved event"));
+    stack.store_mail(&id, &smtp_mail(&subject));
+    let event = ses_event(&id, &["sales@example.test"]);
+    assert_eq!(stack.invoke(&event).unwrap()["given_up"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("failed-event.json");
+    let on_failure = json!({"version": "1.0", "requestPayload": event});
+    std::fs::write(&file, on_failure.to_string()).unwrap();
+
+    let fixed = format!("{ROUTES}; sales@example.test: --queue support");
+    let out = stack.replay(&["--event", file.to_str().unwrap()], &[("ROUTES", &fixed)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("delivered 1"), "{text}");
+    assert_eq!(rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"], "support");
+}
+
+#[test]
 fn a_dead_letter_queue_is_drained_into_rt_after_an_outage() {
     // RT is down (503) while the mail arrives: the invocation fails, and after Lambda's
     // retries its on-failure destination puts the event on the dead-letter queue.

@@ -2,7 +2,8 @@
 //! the template's `RoutesObjectKey`): the function reads it at cold start, routes its
 //! last entry as any other, and follows a change without a redeploy; a bad new table
 //! leaves the last good one in use, and a bad table at cold start stops the function
-//! before any mail is touched. moto as S3, the real RT, the function through the Lambda
+//! before any mail is touched; so does a route whose own `--url` breaks the rule
+//! `RT_URL` keeps (plain http to another machine, loopback inside Lambda). moto as S3, the real RT, the function through the Lambda
 //! runtime API emulator.
 
 mod support;
@@ -20,7 +21,7 @@ const KEY: &str = "config/routes.txt";
 fn table(count: usize, last: &str) -> String {
     let mut text = String::from(
         "# Lambda routes from /etc/aliases, made by `rt-mailgate-routes import-aliases`.\n\
-         # The RT the aliases post to:\n#   RT_URL=https://rt.example.test  (all aliases)\n",
+         # The RT the aliases post to:\n#   RtUrl=https://rt.example.test  (all aliases)\n",
     );
     for n in 0..count {
         text.push_str(&format!(
@@ -115,11 +116,18 @@ fn a_table_far_over_4_kb_routes_its_last_entry_and_changes_without_a_redeploy() 
 /// Starts the function on a table object `table` (or none), waits for it to stop, and
 /// gives its log: a table the function can't use stops the cold start.
 fn cold_start_log(table: Option<&str>) -> String {
+    cold_start_log_with(table, &[])
+}
+
+/// As [`cold_start_log`], with more of the function's environment.
+fn cold_start_log_with(table: Option<&str>, env: &[(&str, &str)]) -> String {
     let mut stack = LambdaStack::without_function(1);
     if let Some(table) = table {
         stack.put_object(KEY, table.as_bytes());
     }
-    stack.start_functions(&[("ROUTES", ""), ("ROUTES_S3_KEY", KEY)], 1);
+    let mut vars = vec![("ROUTES", ""), ("ROUTES_S3_KEY", KEY)];
+    vars.extend_from_slice(env);
+    stack.start_functions(&vars, 1);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = stack.function_exit() {
@@ -150,6 +158,50 @@ fn a_bad_or_missing_table_at_cold_start_stops_the_function_before_any_mail() {
     let log = cold_start_log(None);
     assert!(
         log.contains("s3://rt-mail/config/routes.txt does not exist (upload the routing table there"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_routes_own_plain_http_or_loopback_url_stops_the_cold_start_as_rt_url_would() {
+    // Plain http to another machine: RT_URL would need RT_ALLOW_HTTP, and so does a route.
+    let plain = table(
+        3,
+        "last-desk@example.test: --queue bugs --url http://rt-two.example.test/rt",
+    );
+    let log = cold_start_log(Some(&plain));
+    assert!(
+        log.contains("configuration refused; no mail was touched")
+            && log.contains("a route's --url is refused, as RT_URL would be")
+            && log.contains("http://rt-two.example.test/rt is plain http://")
+            && log.contains("RT_ALLOW_HTTP=true"),
+        "{log}"
+    );
+    // Inside Lambda's sandbox (LAMBDA_TASK_ROOT, as Lambda sets it) loopback is the
+    // function itself: refused for a route, even over https and with plain http allowed.
+    let local = table(3, "last-desk@example.test: --queue bugs --url https://localhost:8443");
+    let in_lambda = [
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+        ("RT_ALLOW_HTTP", "true"),
+        ("RT_URL", "https://rt.example.test"),
+    ];
+    let log = cold_start_log_with(Some(&local), &in_lambda);
+    assert!(
+        log.contains("configuration refused; no mail was touched")
+            && log.contains("a route's --url is refused")
+            && log.contains("https://localhost:8443/ is this machine (localhost/loopback)"),
+        "{log}"
+    );
+    // ... and for RT_URL itself, by the same rule.
+    let fine = table(3, "last-desk@example.test: --queue bugs");
+    let log = cold_start_log_with(
+        Some(&fine),
+        &[("LAMBDA_TASK_ROOT", "/var/task"), ("RT_URL", &rt::url())],
+    );
+    assert!(
+        log.contains("configuration refused; no mail was touched")
+            && log.contains(&format!("RT_URL: RT URL {}", rt::url()))
+            && log.contains("is this machine (localhost/loopback): in Lambda that is the function itself"),
         "{log}"
     );
 }

@@ -1,9 +1,9 @@
 //! The template and the function agree on their settings:
 //!
 //! - every environment variable the function reads (`src/lambda/config.rs`,
-//!   `src/lambda/wiring.rs`) is set by `template.yaml` from a parameter, or the README's
-//!   configuration table says why it is not a parameter; every row names the parameter
-//!   next to the variable;
+//!   `src/lambda/wiring.rs`) is set by `template.yaml` from a parameter, or the
+//!   configuration table of `docs/deploy.md` says why it is not a parameter; every row
+//!   names the parameter next to the variable;
 //! - the function's environment, at the longest value every parameter allows, stays
 //!   within Lambda's 4 KB for all variables together (so a stack that deploys also
 //!   starts), which needs a `MaxLength` (or `AllowedValues`, `MaxValue`) on each;
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use rt_mailgate::lambda::config::LambdaConfig;
 
 const TEMPLATE: &str = include_str!("../template.yaml");
-const README: &str = include_str!("../README.md");
+const DEPLOY_DOC: &str = include_str!("../docs/deploy.md");
 const FUNCTION_READS: [&str; 2] = [
     include_str!("../src/lambda/config.rs"),
     include_str!("../src/lambda/wiring.rs"),
@@ -126,11 +126,11 @@ fn variables_read() -> Vec<String> {
     names
 }
 
-/// The README's configuration table: variable → its row.
-fn readme_rows() -> BTreeMap<String, String> {
-    let table = README
-        .split_once("### Configuration (environment)")
-        .expect("README has a Configuration (environment) section")
+/// The configuration table of `docs/deploy.md`: variable → its row.
+fn documented_rows() -> BTreeMap<String, String> {
+    let table = DEPLOY_DOC
+        .split_once("## Configuration (environment)")
+        .expect("docs/deploy.md has a Configuration (environment) section")
         .1;
     table
         .lines()
@@ -149,29 +149,33 @@ fn every_setting_the_function_reads_is_a_parameter_or_said_not_to_be() {
     let read = variables_read();
     assert!(read.len() > 20, "the scan found the function's variables: {read:?}");
     let env: BTreeMap<String, String> = environment().into_iter().collect();
-    let rows = readme_rows();
+    let rows = documented_rows();
     let mut problems = Vec::new();
     for name in &read {
         let Some(row) = rows.get(name) else {
-            problems.push(format!("{name}: no row in the README's configuration table"));
+            problems.push(format!("{name}: no row in the configuration table of docs/deploy.md"));
             continue;
         };
         let second = row.split('|').nth(2).unwrap_or_default();
         match env.get(name).and_then(|e| parameter_of(e)) {
             Some(param) => {
                 if !second.contains(&format!("`{param}`")) {
-                    problems.push(format!("{name}: its README row does not name the parameter `{param}`"));
+                    problems.push(format!(
+                        "{name}: its docs/deploy.md row does not name the parameter `{param}`"
+                    ));
                 }
             }
             None if env.contains_key(name) => {
                 if !second.contains("set by the template") {
-                    problems.push(format!("{name}: set by the template, and its README row should say so"));
+                    problems.push(format!(
+                        "{name}: set by the template, and its docs/deploy.md row should say so"
+                    ));
                 }
             }
             None => {
                 if !second.contains("not a parameter") {
                     problems.push(format!(
-                        "{name}: the template doesn't set it; its README row must say why it is not a parameter"
+                        "{name}: the template doesn't set it; its docs/deploy.md row must say why it is not a parameter"
                     ));
                 }
             }
@@ -308,4 +312,100 @@ fn the_rule_receives_the_domains_the_function_is_told() {
     assert_eq!(env["MAIL_DOMAINS"], "!Join [\",\", !Ref MailDomains]");
     assert_eq!(parameters()["MailDomains"].kind, "CommaDelimitedList");
     assert!(TEMPLATE.contains("TlsPolicy: !Ref TlsPolicy"));
+}
+
+/// A resource's block in the template: its two-space name line and what follows.
+fn resource(name: &str) -> String {
+    let body = TEMPLATE
+        .split_once(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no resource {name}"))
+        .1;
+    body.lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn mail_outlives_the_dead_letter_queues_and_the_tools_get_the_functions_name() {
+    // A dead letter waits at most the queue's retention; its mail must still be there.
+    let dlq_seconds: u64 = resource("DeadLetterQueue")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MessageRetentionPeriod: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let retention = resource("RetentionDays");
+    let min_days: u64 = retention
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MinValue: "))
+        .expect("RetentionDays has a MinValue")
+        .parse()
+        .unwrap();
+    assert!(
+        min_days * 86_400 >= dlq_seconds,
+        "RetentionDays may go below the DLQ's {dlq_seconds} s"
+    );
+    let outputs = TEMPLATE.split_once("\nOutputs:\n").unwrap().1;
+    let name = outputs
+        .split_once("  FunctionName:\n")
+        .expect("a FunctionName output")
+        .1;
+    assert!(
+        name.lines().take(5).any(|l| l.trim() == "Value: !Ref MailgateFunction"),
+        "{name}"
+    );
+}
+
+#[test]
+fn switching_back_to_direct_never_deletes_a_queue_that_holds_mail() {
+    for queue in ["MailQueue", "BufferDeadLetterQueue", "DeadLetterQueue"] {
+        let block = resource(queue);
+        assert!(
+            !block.contains("Condition:"),
+            "{queue} exists in both delivery modes: {block}"
+        );
+        assert!(block.contains("DeletionPolicy: Retain") && block.contains("UpdateReplacePolicy: Retain"));
+    }
+    // Still drained in direct mode, so mail left in it is delivered.
+    let mapping = resource("MailQueueMapping");
+    assert!(!mapping.contains("Condition:"), "{mapping}");
+    assert!(
+        TEMPLATE.contains("              - Sid: DrainMailQueue\n"),
+        "the drain's rights in both modes"
+    );
+}
+
+#[test]
+fn alarms_mean_action() {
+    // GivenUp pages; PolicyDropped (virus, spam, DMARC) never does.
+    assert!(resource("GivenUpAlarm").contains("MetricName: GivenUp"));
+    assert!(
+        !TEMPLATE.contains("MetricName: PolicyDropped"),
+        "no alarm on routine policy drops"
+    );
+    // Every count alarm takes no data as no trouble: nothing fires before the first mail.
+    for alarm in [
+        "GivenUpAlarm",
+        "UnroutedAlarm",
+        "DeadLetterAlarm",
+        "FunctionErrorsAlarm",
+    ] {
+        assert!(resource(alarm).contains("TreatMissingData: notBreaching"), "{alarm}");
+    }
+    // Silence pages only once the stack has delivered a mail this week: a composite of
+    // the silent hours and a delivery within 7 days, neither part mailing by itself.
+    let nothing = resource("NothingDeliveredAlarm");
+    assert!(nothing.contains("Type: AWS::CloudWatch::CompositeAlarm"), "{nothing}");
+    assert!(
+        nothing.contains(r#"AlarmRule: !Sub 'ALARM("${NoDeliveryHours}") AND ALARM("${DeliveredThisWeek}")'"#),
+        "{nothing}"
+    );
+    let week = resource("DeliveredThisWeek");
+    assert!(
+        week.contains("TreatMissingData: notBreaching") && week.contains("ComparisonOperator: GreaterThanThreshold")
+    );
+    for part in ["NoDeliveryHours", "DeliveredThisWeek"] {
+        assert!(!resource(part).contains("Actions:"), "{part} mails no one itself");
+    }
 }

@@ -1,6 +1,8 @@
-//! Reading route records by listing them (`ListObjectsV2` under the records prefix):
-//! what the trace and the smoke test need to find a mail by its `Message-ID` header or
-//! by sender and time, where the delivery itself only ever reads one record by key.
+//! Reading route records and the trace's index by listing them (`ListObjectsV2`): what
+//! the trace and the smoke test need to find a mail by sender, From, `Message-ID` or
+//! time, where the delivery itself only ever reads one record by key. A listing is
+//! bounded, and says when it stopped at its bound with more left, so a search can say
+//! it stopped short instead of "not found".
 
 use std::future::Future;
 
@@ -15,10 +17,41 @@ pub struct Listed {
     pub modified_ms: u64,
 }
 
+/// Which keys to list: those under `prefix`, after `after` (S3's `start-after`), up to
+/// and including `until`, in S3's order (by key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Only keys after this one.
+    pub after: Option<String>,
+    /// Only keys up to this one.
+    pub until: Option<String>,
+}
+
+impl KeyRange {
+    /// Every key under `prefix`.
+    pub fn under(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a listing found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The keys, in key order.
+    pub items: Vec<Listed>,
+    /// True when the range holds more keys than the listing's bound let it take.
+    pub more: bool,
+}
+
 /// Lists and reads records.
 pub trait RecordIndex {
-    /// Up to `max` keys under `prefix` (S3's order: by key).
-    fn list(&self, prefix: &str, max: usize) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
+    /// Up to `max` keys of `range`, and whether more were left.
+    fn list(&self, range: &KeyRange, max: usize) -> impl Future<Output = Result<Listing, StoreError>> + Send;
     /// The text at `key` (none when it is gone).
     fn read(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
@@ -49,29 +82,34 @@ impl S3RecordIndex {
 }
 
 impl RecordIndex for S3RecordIndex {
-    async fn list(&self, prefix: &str, max: usize) -> Result<Vec<Listed>, StoreError> {
-        let mut found = Vec::new();
+    async fn list(&self, range: &KeyRange, max: usize) -> Result<Listing, StoreError> {
+        let mut found = Listing::default();
         let mut token = None;
         loop {
             let page = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
-                .prefix(prefix)
+                .prefix(&range.prefix)
+                .set_start_after(range.after.clone())
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| self.unavailable(prefix, aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| self.unavailable(&range.prefix, aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
             for object in page.contents() {
-                if found.len() >= max {
+                let Some(key) = object.key() else { continue };
+                if range.until.as_deref().is_some_and(|until| key > until) {
                     return Ok(found);
                 }
-                let Some(key) = object.key() else { continue };
+                if found.items.len() >= max {
+                    found.more = true;
+                    return Ok(found);
+                }
                 let modified_ms = object
                     .last_modified()
                     .and_then(|t| t.to_millis().ok())
                     .map_or(0, |ms| ms.max(0) as u64);
-                found.push(Listed {
+                found.items.push(Listed {
                     key: key.to_string(),
                     modified_ms,
                 });

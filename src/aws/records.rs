@@ -31,6 +31,13 @@ pub trait DeliveryRecords {
         value: &str,
         version: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Writes the trace's index entry `key` (see [`crate::core::mail_index`]): a plain
+    /// write, as an entry is the same whoever writes it. Stores without an index (the
+    /// unit tests' stand-ins) keep nothing.
+    fn write_index(&self, key: &str, value: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, value);
+        async { Ok(()) }
+    }
 }
 
 /// How often a conditional write that met a concurrent one (409) is tried again.
@@ -150,5 +157,19 @@ impl DeliveryRecords for S3DeliveryRecords {
 
     async fn replace(&self, key: &str, value: &str, version: &str) -> Result<Option<String>, StoreError> {
         self.write_if(key, value, Some(version)).await
+    }
+
+    async fn write_index(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let key = self.key(key);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(value.as_bytes().to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| self.unavailable(key, aws_sdk_s3::error::DisplayErrorContext(&err).to_string()))
     }
 }

@@ -1,9 +1,12 @@
 //! `rt-mailgate-trace`: what happened to a mail. Given SES's message id, a `Message-ID`
-//! header, or a sender and a time window, prints every route of the mail from its route
+//! header, or a sender (the envelope sender or a From address) and a time window, finds
+//! the mail through the index the function writes (one listing of that value's entries,
+//! whatever else the bucket holds) and prints every route of the mail from its route
 //! records (delivered on which ticket, refused, given up and why, waiting for a retry)
 //! with what happens next, and the commands that show the function's log lines for it.
-//! Exits 0 when every route found is delivered or refused, 1 when one is not, 2 when no
-//! mail was found or the records can't be read.
+//! A search that stops at its bound says so and how to go on. Every command printed is
+//! quoted for a shell. Exits 0 when every route found is delivered or refused, 1 when one
+//! is not, 2 when no mail was found or the records can't be read.
 
 use std::process::ExitCode;
 
@@ -11,7 +14,11 @@ use anyhow::Context;
 use clap::Parser;
 use rt_mailgate::aws::function::{deployed_environment, overlay};
 use rt_mailgate::aws::record_index::S3RecordIndex;
-use rt_mailgate::core::trace::{describe, log_commands, mail_line, parse_time, route_lines, MailFilter};
+use rt_mailgate::core::shell;
+use rt_mailgate::core::trace::{
+    describe, indexed_mail_line, log_commands, mail_line, no_routes_lines, parse_time, route_lines, stopped_short_text,
+    utc, MailFilter,
+};
 use rt_mailgate::lambda::invocation::epoch_ms;
 use rt_mailgate::lambda::trace::{find_mails, TraceRequest};
 
@@ -25,13 +32,14 @@ struct Args {
     /// The mail's Message-ID header (angle brackets optional).
     #[arg(long)]
     header: Option<String>,
-    /// The envelope sender.
+    /// The sender: the envelope sender or an address of the From header.
     #[arg(long)]
     sender: Option<String>,
     /// Only routes with a recipient containing this.
     #[arg(long)]
     recipient: Option<String>,
-    /// From this time (2026-12-01T15:00:00Z, or an age: 90m, 24h, 2d). Default 24h.
+    /// From this time (2026-12-01T15:00:00Z, or an age: 90m, 24h, 2d). Default: 24h for
+    /// --sender, every day kept for --header.
     #[arg(long)]
     since: Option<String>,
     /// Until this time (same forms). Default now.
@@ -50,7 +58,15 @@ struct Args {
     /// The function's log group (else /aws/lambda/<function name>).
     #[arg(long)]
     log_group: Option<String>,
-    /// Read at most this many records in a search without --message-id.
+    /// Read at most this many mails' index entries in a search by --header or --sender
+    /// (oldest first); past it the search says it stopped short and how to go on.
+    #[arg(long, default_value_t = 1_000)]
+    max_mails: usize,
+    /// Search the route records one by one, in key order, instead of the index: for
+    /// mails received before the function wrote the index (envelope sender only).
+    #[arg(long)]
+    scan: bool,
+    /// Read at most this many records in a --scan.
     #[arg(long, default_value_t = 20_000)]
     max_records: usize,
 }
@@ -80,7 +96,8 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let now = epoch_ms();
     let since = match &args.since {
         Some(t) => parse_time(t, now).map_err(anyhow::Error::msg)?,
-        None if args.message_id.is_some() => 0,
+        // A Message-ID names one mail: every day the bucket keeps. A sender's mail: a day.
+        None if args.message_id.is_some() || args.header.is_some() => 0,
         None => now.saturating_sub(86_400_000),
     };
     let until = match &args.until {
@@ -93,10 +110,12 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             message_id_header: args.header.clone(),
             sender: args.sender.clone(),
             recipient: args.recipient.clone(),
-            since_ms: (args.message_id.is_none()).then_some(since),
+            since_ms: (args.message_id.is_none() && since > 0).then_some(since),
             until_ms: (args.message_id.is_none()).then_some(until),
         },
-        max_records: args.max_records,
+        max_mails: args.max_mails.max(1),
+        scan: args.scan,
+        max_records: args.max_records.max(1),
     };
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -105,26 +124,27 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         .force_path_style(path_style)
         .build();
     let index = S3RecordIndex::new(aws_sdk_s3::Client::from_conf(s3), bucket.clone());
-    let mails = find_mails(&index, &prefix, &request)
+    let found = find_mails(&index, &prefix, &request)
         .await
         .context("reading the route records")?;
+    let mails = &found.mails;
 
-    if mails.is_empty() {
-        println!("no route records found in s3://{bucket}/{prefix} for this mail.");
-        println!(
-            "Either the function never got it (SES's receipt rule, MX, the sender's TLS: see SES's own log), \
-             every recipient was unrouted (the log says \"no route for this recipient\"), it is older than \
-             --since, or the records prefix differs."
-        );
-    }
     let mut all_done = true;
-    for mail in &mails {
-        if let Some(first) = mail.routes.first() {
-            print!("{}", mail_line(&mail.ses_id, first));
+    for mail in mails {
+        match (&mail.indexed, mail.routes.first()) {
+            (Some(indexed), _) => print!("{}", indexed_mail_line(indexed)),
+            (None, Some(first)) => print!("{}", mail_line(&mail.ses_id, first)),
+            (None, None) => println!("mail {}:", mail.ses_id),
         }
         for record in &mail.routes {
             all_done &= describe(record, now).done;
             print!("{}", route_lines(&mail.ses_id, record, now));
+        }
+        if mail.routes.is_empty() && mail.unreadable == 0 {
+            all_done = false;
+            if let Some(indexed) = &mail.indexed {
+                print!("{}", no_routes_lines(indexed));
+            }
         }
         if mail.unreadable > 0 {
             all_done = false;
@@ -133,6 +153,20 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 mail.unreadable
             );
         }
+    }
+    if let Some(short) = &found.stopped_short {
+        all_done = false;
+        let (flag, go_on) = if args.scan {
+            ("--max-records", None)
+        } else {
+            ("--max-mails", short.last_ms.map(|last| continue_command(&args, last)))
+        };
+        print!(
+            "{}",
+            stopped_short_text(short.read, flag, short.last_ms, go_on.as_deref())
+        );
+    } else if mails.is_empty() {
+        print!("{}", not_found_text(&args, &bucket, &prefix, since, until));
     }
     let group = args
         .log_group
@@ -166,4 +200,62 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         (false, true) => 0,
         (false, false) => 1,
     })
+}
+
+/// The same search, from the time of the last mail a search that stopped short read
+/// (that second again: its other mails may not all have been read).
+fn continue_command(args: &Args, last_ms: u64) -> String {
+    let mut words = vec!["rt-mailgate-trace".to_string()];
+    let mut add = |flag: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            words.push(shell::option(flag, value));
+        }
+    };
+    add("--header", &args.header);
+    add("--sender", &args.sender);
+    add("--recipient", &args.recipient);
+    add("--since", &Some(utc(last_ms)));
+    add("--until", &args.until);
+    add("--function-name", &args.function_name);
+    add("--bucket", &args.bucket);
+    add("--records-prefix", &args.records_prefix);
+    add("--log-group", &args.log_group);
+    words.join(" ")
+}
+
+/// What a complete search that found nothing says: where it looked, and the causes
+/// left, the likeliest first.
+fn not_found_text(args: &Args, bucket: &str, prefix: &str, since: u64, until: u64) -> String {
+    if args.message_id.is_some() {
+        return format!(
+            "no route records found in s3://{bucket}/{prefix} for this mail.\n\
+             Either the function never got it (SES's receipt rule, MX, the sender's TLS: see SES's own log), \
+             every recipient was unrouted (the log says \"no route for this recipient\"), or the records \
+             prefix differs.\n"
+        );
+    }
+    let window = if since == 0 {
+        format!("up to {}", utc(until))
+    } else {
+        format!("between {} and {}", utc(since), utc(until))
+    };
+    let what = match (&args.header, &args.sender) {
+        (Some(header), _) => format!("with Message-ID {header}"),
+        (None, Some(sender)) => format!("from {sender} (envelope sender or From)"),
+        (None, None) => "like this".to_string(),
+    };
+    if args.scan {
+        return format!(
+            "no route records in s3://{bucket}/{prefix} of a mail {what} written {window}: the scan read \
+             every record. Either the function never got it (SES's receipt rule, MX, the sender's TLS: see \
+             SES's own log), every recipient was unrouted, or it is outside the window (--since).\n"
+        );
+    }
+    format!(
+        "no mail {what} received {window} in the trace's index (s3://{bucket}/{prefix}index/); the search \
+         read every entry of the window.\n\
+         Either the function never got it (SES's receipt rule, MX, the sender's TLS: see SES's own log), \
+         it came outside the window (widen it: --since 30d), or before the function wrote the index \
+         (add --scan to read the older records one by one).\n"
+    )
 }

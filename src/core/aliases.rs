@@ -16,8 +16,14 @@
 //! An alias whose targets include a pipe to `rt-mailgate` becomes one route
 //! (`name@domain: --queue 'Sales Team' ...`, shell-quoted so that the route parser reads
 //! back the same arguments). The RT each pipe posts to (`--url`) is kept: the URL most
-//! aliases share is the one to set as the function's `RT_URL`, and their routes leave it
-//! out; every other alias's route names its own `--url` (see [`import_aliases`]).
+//! aliases share is the one to set as the template's `RtUrl` (the function's `RT_URL`),
+//! and their routes leave it out; every other alias's route names its own `--url` (see
+//! [`import_aliases`]). Every URL is held to the rule the function keeps at cold start
+//! ([`check_rt_url`], as deployed: no loopback, no plain http unless `AllowPlainHttp`):
+//! an alias whose own `--url` breaks it is skipped, saying why; a shared URL that breaks
+//! it is not offered as `RtUrl`. What the report tells the admin to set is named as the
+//! template's parameters (`RtUrl`, `RtTimeout`, `RtSecretArn`), which is where the admin
+//! sets it.
 //! Credentials in a URL (`user:password@`) are never copied: they belong in a Secrets
 //! Manager secret, and a note says so. The pipe's function-wide options (`--ca-file`,
 //! `--[no-]verify-ssl`, `--timeout`, `--debug`, `--jar`) are not route options: they are
@@ -31,6 +37,7 @@ use std::fmt;
 use crate::core::getopt::parse_args;
 use crate::core::redact::redact_word;
 use crate::core::route::{rt_base_url, RoutingTable, RtUrlError};
+use crate::core::url_policy::{check_rt_url, UrlRules};
 
 /// What the import made of one alias (or of a line that is no alias).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +82,11 @@ pub struct AliasUrl {
     /// RT's base URL in its canonical form ([`rt_base_url`]), without credentials.
     pub url: String,
     /// True when the route names it (`--url`); false when it is the URL most aliases
-    /// share, left to the function's `RT_URL`.
+    /// share, left to the template's `RtUrl`.
     pub in_route: bool,
+    /// Why the function would refuse this URL at cold start ([`check_rt_url`]), if it
+    /// would: only ever set on the shared URL (a route's own is skipped instead).
+    pub refused: Option<String>,
     /// `user:password@` as written, kept only to tell two credentials for one RT apart
     /// (two secrets); never shown.
     userinfo: Option<String>,
@@ -94,6 +104,7 @@ impl AliasUrl {
         Ok(Self {
             url: rt_base_url(url.as_str())?,
             in_route: false,
+            refused: None,
             userinfo,
         })
     }
@@ -123,6 +134,7 @@ impl fmt::Debug for AliasUrl {
         f.debug_struct("AliasUrl")
             .field("url", &self.url)
             .field("in_route", &self.in_route)
+            .field("refused", &self.refused)
             .field("had_credentials", &self.had_credentials())
             .finish()
     }
@@ -155,10 +167,17 @@ pub enum ImportError {
 /// order.
 ///
 /// The RT most aliases post to (same URL, same credentials; the first in the file on a
-/// tie) is left to the function's `RT_URL`: those routes read as they always did, and a
+/// tie) is left to the template's `RtUrl`: those routes read as they always did, and a
 /// file that knows one RT gives a table that names none. Every other alias's route
-/// carries its own `--url`, so that no mail changes RT in the migration.
+/// carries its own `--url`, so that no mail changes RT in the migration. URLs are held
+/// to the deployed function's rule with plain http refused (see [`import_aliases_with`]).
 pub fn import_aliases(text: &str, domain: &str) -> Result<Vec<Item>, ImportError> {
+    import_aliases_with(text, domain, false)
+}
+
+/// As [`import_aliases`]; `allow_plain_http` is the stack's `AllowPlainHttp`
+/// (`RT_ALLOW_HTTP`), the one exception the function makes for plain `http://`.
+pub fn import_aliases_with(text: &str, domain: &str, allow_plain_http: bool) -> Result<Vec<Item>, ImportError> {
     let domain = domain.trim();
     if RoutingTable::parse(&format!("probe@{domain}: --queue probe"), None).is_err() || domain.contains('@') {
         return Err(ImportError::BadDomain(domain.to_string()));
@@ -182,12 +201,27 @@ pub fn import_aliases(text: &str, domain: &str) -> Result<Vec<Item>, ImportError
         };
         items.push(item);
     }
-    place_urls(&mut items);
+    place_urls(&mut items, UrlRules::deployed(allow_plain_http));
     Ok(items)
 }
 
-/// Chooses the URL left to `RT_URL` and writes `--url` into every other route.
-fn place_urls(items: &mut [Item]) {
+/// Why the deployed function would refuse `url` (canonical, from [`rt_base_url`]), and
+/// what the admin can do.
+fn refusal(url: &str, rules: UrlRules) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let refused = check_rt_url(&parsed, rules).err()?;
+    let fix = match refused {
+        crate::core::url_policy::UrlRefused::PlainHttp { .. } => {
+            "; with AllowPlainHttp=true in the stack, import with --allow-plain-http"
+        }
+        crate::core::url_policy::UrlRefused::Loopback { .. } => "",
+    };
+    Some(format!("{refused}{fix}"))
+}
+
+/// Chooses the URL left to `RtUrl` and writes `--url` into every other route; a route
+/// whose own URL the function would refuse is skipped.
+fn place_urls(items: &mut [Item], rules: UrlRules) {
     // (URL, credentials) -> (aliases, position of the first).
     let mut counts: BTreeMap<(&str, Option<&str>), (usize, usize)> = BTreeMap::new();
     for (position, item) in items.iter().enumerate() {
@@ -206,6 +240,19 @@ fn place_urls(items: &mut [Item]) {
             .as_ref()
             .is_some_and(|(u, i)| (u.as_str(), i.as_deref()) == url.key())
         {
+            url.refused = refusal(&url.url, rules);
+            continue;
+        }
+        if let Some(refused) = refusal(&url.url, rules) {
+            *item = Item::Skipped(Skipped {
+                line: m.line,
+                name: m.name.clone(),
+                reason: format!(
+                    "the Lambda would refuse its route's --url {}: {refused}; write its route by hand \
+                     with the URL Lambda reaches that RT at",
+                    url.shown()
+                ),
+            });
             continue;
         }
         url.in_route = true;
@@ -478,7 +525,7 @@ fn migrate(line: usize, name: String, value: &str, domain: &str) -> Item {
     if url.is_none() {
         notes.push(
             "the pipe has no --url: rt-mailgate refuses to run without one, so this alias delivered nothing; \
-             the route posts to the function's RT_URL"
+             the route posts to the function's RT (RtUrl)"
                 .into(),
         );
     }
@@ -549,7 +596,7 @@ fn show_words(words: &[String]) -> String {
 /// What `import-aliases` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// The routing table: `# ` comment lines on the RTs (`RT_URL`, the routes' `--url`)
+    /// The routing table: `# ` comment lines on the RTs (`RtUrl`, the routes' `--url`)
     /// and the function-wide settings, then one route per line. Fit for `ROUTES_FILE`.
     pub routes: String,
     /// For the admin (stderr): every skipped alias with its reason, every note, warnings.
@@ -564,7 +611,7 @@ pub struct Report {
 pub fn report(items: &[Item], source: &str) -> Report {
     let mut messages = Vec::new();
     let mut lines = Vec::new();
-    // setting (`RT_TIMEOUT`) -> value shown -> aliases that gave it.
+    // setting (`RtTimeout`) -> value shown -> aliases that gave it.
     let mut settings: BTreeMap<&str, BTreeMap<String, Vec<&str>>> = BTreeMap::new();
     // Each RT (URL and credentials), the function's own first, then in file order.
     let mut rts: Vec<(&AliasUrl, Vec<&str>)> = Vec::new();
@@ -628,25 +675,39 @@ pub fn report(items: &[Item], source: &str) -> Report {
                 messages.push(format!("warning: --url {} ({}) is {reach}", url.url, names.join(", ")));
             }
         } else {
-            header.push(format!(
-                "#   RT_URL={}  ({count} of {routed} aliases; their routes leave --url out)",
-                url.url
-            ));
+            match &url.refused {
+                Some(refused) => {
+                    header.push(format!(
+                        "#   RtUrl: not {}, the URL of {count} of {routed} aliases (their routes leave \
+                         --url out): the function would refuse it",
+                        url.shown()
+                    ));
+                    header.push(format!("#     {refused}"));
+                    messages.push(format!(
+                        "error: RtUrl can't be the aliases' {}: the function would refuse it at cold start: {refused}",
+                        url.shown()
+                    ));
+                }
+                None => header.push(format!(
+                    "#   RtUrl={}  ({count} of {routed} aliases; their routes leave --url out)",
+                    url.url
+                )),
+            }
             if url.had_credentials() {
                 header.push(
                     "#     its aliases' URL held credentials: put them in a Secrets Manager secret \
-                     and name it in RT_SECRET_ID"
+                     and give its ARN as RtSecretArn"
                         .into(),
                 );
                 messages.push(format!(
-                    "warning: the aliases' URL for RT_URL held credentials ({}): they are not copied; \
-                     put them in a Secrets Manager secret and name it in RT_SECRET_ID",
+                    "warning: the aliases' URL for RtUrl held credentials ({}): they are not copied; \
+                     put them in a Secrets Manager secret and give its ARN as RtSecretArn",
                     url.shown()
                 ));
             }
-            if let Some(reach) = &reach {
+            if let Some(reach) = reach.as_ref().filter(|_| url.refused.is_none()) {
                 header.push(format!("#     WARNING: {reach}"));
-                messages.push(format!("warning: RT_URL {} is {reach}", url.url));
+                messages.push(format!("warning: RtUrl {} is {reach}", url.url));
             }
         }
     }
@@ -712,7 +773,7 @@ pub fn lambda_reach(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
     let front_door = "put RT's front door (deploy/) on a name and address Lambda reaches, and use its URL";
     let vpc =
-        "reachable only with the function in your VPC (SubnetIds, SecurityGroupIds: README, \"Private network (VPC)\")";
+        "reachable only with the function in your VPC (SubnetIds, SecurityGroupIds: docs/deploy.md, \"Private network (VPC)\")";
     let unreachable = |what: &str| Some(format!("{what}: Lambda can't reach it; {front_door}"));
     match parsed.host()? {
         url::Host::Ipv4(ip) if ip.is_loopback() || ip.is_unspecified() => {
@@ -752,7 +813,7 @@ pub fn lambda_reach(url: &str) -> Option<String> {
 /// `ca_pem`), not the function's.
 const TLS_SETTINGS: [&str; 3] = ["--ca-file", "--no-verify-ssl", "--verify-ssl"];
 
-/// The Lambda setting (or note) each function-wide option maps to: (`RT_TIMEOUT`, `=...`).
+/// The template parameter (or note) each function-wide option maps to: (`RtTimeout`, `=...`).
 fn function_wide_settings(f: &FunctionWide) -> Vec<(&'static str, String)> {
     let mut settings = Vec::new();
     if let Some(path) = &f.ca_file {
@@ -770,7 +831,7 @@ fn function_wide_settings(f: &FunctionWide) -> Vec<(&'static str, String)> {
         None => {}
     }
     if let Some(seconds) = f.timeout {
-        settings.push(("RT_TIMEOUT", format!("={seconds}")));
+        settings.push(("RtTimeout", format!("={seconds}")));
     }
     if f.debug {
         settings.push(("--debug", ": no such setting; the function logs every delivery".into()));
@@ -992,7 +1053,7 @@ mod tests {
                 "a@example.com: --queue a --url https://rt2.example",
                 "b@example.com: --queue b",
                 "c@example.com: --queue c",
-                // No --url: rt-mailgate refused it; the route goes to RT_URL.
+                // No --url: rt-mailgate refused it; the route goes to RtUrl.
                 "d@example.com: --queue d",
                 "e@example.com: --url \"https://rt3.example/it's\"",
             ]
@@ -1004,7 +1065,7 @@ mod tests {
         assert_eq!(rt("a@example.com").as_deref(), Some("https://rt2.example"));
         assert_eq!(rt("b@example.com"), None);
         assert_eq!(rt("e@example.com").as_deref(), Some("https://rt3.example/it's"));
-        // On a tie, the first in the file is RT_URL.
+        // On a tie, the first in the file is RtUrl.
         let tie = items("a: \"|rt-mailgate -q a --url https://rt2\"\nb: \"|rt-mailgate -q b --url https://rt1\"\n");
         assert_eq!(
             routes(&tie),
@@ -1076,9 +1137,9 @@ mod tests {
             r.routes,
             "# Lambda routes from /etc/aliases, made by `rt-mailgate-routes import-aliases`.\n\
              # The RTs the aliases post to (credentials are never copied into routes):\n\
-             #   RT_URL=https://rt1.example.net  (2 of 4 aliases; their routes leave --url out)\n\
+             #   RtUrl=https://rt1.example.net  (2 of 4 aliases; their routes leave --url out)\n\
              #     its aliases' URL held credentials: put them in a Secrets Manager secret \
-             and name it in RT_SECRET_ID\n\
+             and give its ARN as RtSecretArn\n\
              #   --url https://rt2.example.net  (1 of 4 aliases, in their routes: b)\n\
              #   --url https://rt2.example.net  (1 of 4 aliases, in their routes: e)\n\
              #     its aliases' URL held credentials: put them in a Secrets Manager secret \
@@ -1086,10 +1147,10 @@ mod tests {
              # The aliases' pipes also set (not in the routes; TLS trust goes in each RT's secret):\n\
              #   --no-verify-ssl: keep TLS checks on; put the RT's certificate (or CA) in its secret \
              as `ca_pem`  (1 of 4 aliases)\n\
-             #   RT_TIMEOUT=30  (1 of 4 aliases)\n\
-             #   RT_TIMEOUT=60  (1 of 4 aliases)\n\
-             # WARNING: the aliases differ on RT_TIMEOUT, which the function has only one of: \
-             RT_TIMEOUT=30 for b; RT_TIMEOUT=60 for c\n\
+             #   RtTimeout=30  (1 of 4 aliases)\n\
+             #   RtTimeout=60  (1 of 4 aliases)\n\
+             # WARNING: the aliases differ on RtTimeout, which the function has only one of: \
+             RtTimeout=30 for b; RtTimeout=60 for c\n\
              a@example.com: --queue a\n\
              b@example.com: --queue b --url https://rt2.example.net\n\
              c@example.com: --queue c\n\
@@ -1103,9 +1164,9 @@ mod tests {
         assert!(r.messages[1]
             .starts_with("line 5: `e` migrated, but its --url held credentials (https://***@rt2.example.net)"));
         assert!(r.messages[2]
-            .starts_with("warning: the aliases' URL for RT_URL held credentials (https://***@rt1.example.net)"));
+            .starts_with("warning: the aliases' URL for RtUrl held credentials (https://***@rt1.example.net)"));
         assert!(r.messages[3].starts_with("warning: a turned TLS checks off (--no-verify-ssl)"));
-        assert!(r.messages[4].starts_with("warning: the aliases differ on RT_TIMEOUT"));
+        assert!(r.messages[4].starts_with("warning: the aliases differ on RtTimeout"));
         assert!(!format!("{r:?}").contains("secret@") && !format!("{r:?}").contains("other@"));
         // The function reads the whole output, header included.
         let table = RoutingTable::parse(&r.routes, Some('+')).unwrap();
@@ -1160,9 +1221,76 @@ mod tests {
             r.routes,
             "# Lambda routes from x, made by `rt-mailgate-routes import-aliases`.\n\
              # The RT the aliases post to:\n\
-             #   RT_URL=https://rt.example.net  (1 of 1 aliases; their routes leave --url out)\n\
+             #   RtUrl=https://rt.example.net  (1 of 1 aliases; their routes leave --url out)\n\
              a@example.com: --queue a\n"
         );
         assert!(r.messages.is_empty(), "{:?}", r.messages);
+    }
+
+    #[test]
+    fn what_the_function_would_refuse_is_never_printed_as_a_route_or_rt_url() {
+        let text = "general: \"|rt-mailgate --queue General --url http://localhost/\"\n\
+                    general-comment: \"|rt-mailgate --queue General --action comment --url http://localhost/\"\n\
+                    lab: \"|rt-mailgate --queue Lab --url https://127.0.0.1:8443/lab\"\n\
+                    ops: \"|rt-mailgate --queue Ops --url http://10.0.0.5/rt\"\n\
+                    web: \"|rt-mailgate --queue Web --url https://rt.example.com/\"\n";
+        let all = import_aliases(text, "example.com").unwrap();
+        // A route's own loopback or plain-http URL: skipped, saying why.
+        let skipped: Vec<(&str, &str)> = all
+            .iter()
+            .filter_map(|i| match i {
+                Item::Skipped(s) => Some((s.name.as_str(), s.reason.as_str())),
+                Item::Route(_) => None,
+            })
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, "lab");
+        assert!(
+            skipped[0]
+                .1
+                .starts_with("the Lambda would refuse its route's --url https://127.0.0.1:8443/lab: ")
+                && skipped[0].1.contains("the function itself"),
+            "{}",
+            skipped[0].1
+        );
+        assert_eq!(skipped[1].0, "ops");
+        assert!(
+            skipped[1].1.contains("plain http://") && skipped[1].1.contains("--allow-plain-http"),
+            "{}",
+            skipped[1].1
+        );
+        assert_eq!(
+            routes(&all),
+            [
+                "general@example.com: --queue General",
+                "general-comment@example.com: --queue General --action comment",
+                "web@example.com: --queue Web --url https://rt.example.com",
+            ]
+        );
+        // The shared loopback URL is not offered as RtUrl: an error says why.
+        let r = report(&all, "aliases");
+        assert!(
+            r.routes.contains(
+                "#   RtUrl: not http://localhost, the URL of 2 of 3 aliases (their routes leave --url out): \
+                 the function would refuse it\n#     RT URL http://localhost/ is this machine"
+            ),
+            "{}",
+            r.routes
+        );
+        assert!(!r.routes.contains("RtUrl=http"), "{}", r.routes);
+        assert!(
+            r.messages
+                .iter()
+                .any(|m| m.starts_with("error: RtUrl can't be the aliases' http://localhost")),
+            "{:?}",
+            r.messages
+        );
+        // The stack's one exception for plain http is the import's too.
+        let allowed = import_aliases_with(text, "example.com", true).unwrap();
+        assert!(routes(&allowed).contains(&"ops@example.com: --queue Ops --url http://10.0.0.5/rt"));
+        assert!(routes(&allowed).iter().all(|r| !r.contains("127.0.0.1")));
+        // Every route printed is one the function (as deployed) takes.
+        let table = RoutingTable::parse(&report(&allowed, "aliases").routes, Some('+')).unwrap();
+        assert_eq!(table.targets().len(), 2);
     }
 }

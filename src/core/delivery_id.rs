@@ -74,7 +74,7 @@ impl std::fmt::Display for DeliveryId {
 }
 
 /// FNV-1a, 64 bits, as hex (stable across builds, as the fingerprint).
-fn fnv64(bytes: &[u8]) -> String {
+pub(crate) fn fnv64(bytes: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= u64::from(b);

@@ -7,7 +7,7 @@
 //!   of the message, with trailing line ends stripped and every inner line end followed
 //!   by a TAB, so the value stays one (folded) header and cannot smuggle in another.
 //!
-//! Deliberate differences from the Perl code (documented in the README):
+//! Deliberate differences from the Perl code (documented in docs/cli.md):
 //! - with no extension the header is left out; Perl wrote the `--extension` option's
 //!   own word (`ticket`) as the header value, which RT then took for an extension;
 //! - `0` is a real extension (Perl's truthiness dropped it: ticket 0 or queue `0`).

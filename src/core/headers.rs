@@ -192,6 +192,34 @@ impl MailSummary {
     }
 }
 
+/// Every field of a header block as written: `(name, value)`, the value unfolded (the
+/// line breaks of folding removed), undecoded and trimmed. Lenient where
+/// [`MailSummary`]'s check is strict: a malformed block still yields the fields a reader
+/// can make out (threading and the machine-mail screen read hints from any mail, and a
+/// hint never decides who gets an answer). Reads at most [`MAX_HEADER_BLOCK`] bytes;
+/// a value that is not UTF-8 is read lossily.
+pub fn raw_fields(block: &[u8]) -> Vec<(String, String)> {
+    let block = &block[..block.len().min(MAX_HEADER_BLOCK)];
+    let Some(message) = mail_parser::MessageParser::new().parse_headers(block) else {
+        return Vec::new();
+    };
+    message
+        .root_part()
+        .headers
+        .iter()
+        .map(|field| {
+            let raw = block
+                .get(field.offset_start as usize..field.offset_end as usize)
+                .unwrap_or_default();
+            let value: String = String::from_utf8_lossy(raw)
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n'))
+                .collect();
+            (field.name.as_str().to_string(), value.trim().to_string())
+        })
+        .collect()
+}
+
 /// The fields called `name` (any case).
 fn named<'a>(fields: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a (String, String)> {
     fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -396,6 +424,22 @@ mod tests {
         );
         assert_eq!(s.dkim_domains, ["mail.example.org", "esp.example", ""]);
         assert!(MailSummary::from_header_block(b"From: a@b\n\n").dkim_domains.is_empty());
+    }
+
+    #[test]
+    fn raw_fields_are_unfolded_and_lenient() {
+        let fields =
+            raw_fields(b"References: <a@x>\r\n <b@y>\r\nX-A: 1\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\nBody: no\r\n");
+        assert_eq!(
+            fields,
+            [
+                ("References".to_string(), "<a@x> <b@y>".to_string()),
+                ("X-A".to_string(), "1".to_string()),
+                ("Subject".to_string(), "=?utf-8?q?caf=C3=A9?=".to_string()),
+            ]
+        );
+        assert!(raw_fields(b"").is_empty());
+        assert!(raw_fields(b"\x00\xff\xfe").iter().all(|(n, _)| !n.is_empty()));
     }
 
     #[test]

@@ -19,11 +19,18 @@
 //!   operator).
 //! - [`line_endings`]: CRLF to LF, as a local MTA would hand the mail over.
 //! - [`headers`]: the few header fields logs and notices need (Message-ID...).
+//! - [`threading`]: which ticket a mail belongs to by RT's own markers (subject tag,
+//!   `RT-Ticket-N@Organization`, RT's Message-IDs), Message-IDs to look up, and bounces of
+//!   RT's mail.
+//! - [`machine_mail`]: auto-replies, out-of-office, bounces and bulk mail told apart, other
+//!   helpdesks' loop markers named, and the per-route policy for such mail.
 //! - [`redact`]: credentials in URLs shown as `***` in reports, errors and logs.
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
 //! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
 //!   API login), with values that never print.
 //! - [`url_policy`]: plain http, redirects and URL redaction: where a mail may be posted.
+//! - [`mail_index`]: the trace's index of mails by sender, From and Message-ID, by day.
+//! - [`shell`]: values quoted for a shell in the commands the tools print.
 //!
 //! Adapters (HTTP, S3, SES) live outside this module and call into it.
 
@@ -36,6 +43,8 @@ pub mod getopt;
 pub mod headers;
 pub mod line_endings;
 pub mod lookup;
+pub mod machine_mail;
+pub mod mail_index;
 pub mod notice;
 pub mod outcome;
 pub mod rate_limit;
@@ -44,5 +53,7 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod route_record;
+pub mod shell;
+pub mod threading;
 pub mod trace;
 pub mod url_policy;

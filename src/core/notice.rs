@@ -54,11 +54,27 @@ pub const QUOTED_CHARS: usize = 200;
 
 /// The operator's digest: one per mail, with every given-up route and its reason, and
 /// everything needed to find and replay the mail.
+///
+/// A digest whose routes were all dropped by the mail policy (a virus, spam under
+/// `drop`, a DMARC reject: [`GiveUpClass::Policy`]) says so in its subject and first
+/// line: no action is needed, unlike any other give-up.
 pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
     let first = mail.routes.first().map_or("", |r| r.reason.as_str());
+    let routine = !mail.routes.is_empty() && mail.routes.iter().all(|r| r.class == GiveUpClass::Policy);
+    let what = if routine {
+        "mail dropped by policy"
+    } else {
+        "mail given up"
+    };
     let subject = match mail.routes.len() {
-        0 | 1 => format!("[rt-mailgate] mail given up: {}", one_line(first, 120)),
-        n => format!("[rt-mailgate] mail given up on {n} routes: {}", one_line(first, 100)),
+        0 | 1 => format!("[rt-mailgate] {what}: {}", one_line(first, 120)),
+        n => format!("[rt-mailgate] {what} on {n} routes: {}", one_line(first, 100)),
+    };
+    let opening = if routine {
+        "A mail was dropped by the mail policy, as configured. No action is needed: this is\n\
+         counted in the PolicyDropped metric, not GivenUp, and raises no alarm.\n\n"
+    } else {
+        "A mail was not delivered to RT and will not be retried.\n\n"
     };
     let mut routes: String = mail
         .routes
@@ -83,7 +99,7 @@ pub fn operator_notice(to: &str, mail: &GivenUpMail) -> NoticeText {
         to: to.to_string(),
         subject,
         body: format!(
-            "A mail was not delivered to RT and will not be retried.\n\n\
+            "{opening}\
              SES id:      {}\nMessage-ID:  {}\nFrom:        {}\nSubject:     {}\n\n{routes}\
              The raw mail stays in the mail bucket until it expires. Once the cause is fixed,\n\
              re-deliver it with: rt-mailgate-replay --message-id {} --recipient <address>\n\
@@ -204,6 +220,37 @@ mod tests {
         assert!(n.subject.contains("RT has no queue"));
         assert!(n.body.contains("abc123") && n.body.contains("m1@customer.example"));
         assert!(n.body.contains("rt-mailgate-replay --message-id abc123"));
+    }
+
+    #[test]
+    fn a_policy_drop_says_no_action_is_needed() {
+        let mut m = mail();
+        m.routes = vec![GivenUpRoute {
+            class: GiveUpClass::Policy,
+            ..route("bugs@example.com", "SES found a virus in the mail; it is not posted")
+        }];
+        let n = operator_notice("ops@example.com", &m);
+        assert!(
+            n.subject
+                .starts_with("[rt-mailgate] mail dropped by policy: SES found a virus"),
+            "{}",
+            n.subject
+        );
+        assert!(
+            n.body.starts_with("A mail was dropped by the mail policy"),
+            "{}",
+            n.body
+        );
+        assert!(n.body.contains("No action is needed"));
+        // With one route that needs a person, the digest is a give-up again.
+        m.routes.push(route("sales@example.com", "RT has no such queue"));
+        let n = operator_notice("ops@example.com", &m);
+        assert!(
+            n.subject.starts_with("[rt-mailgate] mail given up on 2 routes"),
+            "{}",
+            n.subject
+        );
+        assert!(!n.body.contains("No action is needed"), "{}", n.body);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Lambda's one outcome table: for everything that can become of a mail and a
 //! route, whether it counts as delivered, is retried (the invocation fails, so Lambda
 //! retries and finally hands the event to the dead-letter queue), or is given up with a
-//! notice. The README's table is this file in prose; `decide` is the only place the
+//! notice. The table in docs/operate.md is this file in prose; `decide` is the only place the
 //! rules live.
 //!
 //! (The CLI keeps the Perl client's exit codes instead: there the MTA's queue retries.)
@@ -86,9 +86,12 @@ pub enum GiveUpClass {
     /// RT, and anything not listed below).
     #[default]
     Route,
-    /// What the sender sent: a virus, spam, a DMARC reject, a mail too large, one RT
-    /// refused, too many routes.
+    /// What the sender sent: a mail too large, one RT refused, too many routes.
     Sender,
+    /// A routine drop by the mail policy (SES's virus verdict, spam under `drop`, a
+    /// DMARC reject honoured): nobody needs to act. Counted under `PolicyDropped`, not
+    /// `GivenUp`, with an operator window of its own.
+    Policy,
     /// A queue or action the recipient address chose (`*@domain`, a sub-address under
     /// `--extension queue|action`) that RT answered `temporary failure` for, or such a
     /// route beyond `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted
@@ -111,6 +114,7 @@ impl GiveUpClass {
             Self::QueueMissing => 1,
             Self::Sender => 2,
             Self::AddressMiss => 3,
+            Self::Policy => 4,
         };
         classes.into_iter().min_by_key(rank).unwrap_or(Self::AddressMiss)
     }
@@ -124,9 +128,8 @@ impl GiveUpClass {
             UnknownQueue => Self::QueueMissing,
             // One mail to fifty addresses RT can't take must not fire the GivenUp alarm.
             RtTemporaryFailure | TooManyRoutes if named_by_address => Self::AddressMiss,
-            VirusFound | SpamDropped | DmarcReject | MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => {
-                Self::Sender
-            }
+            VirusFound | SpamDropped | DmarcReject => Self::Policy,
+            MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => Self::Sender,
             _ => Self::Route,
         }
     }
@@ -499,14 +502,11 @@ mod tests {
         assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::QueueMissing);
         // The same answer on a fixed route is a broken route: the operator must hear.
         assert_eq!(GiveUpClass::of(RtTemporaryFailure, false), GiveUpClass::Route);
-        for sender in [
-            VirusFound,
-            SpamDropped,
-            DmarcReject,
-            MailTooLarge,
-            PayloadTooLarge,
-            RtNotOk,
-        ] {
+        for policy in [VirusFound, SpamDropped, DmarcReject] {
+            assert_eq!(GiveUpClass::of(policy, false), GiveUpClass::Policy, "{policy:?}");
+            assert_eq!(GiveUpClass::of(policy, true), GiveUpClass::Policy, "{policy:?}");
+        }
+        for sender in [MailTooLarge, PayloadTooLarge, RtNotOk] {
             assert_eq!(GiveUpClass::of(sender, false), GiveUpClass::Sender, "{sender:?}");
             assert_eq!(GiveUpClass::of(sender, true), GiveUpClass::Sender, "{sender:?}");
         }
@@ -525,6 +525,10 @@ mod tests {
             GiveUpClass::most_pressing([AddressMiss, QueueMissing, Sender]),
             QueueMissing
         );
+        // A routine policy drop never decides the window of a digest that has more.
+        assert_eq!(GiveUpClass::most_pressing([Policy, Sender]), Sender);
+        assert_eq!(GiveUpClass::most_pressing([Policy, AddressMiss]), AddressMiss);
+        assert_eq!(GiveUpClass::most_pressing([Policy]), Policy);
     }
 
     #[test]

@@ -43,9 +43,15 @@ pub const ALL_SENDERS: Window = Window::per_hour(50);
 /// can't fill this window: what they can cause at will goes to the two below.
 pub const OPERATOR: Window = Window::per_hour(20);
 
-/// Twenty operator digests about mail refused for what the sender sent (virus, spam,
-/// DMARC, size, RT's refusal, too many routes) within any hour.
+/// Twenty operator digests about mail refused for what the sender sent (size, RT's
+/// refusal, too many routes) within any hour.
 pub const OPERATOR_SENDER: Window = Window::per_hour(20);
+
+/// Ten operator digests about routine policy drops (a virus, spam under `drop`, a DMARC
+/// reject) within any hour: they need no action, and a virus wave must not use up the
+/// notices about a mail too large for RT's door or a broken route (each class has its
+/// own window). The rest are in the log and the `PolicyDropped` metric.
+pub const OPERATOR_POLICY: Window = Window::per_hour(10);
 
 /// One operator digest about misses on queue or action names the recipient address
 /// chose (`*@domain`) within any hour: the rest are in the log and the `AddressMisses`
@@ -129,6 +135,9 @@ pub const OPERATOR_KEY: &str = "notices/operator";
 /// The store key of the operator's window for mail refused for its content ([`OPERATOR_SENDER`]).
 pub const OPERATOR_SENDER_KEY: &str = "notices/operator-sender";
 
+/// The store key of the operator's window for routine policy drops ([`OPERATOR_POLICY`]).
+pub const OPERATOR_POLICY_KEY: &str = "notices/operator-policy";
+
 /// The store key of the operator's window for address misses ([`OPERATOR_ADDRESS_MISSES`]).
 pub const OPERATOR_ADDRESS_MISSES_KEY: &str = "notices/operator-address-misses";
 
@@ -146,6 +155,7 @@ pub fn operator_window(class: crate::core::outcome::GiveUpClass) -> (&'static st
         GiveUpClass::Sender => (OPERATOR_SENDER_KEY, OPERATOR_SENDER),
         GiveUpClass::AddressMiss => (OPERATOR_ADDRESS_MISSES_KEY, OPERATOR_ADDRESS_MISSES),
         GiveUpClass::QueueMissing => (OPERATOR_QUEUE_MISSING_KEY, OPERATOR_QUEUE_MISSING),
+        GiveUpClass::Policy => (OPERATOR_POLICY_KEY, OPERATOR_POLICY),
     }
 }
 
@@ -222,6 +232,7 @@ mod tests {
             GiveUpClass::Sender,
             GiveUpClass::AddressMiss,
             GiveUpClass::QueueMissing,
+            GiveUpClass::Policy,
         ]
         .into_iter()
         .map(|c| operator_window(c).0)
@@ -232,10 +243,29 @@ mod tests {
                 OPERATOR_KEY,
                 OPERATOR_SENDER_KEY,
                 OPERATOR_ADDRESS_MISSES_KEY,
-                OPERATOR_QUEUE_MISSING_KEY
+                OPERATOR_QUEUE_MISSING_KEY,
+                OPERATOR_POLICY_KEY
             ]
         );
         assert_eq!(operator_window(GiveUpClass::AddressMiss).1.max, 1);
+    }
+
+    #[test]
+    fn a_virus_wave_leaves_the_sender_window_whole() {
+        use crate::core::outcome::GiveUpClass;
+        // Fill the policy window as a wave of virus mails does, then ask for a slot in
+        // the window a mail too large for RT's door (HTTP 413) counts in.
+        let (policy_key, policy) = operator_window(GiveUpClass::Policy);
+        let mut stored: Option<String> = None;
+        for n in 0..30 {
+            if let Admission::Send(text) = admit(stored.as_deref(), 1_000_000 + n, policy) {
+                stored = Some(text);
+            }
+        }
+        assert_eq!(admit(stored.as_deref(), 1_000_100, policy), Admission::Limited);
+        let (sender_key, sender) = operator_window(GiveUpClass::Sender);
+        assert_ne!(policy_key, sender_key, "a window of its own");
+        assert!(matches!(admit(None, 1_000_100, sender), Admission::Send(_)));
     }
 
     #[test]

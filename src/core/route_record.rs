@@ -21,7 +21,7 @@
 //!
 //! "RT may still be storing it" lasts [`RouteRecord::settle_until_ms`]: after an answer
 //! that leaves it open whether RT took the mail, RT may still be working on it for up to
-//! `RT_TIMEOUT` (3 × the slowest answer measured, see the README's "Timeouts"). RT's
+//! `RT_TIMEOUT` (3 × the slowest answer measured, see "Timeouts" in docs/operate.md). RT's
 //! search sees only what RT has committed, so until then "not found" proves nothing.
 //!
 //! Records written by releases before this one hold a bare word (`delivered`,

@@ -4,7 +4,10 @@
 //! `rt-mailgate-trace` (one mail's routes), by the replay's report (what to fix, per mail
 //! and route) and by the smoke test. Pure: the records and the clock are given.
 
+pub use crate::core::mail_index::bare_message_id;
+use crate::core::mail_index::IndexedMail;
 use crate::core::route_record::{RouteRecord, RouteState, Screened};
+use crate::core::shell;
 
 /// How a route stands, for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,18 +160,13 @@ pub fn describe(record: &RouteRecord, now_ms: u64) -> RouteView {
     }
 }
 
-/// A `Message-ID` as compared: without angle brackets and surrounding space, so
-/// `<a@b>` and `a@b` name the same mail.
-pub fn bare_message_id(id: &str) -> &str {
-    id.trim().trim_start_matches('<').trim_end_matches('>')
-}
-
 /// Which records belong to the mail the operator asks about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailFilter {
     /// The `Message-ID` header (with or without angle brackets).
     pub message_id_header: Option<String>,
-    /// The envelope sender (compared without case).
+    /// The sender: the envelope sender, or (where the mail's index entry is read) an
+    /// address of its `From` header; compared without case.
     pub sender: Option<String>,
     /// Records written at or after this time (epoch ms).
     pub since_ms: Option<u64>,
@@ -202,16 +200,49 @@ impl MailFilter {
         let until_ok = self.until_ms.is_none_or(|t| record.updated_ms <= t);
         header_ok && sender_ok && recipient_ok && since_ok && until_ok
     }
+
+    /// True when the mail an index entry describes matches every given part: the sender
+    /// is its envelope sender or a From address; the times are its receipt time.
+    pub fn matches_mail(&self, mail: &IndexedMail) -> bool {
+        let header_ok = self.message_id_header.as_deref().is_none_or(|wanted| {
+            mail.message_id
+                .as_deref()
+                .is_some_and(|have| bare_message_id(have) == bare_message_id(wanted))
+        });
+        let sender_ok = self.sender.as_deref().is_none_or(|s| mail.sent_by(s));
+        let recipient_ok = self.recipient.as_deref().is_none_or(|wanted| {
+            let wanted = wanted.to_ascii_lowercase();
+            mail.recipients.iter().any(|r| r.to_ascii_lowercase().contains(&wanted))
+        });
+        // The index keeps the time to the second.
+        let since_ok = self.since_ms.is_none_or(|t| mail.received_ms + 999 >= t);
+        let until_ok = self.until_ms.is_none_or(|t| mail.received_ms <= t);
+        header_ok && sender_ok && recipient_ok && since_ok && until_ok
+    }
 }
 
 /// One route of one mail, as the trace prints it.
 pub fn route_lines(ses_id: &str, record: &RouteRecord, now_ms: u64) -> String {
     let view = describe(record, now_ms);
     let recipients = record.recipients.join(", ");
-    let next = view.next.replace("ID", ses_id).replace(
-        "ADDRESS",
-        record.recipients.first().map(String::as_str).unwrap_or("ADDRESS"),
-    );
+    // The commands in `next`, with this mail's values quoted for a shell: a recipient
+    // is a sender's choice.
+    let next = match record.recipients.first() {
+        Some(recipient) => view
+            .next
+            .replace(
+                "--message-id ID --recipient ADDRESS",
+                &format!(
+                    "{} {}",
+                    shell::option("--message-id", ses_id),
+                    shell::option("--recipient", recipient)
+                ),
+            )
+            .replace("explain ADDRESS", &format!("explain {}", shell::positional(recipient))),
+        None => view
+            .next
+            .replace("--message-id ID", &shell::option("--message-id", ses_id)),
+    };
     format!(
         "  route {route} ({recipients}): {state}: {detail}\n    next: {next}\n",
         route = if record.route.is_empty() { "?" } else { &record.route },
@@ -228,6 +259,66 @@ pub fn mail_line(ses_id: &str, first: &RouteRecord) -> String {
         first.message_id.as_deref().unwrap_or("(none)"),
         utc(first.updated_ms)
     )
+}
+
+/// The head line of one mail found through the trace's index: the envelope sender and
+/// the From header's addresses (SES may have rewritten the first), the Message-ID, when
+/// SES received it.
+pub fn indexed_mail_line(mail: &IndexedMail) -> String {
+    let from = if mail.from.is_empty() {
+        String::new()
+    } else {
+        format!(" (From: {})", mail.from.join(", "))
+    };
+    format!(
+        "mail {}: from <{}>{from}, Message-ID {}, received {}\n",
+        mail.ses_id,
+        mail.sender,
+        mail.message_id.as_deref().unwrap_or("(none)"),
+        utc(mail.received_ms)
+    )
+}
+
+/// What the trace says of a mail the function got that has no route records.
+pub fn no_routes_lines(mail: &IndexedMail) -> String {
+    let mut text = format!(
+        "  no route records for {}: no recipient was routed (the log says \"no route for this \
+         recipient\"), or its delivery has not begun yet\n",
+        mail.recipients.join(", ")
+    );
+    if let Some(recipient) = mail.recipients.first() {
+        text.push_str(&format!(
+            "    next: add a route (rt-mailgate-routes explain {}), then replay it (rt-mailgate-replay {} {})\n",
+            shell::positional(recipient),
+            shell::option("--message-id", &mail.ses_id),
+            shell::option("--recipient", recipient),
+        ));
+    }
+    text
+}
+
+/// What the trace says when a search stopped at its bound with more left: what it read,
+/// that the rest was not searched, and how to go on (commands quoted for a shell).
+/// `continue_with` is the command line that searches on from where this one stopped.
+pub fn stopped_short_text(read: usize, bound_flag: &str, last_ms: Option<u64>, continue_with: Option<&str>) -> String {
+    let mut text = match last_ms {
+        Some(last) => format!(
+            "The search STOPPED SHORT: it read {read} mails (the {bound_flag} bound), received up to {}; \
+             later ones in the window were not searched, so a mail not shown may still have come.\n",
+            utc(last)
+        ),
+        None => format!(
+            "The search STOPPED SHORT: it read {read} records (the {bound_flag} bound) and there are more; \
+             a mail not shown may be among the rest.\n"
+        ),
+    };
+    match continue_with {
+        Some(command) => text.push_str(&format!(
+            "Narrow it with --since/--until, raise {bound_flag}, or go on from there:\n  {command}\n"
+        )),
+        None => text.push_str(&format!("Narrow it with --since/--until, or raise {bound_flag}.\n")),
+    }
+    text
 }
 
 /// A time given on the command line: RFC 3339 (`2026-12-01T15:00:00Z`) or an age before
@@ -271,8 +362,10 @@ pub fn log_commands(log_group: &str, ses_ids: &[String], since_ms: u64, until_ms
     let mut text = String::new();
     for id in ses_ids {
         text.push_str(&format!(
-            "  aws logs filter-log-events --log-group-name {log_group} --start-time {start} --end-time {end} \\\n    \
-             --filter-pattern '\"{id}\"' --query 'events[].message' --output text\n"
+            "  aws logs filter-log-events {group} --start-time {start} --end-time {end} \\\n    \
+             --filter-pattern {pattern} --query 'events[].message' --output text\n",
+            group = shell::option("--log-group-name", log_group),
+            pattern = shell::quote(&format!("\"{id}\"")),
         ));
     }
     if !ses_ids.is_empty() {
@@ -329,6 +422,40 @@ mod tests {
             text.contains("--message-id ses-1 --recipient sales@example.com"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_commands_of_a_route_are_quoted_for_a_shell() {
+        let mut r = record(RouteState::GivenUp);
+        r.case = Some("RtTemporaryFailure".into());
+        r.recipients = vec!["-x $(id)'@example.com".into()];
+        let text = route_lines("ses-1", &r, 0);
+        assert!(
+            text.contains(r#"rt-mailgate-routes explain -- '-x $(id)'\''@example.com'"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"rt-mailgate-replay --message-id ses-1 --recipient='-x $(id)'\''@example.com'"#),
+            "{text}"
+        );
+        // A fix that names a variable keeps it (the mail's id goes only where ID stood).
+        let mut r = record(RouteState::Free);
+        r.case = Some("Unauthorized".into());
+        assert!(route_lines("ses-1", &r, 0).contains("RT_SECRET_ID"));
+    }
+
+    #[test]
+    fn a_search_that_stopped_short_says_so_and_how_to_go_on() {
+        let text = stopped_short_text(
+            40,
+            "--max-mails",
+            Some(1_700_000_000_000),
+            Some("rt-mailgate-trace --since x"),
+        );
+        assert!(text
+            .contains("STOPPED SHORT: it read 40 mails (the --max-mails bound), received up to 2023-11-14T22:13:20Z"));
+        assert!(text.contains("\n  rt-mailgate-trace --since x\n"), "{text}");
+        assert!(!text.contains("never got it"));
     }
 
     #[test]

@@ -42,7 +42,7 @@ use std::time::Duration;
 use crate::core::credentials::Credentials;
 use crate::core::outcome::{SpamPolicy, VerdictPolicy};
 use crate::core::route::{RouteError, RoutingTable};
-use crate::core::url_policy::{check_plain_http, OtherHosts};
+use crate::core::url_policy::{check_rt_url, runs_in_lambda, OtherHosts, UrlRefused, UrlRules};
 use crate::rt::http::{GatewayConfigError, HttpGatewayConfig, TlsPolicy};
 use crate::spool::LineEndings;
 
@@ -129,6 +129,9 @@ pub enum ConfigError {
         /// The entry and its problem.
         source: RouteError,
     },
+    /// A route's own `--url` breaks the rule `RT_URL` keeps (plain http, loopback).
+    #[error("routing table (ROUTES, ROUTES_FILE, ROUTES_S3_KEY): a route's --url is refused, as RT_URL would be: {0}")]
+    RouteUrl(UrlRefused),
     /// The RT connection settings are unusable.
     #[error("RT_URL / RT_CA_FILE: {0}")]
     Gateway(#[from] GatewayConfigError),
@@ -179,7 +182,7 @@ pub struct LambdaConfig {
     /// longer be storing it (`WHEN_RT_CANT_BE_ASKED`).
     pub when_rt_cant_be_asked: UnaskablePolicy,
     /// How long RT may still be storing a post after its last sign (`RT_SETTLE_SECONDS`);
-    /// `None`: `RT_TIMEOUT`, which the README's rule makes 3 × RT's slowest answer.
+    /// `None`: `RT_TIMEOUT`, which the rule in docs/operate.md (Timeouts) makes 3 × RT's slowest answer.
     pub rt_settle: Option<Duration>,
 }
 
@@ -259,18 +262,24 @@ impl LambdaConfig {
         };
         // The URL and the CA file are checked now, at cold start.
         rt.validate()?;
-        let allow_plain_http = parse_bool(get("RT_ALLOW_HTTP"), false).map_err(|r| invalid("RT_ALLOW_HTTP", &r))?;
+        let allow_plain_http = allow_plain_http(&var)?;
+        // One rule for every URL that names an RT; loopback is RT only off Lambda.
+        let rules = UrlRules {
+            allow_plain_http,
+            loopback_is_rt: !runs_in_lambda(&var),
+        };
         let base = url::Url::parse(&rt.base_url).map_err(|_| invalid("RT_URL", "is not a URL"))?;
-        check_plain_http(&base, allow_plain_http).map_err(|e| invalid("RT_URL", &e.to_string()))?;
+        check_rt_url(&base, rules).map_err(|e| invalid("RT_URL", &e.to_string()))?;
         refuse_credentials("RT_URL", &base)?;
         if let Some(api) = get("RT_API_URL") {
             let api = url::Url::parse(&api)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
                 .ok_or_else(|| invalid("RT_API_URL", "is not an http:// or https:// URL"))?;
-            check_plain_http(&api, allow_plain_http).map_err(|e| invalid("RT_API_URL", &e.to_string()))?;
+            check_rt_url(&api, rules).map_err(|e| invalid("RT_API_URL", &e.to_string()))?;
             refuse_credentials("RT_API_URL", &api)?;
         }
+        check_route_urls(&routes, rules)?;
 
         let line_endings = match get("LINE_ENDINGS").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("lf") => LineEndings::CrlfToLf,
@@ -461,9 +470,53 @@ pub fn routes_object_key(var: impl Fn(&str) -> Option<String>) -> Result<Option<
 /// The routing table alone, read as [`LambdaConfig::from_vars`] reads it (`ROUTES`,
 /// `ROUTES_FILE`, `SUBADDRESS_SEPARATOR`): for tools that explain routes without the
 /// rest of the function's settings. With `ROUTES_S3_KEY` set it fails, saying so: a
-/// table without the object's routes would explain wrongly.
+/// table without the object's routes would explain wrongly. The routes' own `--url`s
+/// are held to the deployed function's rule ([`UrlRules::deployed`], `RT_ALLOW_HTTP`
+/// read as the function reads it): a table the function would refuse is refused here.
 pub fn routes_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<RoutingTable, ConfigError> {
-    routes_with_object(var, None)
+    let routes = routes_with_object(&var, None)?;
+    check_route_urls(&routes, UrlRules::deployed(allow_plain_http(&var)?))?;
+    Ok(routes)
+}
+
+/// `RT_URL` as the deployed function would check it: `Ok(None)` when unset. For tools
+/// that describe the deployed function (`rt-mailgate-routes explain`): loopback is
+/// refused, as it is in Lambda.
+pub fn deployed_rt_url(var: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(text) = var("RT_URL").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| ConfigError::Invalid { var: "RT_URL", reason };
+    let url = url::Url::parse(&text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| invalid("is not an http:// or https:// URL".into()))?;
+    check_rt_url(&url, UrlRules::deployed(allow_plain_http(&var)?)).map_err(|e| invalid(e.to_string()))?;
+    Ok(Some(text))
+}
+
+/// `RT_ALLOW_HTTP`.
+fn allow_plain_http(var: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    let value = var("RT_ALLOW_HTTP")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    parse_bool(value, false).map_err(|reason| ConfigError::Invalid {
+        var: "RT_ALLOW_HTTP",
+        reason,
+    })
+}
+
+/// Each route's own `--url` under the rule `RT_URL` keeps: a route can't post in clear
+/// text, or to the function itself, where the function's RT could not.
+fn check_route_urls(routes: &RoutingTable, rules: UrlRules) -> Result<(), ConfigError> {
+    for target in routes.targets() {
+        // The route parser made it a canonical http(s) URL with a host.
+        let Ok(url) = url::Url::parse(&target.url) else {
+            continue;
+        };
+        check_rt_url(&url, rules).map_err(ConfigError::RouteUrl)?;
+    }
+    Ok(())
 }
 
 /// The routing table from `ROUTES`, `ROUTES_FILE` and, when `ROUTES_S3_KEY` is set, the
@@ -806,6 +859,88 @@ mod tests {
         assert!(err.contains("RT_ALLOW_HTTP") && !err.contains("hush"), "{err}");
         assert!(config(&[("RT_URL", "http://rt.example"), ("RT_ALLOW_HTTP", "true")]).is_ok());
         assert!(config(&[("RT_URL", "http://127.0.0.1:8080")]).is_ok());
+    }
+
+    #[test]
+    fn a_routes_own_url_keeps_the_rule_rt_url_keeps() {
+        let route = |url: &str| format!("bugs@example.com: --queue bugs; ops@example.com: --queue Ops --url {url}");
+        // Plain http to another machine: refused, as RT_URL is, unless RT_ALLOW_HTTP.
+        let plain = route("http://rt-ops.example.com/rt");
+        let err = config(&[("ROUTES", &plain)]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("routing table (ROUTES, ROUTES_FILE, ROUTES_S3_KEY): a route's --url is refused")
+                && err.contains("http://rt-ops.example.com/rt is plain http://")
+                && err.contains("RT_ALLOW_HTTP=true"),
+            "{err}"
+        );
+        assert!(config(&[("ROUTES", &plain), ("RT_ALLOW_HTTP", "true")]).is_ok());
+        assert!(config(&[("ROUTES", &route("https://rt-ops.example.com/rt"))]).is_ok());
+        // Loopback: RT only when the function runs off Lambda (as the tests run it).
+        let local = route("http://localhost:8080");
+        assert!(config(&[("ROUTES", &local)]).is_ok());
+        for sandbox in ["LAMBDA_TASK_ROOT", "AWS_SAM_LOCAL"] {
+            let err = config(&[("ROUTES", &local), (sandbox, "/var/task"), ("RT_ALLOW_HTTP", "true")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("a route's --url is refused") && err.contains("http://localhost:8080/ is this machine"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rt_url_on_loopback_is_refused_in_lambda() {
+        for (var, url) in [("RT_URL", "http://127.0.0.1:8089"), ("RT_API_URL", "https://localhost")] {
+            assert!(config(&[(var, url)]).is_ok(), "{var} off Lambda");
+            let err = config(&[(var, url), ("LAMBDA_TASK_ROOT", "/var/task")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{var}: RT URL {url}")) && err.contains("the function itself"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tools_hold_routes_and_rt_url_to_the_deployed_rule() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        // Loopback is refused even where the tool runs (not in Lambda).
+        let err = routes_from_vars(vars(&[("ROUTES", "a@example.com: --queue a --url https://localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("https://localhost/ is this machine"), "{err}");
+        let plain = &[("ROUTES", "a@example.com: --queue a --url http://rt.internal")];
+        assert!(routes_from_vars(vars(plain))
+            .unwrap_err()
+            .to_string()
+            .contains("RT_ALLOW_HTTP"));
+        let allowed = &[
+            ("ROUTES", "a@example.com: --queue a --url http://rt.internal"),
+            ("RT_ALLOW_HTTP", "true"),
+        ];
+        assert!(routes_from_vars(vars(allowed)).is_ok());
+        assert_eq!(deployed_rt_url(vars(&[])).unwrap(), None);
+        let err = deployed_rt_url(vars(&[("RT_URL", "http://127.0.0.1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("RT_URL: RT URL http://127.0.0.1/ is this machine"),
+            "{err}"
+        );
+        let err = deployed_rt_url(vars(&[("RT_URL", "http://rt.internal")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RT_ALLOW_HTTP"), "{err}");
+        assert_eq!(
+            deployed_rt_url(vars(&[("RT_URL", "https://rt.example.com")]))
+                .unwrap()
+                .as_deref(),
+            Some("https://rt.example.com")
+        );
     }
 
     #[test]

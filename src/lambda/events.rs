@@ -36,6 +36,11 @@ pub struct MailInfo {
     /// The S3 key when the event names it (an S3 action's notification); else
     /// `MAIL_PREFIX + ses_id`.
     pub object_key: Option<String>,
+    /// The addresses of the `From` header (the event's common headers), for the trace's
+    /// index; empty in a replay.
+    pub from: Vec<String>,
+    /// SES's receipt time (epoch ms; 0 when not known, as in a replay).
+    pub received_ms: u64,
 }
 
 impl MailInfo {
@@ -70,6 +75,12 @@ impl MailInfo {
                 .map(bounded_id)
                 .filter(|id| !id.is_empty()),
             object_key: receipt.action.object_key.clone().filter(|k| !k.is_empty()),
+            from: crate::core::mail_index::from_addresses(&ses.mail.common_headers.from)
+                .iter()
+                .take(crate::core::mail_index::MAX_FROM_ADDRESSES)
+                .map(|a| bounded_id(a))
+                .collect(),
+            received_ms: u64::try_from(ses.mail.timestamp.timestamp_millis()).unwrap_or(0),
         })
     }
 }

@@ -192,7 +192,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         // Routes post concurrently (`ROUTE_CONCURRENCY`, default 4: enough that a mail to a
         // few queues takes about as long as its slowest post, few enough that one mail
         // can't flood RT). They share one download of the mail.
-        let ends: Vec<_> = futures_util::stream::iter(&plan.deliveries)
+        let routes = futures_util::stream::iter(&plan.deliveries)
             .map(|delivery| {
                 let (stored, screening, deliverer) = (&stored, &screening, &deliverer);
                 async move {
@@ -204,8 +204,15 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 }
             })
             .buffer_unordered(self.config.route_concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        // The trace's index entries, written while the routes post (first delivery and
+        // Lambda's retries; a replay names no new mail).
+        let index = async {
+            if mode == Mode::Normal {
+                crate::lambda::trace::index_mail(&self.records, mail, stored.time_left()).await;
+            }
+        };
+        let (ends, ()) = futures_util::future::join(routes, index).await;
         let mut failures = Vec::new();
         let mut nothing_to_post = false;
         let mut given_up = Vec::new();

@@ -27,32 +27,74 @@ pub enum Avoided {
     RtLookup,
 }
 
-/// A route settled or left for the retry, counted by what the outcome table decided.
-/// `named_by_address`: the recipient address chose the route's queue or action (see
-/// [`crate::core::route::Route::named_by_address`]); a miss there is an `AddressMisses`,
-/// never a `GivenUp` (anyone can write such an address: it must not fire the alarm).
+/// The metric a route's outcome counts under: the one rule for what pages someone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// RT took it (`Delivered`: the "nothing delivered" alarm reads it).
+    Delivered,
+    /// Left for a retry (`Retried`).
+    Retried,
+    /// RT refused it for good and told the sender itself (`Refused`): not ours to give up.
+    Refused,
+    /// Given up, and a person must act (`GivenUp`: the `GivenUpAlarm` sums it).
+    GivenUp,
+    /// Dropped by the mail policy (virus, spam under `drop`, DMARC reject): routine, no
+    /// alarm (`PolicyDropped`).
+    PolicyDropped,
+    /// A queue or action the recipient address chose that RT answered `temporary
+    /// failure` for (`AddressMisses`): anyone can write such an address, so it must not
+    /// fire the alarm. (A queue RT itself says it lacks, asked before any upload, is
+    /// `GivenUp`.)
+    AddressMiss,
+}
+
+impl Counted {
+    /// What `case` on a route counts as. `named_by_address`: the recipient address
+    /// chose the route's queue or action (see
+    /// [`crate::core::route::Route::named_by_address`]).
+    pub fn of(case: Case, named_by_address: bool) -> Self {
+        match decide(case) {
+            Decision::Delivered => Self::Delivered,
+            Decision::Retry => Self::Retried,
+            Decision::GiveUp(_) => match GiveUpClass::of(case, named_by_address) {
+                GiveUpClass::AddressMiss => Self::AddressMiss,
+                GiveUpClass::Policy => Self::PolicyDropped,
+                _ if case == Case::RtNotOk => Self::Refused,
+                GiveUpClass::Route | GiveUpClass::Sender | GiveUpClass::QueueMissing => Self::GivenUp,
+            },
+        }
+    }
+
+    /// The metric's name in CloudWatch.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Delivered => "Delivered",
+            Self::Retried => "Retried",
+            Self::Refused => "Refused",
+            Self::GivenUp => "GivenUp",
+            Self::PolicyDropped => "PolicyDropped",
+            Self::AddressMiss => "AddressMisses",
+        }
+    }
+}
+
+/// A route settled or left for the retry, counted by what the outcome table decided
+/// (see [`Counted::of`]).
 pub fn outcome(route: &str, case: Case, named_by_address: bool) {
     let route = route.to_string();
-    if matches!(decide(case), Decision::GiveUp(_))
-        && GiveUpClass::of(case, named_by_address) == GiveUpClass::AddressMiss
-    {
-        metrics::counter!("AddressMisses").increment(1);
-        metrics::counter!("AddressMisses", "Reason" => format!("{case:?}"), "Route" => route).increment(1);
-        return;
-    }
-    match decide(case) {
-        Decision::Delivered => {
-            // Once without dimensions (what the "nothing delivered" alarm reads), once by route.
-            metrics::counter!("Delivered").increment(1);
-            metrics::counter!("Delivered", "Route" => route).increment(1);
+    let counted = Counted::of(case, named_by_address);
+    let name = counted.name();
+    match counted {
+        Counted::Retried | Counted::Refused => metrics::counter!(name, "Route" => route).increment(1),
+        // Once without dimensions (what the alarms sum), once by route.
+        Counted::Delivered => {
+            metrics::counter!(name).increment(1);
+            metrics::counter!(name, "Route" => route).increment(1);
         }
-        Decision::Retry => metrics::counter!("Retried", "Route" => route).increment(1),
-        // RT refused it for good and told the sender itself: not ours to give up.
-        Decision::GiveUp(_) if case == Case::RtNotOk => metrics::counter!("Refused", "Route" => route).increment(1),
-        Decision::GiveUp(_) => {
-            // Once without dimensions (what the alarm sums), once by reason and route.
-            metrics::counter!("GivenUp").increment(1);
-            metrics::counter!("GivenUp", "Reason" => format!("{case:?}"), "Route" => route).increment(1);
+        // Once without dimensions (what the alarm or the dashboard sums), once by reason and route.
+        Counted::GivenUp | Counted::PolicyDropped | Counted::AddressMiss => {
+            metrics::counter!(name).increment(1);
+            metrics::counter!(name, "Reason" => format!("{case:?}"), "Route" => route).increment(1);
         }
     }
 }
@@ -91,4 +133,40 @@ pub fn posted(route: &str, took: Duration, bytes: u64) {
 /// One read of a mail from S3.
 pub fn mail_read(took: Duration) {
     metrics::histogram!("S3ReadTime").record(took.as_secs_f64() * 1000.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routine_policy_drops_are_not_given_up() {
+        for case in [Case::VirusFound, Case::SpamDropped, Case::DmarcReject] {
+            assert_eq!(Counted::of(case, false), Counted::PolicyDropped, "{case:?}");
+            assert_eq!(Counted::of(case, true), Counted::PolicyDropped, "{case:?}");
+        }
+        assert_eq!(Counted::PolicyDropped.name(), "PolicyDropped");
+    }
+
+    #[test]
+    fn given_up_is_what_needs_a_person() {
+        // A fixed route RT has no queue for, a mail the door or the gateway can't take.
+        for case in [
+            Case::RtTemporaryFailure,
+            Case::PayloadTooLarge,
+            Case::MailTooLarge,
+            Case::TooManyRoutes,
+        ] {
+            assert_eq!(Counted::of(case, false), Counted::GivenUp, "{case:?}");
+        }
+        assert_eq!(Counted::GivenUp.name(), "GivenUp");
+        // RT's own refusal (RT told the sender), a made-up address, a retry: never GivenUp.
+        assert_eq!(Counted::of(Case::RtNotOk, false), Counted::Refused);
+        assert_eq!(Counted::of(Case::RtTemporaryFailure, true), Counted::AddressMiss);
+        // A queue the address chose that RT itself says it lacks: a person may act.
+        assert_eq!(Counted::of(Case::UnknownQueue, true), Counted::GivenUp);
+        assert_eq!(Counted::of(Case::Timeout, false), Counted::Retried);
+        assert_eq!(Counted::of(Case::RtOk, false), Counted::Delivered);
+        assert_eq!(Counted::of(Case::FoundInRt, true), Counted::Delivered);
+    }
 }

@@ -9,7 +9,7 @@
 //! - `{"rt-mailgate": {"canary": {"to": "canary@example.com"}}}`: sends a synthetic mail
 //!   through SES from `NOTICE_FROM` to the canary address, which SES receives and the
 //!   function routes to RT like any mail; the "nothing delivered" alarm notices when it
-//!   stops arriving.
+//!   stops arriving. A canary address no route takes is refused (an error, not a send).
 
 use std::time::Instant;
 
@@ -115,6 +115,20 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                         "canary mail not sent: NOTICE_FROM is not set"
                     );
                     return Err(HandlerError::MalformedEvent("canary: NOTICE_FROM is not set".into()));
+                }
+                // A canary no route takes would be dropped as unrouted every hour while
+                // the NothingDeliveredAlarm waits for it: refused loudly instead (the
+                // failed invocation counts in FunctionErrorsAlarm).
+                if self.config().routes.route(&canary.to).is_none() {
+                    tracing::error!(
+                        to = canary.to,
+                        outcome = "canary-failed",
+                        "canary mail not sent: no route takes the canary address; add one (to a canary queue) or change CanaryAddress"
+                    );
+                    return Err(HandlerError::MalformedEvent(format!(
+                        "canary: no route takes {}; add a route for it or change CanaryAddress",
+                        canary.to
+                    )));
                 }
                 let mail = canary_mail(&canary.to, epoch_ms());
                 match self.send_notice(&mail).await {

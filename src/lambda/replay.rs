@@ -154,10 +154,14 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         }
         for recipient in &unrouted {
             done = false;
+            // The recipient is the sender's choice: quoted in the commands.
             let _ = writeln!(
                 report.lines,
-                "  recipient {recipient}: no route\n    next: add one to ROUTES (rt-mailgate-routes explain {recipient}), \
-                 then replay it (rt-mailgate-replay --message-id {ses_id} --recipient {recipient})"
+                "  recipient {recipient}: no route\n    next: add one to ROUTES (rt-mailgate-routes explain {}), \
+                 then replay it (rt-mailgate-replay {} {})",
+                crate::core::shell::positional(recipient),
+                crate::core::shell::option("--message-id", ses_id),
+                crate::core::shell::option("--recipient", recipient),
             );
         }
         if routes.is_empty() && unrouted.is_empty() && mail.recipients.is_empty() {

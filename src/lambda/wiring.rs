@@ -74,7 +74,9 @@ fn lookups(pool: &GatewayPool<SecretsManager>, api_url: Option<&str>) -> Result<
     }
     let lookups = Lookups::new(own, others);
     if lookups.is_empty() {
-        tracing::info!("no RT login in the secret: RT is not asked before posting again (see README, Exactly once)");
+        tracing::info!(
+            "no RT login in the secret: RT is not asked before posting again (see docs/design.md, Exactly once)"
+        );
     }
     // What this front door and this RT user allow, said once (see rt::queues).
     lookups.log_abilities();

@@ -8,6 +8,12 @@
 //! 3 redirects (any 3xx, as LWP's `is_redirect`) are followed by posting again to the
 //! new location; a failed status is reported with the server's own reason phrase.
 //!
+//! RT's answer is read with a bound ([`MAX_ANSWER_BYTES`]): RT's own answers are a few
+//! lines, so more is a proxy's page or garbage, and a server that never stops sending
+//! must not fill the client's memory (nor, with bytes always moving, outlast every
+//! timeout). What was read up to the bound is judged by the reply rules as any answer
+//! is (a prefix: `ok`, `not ok`, else a temporary failure), and the rest is not read.
+//!
 //! One deliberate difference: the Perl client appends the gateway path to `--url` as
 //! given, so `https://rt.example/` posts to `//REST/1.0/...`. We post to
 //! `/REST/1.0/...`: RT answers both alike, but a proxy that exposes only the exact
@@ -42,6 +48,12 @@ pub const MAX_REDIRECTS: usize = 3;
 /// The Perl client's default `--timeout`, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 const UPLOAD_CHUNK: usize = 64 * 1024;
+/// The most of RT's answer that is read. RT answers `ok`, `not ok - reason` or
+/// `temporary failure - reason` in a few lines (a few hundred bytes with DevelMode's
+/// ticket details); a proxy's error page is a few KiB.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// What ends an answer cut at [`MAX_ANSWER_BYTES`], for whoever reads it in a log.
+pub const ANSWER_CUT_NOTE: &str = "\n[rt-mailgate: the answer was cut here, at 65536 bytes; the rest was not read]\n";
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +323,14 @@ impl HttpGateway {
             match progress.guard(timeout, chunks.next()).await? {
                 Some(Ok(chunk)) => {
                     progress.touch();
+                    let room = MAX_ANSWER_BYTES - body.len();
+                    if chunk.len() > room {
+                        // Past the bound: keep what fits, read no more (dropping the
+                        // stream closes the connection).
+                        body.extend_from_slice(&chunk[..room]);
+                        body.extend_from_slice(ANSWER_CUT_NOTE.as_bytes());
+                        break;
+                    }
                     body.extend_from_slice(&chunk);
                 }
                 Some(Err(e)) => return Err(transport_failure(&e)),
@@ -372,6 +392,8 @@ fn base_builder(config: &HttpGatewayConfig) -> reqwest::ClientBuilder {
         .no_proxy()
 }
 
+const _: () = assert!(MAX_ANSWER_BYTES == 65536, "ANSWER_CUT_NOTE names the bound");
+
 struct Sent {
     status: u16,
     status_line: String,
@@ -407,24 +429,98 @@ fn read_ca_file(path: &Path) -> Result<Arc<CaFile>, GatewayConfigError> {
 /// by the REST 2 lookup, [`super::lookup`]).
 pub(crate) fn transport_failure(error: &reqwest::Error) -> TransportFailure {
     let mut text = error.to_string();
+    // The causes below reqwest's own "error sending request for url (...)", minus
+    // hyper's bare labels: what a person needs to know.
+    let mut causes: Vec<String> = Vec::new();
     let mut source = std::error::Error::source(error);
     let mut tls = false;
     while let Some(cause) = source {
+        let said = cause.to_string();
         text.push_str(": ");
-        text.push_str(&cause.to_string());
-        tls |= cause.to_string().contains("certificate")
-            || cause.is::<std::io::Error>() && cause.to_string().contains("tls");
+        text.push_str(&said);
+        tls |= said.contains("certificate") || cause.is::<std::io::Error>() && said.contains("tls");
+        if !said.starts_with("client error (") {
+            causes.push(said);
+        }
         source = cause.source();
     }
-    if tls || text.contains("invalid peer certificate") {
-        TransportFailure::Tls(text)
-    } else if error.is_connect() {
-        TransportFailure::Connect(text)
-    } else if error.is_timeout() {
-        TransportFailure::Timeout(text)
-    } else {
-        TransportFailure::Broken(text)
+    let tls = tls || text.contains("invalid peer certificate") || text.contains("received corrupt message");
+    // As LWP names the place: `host:port`, the port always written.
+    let place = error.url().and_then(|url| {
+        let host = url.host_str()?;
+        Some(format!("{host}:{}", url.port_or_known_default()?))
+    });
+    let innermost = causes.last().map_or(String::new(), |c| os_error_words(c));
+    match place {
+        // `HOST:PORT (REASON)`, LWP's words; then our own detail (see lwp_status_line).
+        Some(place) if tls => {
+            let reason = if text.contains("not valid for name") || text.contains("NotValidForName") {
+                "hostname verification failed"
+            } else if text.contains("invalid peer certificate") {
+                "certificate verify failed"
+            } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+                // What OpenSSL says when the other end answers plain HTTP.
+                "SSL connect attempt failed: wrong version number"
+            } else {
+                "SSL connect attempt failed"
+            };
+            TransportFailure::Tls(format!("{place} ({reason}): {}", causes.join(": ")))
+        }
+        Some(place) if error.is_connect() => TransportFailure::Connect(format!("{place} ({innermost})")),
+        _ if tls => TransportFailure::Tls(text),
+        _ if error.is_connect() => TransportFailure::Connect(text),
+        _ if error.is_timeout() => TransportFailure::Timeout(text),
+        _ => TransportFailure::Broken(text),
     }
+}
+
+/// An OS or resolver error as Perl's `$!` and getaddrinfo word it: `Connection refused`,
+/// not `tcp connect error: Connection refused (os error 111)`.
+fn os_error_words(cause: &str) -> String {
+    let words = cause
+        .rsplit_once(": ")
+        .filter(|(_, last)| !last.is_empty())
+        .map_or(cause, |(_, last)| last);
+    let words = match words.rfind(" (os error ") {
+        Some(at) if words.ends_with(')') => &words[..at],
+        _ => words,
+    };
+    words.trim().to_string()
+}
+
+/// The status line LWP gives a request that got no HTTP answer, which the Perl client
+/// prints after `HTTP request failed: ` and MTAs quote in their logs and bounces:
+/// `500 Can't connect to 127.0.0.1:9 (Connection refused)`, `500 read timeout`,
+/// `500 Can't connect to rt.example:443 (certificate verify failed)`,
+/// `500 Server closed connection without sending any data back`. Where ours knows more
+/// (which certificate check failed), [`TransportFailure`]'s own text says it.
+pub fn lwp_status_line(failure: &TransportFailure) -> String {
+    match failure {
+        TransportFailure::Connect(text) | TransportFailure::Tls(text) => match place_and_reason(text) {
+            Some(words) => format!("500 Can't connect to {words}"),
+            None => format!("500 {failure}"),
+        },
+        TransportFailure::Timeout(_) => "500 read timeout".to_string(),
+        TransportFailure::Broken(text) if text.contains("connection closed before message completed") => {
+            "500 Server closed connection without sending any data back".to_string()
+        }
+        TransportFailure::Broken(text) if text.contains("Connection reset by peer") => {
+            "500 Status read failed: Connection reset by peer".to_string()
+        }
+        _ => format!("500 {failure}"),
+    }
+}
+
+/// `HOST:PORT (REASON)` at the start of a failure's text, as [`transport_failure`]
+/// writes it (followed by nothing or by `: DETAIL`).
+fn place_and_reason(text: &str) -> Option<&str> {
+    let (place, rest) = text.split_once(" (")?;
+    if place.is_empty() || place.contains(char::is_whitespace) || !place.contains(':') {
+        return None;
+    }
+    let close = rest.find(')')?;
+    let after = &rest[close + 1..];
+    (after.is_empty() || after.starts_with(": ")).then(|| &text[..place.len() + 2 + close + 1])
 }
 
 /// The client [`HttpGateway`] uses for `config.base_url`'s scheme (TLS policy, CA file,
@@ -488,6 +584,60 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_failures_read_as_lwps_status_lines() {
+        let cases = [
+            (
+                TransportFailure::Connect("127.0.0.1:9 (Connection refused)".into()),
+                "500 Can't connect to 127.0.0.1:9 (Connection refused)",
+            ),
+            (
+                TransportFailure::Connect("nonexistent.invalid:80 (Name or service not known)".into()),
+                "500 Can't connect to nonexistent.invalid:80 (Name or service not known)",
+            ),
+            (
+                TransportFailure::Tls(
+                    "[::1]:8443 (certificate verify failed): invalid peer certificate: UnknownIssuer".into(),
+                ),
+                "500 Can't connect to [::1]:8443 (certificate verify failed)",
+            ),
+            (
+                TransportFailure::Timeout("no data moved for 1 s".into()),
+                "500 read timeout",
+            ),
+            (
+                TransportFailure::Broken(
+                    "client error (SendRequest): connection closed before message completed".into(),
+                ),
+                "500 Server closed connection without sending any data back",
+            ),
+            (
+                TransportFailure::Broken("connection error: Connection reset by peer (os error 104)".into()),
+                "500 Status read failed: Connection reset by peer",
+            ),
+            // Not in the place-and-reason form: said as it is, still a 500 line.
+            (
+                TransportFailure::Tls("TLS setup: no usable certificate (in a.pem)".into()),
+                "500 TLS failure: TLS setup: no usable certificate (in a.pem)",
+            ),
+            (
+                TransportFailure::RedirectRefused("refused a redirect from https to http (http://x/)".into()),
+                "500 refused a redirect from https to http (http://x/)",
+            ),
+        ];
+        for (failure, line) in cases {
+            assert_eq!(lwp_status_line(&failure), line, "{failure:?}");
+        }
+        assert_eq!(
+            os_error_words("tcp connect error: Connection refused (os error 111)"),
+            "Connection refused"
+        );
+        assert_eq!(
+            os_error_words("failed to lookup address information: Name or service not known"),
+            "Name or service not known"
+        );
+    }
 
     #[test]
     fn endpoint_is_appended_once() {

@@ -138,18 +138,26 @@ impl LambdaStack {
     /// no function yet: put what its cold start reads (secrets) in moto first, then
     /// [`Self::start_functions`].
     pub fn without_function(concurrency: usize) -> Self {
+        Self::without_function_on(concurrency, |port, log| {
+            spawn(
+                "moto_server",
+                &["-H", "127.0.0.1", "-p", &port.to_string()],
+                log,
+                "moto",
+            )
+        })
+    }
+
+    /// As [`Self::without_function`], with moto started by `start_moto(port, log)`: a
+    /// moto serving 127.0.0.1:`port`, writing to `log` (e.g. one a test filled first).
+    pub fn without_function_on(concurrency: usize, start_moto: impl FnOnce(u16, &Path) -> Child) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (moto_port, api_port) = (free_port(), free_port());
         let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();
 
         let moto_log = dir.path().join("moto.log");
-        let mut child = spawn(
-            "moto_server",
-            &["-H", "127.0.0.1", "-p", &moto_port.to_string()],
-            &moto_log,
-            "moto",
-        );
+        let mut child = start_moto(moto_port, &moto_log);
         wait_for_port(moto_port, "moto", &mut child, &moto_log);
         children.push(child);
 
@@ -295,6 +303,12 @@ impl LambdaStack {
     /// The function's environment, as the template would set it.
     pub fn function_env(&self) -> &[(String, String)] {
         &self.env
+    }
+
+    /// Where the emulator takes Lambda's Invoke API (`aws lambda invoke --endpoint-url`,
+    /// function name `_`).
+    pub fn invoke_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
     }
 
     /// Runs one of the operator's tools with the function's environment plus `env`.
@@ -614,10 +628,14 @@ pub fn fixture(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
-/// An SES event for `message_id` and `recipients`, built from the new-ticket fixture.
+/// An SES event for `message_id` and `recipients`, built from the new-ticket fixture,
+/// received now (as SES stamps it: the trace's index files the mail under that time).
 pub fn ses_event(message_id: &str, recipients: &[&str]) -> serde_json::Value {
     let mut event = fixture("ses-new-ticket.json");
     let ses = &mut event["Records"][0]["ses"];
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    ses["mail"]["timestamp"] = now.clone().into();
+    ses["receipt"]["timestamp"] = now.into();
     ses["mail"]["messageId"] = message_id.into();
     ses["mail"]["destination"] = recipients.into();
     ses["receipt"]["recipients"] = recipients.into();

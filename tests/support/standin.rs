@@ -39,6 +39,10 @@ pub enum Answer {
     Raw(Vec<u8>),
     /// Answer bytes that are not HTTP, then close.
     Garbage,
+    /// Read the request, then send `200 OK` with this start of a body, and bytes after
+    /// it without end, fast, until the client hangs up (at most 1 GiB): an answer no
+    /// client may read whole.
+    Endless(Vec<u8>),
     /// Pass the request on to a real server (`http://host:port`) and relay its answer.
     Forward(String),
     /// Pass the request on to a real server and read its whole answer (the server has
@@ -427,6 +431,18 @@ async fn respond(mut stream: TcpStream, answer: Answer, request: &Recorded, shar
         }
         Answer::Garbage => {
             let _ = stream.write_all(b"\x00\x01garbage, not HTTP at all\r\n\r\n").await;
+            let _ = stream.shutdown().await;
+        }
+        Answer::Endless(start) => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&start).await;
+            let filler = vec![b'x'; 64 * 1024];
+            for _ in 0..(1 << 30) / filler.len() {
+                if stream.write_all(&filler).await.is_err() {
+                    return;
+                }
+            }
             let _ = stream.shutdown().await;
         }
         Answer::Forward(target) => {
