@@ -1,6 +1,8 @@
-//! Exactly once against the real RT (issues 9 and 13), on SQLite and on PostgreSQL: 30
+//! Exactly once against the real RT (issues 9 and 13), on SQLite and on PostgreSQL, as
+//! the README deploys it: RT behind the shipped nginx front door (`header` check,
+//! `extras/rest2-lookup.conf`), asked as the README's lookup user. 30
 //! mails (16 on PostgreSQL and without a login; more with a knob) go through four function processes (the Lambda
-//! runtime API emulator, mails in moto's S3) while a proxy between the function and RT
+//! runtime API emulator, mails in moto's S3) while a proxy between the function and the door
 //!
 //! - faults a post *before* it reaches RT (connection closed unread, reset, stall past
 //!   the timeout, 500, garbage), or
@@ -27,7 +29,7 @@
 //! made while RT was still storing an earlier post of the same mail (a duplicate in the
 //! making).
 //!
-//! - With RT's REST 2 API credentials in the function's secret (the lookup on), every
+//! - With the lookup user's RT auth token in the function's secret (the lookup on), every
 //!   route of every mail ends **exactly once in RT, or dead-lettered**: no duplicate,
 //!   on either database.
 //! - Without them (on SQLite), nothing is lost, and the duplicates that remain are
@@ -61,8 +63,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use support::lambda::{ses_event, LambdaStack};
-use support::rt::{Db, Rt};
+use support::lambda::{ses_event, Door, LambdaStack};
+use support::rt::{Db, LookupUser, Rt};
 use support::standin::{AfterCommit, Answer, Decider, Recorded, Settings, StandIn};
 use support::{mails, unique};
 
@@ -771,39 +773,43 @@ fn run(rt: Rt, lookup: Lookup) -> Figures {
     }
     let started = Instant::now();
     let until = started + knobs.time_limit;
-    let rt_url = rt.url.clone();
     let run = unique(match lookup {
         Lookup::On => "once-lookup",
         Lookup::Off => "once-plain",
     });
     let mails = plan(&run, &knobs);
     let html_fates = mails.iter().filter_map(|m| m.html.map(|(first, _)| first)).collect();
+
+    // WORKERS invocations at once, one more while a twin pair runs: a free function
+    // process for each. RT behind the README's front door (plain http on loopback, so
+    // that the fault proxy can pass posts on to it), asked as the README's lookup user
+    // (or, without a login, with the door's credential only).
+    let mut stack = LambdaStack::without_function(WORKERS + 1);
+    let door = stack.open_door(Door {
+        tls: false,
+        db: rt.db,
+        login: match lookup {
+            Lookup::On => Some(LookupUser::Readme),
+            Lookup::Off => None,
+        },
+        ..Door::default()
+    });
+    let door_url = door.url().to_string();
     let (proxy, faults, html_posts, faults_on) = proxy(
-        rt_url.clone(),
+        door_url.clone(),
         run.clone(),
         html_fates,
         knobs.time_limit + Duration::from_secs(60),
     );
-
-    // WORKERS invocations at once, one more while a twin pair runs: a free function
-    // process for each.
-    let mut stack = LambdaStack::without_function(WORKERS + 1);
     let rt_timeout = knobs.rt_timeout.as_secs().max(1).to_string();
     let rt_settle = knobs.rt_settle.as_secs().max(1).to_string();
-    let mut env = vec![
+    let env = vec![
         ("RT_URL", proxy.url.as_str()),
         ("RT_TIMEOUT", rt_timeout.as_str()),
         ("RT_SETTLE_SECONDS", rt_settle.as_str()),
-        // RT's API is asked directly: the proxy faults posts only.
-        ("RT_API_URL", rt_url.as_str()),
+        // RT's API is asked through the door directly: the proxy faults posts only.
+        ("RT_API_URL", door_url.as_str()),
     ];
-    if lookup == Lookup::On {
-        stack.create_secret(
-            "rt-mailgate/rt",
-            r#"{"rt_username": "root", "rt_password": "password"}"#,
-        );
-        env.push(("RT_SECRET_ID", "rt-mailgate/rt"));
-    }
     stack.start_functions(&env, WORKERS + 1);
 
     for (n, mail) in mails.iter().enumerate() {

@@ -1,11 +1,12 @@
 //! Recovering after an outage or a misroute: `rt-mailgate-replay` re-delivers mails from
 //! the bucket (by message id, or every message of a dead-letter queue), against moto and
-//! the real RT, and never posts what RT already took.
+//! the real RT behind the README's front door (asked as the README's lookup user), and
+//! never posts what RT already took.
 
 mod support;
 
 use serde_json::json;
-use support::lambda::{ses_event, LambdaStack, ROUTES};
+use support::lambda::{ses_event, Door, LambdaStack, ROUTES};
 use support::standin::{Answer, StandIn};
 use support::{rt, unique};
 
@@ -68,7 +69,9 @@ fn a_dead_letter_queue_is_drained_into_rt_after_an_outage() {
     // RT is down (503) while the mail arrives: the invocation fails, and after Lambda's
     // retries its on-failure destination puts the event on the dead-letter queue.
     let down = StandIn::always(Answer::status(503));
-    let stack = LambdaStack::start(&[("RT_URL", &down.url)]);
+    let mut stack = LambdaStack::without_function(1);
+    stack.open_door(Door::default());
+    stack.start_functions(&[("RT_URL", &down.url)], 1);
     let (id, subject) = (unique("outage"), unique("During the outage"));
     stack.store_mail(&id, &smtp_mail(&subject));
     let event = ses_event(&id, &["bugs@example.test", "support@example.test"]);
@@ -82,8 +85,12 @@ fn a_dead_letter_queue_is_drained_into_rt_after_an_outage() {
     stack.send_to_queue(&dlq, "this is not an event");
     assert_eq!(stack.queue_depth(&dlq), 2);
 
-    // RT is back: replay the queue against the real RT.
-    let out = stack.replay(&["--dlq-url", &dlq], &[("RT_URL", &rt::url())]);
+    // RT is back: replay the queue through the door.
+    let door = stack.door().unwrap();
+    let out = stack.replay(
+        &["--dlq-url", &dlq],
+        &[("RT_URL", door.url()), ("RT_CA_FILE", door.ca())],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "one message was not understood: {text}");
     assert!(
@@ -142,4 +149,35 @@ fn a_replay_of_a_recipient_without_a_route_is_not_done() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("nobody@example.test: no route"), "{text}");
+}
+
+#[test]
+fn a_mail_given_up_for_a_queue_rt_lacked_is_posted_by_a_replay_once_rt_has_it() {
+    // A domain whose local part is the queue: RT has no queue of this name yet, and
+    // says so to the README's lookup user (SeeQueue granted globally).
+    let routes = format!("{ROUTES}; *@desks.example.test: --action correspond");
+    let stack = LambdaStack::start(&[("ROUTES", &routes)]);
+    let queue = unique("new-desk");
+    let address = format!("{queue}@desks.example.test");
+    let (id, subject) = (unique("early"), unique("Before the queue"));
+    stack.store_mail(&id, &smtp_mail(&subject));
+    let answer = stack.invoke(&ses_event(&id, &[address.as_str()])).unwrap();
+    assert_eq!(answer["given_up"], 1, "{answer}");
+    assert_eq!(stack.door().unwrap().posts(), 0, "never uploaded");
+
+    // The admin makes the queue and replays the mail, as the runbook says.
+    support::rt::Rt::sqlite().create_queue(&queue);
+    let args = ["--message-id", id.as_str(), "--recipient", address.as_str()];
+    let out = stack.replay(&args, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("delivered 1"), "{text}");
+    assert_eq!(rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"], queue);
+
+    // Again: nothing more.
+    let out = stack.replay(&args, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("already delivered 1"), "{text}");
+    assert_eq!(rt::tickets_with_subject(&subject).len(), 1);
+    assert_eq!(stack.door().unwrap().posts(), 1);
 }

@@ -20,7 +20,8 @@ use rt_mailgate::core::request::{GatewayRequest, MailgateArgs};
 use rt_mailgate::core::url_policy::OtherHosts;
 use rt_mailgate::rt::http::{HttpGatewayConfig, TlsPolicy};
 use rt_mailgate::rt::lookup::{DeliveryLookup, Lookup, LookupError, Rest2Lookup};
-use support::rt::Rt;
+use rt_mailgate::rt::queues::QueueSearch;
+use support::rt::{LookupUser, Rt};
 use support::standin::{Answer, StandIn};
 use support::{code, ours, rt, stderr, unique};
 
@@ -135,6 +136,15 @@ fn find(lookup: &Rest2Lookup, label: &str, route: &Route) -> Result<Lookup, Look
         .build()
         .unwrap();
     runtime.block_on(lookup.find(&delivery_id(label, route), &route.request()))
+}
+
+/// RT's queue search for `name`, as the queue check asks it.
+fn search(lookup: &Rest2Lookup, name: &str) -> Result<QueueSearch, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(lookup.search_queue(name)).map_err(|e| e.to_string())
 }
 
 /// Looks up in `rt` as root, expecting an answer.
@@ -314,19 +324,55 @@ fn a_wrong_rt_password_is_an_error_not_a_not_found(rt: &Rt) {
     assert!(!err.to_string().contains("hush"), "{err}");
 }
 
-fn an_rt_auth_token_of_a_plain_user_works_as_the_login(rt: &Rt) {
+fn the_readme_lookup_users_token_works_as_the_login(rt: &Rt) {
+    // rt-mailgate-lookup: Privileged, with only the README's rights (no superuser).
     let (id, ticket) = new_ticket(rt, "lookup-token");
     let bugs = bugs();
 
-    let token = new_user_with_token(rt, &unique("lookup-user"));
+    let token = rt.lookup_token(LookupUser::Readme);
     let secret = serde_json::json!({ "rt_token": token }).to_string();
     let found = find(&lookup_at(&rt.url, &secret), &id, &bugs).unwrap();
     assert_found_on(rt, found, ticket, "Ticket created");
+    // The same rights per queue only (the README's before): the lookup still finds it.
+    let narrow = serde_json::json!({ "rt_token": rt.lookup_token(LookupUser::PerQueue) }).to_string();
+    assert_found_on(rt, find(&lookup_at(&rt.url, &narrow), &id, &bugs).unwrap(), ticket, "Ticket created");
 
     let wrong = serde_json::json!({ "rt_token": format!("{token}0") }).to_string();
     let err = find(&lookup_at(&rt.url, &wrong), &id, &bugs).unwrap_err();
     assert!(matches!(err, LookupError::Unauthorized { .. }), "{err}");
     assert!(!err.to_string().contains(&token), "{err}");
+}
+
+fn rts_queue_search_proves_a_queue_missing_only_to_a_user_who_sees_every_queue(rt: &Rt) {
+    // Names a local part can hold, each a queue of its own in RT.
+    let odd = unique("q");
+    let names = [
+        format!("{odd}%2Fx"),
+        format!("{odd}/a/b"),
+        format!("{odd}+tag"),
+        format!("{odd} spaced out"),
+        format!("{odd}?x=1&y#z"),
+        format!("{odd}\"quoted\""),
+        format!("{odd}..%"),
+    ];
+    rt.create_queues(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let readme = lookup_at(&rt.url, &serde_json::json!({ "rt_token": rt.lookup_token(LookupUser::Readme) }).to_string());
+    let narrow = lookup_at(&rt.url, &serde_json::json!({ "rt_token": rt.lookup_token(LookupUser::PerQueue) }).to_string());
+    let root = lookup_at(&rt.url, ROOT_LOGIN);
+    for name in names.iter().map(String::as_str).chain(["support", "SUPPORT", &queue_id(rt, "bugs")]) {
+        assert_eq!(search(&readme, name), Ok(QueueSearch::Listed), "{name:?}");
+        assert_eq!(search(&root, name), Ok(QueueSearch::Listed), "{name:?}");
+    }
+    for missing in names.iter().map(|n| format!("{n}-not")).chain(["9999999".to_string()]) {
+        assert_eq!(search(&readme, &missing), Ok(QueueSearch::NoneInAll), "{missing:?}");
+        assert_eq!(search(&root, &missing), Ok(QueueSearch::NoneInAll), "{missing:?}");
+        // Rights per queue only: RT won't say more than "none I may see".
+        assert_eq!(search(&narrow, &missing), Ok(QueueSearch::NoneVisible), "{missing:?}");
+    }
+    // The per-queue user sees the queues it has rights on (every queue there was when
+    // the rights were granted); the new ones it can't see are unknown, never missing.
+    assert_eq!(search(&narrow, "support"), Ok(QueueSearch::Listed));
+    assert_eq!(search(&narrow, &names[0]), Ok(QueueSearch::NoneVisible));
 }
 }
 
@@ -343,38 +389,6 @@ fn routes_and_mails_that_cannot_be_looked_up_say_so_without_asking() {
         find(&lookup, "x@y", &route(&[], None)),
         Err(LookupError::Transport { .. })
     ));
-}
-
-/// An RT auth token for a new RT user `name`, made with RT's own Perl API in the test
-/// RT's state folder (RT 5 has RT::Authen::Token built in; REST 2 can't make one). A
-/// user of its own: RT checks a token against each of its user's tokens in turn (a
-/// bcrypt each), so root, gaining one per run, would get slower every run. The user
-/// has only the rights the test RT gives everyone (no superuser).
-fn new_user_with_token(rt: &Rt, name: &str) -> String {
-    let state = rt.state().display().to_string();
-    let script = r#"
-        use strict; use warnings; use RT; RT::LoadConfig(); RT::Init();
-        my $name = shift;
-        my ($uid, $msg) = RT::User->new(RT->SystemUser)
-            ->Create(Name => $name, Privileged => 1, EmailAddress => "$name\@example.test");
-        die "user: $msg\n" unless $uid;
-        my ($id, $why, $token) = RT::AuthToken->new(RT->SystemUser)
-            ->Create(Owner => $uid, Description => 'rt-mailgate lookup test');
-        die "token: $why\n" unless $id; print "$token\n";
-    "#;
-    let out = Command::new("timeout")
-        .args(["60", "perl", "-I/usr/share/request-tracker5/lib", "-e", script, name])
-        .env("RT_SITE_CONFIG", format!("{state}/RT_SiteConfig.pm"))
-        .env("RT_SITE_CONFIG_DIR", format!("{state}/site.d"))
-        .output()
-        .expect("perl runs");
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success() && !token.is_empty(),
-        "no RT auth token from the test RT in {state}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    token
 }
 
 // --- Through the shipped nginx front door (deploy/nginx), with extras/rest2-lookup.conf. ---
@@ -464,12 +478,22 @@ fn the_shipped_proxy_passes_the_lookup_only_with_its_extra_and_its_checks() {
     // of the TLS setup that every request here passes).
     let err = find(&proxy.lookup(ROOT_LOGIN, &["header"]), &id, &bugs).unwrap_err();
     assert!(matches!(err, LookupError::Forbidden { .. }), "{err}");
+
+    // The queue search passes too, any name in its query, as the README's lookup user.
+    let readme = serde_json::json!({ "rt_token": rt.lookup_token(LookupUser::Readme) }).to_string();
+    let lookup = proxy.lookup(&readme, &[]);
+    assert_eq!(search(&lookup, "Support"), Ok(QueueSearch::Listed));
+    let missing = format!("{}/x%2F..%", unique("nosuch"));
+    assert_eq!(search(&lookup, &missing), Ok(QueueSearch::NoneInAll));
     drop(proxy);
 
-    // Without the extra, the front door passes the mail gateway only.
+    // Without the extra, the front door passes the mail gateway only: its 404 page is
+    // no answer about a queue.
     let plain = Proxy::start("");
     let err = find(&plain.lookup(ROOT_LOGIN, &[]), &id, &bugs).unwrap_err();
     assert!(matches!(err, LookupError::NotAvailable { .. }), "{err}");
+    let err = search(&plain.lookup(&readme, &[]), &missing).unwrap_err();
+    assert!(err.contains("404"), "{err}");
 }
 
 // --- Against a stand-in: what a real RT won't do on demand. ---

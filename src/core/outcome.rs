@@ -67,9 +67,10 @@ pub enum Case {
     SpamDropped,
     /// DMARC failed and the sender's domain publishes `p=reject`, honoured by policy.
     DmarcReject,
-    /// RT's queue list (REST 2, cached) has no queue of the name the recipient address
-    /// chose: not posted (RT would parse the whole mail only to answer `temporary
-    /// failure`).
+    /// RT itself says it has no queue of the name the recipient address chose (its
+    /// REST 2 queue search, to a user who may see every queue; see
+    /// [`crate::rt::queues`]): not posted (RT would parse the whole mail only to answer
+    /// `temporary failure`).
     UnknownQueue,
     /// The mail asks for more distinct routes than `MAX_ROUTES_PER_MAIL`: this route,
     /// beyond the cap, is not posted.
@@ -92,10 +93,15 @@ pub enum GiveUpClass {
     /// `GivenUp`, with an operator window of its own.
     Policy,
     /// A queue or action the recipient address chose (`*@domain`, a sub-address under
-    /// `--extension queue|action`) that RT doesn't have, or such a route beyond
-    /// `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted under a metric
-    /// of its own, not in `GivenUp`.
+    /// `--extension queue|action`) that RT answered `temporary failure` for, or such a
+    /// route beyond `MAX_ROUTES_PER_MAIL`: anyone can write such an address. Counted
+    /// under a metric of its own, not in `GivenUp`.
     AddressMiss,
+    /// A queue the recipient address chose that RT itself says it doesn't have
+    /// ([`Case::UnknownQueue`], never posted): a mail a person may want to route. Counted
+    /// in `GivenUp` (its alarm), with an operator window of its own, so that neither
+    /// the outsiders' misses nor a broken route's digests crowd it out.
+    QueueMissing,
 }
 
 impl GiveUpClass {
@@ -105,9 +111,10 @@ impl GiveUpClass {
     pub fn most_pressing(classes: impl IntoIterator<Item = Self>) -> Self {
         let rank = |c: &Self| match c {
             Self::Route => 0,
-            Self::Sender => 1,
-            Self::AddressMiss => 2,
-            Self::Policy => 3,
+            Self::QueueMissing => 1,
+            Self::Sender => 2,
+            Self::AddressMiss => 3,
+            Self::Policy => 4,
         };
         classes.into_iter().min_by_key(rank).unwrap_or(Self::AddressMiss)
     }
@@ -117,8 +124,10 @@ impl GiveUpClass {
     pub fn of(case: Case, named_by_address: bool) -> Self {
         use Case::*;
         match case {
-            // One mail to fifty made-up addresses must not fire the GivenUp alarm either.
-            RtTemporaryFailure | UnknownQueue | TooManyRoutes if named_by_address => Self::AddressMiss,
+            // Only RT's own word makes a queue missing (rt::queues): a person may act.
+            UnknownQueue => Self::QueueMissing,
+            // One mail to fifty addresses RT can't take must not fire the GivenUp alarm.
+            RtTemporaryFailure | TooManyRoutes if named_by_address => Self::AddressMiss,
             VirusFound | SpamDropped | DmarcReject => Self::Policy,
             MailTooLarge | PayloadTooLarge | RtNotOk | TooManyRoutes => Self::Sender,
             _ => Self::Route,
@@ -490,7 +499,7 @@ mod tests {
     fn misses_on_names_the_address_chose_are_classed_apart() {
         use Case::*;
         assert_eq!(GiveUpClass::of(RtTemporaryFailure, true), GiveUpClass::AddressMiss);
-        assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::AddressMiss);
+        assert_eq!(GiveUpClass::of(UnknownQueue, true), GiveUpClass::QueueMissing);
         // The same answer on a fixed route is a broken route: the operator must hear.
         assert_eq!(GiveUpClass::of(RtTemporaryFailure, false), GiveUpClass::Route);
         for policy in [VirusFound, SpamDropped, DmarcReject] {
@@ -512,6 +521,10 @@ mod tests {
         assert_eq!(GiveUpClass::most_pressing([AddressMiss, Sender]), Sender);
         assert_eq!(GiveUpClass::most_pressing([AddressMiss, Route, Sender]), Route);
         assert_eq!(GiveUpClass::most_pressing([AddressMiss]), AddressMiss);
+        assert_eq!(
+            GiveUpClass::most_pressing([AddressMiss, QueueMissing, Sender]),
+            QueueMissing
+        );
         // A routine policy drop never decides the window of a digest that has more.
         assert_eq!(GiveUpClass::most_pressing([Policy, Sender]), Sender);
         assert_eq!(GiveUpClass::most_pressing([Policy, AddressMiss]), AddressMiss);

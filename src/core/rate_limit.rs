@@ -58,6 +58,11 @@ pub const OPERATOR_POLICY: Window = Window::per_hour(10);
 /// metric only. Anyone can write to any address of the domain.
 pub const OPERATOR_ADDRESS_MISSES: Window = Window::per_hour(1);
 
+/// Twenty operator digests about mail to a queue RT says it doesn't have (the
+/// recipient address chose it) within any hour: a window of its own, so outsiders'
+/// misses don't silence it and it can't silence a broken route's digests.
+pub const OPERATOR_QUEUE_MISSING: Window = Window::per_hour(20);
+
 /// The window's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -136,6 +141,9 @@ pub const OPERATOR_POLICY_KEY: &str = "notices/operator-policy";
 /// The store key of the operator's window for address misses ([`OPERATOR_ADDRESS_MISSES`]).
 pub const OPERATOR_ADDRESS_MISSES_KEY: &str = "notices/operator-address-misses";
 
+/// The store key of the operator's window for missing queues ([`OPERATOR_QUEUE_MISSING`]).
+pub const OPERATOR_QUEUE_MISSING_KEY: &str = "notices/operator-queue-missing";
+
 /// The store key of the window all sender notices share ([`ALL_SENDERS`]).
 pub const ALL_SENDERS_KEY: &str = "notices/all-senders";
 
@@ -146,6 +154,7 @@ pub fn operator_window(class: crate::core::outcome::GiveUpClass) -> (&'static st
         GiveUpClass::Route => (OPERATOR_KEY, OPERATOR),
         GiveUpClass::Sender => (OPERATOR_SENDER_KEY, OPERATOR_SENDER),
         GiveUpClass::AddressMiss => (OPERATOR_ADDRESS_MISSES_KEY, OPERATOR_ADDRESS_MISSES),
+        GiveUpClass::QueueMissing => (OPERATOR_QUEUE_MISSING_KEY, OPERATOR_QUEUE_MISSING),
         GiveUpClass::Policy => (OPERATOR_POLICY_KEY, OPERATOR_POLICY),
     }
 }
@@ -222,6 +231,7 @@ mod tests {
             GiveUpClass::Route,
             GiveUpClass::Sender,
             GiveUpClass::AddressMiss,
+            GiveUpClass::QueueMissing,
             GiveUpClass::Policy,
         ]
         .into_iter()
@@ -233,6 +243,7 @@ mod tests {
                 OPERATOR_KEY,
                 OPERATOR_SENDER_KEY,
                 OPERATOR_ADDRESS_MISSES_KEY,
+                OPERATOR_QUEUE_MISSING_KEY,
                 OPERATOR_POLICY_KEY
             ]
         );

@@ -41,8 +41,10 @@ pub enum Counted {
     /// Dropped by the mail policy (virus, spam under `drop`, DMARC reject): routine, no
     /// alarm (`PolicyDropped`).
     PolicyDropped,
-    /// A queue or action the recipient address chose that RT lacks (`AddressMisses`):
-    /// anyone can write such an address, so it must not fire the alarm.
+    /// A queue or action the recipient address chose that RT answered `temporary
+    /// failure` for (`AddressMisses`): anyone can write such an address, so it must not
+    /// fire the alarm. (A queue RT itself says it lacks, asked before any upload, is
+    /// `GivenUp`.)
     AddressMiss,
 }
 
@@ -58,7 +60,7 @@ impl Counted {
                 GiveUpClass::AddressMiss => Self::AddressMiss,
                 GiveUpClass::Policy => Self::PolicyDropped,
                 _ if case == Case::RtNotOk => Self::Refused,
-                GiveUpClass::Route | GiveUpClass::Sender => Self::GivenUp,
+                GiveUpClass::Route | GiveUpClass::Sender | GiveUpClass::QueueMissing => Self::GivenUp,
             },
         }
     }
@@ -161,6 +163,8 @@ mod tests {
         // RT's own refusal (RT told the sender), a made-up address, a retry: never GivenUp.
         assert_eq!(Counted::of(Case::RtNotOk, false), Counted::Refused);
         assert_eq!(Counted::of(Case::RtTemporaryFailure, true), Counted::AddressMiss);
+        // A queue the address chose that RT itself says it lacks: a person may act.
+        assert_eq!(Counted::of(Case::UnknownQueue, true), Counted::GivenUp);
         assert_eq!(Counted::of(Case::Timeout, false), Counted::Retried);
         assert_eq!(Counted::of(Case::RtOk, false), Counted::Delivered);
         assert_eq!(Counted::of(Case::FoundInRt, true), Counted::Delivered);

@@ -78,6 +78,8 @@ fn lookups(pool: &GatewayPool<SecretsManager>, api_url: Option<&str>) -> Result<
             "no RT login in the secret: RT is not asked before posting again (see docs/design.md, Exactly once)"
         );
     }
+    // What this front door and this RT user allow, said once (see rt::queues).
+    lookups.log_abilities();
     Ok(lookups)
 }
 

@@ -26,6 +26,8 @@
 //! header). The RT user needs `ShowTicket` and `ShowTicketComments` (and `SeeQueue`
 //! for queue names) on the queues mail goes to: RT's search silently leaves out what
 //! its user can't see, which would look like "not found" and post the mail again.
+//! `SeeQueue` granted globally also lets the queue check ([`crate::rt::queues`]) prove
+//! a queue missing.
 //!
 //! No redirect is followed (RT 4 without REST 2 redirects to its login page: an
 //! error). No error here carries a credential: the API URL may not hold
@@ -173,12 +175,14 @@ pub enum LookupError {
 }
 
 /// The RT login, ready to send.
+#[derive(Clone)]
 enum ApiAuth {
     Token(HeaderValue),
     Password { username: String, password: SecretString },
 }
 
 /// RT's REST 2 API as a [`DeliveryLookup`].
+#[derive(Clone)]
 pub struct Rest2Lookup {
     client: Client,
     base: Url,
@@ -406,7 +410,7 @@ impl Rest2Lookup {
     }
 
     /// `{base}/REST/2.0/{segments...}`, each segment escaped.
-    fn url(&self, segments: &[&str]) -> Url {
+    pub(super) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .expect("an http(s) URL has a path")
@@ -420,7 +424,7 @@ impl Rest2Lookup {
         self.get_url(self.url(segments), what).await
     }
 
-    async fn get_url<T: DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, LookupError> {
+    pub(super) async fn get_url<T: DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, LookupError> {
         let mut request = self.client.get(url).header(ACCEPT, "application/json");
         request = match &self.auth {
             ApiAuth::Token(value) => request.header(AUTHORIZATION, value.clone()),
@@ -640,6 +644,33 @@ impl Lookups {
     /// True when no RT can be asked.
     pub fn is_empty(&self) -> bool {
         self.own.is_none() && self.others.is_empty()
+    }
+
+    /// Asks each RT once what its lookup can do through its front door with its user
+    /// ([`Rest2Lookup::abilities`]) and logs it, one line per RT: in the background,
+    /// so a slow or silent RT never holds up the cold start. Needs a Tokio runtime.
+    pub fn log_abilities(&self) {
+        let each: Vec<(String, Rest2Lookup)> = self
+            .own
+            .iter()
+            .map(|l| ("the function's RT".to_string(), l.clone()))
+            .chain(
+                self.others
+                    .iter()
+                    .map(|(t, l)| (format!("RT {}", redact_url(&t.url)), l.clone())),
+            )
+            .collect();
+        for (rt, lookup) in each {
+            tokio::spawn(async move {
+                let abilities = lookup.abilities().await;
+                let api = redact_url(lookup.base.as_str());
+                if abilities.complete() {
+                    tracing::info!(rt, api, "RT's REST 2 at cold start: {abilities}");
+                } else {
+                    tracing::warn!(rt, api, "RT's REST 2 at cold start: {abilities}");
+                }
+            });
+        }
     }
 }
 

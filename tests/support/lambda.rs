@@ -2,6 +2,12 @@
 //! HTTP), cargo-lambda's Lambda runtime API emulator, our `rt-mailgate-lambda` binary
 //! polling it (one process, or several to run invocations at once), and the real RT.
 //! Everything binds 127.0.0.1 and is killed when the stack is dropped.
+//!
+//! Unless a test names its own `RT_URL` (a stand-in), the function reaches RT as the
+//! README deploys it ([`Door`]): through the shipped nginx front door (`deploy/nginx/`,
+//! over TLS, the `header` check, with `extras/rest2-lookup.conf` installed), with a
+//! secret in Secrets Manager holding the door's header and the README's lookup user's
+//! RT auth token (never RT's superuser).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -65,6 +71,36 @@ fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
         })
 }
 
+/// The shipped front door the function reaches RT through, and who it asks RT as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Door {
+    /// `deploy/nginx/extras/rest2-lookup.conf` installed (the README tells admins to).
+    pub extras: bool,
+    /// The RT login in the secret: one of the lookup users, or none.
+    pub login: Option<super::rt::LookupUser>,
+    /// Over TLS (the function trusts the door's CA through `RT_CA_FILE`); plain http for
+    /// a stand-in in front of the door, which passes plain http on.
+    pub tls: bool,
+    /// The RT behind it.
+    pub db: super::rt::Db,
+}
+
+impl Default for Door {
+    /// The README's: nginx with the header check and the REST 2 extra, over TLS, the
+    /// README's lookup user.
+    fn default() -> Self {
+        Self {
+            extras: true,
+            login: Some(super::rt::LookupUser::Readme),
+            tls: true,
+            db: super::rt::Db::Sqlite,
+        }
+    }
+}
+
+/// The secret the door's credentials are in (Secrets Manager, in moto).
+pub const DOOR_SECRET: &str = "rt-mailgate/door";
+
 /// A running stack.
 pub struct LambdaStack {
     /// moto's URL.
@@ -76,6 +112,8 @@ pub struct LambdaStack {
     children: Vec<Child>,
     /// How many function processes were started.
     functions: usize,
+    /// The front door, once one is up (see [`Door`]).
+    door: Option<super::proxy::Proxy>,
     dir: tempfile::TempDir,
 }
 
@@ -153,15 +191,47 @@ impl LambdaStack {
             env: Vec::new(),
             children,
             functions: 0,
+            door: None,
             dir,
         };
         stack.s3_put_bucket();
         stack
     }
 
+    /// Starts the shipped front door `door` in front of the SQLite RT and puts its
+    /// secret ([`DOOR_SECRET`]: the door's header, and the login's RT auth token) in
+    /// moto; the functions started after this reach RT through it (unless their `env`
+    /// names another `RT_URL`, e.g. a stand-in in front of the door: they still read
+    /// the secret). Returns the door.
+    pub fn open_door(&mut self, door: Door) -> &super::proxy::Proxy {
+        assert!(self.door.is_none(), "one door per stack");
+        let extras: &[&str] = if door.extras { &["rest2-lookup"] } else { &[] };
+        let rt = super::rt::Rt::of(door.db);
+        let server = super::proxy::Server::Nginx;
+        let proxy = super::proxy::Proxy::start_before(&rt.url, server, &["header"], extras, door.tls);
+        let mut secret: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&proxy.secret_json()).unwrap();
+        if let Some(user) = door.login {
+            secret.insert("rt_token".into(), rt.lookup_token(user).into());
+        }
+        self.create_secret(DOOR_SECRET, &serde_json::Value::Object(secret).to_string());
+        self.door.insert(proxy)
+    }
+
+    /// The front door, if one is up.
+    pub fn door(&self) -> Option<&super::proxy::Proxy> {
+        self.door.as_ref()
+    }
+
     /// Starts `count` function processes polling the emulator, each with the fixtures'
     /// routes plus `env` (one log file each; [`Self::function_log`] reads them all).
+    /// Without an `RT_URL` in `env`, through the README's front door ([`Door`]; the
+    /// door opened with [`Self::open_door`], else the default one).
     pub fn start_functions(&mut self, env: &[(&str, &str)], count: usize) {
+        let own_rt = env.iter().any(|(k, _)| *k == "RT_URL");
+        if !own_rt && self.door.is_none() {
+            self.open_door(Door::default());
+        }
         let mut vars: Vec<(String, String)> = [
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -179,7 +249,21 @@ impl LambdaStack {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         vars.push(("RT_URL".into(), super::rt::url()));
+        if let Some(door) = &self.door {
+            vars.push(("RT_SECRET_ID".into(), DOOR_SECRET.into()));
+            if !own_rt {
+                vars.push(("RT_URL".into(), door.url().into()));
+                if door.url().starts_with("https:") {
+                    vars.push(("RT_CA_FILE".into(), door.ca().into()));
+                }
+            }
+        }
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // The last setting of a name wins (the test's own over the harness's).
+        let mut seen = std::collections::HashSet::new();
+        vars.reverse();
+        vars.retain(|(k, _)| seen.insert(k.clone()));
+        vars.reverse();
         self.env = vars;
         for _ in 0..count {
             let function_log = self.dir.path().join(function_log_name(self.functions));

@@ -37,6 +37,7 @@ pub struct Proxy {
     server: Server,
     vars: HashMap<String, String>,
     state: PathBuf,
+    upstream: String,
 }
 
 impl Proxy {
@@ -48,6 +49,19 @@ impl Proxy {
 
     /// Starts `server` with these checks, always over TLS.
     pub fn start_on(server: Server, modes: &[&str]) -> Self {
+        Self::start_with(server, modes, &[], true)
+    }
+
+    /// Starts `server` with these checks and these extras of `deploy/nginx/extras/`
+    /// (nginx only; e.g. `rest2-lookup`), over TLS or (`tls` false, nginx without mtls)
+    /// plain http, for a stand-in in front of it that passes requests on.
+    pub fn start_with(server: Server, modes: &[&str], extras: &[&str], tls: bool) -> Self {
+        Self::start_before(&super::rt::url(), server, modes, extras, tls)
+    }
+
+    /// As [`Self::start_with`], in front of the RT (or stand-in) at `upstream`
+    /// (`http://HOST:PORT`).
+    pub fn start_before(upstream: &str, server: Server, modes: &[&str], extras: &[&str], tls: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -60,10 +74,20 @@ impl Proxy {
             server,
             vars: HashMap::new(),
             state,
+            upstream: upstream.to_string(),
         };
         let mut args = vec!["start"];
         args.extend_from_slice(modes);
-        proxy.vars = proxy.run(&args, &[("RT_PROXY_PORT", &port.to_string())]);
+        let (port, extras) = (port.to_string(), extras.join(" "));
+        let tls = if tls { "true" } else { "false" };
+        proxy.vars = proxy.run(
+            &args,
+            &[
+                ("RT_PROXY_PORT", &port),
+                ("RT_PROXY_EXTRAS", &extras),
+                ("RT_PROXY_TLS", tls),
+            ],
+        );
         proxy
     }
 
@@ -98,7 +122,7 @@ impl Proxy {
             .env("RT_PROXY_TLS", "true")
             .env("RT_PROXY_SERVER", self.server.name())
             .env("RT_PROXY_STATE", &self.state)
-            .env("RT_TEST_URL", super::rt::url())
+            .env("RT_TEST_URL", &self.upstream)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -158,6 +182,31 @@ impl Proxy {
     /// During a rotation, the secret JSON from before it (still accepted).
     pub fn old_secret_json(&self) -> String {
         std::fs::read_to_string(self.var("RT_PROXY_OLD_SECRET_JSON")).unwrap()
+    }
+
+    /// The request lines the door has logged so far (`POST /REST/1.0/NoAuth/mail-gateway
+    /// HTTP/1.1`, `GET /REST/2.0/queues?query=... HTTP/1.1`), each with its status
+    /// (`... 200`), oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        let log = self.state.join("log/rt-mailgate.access.log");
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once(" \"")?;
+                let (request, after) = rest.split_once("\" ")?;
+                let status = after.split_whitespace().next()?;
+                Some(format!("{request} {status}"))
+            })
+            .collect()
+    }
+
+    /// The mail-gateway posts the door passed on so far.
+    pub fn posts(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST /REST/1.0/NoAuth/mail-gateway "))
+            .count()
     }
 
     /// What the door answers a bare `POST /REST/1.0/NoAuth/mail-gateway` without any

@@ -97,6 +97,63 @@ impl Rt {
         }
     }
 
+    /// The RT auth token of one of the lookup users `scripts/rt-test-server` makes (see
+    /// [`LookupUser`]); panics, saying how to make it, when the RT has none.
+    pub fn lookup_token(&self, user: LookupUser) -> String {
+        let file = self.state().join(user.token_file());
+        let token = std::fs::read_to_string(&file).unwrap_or_default().trim().to_string();
+        assert!(
+            !token.is_empty(),
+            "no lookup user's token in {} (RT on {}): run `RT_TEST_PORT={} scripts/rt-test-server lookup-user`",
+            file.display(),
+            self.db.name(),
+            self.url.rsplit(':').next().unwrap_or_default()
+        );
+        token
+    }
+
+    /// Makes a queue named `name` in this RT (with RT's own Perl API, as an admin would
+    /// in its web UI) unless there is one; returns its id. Everyone may create tickets
+    /// and reply there (the test RT's global rights); the README's lookup user sees it
+    /// (its SeeQueue is global).
+    pub fn create_queue(&self, name: &str) -> u64 {
+        self.create_queues(&[name])[0]
+    }
+
+    /// [`Self::create_queue`] for each name, in one go (RT starts once).
+    pub fn create_queues(&self, names: &[&str]) -> Vec<u64> {
+        let state = self.state().display().to_string();
+        let script = r#"
+            use strict; use warnings; use RT; RT::LoadConfig(); RT::Init();
+            for my $name (@ARGV) {
+                my $queue = RT::Queue->new(RT->SystemUser);
+                $queue->LoadByCols(Name => $name);
+                unless ($queue->id) {
+                    my ($id, $msg) = $queue->Create(Name => $name, Description => 'made by a test');
+                    die "queue: $msg\n" unless $id;
+                }
+                print $queue->id, "\n";
+            }
+        "#;
+        let out = std::process::Command::new("timeout")
+            .args(["120", "perl", "-I/usr/share/request-tracker5/lib", "-e", script])
+            .args(names)
+            .env("RT_SITE_CONFIG", format!("{state}/RT_SiteConfig.pm"))
+            .env("RT_SITE_CONFIG_DIR", format!("{state}/site.d"))
+            .output()
+            .expect("perl runs");
+        let ids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert!(
+            out.status.success() && ids.len() == names.len(),
+            "queues {names:?} in {state}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids
+    }
+
     /// GET a REST 1.0 path as root; returns the bytes after RT's `RT/x.y.z 200 Ok\n\n` line.
     pub fn rest(&self, path: &str) -> Vec<u8> {
         let sep = if path.contains('?') { '&' } else { '?' };
@@ -203,6 +260,34 @@ impl Rt {
     /// The stored bytes of one attachment.
     pub fn attachment_content(&self, ticket: u64, attachment: u64) -> Vec<u8> {
         self.rest(&format!("ticket/{ticket}/attachments/{attachment}/content"))
+    }
+}
+
+/// The RT users the function asks RT's REST 2 API as (`scripts/rt-test-server` makes
+/// them, each with an auth token in the RT's state folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupUser {
+    /// `rt-mailgate-lookup`, the README's: Privileged, SeeQueue, ShowTicket and
+    /// ShowTicketComments on each queue, and SeeQueue granted globally.
+    Readme,
+    /// `rt-mailgate-lookup-per-queue`: the same rights on each queue, none globally.
+    PerQueue,
+}
+
+impl LookupUser {
+    /// RT's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Readme => "rt-mailgate-lookup",
+            Self::PerQueue => "rt-mailgate-lookup-per-queue",
+        }
+    }
+
+    fn token_file(self) -> &'static str {
+        match self {
+            Self::Readme => "lookup-token",
+            Self::PerQueue => "lookup-per-queue-token",
+        }
     }
 }
 
