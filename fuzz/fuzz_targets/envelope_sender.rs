@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     // An optional second line is the header's From (for the "may be told" check).
     let (sender, from) = match text.split_once('\n') {
         Some((sender, from)) => (sender, Some(from.to_string())),
-        None => (text.as_ref(), None),
+        None => (&*text, None),
     };
 
     if let Some(normal) = normalize_address(sender) {

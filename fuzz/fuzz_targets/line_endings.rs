@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(convert(&chunks), whole, "chunking changed the result");
     // A chunk boundary between CR and LF, everywhere.
-    for (i, _) in mail.iter().enumerate().filter(|(_, &b)| b == b'\r').take(8) {
+    for (i, _) in mail.iter().enumerate().filter(|&(_, &b)| b == b'\r').take(8) {
         assert_eq!(convert(&[&mail[..=i], &mail[i + 1..]]), whole, "split after the CR at {i}");
     }
 
@@ -83,6 +83,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(lf_to_crlf(&whole), mail, "the SMTP form does not come back");
         assert!(!whole.contains(&b'\r'));
     }
-    let crlf_pairs = mail.windows(2).filter(|w| w == b"\r\n").count();
+    let crlf_pairs = mail.windows(2).filter(|w| *w == b"\r\n").count();
     assert_eq!(whole.len(), mail.len() - crlf_pairs);
 });

@@ -26,8 +26,10 @@ const STARTS: [&str; 4] = [
 ];
 const ALLOWED: &str = "rt2.example";
 
-fn no_password_shown(url: &Url) {
-    if let Some(password) = url.password().filter(|p| p.len() >= 4) {
+/// The URL's password is not shown (unless the location itself wrote it elsewhere in
+/// the URL, where it is no password).
+fn no_password_shown(url: &Url, location: &str) {
+    if let Some(password) = url.password().filter(|p| p.len() >= 4 && !location.contains(*p)) {
         let shown = redact(url);
         assert!(!shown.contains(&format!(":{password}@")), "a password shown: {shown}");
     }
@@ -59,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let Ok(next) = url.join(location) else { break };
-        no_password_shown(&next);
+        no_password_shown(&next, location);
         let Ok(()) = check_redirect(&url, &next, with_credentials, &others) else {
             break;
         };
