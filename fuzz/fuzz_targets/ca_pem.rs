@@ -36,9 +36,13 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = client_identity(&identity) {
         let text = e.to_string();
         assert!(
-            ["client_cert is not PEM", "client_cert holds no PEM", "client_key is not a PEM"]
-                .iter()
-                .any(|fixed| text.contains(fixed)),
+            [
+                "client_cert is not PEM",
+                "client_cert holds no PEM",
+                "client_key is not a PEM"
+            ]
+            .iter()
+            .any(|fixed| text.contains(fixed)),
             "an unexpected error: {text}"
         );
     }
@@ -63,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or_else(|_| ServerName::try_from("rt.example").expect("a DNS name"));
     let verifier = CaFileVerifier::new(Arc::new(ca));
     let now = UnixTime::since_unix_epoch(Duration::from_secs(NOW));
-    if verifier.verify_server_cert(leaf, intermediates, &name, &[], now).is_ok() {
+    if verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], now)
+        .is_ok()
+    {
         let (_, parsed) = X509Certificate::from_der(leaf).expect("an accepted certificate parses");
         let validity = parsed.validity();
         let now = NOW as i64;

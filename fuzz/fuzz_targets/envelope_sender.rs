@@ -13,7 +13,14 @@ use rt_mailgate::core::headers::HeaderCheck;
 use rt_mailgate::core::outcome::{sender_refusal, SenderFacts};
 use rt_mailgate::core::rate_limit::{domain_of, normalize_address, sender_keys, sender_windows, ALL_SENDERS_KEY};
 
-const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "noreply", "no-reply", "bounce", "bounces"];
+const DAEMONS: [&str; 6] = [
+    "mailer-daemon",
+    "postmaster",
+    "noreply",
+    "no-reply",
+    "bounce",
+    "bounces",
+];
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

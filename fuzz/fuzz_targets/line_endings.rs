@@ -76,7 +76,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(convert(&chunks), whole, "chunking changed the result");
     // A chunk boundary between CR and LF, everywhere.
     for (i, _) in mail.iter().enumerate().filter(|&(_, &b)| b == b'\r').take(8) {
-        assert_eq!(convert(&[&mail[..=i], &mail[i + 1..]]), whole, "split after the CR at {i}");
+        assert_eq!(
+            convert(&[&mail[..=i], &mail[i + 1..]]),
+            whole,
+            "split after the CR at {i}"
+        );
     }
 
     if is_smtp_form(mail) {

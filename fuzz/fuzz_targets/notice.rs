@@ -8,7 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rt_mailgate::core::notice::{mime_message, operator_notice, sender_notice, GivenUpMail, GivenUpRoute, QUOTED_CHARS};
+use rt_mailgate::core::notice::{
+    mime_message, operator_notice, sender_notice, GivenUpMail, GivenUpRoute, QUOTED_CHARS,
+};
 use rt_mailgate::core::outcome::GiveUpClass;
 
 const HEADERS: [&str; 10] = [
@@ -46,13 +48,18 @@ fn check_headers(raw: &[u8]) {
     let (block, _) = text.split_once("\r\n\r\n").expect("a header block and a body");
     let mut seen: Vec<&str> = Vec::new();
     for line in block.split("\r\n") {
-        assert!(!line.contains(['\r', '\n']), "a bare CR or LF in the header block: {line:?}");
+        assert!(
+            !line.contains(['\r', '\n']),
+            "a bare CR or LF in the header block: {line:?}"
+        );
         assert!(line.len() <= 998, "a header line over 998 octets");
         if line.starts_with([' ', '\t']) {
             assert!(!seen.is_empty(), "a continuation before any header");
             continue;
         }
-        let (name, _) = line.split_once(':').unwrap_or_else(|| panic!("not a header line: {line:?}"));
+        let (name, _) = line
+            .split_once(':')
+            .unwrap_or_else(|| panic!("not a header line: {line:?}"));
         assert!(HEADERS.contains(&name), "an unexpected header {name:?}");
         assert!(!seen.contains(&name), "{name} twice");
         seen.push(name);
@@ -60,29 +67,44 @@ fn check_headers(raw: &[u8]) {
     for name in ["From", "To", "Subject", "Auto-Submitted"] {
         assert!(seen.contains(&name), "no {name}");
     }
-    assert!(block.contains("\r\nAuto-Submitted: auto-replied\r\n") || block.starts_with("Auto-Submitted: auto-replied\r\n"));
+    assert!(
+        block.contains("\r\nAuto-Submitted: auto-replied\r\n") || block.starts_with("Auto-Submitted: auto-replied\r\n")
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let fields: Vec<&str> = text.split('\0').take(40).collect();
-    let harmless: Vec<String> = fields.iter().enumerate().map(|(i, _)| format!("field{i}@x.example")).collect();
+    let harmless: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, _)| format!("field{i}@x.example"))
+        .collect();
     let harmless: Vec<&str> = harmless.iter().map(String::as_str).collect();
     let reason = "RT has no queue or action for this address";
 
     let fuzzed = mail(&fields, reason);
     let plain = mail(&harmless, reason);
     for (notice, baseline) in [
-        (operator_notice("ops@example.com", &fuzzed), operator_notice("ops@example.com", &plain)),
+        (
+            operator_notice("ops@example.com", &fuzzed),
+            operator_notice("ops@example.com", &plain),
+        ),
         (sender_notice(&fuzzed), sender_notice(&plain)),
     ] {
-        assert!(!notice.subject.contains(char::is_control), "a control character in the subject");
+        assert!(
+            !notice.subject.contains(char::is_control),
+            "a control character in the subject"
+        );
         assert_eq!(
             notice.body.split('\n').count(),
             baseline.body.split('\n').count(),
             "the sender changed the body's lines"
         );
-        assert!(notice.body.chars().count() <= 1500 + 24 * (QUOTED_CHARS + 3), "an unbounded body");
+        assert!(
+            notice.body.chars().count() <= 1500 + 24 * (QUOTED_CHARS + 3),
+            "an unbounded body"
+        );
         assert!(notice.subject.chars().count() <= 200 + QUOTED_CHARS);
         check_headers(&mime_message("rt@example.com", &notice, 1_795_000_000));
     }

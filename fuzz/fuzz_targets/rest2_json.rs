@@ -20,7 +20,10 @@ fn field(word: Option<&str>) -> Option<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
-    let (route, body) = (String::from_utf8_lossy(&data[..split]), data.get(split + 1..).unwrap_or_default());
+    let (route, body) = (
+        String::from_utf8_lossy(&data[..split]),
+        data.get(split + 1..).unwrap_or_default(),
+    );
     let answers = read_rest2_answer(body);
     // Anything that is not one JSON value (a proxy's HTML page) is refused. (Invalid
     // UTF-8 may sit in a string the lookup skips, so the check reads it replaced.)
@@ -61,7 +64,11 @@ fuzz_target!(|data: &[u8]| {
         .map(|(i, (transaction, subject, _))| Hit {
             transaction,
             // Alternate kinds so every step kind is met.
-            kind: if i % 2 == 0 { kind.clone() } else { TransactionType::Correspond },
+            kind: if i % 2 == 0 {
+                kind.clone()
+            } else {
+                TransactionType::Correspond
+            },
             ticket: ticket.wrapping_add(i as u64 % 3),
             queue: Some(queue.clone()),
             subject: subject.unwrap_or_default(),
@@ -74,7 +81,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let wanted = expectation.tickets_to_resolve(&hits, 4);
     assert!(wanted.len() <= 4);
-    assert!(wanted.windows(2).all(|w| w[0] < w[1]), "not sorted and distinct: {wanted:?}");
+    assert!(
+        wanted.windows(2).all(|w| w[0] < w[1]),
+        "not sorted and distinct: {wanted:?}"
+    );
     let merged: BTreeMap<u64, u64> = wanted.iter().map(|&t| (t, ticket)).collect();
     for merges in [BTreeMap::new(), merged] {
         if let Verdict::Found { ticket, transaction } = expectation.find(&hits, &merges) {

@@ -28,8 +28,15 @@ fuzz_target!(|data: &[u8]| {
     let record = RouteRecord::from_text(&text);
     if let Some(record) = &record {
         let written = record.to_text();
-        assert_eq!(RouteRecord::from_text(&written).as_ref(), Some(record), "{written} reads back otherwise");
-        assert!(!record.lease_holds(now_ms) || record.state == RouteState::Posting, "a lease held by a settled record");
+        assert_eq!(
+            RouteRecord::from_text(&written).as_ref(),
+            Some(record),
+            "{written} reads back otherwise"
+        );
+        assert!(
+            !record.lease_holds(now_ms) || record.state == RouteState::Posting,
+            "a lease held by a settled record"
+        );
     }
     match claim(&text, now_ms, replaying, rt_timeout) {
         Claim::Settled(state) => {
@@ -46,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
         Claim::TakeOver { ask_rt, .. } => match record {
             None => assert!(ask_rt, "an unreadable record taken over without asking RT"),
             Some(r) => {
-                assert!(replaying != Replaying::No || !r.state.is_settled(), "a settled record taken over");
+                assert!(
+                    replaying != Replaying::No || !r.state.is_settled(),
+                    "a settled record taken over"
+                );
                 if matches!(r.state, RouteState::Posting | RouteState::Unsure) {
                     assert!(ask_rt, "RT may hold it, yet not asked");
                 }

@@ -362,7 +362,10 @@ pub fn sender_refusal(facts: &SenderFacts) -> Option<&'static str> {
     }
     // Trimmed as the notice windows' normal form trims it
     // ([`crate::core::rate_limit::normalize_address`]).
-    let sender = facts.envelope_sender.trim_matches(is_around_address).to_ascii_lowercase();
+    let sender = facts
+        .envelope_sender
+        .trim_matches(is_around_address)
+        .to_ascii_lowercase();
     let local = sender.split('@').next().unwrap_or_default();
     let daemon = [
         "mailer-daemon",

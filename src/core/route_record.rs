@@ -254,14 +254,12 @@ pub fn claim(found: &str, now_ms: u64, replaying: Replaying, rt_timeout: Duratio
         // as RT may take after the holder's last renewal.
         RouteState::Posting => Claim::TakeOver {
             ask_rt: true,
-            settle_until_ms: record
-                .settle_until_ms
-                .max(
-                    record
-                        .lease_until_ms
-                        .saturating_sub(LEASE_TTL.as_millis() as u64)
-                        .saturating_add(rt_timeout_ms),
-                ),
+            settle_until_ms: record.settle_until_ms.max(
+                record
+                    .lease_until_ms
+                    .saturating_sub(LEASE_TTL.as_millis() as u64)
+                    .saturating_add(rt_timeout_ms),
+            ),
         },
         RouteState::Unsure => Claim::TakeOver {
             ask_rt: true,

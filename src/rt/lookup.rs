@@ -574,7 +574,10 @@ pub fn read_rest2_answer(body: &[u8]) -> Vec<Rest2Answer> {
         });
     }
     if let Ok(t) = serde_json::from_slice::<TicketJson>(body) {
-        read.push(Rest2Answer::Ticket { id: t.id, queue: t.queue.id });
+        read.push(Rest2Answer::Ticket {
+            id: t.id,
+            queue: t.queue.id,
+        });
     }
     if let Ok(q) = serde_json::from_slice::<QueueJson>(body) {
         read.push(Rest2Answer::Queue(q.name));
