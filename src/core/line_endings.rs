@@ -17,6 +17,10 @@ impl CrlfToLf {
 
     /// Converts one chunk, appending the result to `out`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        // An empty chunk (a stream may yield one) says nothing about a pending `\r`.
+        if chunk.is_empty() {
+            return;
+        }
         out.reserve(chunk.len() + 1);
         let mut rest = chunk;
         if self.pending_cr {
@@ -68,6 +72,14 @@ mod tests {
     fn crlf_split_across_chunks() {
         assert_eq!(convert(&[b"a\r", b"\nb\r", b"x", b"\r"]), b"a\nb\rx\r");
         assert_eq!(convert(&[b"\r", b"\r", b"\n"]), b"\r\n");
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_changes_nothing() {
+        // Found by the fuzz target `line_endings`: the empty chunk flushed the CR.
+        assert_eq!(convert(&[b"a\r", b"", b"\nb"]), b"a\nb");
+        assert_eq!(convert(&[b"\r", b"", b"\r", b"", b"\n"]), b"\r\n");
+        assert_eq!(convert(&[b"a\r", b""]), b"a\r");
     }
 
     #[test]

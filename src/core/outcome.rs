@@ -372,10 +372,11 @@ pub fn sender_refusal(facts: &SenderFacts) -> Option<&'static str> {
     if facts.machine_generated {
         return Some("automatic or list mail");
     }
+    // Trimmed as the notice windows' normal form trims it
+    // ([`crate::core::rate_limit::normalize_address`]).
     let sender = facts
         .envelope_sender
-        .trim()
-        .trim_matches(['<', '>'])
+        .trim_matches(is_around_address)
         .to_ascii_lowercase();
     let local = sender.split('@').next().unwrap_or_default();
     let daemon = [
@@ -409,9 +410,14 @@ pub fn sender_refusal(facts: &SenderFacts) -> Option<&'static str> {
     None
 }
 
+/// White space and angle brackets, in any order, around an address (`< a@x >`).
+fn is_around_address(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '<' | '>')
+}
+
 /// The lower-case domain of an address, without a trailing dot; `None` when empty.
 fn domain_part(address: &str) -> Option<String> {
-    let address = address.trim().trim_matches(['<', '>']);
+    let address = address.trim_matches(is_around_address);
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     (!domain.is_empty()).then_some(domain)
@@ -663,6 +669,10 @@ mod tests {
         }
         assert!(!sender_may_be_told(&facts("MAILER-DAEMON@mx.example")));
         assert!(!sender_may_be_told(&facts("bounces+123@lists.example")));
+        // Found by the fuzz target `envelope_sender`: blanks inside the brackets hid
+        // the daemon's name.
+        assert!(!sender_may_be_told(&facts("< postmaster@mx.example >")));
+        assert!(sender_may_be_told(&facts("< alice@customer.example >")));
         let automatic = SenderFacts {
             machine_generated: true,
             ..facts("alice@customer.example")

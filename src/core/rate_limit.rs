@@ -90,10 +90,13 @@ pub fn admit(stored: Option<&str>, now_ms: u64, window: Window) -> Admission {
     Admission::Send(recent.iter().map(u64::to_string).collect::<Vec<_>>().join(" "))
 }
 
-/// A sender address in normal form: trimmed, without angle brackets, lower-case, and
-/// without a `+tag` sub-address in the local part. `None` without a domain.
+/// A sender address in normal form: without white space or angle brackets around it
+/// (in any order: `< a@x >` is `a@x`), lower-case, and without a `+tag` sub-address in
+/// the local part. `None` without a domain. The normal form is its own normal form.
 pub fn normalize_address(address: &str) -> Option<String> {
-    let address = address.trim().trim_matches(['<', '>']).to_lowercase();
+    let address = address
+        .trim_matches(|c: char| c.is_whitespace() || matches!(c, '<' | '>'))
+        .to_lowercase();
     let (local, domain) = address.rsplit_once('@')?;
     let local = local.split_once('+').map_or(local, |(base, _)| base);
     if local.is_empty() || domain.is_empty() {
@@ -208,6 +211,12 @@ mod tests {
             Some("victim@example.org")
         );
         assert_eq!(normalize_address("a+b+c@x").as_deref(), Some("a@x"));
+        // Found by the fuzz target `envelope_sender`: blanks inside the brackets made
+        // another window for the same sender.
+        assert_eq!(
+            normalize_address("< Victim@example.org >").as_deref(),
+            Some("victim@example.org")
+        );
         assert_eq!(normalize_address("+tag@x"), None);
         assert_eq!(normalize_address("nobody"), None);
         assert_eq!(normalize_address(""), None);

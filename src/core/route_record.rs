@@ -196,7 +196,7 @@ impl RouteRecord {
 
     /// True while a `posting` lease holds at `now_ms`.
     pub fn lease_holds(&self, now_ms: u64) -> bool {
-        self.state == RouteState::Posting && self.lease_until_ms + CLOCK_SKEW.as_millis() as u64 > now_ms
+        self.state == RouteState::Posting && self.lease_until_ms.saturating_add(CLOCK_SKEW.as_millis() as u64) > now_ms
     }
 }
 
@@ -242,7 +242,7 @@ pub fn claim(found: &str, now_ms: u64, replaying: Replaying, rt_timeout: Duratio
         // Unreadable: RT may hold the mail, and may still be storing it.
         return Claim::TakeOver {
             ask_rt: true,
-            settle_until_ms: now_ms + rt_timeout_ms,
+            settle_until_ms: now_ms.saturating_add(rt_timeout_ms),
         };
     };
     match record.state {
@@ -264,9 +264,12 @@ pub fn claim(found: &str, now_ms: u64, replaying: Replaying, rt_timeout: Duratio
         // as RT may take after the holder's last renewal.
         RouteState::Posting => Claim::TakeOver {
             ask_rt: true,
-            settle_until_ms: record
-                .settle_until_ms
-                .max(record.lease_until_ms.saturating_sub(LEASE_TTL.as_millis() as u64) + rt_timeout_ms),
+            settle_until_ms: record.settle_until_ms.max(
+                record
+                    .lease_until_ms
+                    .saturating_sub(LEASE_TTL.as_millis() as u64)
+                    .saturating_add(rt_timeout_ms),
+            ),
         },
         RouteState::Unsure => Claim::TakeOver {
             ask_rt: true,
@@ -455,6 +458,31 @@ mod tests {
             Claim::TakeOver {
                 ask_rt: true,
                 settle_until_ms: until - LEASE_TTL.as_millis() as u64 + RT_TIMEOUT.as_millis() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn times_at_the_end_of_the_clock_do_not_overflow() {
+        // Found by the fuzz target `route_record`: a stored (or read) time near u64::MAX
+        // overflowed the lease and settle arithmetic.
+        let forever = text(RouteState::Posting, |r| r.lease_until_ms = u64::MAX);
+        assert!(matches!(
+            claim(&forever, 1_000_000, Replaying::No, RT_TIMEOUT),
+            Claim::Held { until_ms: u64::MAX, .. }
+        ));
+        assert_eq!(
+            claim(&forever, u64::MAX, Replaying::No, RT_TIMEOUT),
+            Claim::TakeOver {
+                ask_rt: true,
+                settle_until_ms: u64::MAX
+            }
+        );
+        assert_eq!(
+            claim("unreadable", u64::MAX, Replaying::No, RT_TIMEOUT),
+            Claim::TakeOver {
+                ask_rt: true,
+                settle_until_ms: u64::MAX
             }
         );
     }

@@ -114,9 +114,19 @@ pub fn check_rt_url(url: &Url, rules: UrlRules) -> Result<(), UrlRefused> {
     check_plain_http(url, rules.allow_plain_http)
 }
 
-/// `url` as text with any `user:password@` replaced by `***@`.
+/// `url` as text with any `user:password@` replaced by `***@`. The URL's own userinfo is
+/// cut where the parser says it ends: a quote in a user name (`u'x:pw@`) would end
+/// the text rule's word before the `@`.
 pub fn redact(url: &Url) -> String {
-    crate::core::redact::redact_url(url.as_str())
+    use crate::core::redact::redact_url;
+    if url.username().is_empty() && url.password().is_none() {
+        return redact_url(url.as_str());
+    }
+    format!(
+        "{}://***@{}",
+        url.scheme(),
+        redact_url(&url[url::Position::BeforeHost..])
+    )
 }
 
 /// Refuses `http://` to another machine unless `allow_plain_http`.
@@ -193,6 +203,20 @@ mod tests {
     fn userinfo_is_redacted() {
         assert_eq!(redact(&url("https://u:hush@rt.example/x")), "https://***@rt.example/x");
         assert_eq!(redact(&url("https://rt.example/x")), "https://rt.example/x");
+        // Found by the fuzz target `redirect`: a quote in the user name ended the text
+        // rule's URL before the `@`, and the password showed.
+        assert_eq!(
+            redact(&url("https://u'x:hush@rt.example/x")),
+            "https://***@rt.example/x"
+        );
+        assert_eq!(
+            redact(&url("https://u\"x:hush@rt.example/x")),
+            "https://***@rt.example/x"
+        );
+        assert_eq!(
+            redact(&url("https://u:hush@rt.example:8443/?next=https://a:b@c")),
+            "https://***@rt.example:8443/?next=https://***@c"
+        );
     }
 
     #[test]

@@ -524,6 +524,71 @@ struct QueueJson {
     name: String,
 }
 
+/// What the lookup keeps of one REST 2 answer, read with no I/O: for checking the
+/// reading alone (the fuzz target `rest2_json` in `fuzz/`). The lookup itself reads each
+/// answer as the kind it asked for; anything unreadable is [`LookupError::Malformed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rest2Answer {
+    /// A page of the attachment search: each hit's transaction, subject and headers,
+    /// the page size and (for a superuser) the page count.
+    Search {
+        /// `(TransactionId, Subject, Headers)` of each hit.
+        hits: Vec<(u64, Option<String>, Option<String>)>,
+        /// `per_page`.
+        per_page: u64,
+        /// `pages`.
+        pages: Option<f64>,
+    },
+    /// A transaction: its `Type`, and the kind and id of its `Object`.
+    Transaction {
+        /// `Type`.
+        kind: String,
+        /// `Object.type` and `Object.id`.
+        object: (String, u64),
+    },
+    /// A ticket: its id (the merge target's, for a merged one) and its queue's id.
+    Ticket {
+        /// `id`.
+        id: u64,
+        /// `Queue.id`.
+        queue: u64,
+    },
+    /// A queue's `Name`.
+    Queue(String),
+}
+
+/// Reads `body` as each kind of answer the lookup asks RT for; the kinds it reads as.
+pub fn read_rest2_answer(body: &[u8]) -> Vec<Rest2Answer> {
+    let mut read = Vec::new();
+    if let Ok(page) = serde_json::from_slice::<SearchJson>(body) {
+        read.push(Rest2Answer::Search {
+            hits: page
+                .items
+                .into_iter()
+                .map(|a| (a.transaction, a.subject, a.headers))
+                .collect(),
+            per_page: page.per_page,
+            pages: page.pages,
+        });
+    }
+    if let Ok(t) = serde_json::from_slice::<TransactionJson>(body) {
+        read.push(Rest2Answer::Transaction {
+            kind: t.kind,
+            object: (t.object.kind, t.object.id),
+        });
+    }
+    if let Ok(t) = serde_json::from_slice::<TicketJson>(body) {
+        read.push(Rest2Answer::Ticket {
+            id: t.id,
+            queue: t.queue.id,
+        });
+    }
+    if let Ok(q) = serde_json::from_slice::<QueueJson>(body) {
+        read.push(Rest2Answer::Queue(q.name));
+    }
+    read
+}
+
 fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

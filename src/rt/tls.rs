@@ -197,13 +197,8 @@ impl CaFile {
 /// versions reqwest would pick, and the ALPN it would offer (HTTP/1.1 only: the
 /// `http2` feature is off).
 pub fn client_config(ca: Arc<CaFile>, client: Option<&ClientIdentity>) -> Result<ClientConfig, Error> {
-    let provider = CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let verifier = CaFileVerifier {
-        ca,
-        algorithms: provider.signature_verification_algorithms,
-    };
+    let provider = default_provider();
+    let verifier = CaFileVerifier::with_provider(ca, &provider);
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)?
         .dangerous()
@@ -217,6 +212,13 @@ pub fn client_config(ca: Arc<CaFile>, client: Option<&ClientIdentity>) -> Result
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The process's crypto provider, or the one reqwest would install (aws-lc-rs).
+fn default_provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
 /// The client certificate chain and key of an mTLS identity, from PEM. Errors say what
@@ -339,6 +341,20 @@ impl ServerCertVerifier for CaFileVerifier {
 }
 
 impl CaFileVerifier {
+    /// A verifier against `ca` with the default crypto provider's algorithms (as
+    /// [`client_config`] builds it): for checking certificates without a connection
+    /// (the fuzz target `ca_pem` in `fuzz/`).
+    pub fn new(ca: Arc<CaFile>) -> Self {
+        Self::with_provider(ca, &default_provider())
+    }
+
+    fn with_provider(ca: Arc<CaFile>, provider: &CryptoProvider) -> Self {
+        Self {
+            ca,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
     /// An X.509 v1 (or v2) server certificate, which webpki does not read, checked as
     /// OpenSSL checks it: within its dates; trusted because the file holds it (partial
     /// chain again) or because a certificate of the file signed it; named by its CN
