@@ -13,10 +13,9 @@ pub fn redact_url(text: &str) -> String {
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        // The URL ends with its word: at white space or a quote.
-        let word_end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"'))
-            .unwrap_or(tail.len());
+        // The URL ends with its word: at white space or a double quote. Not at `'`: a user
+        // name may hold one (`https://u'x:pw@rt`), and ending there would show the password.
+        let word_end = tail.find(|c: char| c.is_whitespace() || c == '"').unwrap_or(tail.len());
         match userinfo_end(&tail[..word_end]) {
             Some(end) => {
                 out.push_str("***");
@@ -113,6 +112,16 @@ mod tests {
             redact_url("a@x: --url 'https://rt/' b@y"),
             "a@x: --url 'https://rt/' b@y"
         );
+    }
+
+    #[test]
+    fn a_quote_in_the_user_name_does_not_end_the_url() {
+        // Found by fuzzing: ending the word at the quote showed `x:pw@rt`.
+        assert_eq!(
+            redact_url("bad URL https://u'x:pw@rt example"),
+            "bad URL https://***@rt example"
+        );
+        assert_eq!(redact_url("'https://u:pw@rt/'"), "'https://***@rt/'");
     }
 
     #[test]
