@@ -70,7 +70,7 @@ fn a_route_whose_holder_died_mid_post_is_taken_over_by_the_retry_and_not_posted_
             .unwrap();
         assert!(killed.success());
     });
-    let records = route_records(&stack);
+    let records = stack.route_records();
     assert_eq!(records.len(), 1, "one route record");
     let (key, record) = &records[0];
     let mut record: serde_json::Value = serde_json::from_slice(record).unwrap();
@@ -94,15 +94,9 @@ fn a_route_whose_holder_died_mid_post_is_taken_over_by_the_retry_and_not_posted_
         line["fields"]["duplicate_avoided"] == "rt-lookup" && line["fields"]["when"] == "before posting again"
     });
     assert!(found, "RT was asked before posting again, and held the post");
-    let (_, settled) = &route_records(&stack)[0];
+    let (_, settled) = &stack.route_records()[0];
     let settled: serde_json::Value = serde_json::from_slice(settled).unwrap();
     assert_eq!(settled["state"], "delivered", "{settled}");
     assert_eq!(proxy.requests().len(), 1, "the retry posted nothing");
 }
 
-/// The route records (not the trace's index entries, under `index/`).
-fn route_records(stack: &LambdaStack) -> Vec<(String, Vec<u8>)> {
-    let mut records = stack.objects_under("delivery-records/");
-    records.retain(|(key, _)| !key.starts_with("delivery-records/index/"));
-    records
-}

@@ -60,7 +60,7 @@ fn a_route_rewritten_between_two_attempts_is_the_same_post_not_a_second_ticket()
         "RT's answer was lost and RT can't be asked: left for the retry, got {first:?}"
     );
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1, "RT took the first post");
-    let records = stack.objects_under("delivery-records/");
+    let records = stack.route_records();
     assert_eq!(records.len(), 1, "{records:?}");
     let (key, record) = &records[0];
     let record: serde_json::Value = serde_json::from_slice(record).unwrap();
@@ -83,7 +83,7 @@ fn a_route_rewritten_between_two_attempts_is_the_same_post_not_a_second_ticket()
 
     assert_eq!(rt::tickets_with_subject(&subject).len(), 1, "one ticket, not two");
     assert_eq!(proxy.requests().len(), 1, "the retry posted nothing");
-    let records = stack.objects_under("delivery-records/");
+    let records = stack.route_records();
     assert_eq!(records.len(), 1, "one record for both spellings: {records:?}");
     assert_eq!(&records[0].0, key, "the same record");
     let settled: serde_json::Value = serde_json::from_slice(&records[0].1).unwrap();

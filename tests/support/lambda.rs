@@ -379,6 +379,19 @@ impl LambdaStack {
             .collect()
     }
 
+    /// The routes' records: what `delivery-records/` holds apart from the trace's index
+    /// entries (`index/`), the notice counters (`notices/`) and a flagged mail's verdicts
+    /// (`screening/`).
+    pub fn route_records(&self) -> Vec<(String, Vec<u8>)> {
+        let mut records = self.objects_under("delivery-records/");
+        records.retain(|(key, _)| {
+            !["index/", "notices/", "screening/"]
+                .iter()
+                .any(|dir| key.starts_with(&format!("delivery-records/{dir}")))
+        });
+        records
+    }
+
     /// Creates an SQS queue in moto; returns its URL.
     pub fn create_queue(&self, name: &str) -> String {
         let body = self.sqs(&[("Action", "CreateQueue"), ("QueueName", name)]);
