@@ -44,6 +44,10 @@ use crate::core::outcome::{decide, Case, Decision, GiveUpClass, Notice, Screenin
 use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
 use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
+use crate::core::threading::{
+    checked_target, decide_mail, queue_named_by_name, unchecked_target, AsIs, ThreadTarget, TicketCheck,
+    MAX_BOUNCE_SCAN,
+};
 use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
 use crate::lambda::invocation::{epoch_ms, within, HandlerError, Mode, Stop, StoredMail, Summary};
 use crate::lambda::metrics::{self, Avoided};
@@ -365,6 +369,16 @@ where
             return Ok(self.settle(mail, &delivery, &held, Case::MailTooLarge, None).await);
         }
 
+        // 3b. thread (issue 22): decided once, kept in the record before any post, so a
+        // retry posts (and asks RT about) the same post.
+        let thread = match self.thread(mail, &mut delivery, &held, spool, ask_rt_first).await {
+            Ok(thread) => thread.map(|t| t.label()),
+            Err(why) => {
+                self.leave(mail, &held, untouched).await;
+                return Ok(self.retry(ses_id, route, why));
+            }
+        };
+
         // 4. ask RT first, while RT may still be storing an earlier attempt
         if ask_rt_first {
             let confirmed = renewing(
@@ -402,7 +416,7 @@ where
             }
         };
         held.note(|r| r.posts += 1).await;
-        let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id)).await;
+        let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id, thread)).await;
         drop(posting);
         let mut found = None;
 
@@ -451,6 +465,75 @@ where
         Ok(self.settle(mail, &delivery, &held, case, found).await)
     }
 
+    /// Step 3b: threading by RT's markers (issue 22), for a route to the function's own
+    /// RT once `RT_ORGANIZATION` is set (`Ok(None)`: off, the post unchanged), and never
+    /// over a ticket the route or its sub-address names. The target an earlier attempt
+    /// kept in the record is reused as it is; otherwise the mail's start (from the spool,
+    /// no second read of the store) decides, and a ticket it names is checked with RT
+    /// (one REST 2 request; two when the route names its queue by name) and the target
+    /// written to the record before the post. `Err`: left for the retry (the record
+    /// could not keep it).
+    async fn thread(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &mut PlannedDelivery,
+        held: &HeldRecord<'_, R>,
+        spool: &Spool,
+        ask_rt_first: bool,
+    ) -> Result<Option<ThreadTarget>, String> {
+        let rt = &self.config.rt_identity;
+        let request = &delivery.route.request;
+        if rt.organization.is_empty() || request.rt.is_some() || request.ticket.is_some() {
+            return Ok(None);
+        }
+        let (message_id, route) = (mail.ses_id(), delivery.route.entry.as_str());
+        let stored = held.record().await.thread;
+        let target = match stored.as_deref().and_then(ThreadTarget::from_text) {
+            Some(target) => target,
+            None => {
+                let head = spool
+                    .head(MAX_BOUNCE_SCAN)
+                    .await
+                    .map_err(|e| format!("the spooled mail can't be read: {e}"))?;
+                let decision = decide_mail(&head, rt);
+                match unchecked_target(&decision) {
+                    Ok(target) => target,
+                    // An attempt that may have reached RT kept no target: it posted
+                    // without threading (a target is always kept before a post).
+                    Err(_) if ask_rt_first => ThreadTarget::AsIs(AsIs::Unchecked),
+                    Err(ticket) => {
+                        let named = queue_named_by_name(request.queue.as_deref());
+                        let check = renewing(
+                            held,
+                            message_id,
+                            within(mail.time_left(), self.lookup.check_ticket(request, ticket, named)),
+                        )
+                        .await
+                        .unwrap_or_else(|Stop(why)| TicketCheck::Unknown(why));
+                        let target = checked_target(&decision, &check, request.queue.as_deref());
+                        if let TicketCheck::Unknown(why) = &check {
+                            tracing::warn!(
+                                message_id,
+                                route,
+                                ticket,
+                                error = why.as_str(),
+                                "threading: RT could not say whether the ticket exists; posted as without threading"
+                            );
+                        }
+                        match held.write(|r| r.thread = Some(target.to_text())).await {
+                            Ok(Written::Yes) => target,
+                            Ok(refused) => return Err(format!("threading target not kept: {}", refused.cause())),
+                            Err(error) => return Err(format!("threading target not kept: {error}")),
+                        }
+                    }
+                }
+            }
+        };
+        target.apply(&mut delivery.route.request);
+        metrics::threaded(route, target.label());
+        Ok(Some(target))
+    }
+
     /// The record a first delivery creates.
     fn fresh_record(
         &self,
@@ -480,6 +563,7 @@ where
                 Screening::Post(tag) if tag.is_empty() => Screened::Passed,
                 Screening::Post(tag) => Screened::Tagged(String::from_utf8_lossy(tag).into_owned()),
             },
+            thread: None,
             updated_ms: now,
         }
     }
@@ -729,6 +813,7 @@ where
         delivery: &PlannedDelivery,
         spool: &Spool,
         id: &DeliveryId,
+        thread: Option<&'static str>,
     ) -> (Case, Option<u64>) {
         let message_id = mail.ses_id();
         let started = Instant::now();
@@ -774,6 +859,7 @@ where
                     queue,
                     action,
                     ticket,
+                    thread,
                     delivery_id,
                     outcome,
                     rt,
