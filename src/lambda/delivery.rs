@@ -1089,6 +1089,7 @@ fn reason(case: Case, route: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::request::GatewayRequest;
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -1208,6 +1209,163 @@ mod tests {
         let written = held.write(|r| r.state = RouteState::Delivered).await.unwrap();
         assert_eq!(written, Written::Vanished);
         assert!(!written.cause().contains("another invocation"));
+    }
+
+    /// The adapters the threading step uses: RT's REST 2 answers for a ticket, scripted,
+    /// and how often it was asked. The store and the gateway are never reached.
+    #[derive(Default)]
+    struct ThreadingRt {
+        answers: Mutex<Vec<TicketCheck>>,
+        asked: Mutex<Vec<u64>>,
+    }
+
+    impl MailStore for ThreadingRt {
+        async fn fetch(&self, key: &str, _: crate::spool::LineEndings) -> Result<Spool, StoreError> {
+            Err(StoreError::Missing {
+                bucket: "b".into(),
+                key: key.into(),
+            })
+        }
+    }
+
+    impl MailGateway for ThreadingRt {
+        async fn post(&self, _: &GatewayRequest, _: &Spool) -> Result<RtAnswer, TransportFailure> {
+            Err(TransportFailure::Timeout("not posted in this test".into()))
+        }
+    }
+
+    impl DeliveryLookup for ThreadingRt {
+        async fn find(&self, _: &DeliveryId, _: &GatewayRequest) -> Result<Lookup, crate::rt::lookup::LookupError> {
+            Ok(Lookup::NotFound)
+        }
+        async fn check_ticket(&self, _: &GatewayRequest, ticket: u64, _: bool) -> TicketCheck {
+            self.asked.lock().unwrap().push(ticket);
+            self.answers.lock().unwrap().remove(0)
+        }
+    }
+
+    fn threading_config(organization: &str) -> LambdaConfig {
+        let vars: HashMap<&str, &str> = [
+            ("RT_URL", "https://rt.example.test"),
+            ("MAIL_BUCKET", "mail"),
+            ("ROUTES", "support@example.test: --queue General"),
+            ("RT_ORGANIZATION", organization),
+            ("RT_NAME", "example.test"),
+        ]
+        .into();
+        LambdaConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap()
+    }
+
+    fn planned(queue: &str) -> PlannedDelivery {
+        PlannedDelivery {
+            route: crate::core::route::Route {
+                entry: "support@example.test".into(),
+                request: GatewayRequest {
+                    queue: Some(queue.as_bytes().to_vec()),
+                    ..GatewayRequest::default()
+                },
+                named_by_address: false,
+            },
+            recipients: vec!["support@example.test".into()],
+            refused: None,
+        }
+    }
+
+    const REPLY: &[u8] = b"From: customer@example.net\nSubject: Re: my printer\n\
+        In-Reply-To: <rt-5.0.5-1-2-3.7-1-1@rt.example.test>\n\
+        References: <RT-Ticket-7@rt.example.test> <rt-5.0.5-1-2-3.7-1-1@rt.example.test>\n\nthanks\n";
+
+    #[tokio::test]
+    async fn a_retry_posts_to_the_ticket_the_first_attempt_decided_whatever_rt_says_now() {
+        let config = threading_config("rt.example.test");
+        let rt = ThreadingRt::default();
+        // Ticket 7 was merged into 9 (RT answers with 9), in queue General; later gone.
+        rt.answers.lock().unwrap().extend([
+            TicketCheck::Found {
+                ticket: 9,
+                queue_id: 1,
+                queue_name: Some("General".into()),
+            },
+            TicketCheck::Missing,
+        ]);
+        let records = SlowAnswers::default();
+        let deliverer = RouteDeliverer {
+            config: &config,
+            store: &rt,
+            records: &records,
+            gateway: &rt,
+            lookup: &rt,
+        };
+        let info = crate::lambda::events::MailInfo {
+            ses_id: "m1".into(),
+            ..Default::default()
+        };
+        let mail = StoredMail::new(&info, None);
+        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+            .await
+            .unwrap();
+        let route = planned("General");
+        let fingerprint = route.route.request.fingerprint();
+        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+
+        let mut first = route.clone();
+        let target = deliverer.thread(&mail, &mut first, &held, &spool, false).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
+        assert_eq!(first.route.request.ticket.as_deref(), Some(&b"9"[..]));
+        assert_eq!(
+            records.stored("m1/f").thread.as_deref(),
+            Some("rt_marker:9"),
+            "kept before the post"
+        );
+
+        // The retry (RT may hold the first post) reads the record: same post, RT not asked.
+        let mut retry = route.clone();
+        let target = deliverer.thread(&mail, &mut retry, &held, &spool, true).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
+        assert_eq!(retry.route.request, first.route.request);
+        assert_eq!(
+            *rt.asked.lock().unwrap(),
+            vec![7],
+            "one REST 2 question, by the first attempt"
+        );
+        // The record's key and the delivery id come from the route before threading.
+        assert_eq!(route.route.request.fingerprint(), fingerprint);
+    }
+
+    #[tokio::test]
+    async fn without_an_organization_or_with_an_earlier_unthreaded_post_nothing_changes() {
+        let rt = ThreadingRt::default();
+        let records = SlowAnswers::default();
+        let info = crate::lambda::events::MailInfo::default();
+        let mail = StoredMail::new(&info, None);
+        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+            .await
+            .unwrap();
+        for (organization, ask_rt_first, expected) in [
+            ("", false, None),
+            // A post that may have reached RT kept no target: it went unthreaded.
+            ("rt.example.test", true, Some(ThreadTarget::AsIs(AsIs::Unchecked))),
+            // Another RT's Organization: no marker of ours, only Message-IDs (not looked up).
+            ("rt.elsewhere.test", false, Some(ThreadTarget::AsIs(AsIs::MessageId))),
+        ] {
+            let config = threading_config(organization);
+            let deliverer = RouteDeliverer {
+                config: &config,
+                store: &rt,
+                records: &records,
+                gateway: &rt,
+                lookup: &rt,
+            };
+            let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+            let mut delivery = planned("General");
+            let target = deliverer
+                .thread(&mail, &mut delivery, &held, &spool, ask_rt_first)
+                .await;
+            assert_eq!(target.unwrap(), expected, "{organization}");
+            assert_eq!(delivery.route.request, planned("General").route.request);
+            assert_eq!(records.stored("m1/f").thread, None);
+        }
+        assert!(rt.asked.lock().unwrap().is_empty(), "RT never asked");
     }
 
     #[test]
