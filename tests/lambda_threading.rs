@@ -5,8 +5,8 @@
 //! - a reply whose subject lost RT's tag, carrying RT's markers (`RT-Ticket-N@rt.example.test`
 //!   in `References`, RT's Message-ID in `In-Reply-To`), lands on the ticket;
 //! - a reply carrying another RT's Organization makes a new ticket;
-//! - a marker naming a ticket RT doesn't have posts the mail as without threading (a new
-//!   ticket), and RT mails no error to the sender;
+//! - a marker naming a ticket out of the route's queue, or one RT doesn't have, posts
+//!   the mail as without threading (a new ticket), and RT mails no error to the sender;
 //! - a Postfix-style DSN of RT's autoreply becomes a comment on its ticket: the resolved
 //!   ticket stays resolved, and RT mails nobody.
 
@@ -72,12 +72,17 @@ fn customer_mail(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Posts `mail` to support@example.test through the function; the outcome line's
-/// `thread` label.
+/// Posts `mail` to support@example.test (queue `support`) through the function; the
+/// outcome line's `thread` label.
 fn deliver(stack: &LambdaStack, mail: &[u8]) -> String {
+    deliver_to(stack, mail, "support@example.test")
+}
+
+/// Posts `mail` to `recipient` through the function; the outcome line's `thread` label.
+fn deliver_to(stack: &LambdaStack, mail: &[u8], recipient: &str) -> String {
     let id = unique("ses");
     stack.store_mail(&id, mail);
-    let answer = stack.invoke(&ses_event(&id, &["support@example.test"])).unwrap();
+    let answer = stack.invoke(&ses_event(&id, &[recipient])).unwrap();
     assert_eq!(answer["delivered"].as_u64(), Some(1), "{answer}");
     let line = stack
         .function_log()
@@ -166,6 +171,19 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
             "RT mailed an error: {mail}"
         );
     }
+
+    // 3b. RT's marker, but mail to the bugs desk (queue bugs): the support ticket is out
+    // of the route's reach, so the mail makes a new ticket in bugs.
+    let elsewhere = unique("Sent to another desk");
+    let crossed = customer_mail(
+        &format!("Re: {elsewhere}"),
+        &format!("References: {rt_references} {rt_message_id}\n"),
+        "Wrong desk.",
+    );
+    assert_eq!(deliver_to(&stack, &crossed, "bugs@example.test"), "refused_queue");
+    let listed = rt.tickets_like(&elsewhere);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].queue.as_str(), listed[0].id == ticket), ("bugs", false));
 
     // 4. A Postfix DSN of RT's autoreply, on the resolved ticket: a comment, the ticket
     // stays resolved, and RT mails nobody (a correspondence would reopen it and mail
