@@ -468,7 +468,7 @@ where
     /// Step 3b: threading by RT's markers (issue 22), for a route to the function's own
     /// RT once `RT_ORGANIZATION` is set (`Ok(None)`: off, the post unchanged), and never
     /// over a ticket the route or its sub-address names. The target an earlier attempt
-    /// kept in the record is reused as it is; otherwise the mail's start (from the spool,
+    /// kept in the record is reused as it is (even with threading off since); otherwise the mail's start (from the spool,
     /// no second read of the store) decides, and a ticket it names is checked with RT
     /// (one REST 2 request; two when the route names its queue by name) and the target
     /// written to the record before the post. `Err`: left for the retry (the record
@@ -482,13 +482,17 @@ where
         ask_rt_first: bool,
     ) -> Result<Option<ThreadTarget>, String> {
         let rt = &self.config.rt_identity;
+        let stored = held.record().await.thread;
+        let stored = stored.as_deref().and_then(ThreadTarget::from_text);
         let request = &delivery.route.request;
-        if rt.organization.is_empty() || request.rt.is_some() || request.ticket.is_some() {
+        // A kept target stands even if threading was turned off since: the retry must
+        // make (and ask RT about) the post the first attempt made.
+        let off = rt.organization.is_empty() || request.rt.is_some() || request.ticket.is_some();
+        if off && stored.is_none() {
             return Ok(None);
         }
         let (message_id, route) = (mail.ses_id(), delivery.route.entry.as_str());
-        let stored = held.record().await.thread;
-        let target = match stored.as_deref().and_then(ThreadTarget::from_text) {
+        let target = match stored {
             Some(target) => target,
             None => {
                 let head = spool
@@ -1330,6 +1334,17 @@ mod tests {
         );
         // The record's key and the delivery id come from the route before threading.
         assert_eq!(route.route.request.fingerprint(), fingerprint);
+
+        // Threading turned off before the retry: the kept target still stands.
+        let off = threading_config("");
+        let deliverer = RouteDeliverer {
+            config: &off,
+            ..deliverer
+        };
+        let mut after = route.clone();
+        let target = deliverer.thread(&mail, &mut after, &held, &spool, true).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
+        assert_eq!(after.route.request, first.route.request);
     }
 
     #[tokio::test]
