@@ -198,6 +198,14 @@ impl Spool {
         &self.summary
     }
 
+    /// The mail's first `max` bytes (all of a shorter mail), read from the spool (local
+    /// disk or memory, never the store again): what threading reads.
+    pub async fn head(&self, max: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open().await?.take(max as u64).read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
     /// A new reader positioned at the first byte.
     pub async fn open(&self) -> io::Result<Box<dyn AsyncRead + Send + Unpin>> {
         Ok(match &self.storage {

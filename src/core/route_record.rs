@@ -133,6 +133,10 @@ pub struct RouteRecord {
     /// The first delivery's screening (see [`Screened`]).
     #[serde(default)]
     pub screened: Screened,
+    /// The threading target checked with RT before the first post
+    /// ([`crate::core::threading::ThreadTarget::to_text`]): a retry posts the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     /// When the record was last written (epoch ms).
     #[serde(default)]
     pub updated_ms: u64,
@@ -190,6 +194,7 @@ impl RouteRecord {
             ticket: None,
             transaction: None,
             screened: Screened::Passed,
+            thread: None,
             updated_ms: 0,
         }
     }

@@ -75,6 +75,7 @@ use std::collections::HashSet;
 
 use crate::core::headers::{raw_fields, HeaderBlockCollector};
 use crate::core::machine_mail::is_mailer_daemon;
+use crate::core::request::GatewayRequest;
 
 /// At most this many Message-IDs are read from one `References` or `In-Reply-To` field
 /// (RT itself writes at most 10; a longer list is someone else's, and the bound keeps
@@ -923,6 +924,292 @@ fn cut(text: &str) -> String {
     let mut short: String = joined.chars().take(MAX_DIAGNOSTIC_CHARS - 1).collect();
     short.push('…');
     short
+}
+
+/// What RT said of a ticket a mail names (REST 2's `GET /ticket/N`, as the lookup user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketCheck {
+    /// RT loads it: `ticket` is the id RT answers with (the one a merged ticket went
+    /// into), in the queue with this id and (when asked for) name.
+    Found {
+        /// The ticket RT loads (after a merge, the one it was merged into).
+        ticket: u64,
+        /// Its queue's id.
+        queue_id: u64,
+        /// Its queue's name, when the route names its queue by name.
+        queue_name: Option<String>,
+    },
+    /// RT has no such ticket (404), or it is deleted.
+    Missing,
+    /// RT could not be asked, or would not say (no login, 403, a timeout): the reason.
+    Unknown(String),
+}
+
+/// Why a mail is posted as it would be without threading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsIs {
+    /// No marker of this RT (or a bounce of no mail of ours).
+    NoMarker,
+    /// The subject carries this RT's tag: RT threads it itself.
+    Subject,
+    /// Only Message-IDs RT might hold (not looked up yet).
+    MessageId,
+    /// The ticket named is not in RT (or deleted).
+    Missing,
+    /// The ticket is in another queue than the route's.
+    OutOfQueue,
+    /// RT could not say (or an earlier attempt may have posted without threading).
+    Unchecked,
+}
+
+/// What a route posts for a mail once its [`ThreadDecision`] is checked against RT. Kept
+/// in the route's record ([`crate::core::route_record::RouteRecord::thread`]) before the
+/// post, so a retry posts exactly what the first attempt did, whatever RT says by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadTarget {
+    /// Posted as without threading.
+    AsIs(AsIs),
+    /// Posted with the `ticket` field and the route's action (a reply by RT's marker).
+    Reply {
+        /// The ticket.
+        ticket: u64,
+    },
+    /// Posted as a `comment` on the ticket (a bounce of RT's mail): never a
+    /// correspondence that reopens the ticket or mails its requestors.
+    Comment {
+        /// The ticket.
+        ticket: u64,
+    },
+}
+
+impl ThreadTarget {
+    /// A short stable name for the outcome line, the metric and the record: `none`,
+    /// `subject`, `message_id`, `rt_marker`, `bounce`, `refused_missing`,
+    /// `refused_queue`, `refused_unchecked`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::AsIs(AsIs::NoMarker) => "none",
+            Self::AsIs(AsIs::Subject) => "subject",
+            Self::AsIs(AsIs::MessageId) => "message_id",
+            Self::AsIs(AsIs::Missing) => "refused_missing",
+            Self::AsIs(AsIs::OutOfQueue) => "refused_queue",
+            Self::AsIs(AsIs::Unchecked) => "refused_unchecked",
+            Self::Reply { .. } => "rt_marker",
+            Self::Comment { .. } => "bounce",
+        }
+    }
+
+    /// The record's text: the label, and `:N` with a ticket.
+    pub fn to_text(&self) -> String {
+        match self {
+            Self::Reply { ticket } | Self::Comment { ticket } => format!("{}:{ticket}", self.label()),
+            Self::AsIs(_) => self.label().to_string(),
+        }
+    }
+
+    /// Reads [`Self::to_text`]; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let (label, ticket) = match text.split_once(':') {
+            Some((label, n)) => (label, Some(n.parse::<u64>().ok().filter(|&n| n > 0)?)),
+            None => (text, None),
+        };
+        let target = match (label, ticket) {
+            ("rt_marker", Some(ticket)) => Self::Reply { ticket },
+            ("bounce", Some(ticket)) => Self::Comment { ticket },
+            (_, Some(_)) => return None,
+            ("none", None) => Self::AsIs(AsIs::NoMarker),
+            ("subject", None) => Self::AsIs(AsIs::Subject),
+            ("message_id", None) => Self::AsIs(AsIs::MessageId),
+            ("refused_missing", None) => Self::AsIs(AsIs::Missing),
+            ("refused_queue", None) => Self::AsIs(AsIs::OutOfQueue),
+            ("refused_unchecked", None) => Self::AsIs(AsIs::Unchecked),
+            _ => return None,
+        };
+        Some(target)
+    }
+
+    /// The ticket this target posts to, where it changes the post.
+    pub fn ticket(&self) -> Option<u64> {
+        match self {
+            Self::Reply { ticket } | Self::Comment { ticket } => Some(*ticket),
+            Self::AsIs(_) => None,
+        }
+    }
+
+    /// Changes the post: the `ticket` field, and for a bounce the action `comment`.
+    /// The route's delivery id is made before and stays (a retry must find this post).
+    pub fn apply(&self, request: &mut GatewayRequest) {
+        match self {
+            Self::Reply { ticket } => request.ticket = Some(ticket.to_string().into_bytes()),
+            Self::Comment { ticket } => {
+                request.ticket = Some(ticket.to_string().into_bytes());
+                request.action = Some(b"comment".to_vec());
+            }
+            Self::AsIs(_) => {}
+        }
+    }
+}
+
+/// The target before RT is asked: `Ok` when the decision alone settles it (nothing to
+/// ask RT), `Err(ticket)` when ticket N must first be checked ([`checked_target`]).
+pub fn unchecked_target(decision: &ThreadDecision) -> Result<ThreadTarget, u64> {
+    match decision {
+        ThreadDecision::BySubject { .. } => Ok(ThreadTarget::AsIs(AsIs::Subject)),
+        ThreadDecision::ByMessageId { .. } => Ok(ThreadTarget::AsIs(AsIs::MessageId)),
+        ThreadDecision::None => Ok(ThreadTarget::AsIs(AsIs::NoMarker)),
+        ThreadDecision::ByRtMarker { ticket } | ThreadDecision::Bounce { ticket, .. } => Err(*ticket),
+    }
+}
+
+/// The target once RT answered for the ticket the decision names (issue 22, point 3):
+/// only a ticket RT loads, in the route's queue when the route names one (by id, or by
+/// name without regard to ASCII case, as RT loads a queue), is posted to; RT's own id
+/// is used (a merged ticket's new home). Anything else is posted as without threading.
+pub fn checked_target(decision: &ThreadDecision, check: &TicketCheck, route_queue: Option<&[u8]>) -> ThreadTarget {
+    if let Ok(target) = unchecked_target(decision) {
+        return target;
+    }
+    let TicketCheck::Found {
+        ticket,
+        queue_id,
+        queue_name,
+    } = check
+    else {
+        return ThreadTarget::AsIs(match check {
+            TicketCheck::Missing => AsIs::Missing,
+            _ => AsIs::Unchecked,
+        });
+    };
+    let in_queue = match route_queue {
+        None => true,
+        Some(queue) if !queue.is_empty() && queue.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(queue).ok().and_then(|q| q.parse::<u64>().ok()) == Some(*queue_id)
+        }
+        Some(queue) => match queue_name {
+            Some(name) => name.as_bytes().eq_ignore_ascii_case(queue),
+            None => return ThreadTarget::AsIs(AsIs::Unchecked),
+        },
+    };
+    if !in_queue {
+        return ThreadTarget::AsIs(AsIs::OutOfQueue);
+    }
+    match decision {
+        ThreadDecision::Bounce { .. } => ThreadTarget::Comment { ticket: *ticket },
+        _ => ThreadTarget::Reply { ticket: *ticket },
+    }
+}
+
+/// Whether a route's queue is named by name (so its check needs the queue's name).
+pub fn queue_named_by_name(route_queue: Option<&[u8]>) -> bool {
+    route_queue.is_some_and(|q| q.is_empty() || !q.iter().all(u8::is_ascii_digit))
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    fn found(ticket: u64, queue_id: u64, name: Option<&str>) -> TicketCheck {
+        TicketCheck::Found {
+            ticket,
+            queue_id,
+            queue_name: name.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_marker_posts_to_the_ticket_rt_loads_in_the_routes_queue() {
+        let marker = ThreadDecision::ByRtMarker { ticket: 7 };
+        // A merged ticket: RT answers with the ticket it went into.
+        assert_eq!(
+            checked_target(&marker, &found(9, 3, None), None),
+            ThreadTarget::Reply { ticket: 9 }
+        );
+        assert_eq!(
+            checked_target(&marker, &found(7, 3, None), Some(b"3")),
+            ThreadTarget::Reply { ticket: 7 }
+        );
+        let by_name = checked_target(&marker, &found(7, 3, Some("Support")), Some(b"support"));
+        assert_eq!(by_name, ThreadTarget::Reply { ticket: 7 });
+        let other = checked_target(&marker, &found(7, 3, Some("Sales")), Some(b"support"));
+        assert_eq!(other, ThreadTarget::AsIs(AsIs::OutOfQueue));
+        assert_eq!(
+            checked_target(&marker, &found(7, 4, None), Some(b"3")),
+            ThreadTarget::AsIs(AsIs::OutOfQueue)
+        );
+        assert_eq!(
+            checked_target(&marker, &found(7, 3, None), Some(b"support")),
+            ThreadTarget::AsIs(AsIs::Unchecked)
+        );
+        assert_eq!(
+            checked_target(&marker, &TicketCheck::Missing, None),
+            ThreadTarget::AsIs(AsIs::Missing)
+        );
+        let unknown = checked_target(&marker, &TicketCheck::Unknown("403".into()), None);
+        assert_eq!(unknown, ThreadTarget::AsIs(AsIs::Unchecked));
+    }
+
+    #[test]
+    fn a_bounce_becomes_a_comment_and_a_subject_tag_asks_nothing() {
+        let bounce = ThreadDecision::Bounce {
+            ticket: 5,
+            failed_recipients: Vec::new(),
+            status: None,
+        };
+        assert_eq!(
+            checked_target(&bounce, &found(5, 1, None), None),
+            ThreadTarget::Comment { ticket: 5 }
+        );
+        assert_eq!(unchecked_target(&bounce), Err(5));
+        assert_eq!(
+            unchecked_target(&ThreadDecision::BySubject { ticket: 5 }),
+            Ok(ThreadTarget::AsIs(AsIs::Subject))
+        );
+        assert_eq!(
+            unchecked_target(&ThreadDecision::None),
+            Ok(ThreadTarget::AsIs(AsIs::NoMarker))
+        );
+    }
+
+    #[test]
+    fn the_target_changes_the_post_but_not_its_identity_and_reads_back_from_the_record() {
+        let route = GatewayRequest {
+            queue: Some(b"support".to_vec()),
+            action: Some(b"correspond".to_vec()),
+            ..GatewayRequest::default()
+        };
+        let fingerprint = route.fingerprint();
+        for target in [
+            ThreadTarget::Reply { ticket: 12 },
+            ThreadTarget::Comment { ticket: 12 },
+            ThreadTarget::AsIs(AsIs::NoMarker),
+            ThreadTarget::AsIs(AsIs::Subject),
+            ThreadTarget::AsIs(AsIs::MessageId),
+            ThreadTarget::AsIs(AsIs::Missing),
+            ThreadTarget::AsIs(AsIs::OutOfQueue),
+            ThreadTarget::AsIs(AsIs::Unchecked),
+        ] {
+            assert_eq!(ThreadTarget::from_text(&target.to_text()), Some(target), "{target:?}");
+            let mut posted = route.clone();
+            target.apply(&mut posted);
+            assert_eq!(posted.ticket, target.ticket().map(|t| t.to_string().into_bytes()));
+            // The delivery id is made from the route before threading: unchanged.
+            assert_eq!(route.fingerprint(), fingerprint);
+        }
+        let mut comment = route.clone();
+        ThreadTarget::Comment { ticket: 12 }.apply(&mut comment);
+        assert_eq!(comment.action.as_deref(), Some(&b"comment"[..]));
+        for bad in [
+            "",
+            "rt_marker",
+            "rt_marker:0",
+            "rt_marker:x",
+            "none:3",
+            "bounce:-1",
+            "other",
+        ] {
+            assert_eq!(ThreadTarget::from_text(bad), None, "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

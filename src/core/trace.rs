@@ -243,8 +243,13 @@ pub fn route_lines(ses_id: &str, record: &RouteRecord, now_ms: u64) -> String {
             .next
             .replace("--message-id ID", &shell::option("--message-id", ses_id)),
     };
+    // The threading target the first post was made with (issue 22), when RT was asked.
+    let thread = match &record.thread {
+        Some(thread) => format!("    thread: {thread}\n"),
+        None => String::new(),
+    };
     format!(
-        "  route {route} ({recipients}): {state}: {detail}\n    next: {next}\n",
+        "  route {route} ({recipients}): {state}: {detail}\n{thread}    next: {next}\n",
         route = if record.route.is_empty() { "?" } else { &record.route },
         state = view.state,
         detail = view.detail,
@@ -406,6 +411,15 @@ mod tests {
         let view = describe(&r, 0);
         assert!(view.done);
         assert_eq!(view.detail, "ticket 42, transaction 420");
+    }
+
+    #[test]
+    fn a_threaded_route_says_how_its_ticket_was_chosen() {
+        let mut r = record(RouteState::Delivered);
+        assert!(!route_lines("ses-1", &r, 0).contains("thread:"));
+        r.thread = Some("bounce:42".into());
+        let text = route_lines("ses-1", &r, 0);
+        assert!(text.contains("\n    thread: bounce:42\n    next: "), "{text}");
     }
 
     #[test]

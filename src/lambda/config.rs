@@ -20,6 +20,8 @@
 //! | `RT_ALLOW_HTTP` | allow plain `http://` to a host other than this machine | `false` |
 //! | `ROUTE_CONCURRENCY` | how many routes of one mail are posted at once (1: one after another) | 4 |
 //! | `RT_API_URL` | where RT's REST 2 API answers lookups (when not at `RT_URL`) | `RT_URL` |
+//! | `RT_ORGANIZATION` | RT's `$Organization`: replies thread by RT's markers, bounces of RT's mail become comments ([`crate::core::threading`]); empty: threading off | empty |
+//! | `RT_NAME` | RT's `$rtname` (its subject tag), read with `RT_ORGANIZATION` | empty |
 //! | `RT_REDIRECT_HOSTS` | comma-separated hosts a redirect may lead to (never with credentials) | none |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
@@ -42,6 +44,7 @@ use std::time::Duration;
 use crate::core::credentials::Credentials;
 use crate::core::outcome::{SpamPolicy, VerdictPolicy};
 use crate::core::route::{RouteError, RoutingTable};
+use crate::core::threading::RtIdentity;
 use crate::core::url_policy::{check_rt_url, runs_in_lambda, OtherHosts, UrlRefused, UrlRules};
 use crate::rt::http::{GatewayConfigError, HttpGatewayConfig, TlsPolicy};
 use crate::spool::LineEndings;
@@ -184,6 +187,9 @@ pub struct LambdaConfig {
     /// How long RT may still be storing a post after its last sign (`RT_SETTLE_SECONDS`);
     /// `None`: `RT_TIMEOUT`, which the rule in docs/operate.md (Timeouts) makes 3 × RT's slowest answer.
     pub rt_settle: Option<Duration>,
+    /// The function's own RT as its mail names it (`RT_ORGANIZATION`, `RT_NAME`): with an
+    /// empty organization, no threading (issue 22).
+    pub rt_identity: RtIdentity,
 }
 
 /// The routing table object's text, as read from S3, with where it was read.
@@ -385,7 +391,13 @@ impl LambdaConfig {
             "post" => UnaskablePolicy::Post,
             _ => UnaskablePolicy::Retry,
         };
+        let rt_identity = RtIdentity {
+            organization: get("RT_ORGANIZATION").unwrap_or_default(),
+            rtname: get("RT_NAME").unwrap_or_default(),
+            queue_tags: Vec::new(),
+        };
         Ok(Self {
+            rt_identity,
             rt_settle,
             mail_domains,
             routes_object_key,

@@ -44,6 +44,10 @@ use crate::core::outcome::{decide, Case, Decision, GiveUpClass, Notice, Screenin
 use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
 use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
+use crate::core::threading::{
+    checked_target, decide_mail, queue_named_by_name, unchecked_target, AsIs, ThreadTarget, TicketCheck,
+    MAX_BOUNCE_SCAN,
+};
 use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
 use crate::lambda::invocation::{epoch_ms, within, HandlerError, Mode, Stop, StoredMail, Summary};
 use crate::lambda::metrics::{self, Avoided};
@@ -365,6 +369,16 @@ where
             return Ok(self.settle(mail, &delivery, &held, Case::MailTooLarge, None).await);
         }
 
+        // 3b. thread (issue 22): decided once, kept in the record before any post, so a
+        // retry posts (and asks RT about) the same post.
+        let thread = match self.thread(mail, &mut delivery, &held, spool, ask_rt_first).await {
+            Ok(thread) => thread.map(|t| t.label()),
+            Err(why) => {
+                self.leave(mail, &held, untouched).await;
+                return Ok(self.retry(ses_id, route, why));
+            }
+        };
+
         // 4. ask RT first, while RT may still be storing an earlier attempt
         if ask_rt_first {
             let confirmed = renewing(
@@ -402,7 +416,7 @@ where
             }
         };
         held.note(|r| r.posts += 1).await;
-        let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id)).await;
+        let (mut case, answer) = renewing(&held, ses_id, self.post(mail, &delivery, spool, &id, thread)).await;
         drop(posting);
         let mut found = None;
 
@@ -451,6 +465,79 @@ where
         Ok(self.settle(mail, &delivery, &held, case, found).await)
     }
 
+    /// Step 3b: threading by RT's markers (issue 22), for a route to the function's own
+    /// RT once `RT_ORGANIZATION` is set (`Ok(None)`: off, the post unchanged), and never
+    /// over a ticket the route or its sub-address names. The target an earlier attempt
+    /// kept in the record is reused as it is (even with threading off since); otherwise the mail's start (from the spool,
+    /// no second read of the store) decides, and a ticket it names is checked with RT
+    /// (one REST 2 request; two when the route names its queue by name) and the target
+    /// written to the record before the post. `Err`: left for the retry (the record
+    /// could not keep it).
+    async fn thread(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &mut PlannedDelivery,
+        held: &HeldRecord<'_, R>,
+        spool: &Spool,
+        ask_rt_first: bool,
+    ) -> Result<Option<ThreadTarget>, String> {
+        let rt = &self.config.rt_identity;
+        let stored = held.record().await.thread;
+        let stored = stored.as_deref().and_then(ThreadTarget::from_text);
+        let request = &delivery.route.request;
+        // A kept target stands even if threading was turned off since: the retry must
+        // make (and ask RT about) the post the first attempt made.
+        let off = rt.organization.is_empty() || request.rt.is_some() || request.ticket.is_some();
+        if off && stored.is_none() {
+            return Ok(None);
+        }
+        let (message_id, route) = (mail.ses_id(), delivery.route.entry.as_str());
+        let target = match stored {
+            Some(target) => target,
+            None => {
+                let head = spool
+                    .head(MAX_BOUNCE_SCAN)
+                    .await
+                    .map_err(|e| format!("the spooled mail can't be read: {e}"))?;
+                let decision = decide_mail(&head, rt);
+                match unchecked_target(&decision) {
+                    Ok(target) => target,
+                    // An attempt that may have reached RT kept no target: it posted
+                    // without threading (a target is always kept before a post).
+                    Err(_) if ask_rt_first => ThreadTarget::AsIs(AsIs::Unchecked),
+                    Err(ticket) => {
+                        let named = queue_named_by_name(request.queue.as_deref());
+                        let check = renewing(
+                            held,
+                            message_id,
+                            within(mail.time_left(), self.lookup.check_ticket(request, ticket, named)),
+                        )
+                        .await
+                        .unwrap_or_else(|Stop(why)| TicketCheck::Unknown(why));
+                        let target = checked_target(&decision, &check, request.queue.as_deref());
+                        if let TicketCheck::Unknown(why) = &check {
+                            tracing::warn!(
+                                message_id,
+                                route,
+                                ticket,
+                                error = why.as_str(),
+                                "threading: RT could not say whether the ticket exists; posted as without threading"
+                            );
+                        }
+                        match held.write(|r| r.thread = Some(target.to_text())).await {
+                            Ok(Written::Yes) => target,
+                            Ok(refused) => return Err(format!("threading target not kept: {}", refused.cause())),
+                            Err(error) => return Err(format!("threading target not kept: {error}")),
+                        }
+                    }
+                }
+            }
+        };
+        target.apply(&mut delivery.route.request);
+        metrics::threaded(route, target.label());
+        Ok(Some(target))
+    }
+
     /// The record a first delivery creates.
     fn fresh_record(
         &self,
@@ -480,6 +567,7 @@ where
                 Screening::Post(tag) if tag.is_empty() => Screened::Passed,
                 Screening::Post(tag) => Screened::Tagged(String::from_utf8_lossy(tag).into_owned()),
             },
+            thread: None,
             updated_ms: now,
         }
     }
@@ -729,6 +817,7 @@ where
         delivery: &PlannedDelivery,
         spool: &Spool,
         id: &DeliveryId,
+        thread: Option<&'static str>,
     ) -> (Case, Option<u64>) {
         let message_id = mail.ses_id();
         let started = Instant::now();
@@ -774,6 +863,7 @@ where
                     queue,
                     action,
                     ticket,
+                    thread,
                     delivery_id,
                     outcome,
                     rt,
@@ -1003,6 +1093,7 @@ fn reason(case: Case, route: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::request::GatewayRequest;
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -1122,6 +1213,174 @@ mod tests {
         let written = held.write(|r| r.state = RouteState::Delivered).await.unwrap();
         assert_eq!(written, Written::Vanished);
         assert!(!written.cause().contains("another invocation"));
+    }
+
+    /// The adapters the threading step uses: RT's REST 2 answers for a ticket, scripted,
+    /// and how often it was asked. The store and the gateway are never reached.
+    #[derive(Default)]
+    struct ThreadingRt {
+        answers: Mutex<Vec<TicketCheck>>,
+        asked: Mutex<Vec<u64>>,
+    }
+
+    impl MailStore for ThreadingRt {
+        async fn fetch(&self, key: &str, _: crate::spool::LineEndings) -> Result<Spool, StoreError> {
+            Err(StoreError::Missing {
+                bucket: "b".into(),
+                key: key.into(),
+            })
+        }
+    }
+
+    impl MailGateway for ThreadingRt {
+        async fn post(&self, _: &GatewayRequest, _: &Spool) -> Result<RtAnswer, TransportFailure> {
+            Err(TransportFailure::Timeout("not posted in this test".into()))
+        }
+    }
+
+    impl DeliveryLookup for ThreadingRt {
+        async fn find(&self, _: &DeliveryId, _: &GatewayRequest) -> Result<Lookup, crate::rt::lookup::LookupError> {
+            Ok(Lookup::NotFound)
+        }
+        async fn check_ticket(&self, _: &GatewayRequest, ticket: u64, _: bool) -> TicketCheck {
+            self.asked.lock().unwrap().push(ticket);
+            self.answers.lock().unwrap().remove(0)
+        }
+    }
+
+    fn threading_config(organization: &str) -> LambdaConfig {
+        let vars: HashMap<&str, &str> = [
+            ("RT_URL", "https://rt.example.test"),
+            ("MAIL_BUCKET", "mail"),
+            ("ROUTES", "support@example.test: --queue General"),
+            ("RT_ORGANIZATION", organization),
+            ("RT_NAME", "example.test"),
+        ]
+        .into();
+        LambdaConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap()
+    }
+
+    fn planned(queue: &str) -> PlannedDelivery {
+        PlannedDelivery {
+            route: crate::core::route::Route {
+                entry: "support@example.test".into(),
+                request: GatewayRequest {
+                    queue: Some(queue.as_bytes().to_vec()),
+                    ..GatewayRequest::default()
+                },
+                named_by_address: false,
+            },
+            recipients: vec!["support@example.test".into()],
+            refused: None,
+        }
+    }
+
+    const REPLY: &[u8] = b"From: customer@example.net\nSubject: Re: my printer\n\
+        In-Reply-To: <rt-5.0.5-1-2-3.7-1-1@rt.example.test>\n\
+        References: <RT-Ticket-7@rt.example.test> <rt-5.0.5-1-2-3.7-1-1@rt.example.test>\n\nthanks\n";
+
+    #[tokio::test]
+    async fn a_retry_posts_to_the_ticket_the_first_attempt_decided_whatever_rt_says_now() {
+        let config = threading_config("rt.example.test");
+        let rt = ThreadingRt::default();
+        // Ticket 7 was merged into 9 (RT answers with 9), in queue General; later gone.
+        rt.answers.lock().unwrap().extend([
+            TicketCheck::Found {
+                ticket: 9,
+                queue_id: 1,
+                queue_name: Some("General".into()),
+            },
+            TicketCheck::Missing,
+        ]);
+        let records = SlowAnswers::default();
+        let deliverer = RouteDeliverer {
+            config: &config,
+            store: &rt,
+            records: &records,
+            gateway: &rt,
+            lookup: &rt,
+        };
+        let info = crate::lambda::events::MailInfo {
+            ses_id: "m1".into(),
+            ..Default::default()
+        };
+        let mail = StoredMail::new(&info, None);
+        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+            .await
+            .unwrap();
+        let route = planned("General");
+        let fingerprint = route.route.request.fingerprint();
+        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+
+        let mut first = route.clone();
+        let target = deliverer.thread(&mail, &mut first, &held, &spool, false).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
+        assert_eq!(first.route.request.ticket.as_deref(), Some(&b"9"[..]));
+        assert_eq!(
+            records.stored("m1/f").thread.as_deref(),
+            Some("rt_marker:9"),
+            "kept before the post"
+        );
+
+        // The retry (RT may hold the first post) reads the record: same post, RT not asked.
+        let mut retry = route.clone();
+        let target = deliverer.thread(&mail, &mut retry, &held, &spool, true).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
+        assert_eq!(retry.route.request, first.route.request);
+        assert_eq!(
+            *rt.asked.lock().unwrap(),
+            vec![7],
+            "one REST 2 question, by the first attempt"
+        );
+        // The record's key and the delivery id come from the route before threading.
+        assert_eq!(route.route.request.fingerprint(), fingerprint);
+
+        // Threading turned off before the retry: the kept target still stands.
+        let off = threading_config("");
+        let deliverer = RouteDeliverer {
+            config: &off,
+            ..deliverer
+        };
+        let mut after = route.clone();
+        let target = deliverer.thread(&mail, &mut after, &held, &spool, true).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
+        assert_eq!(after.route.request, first.route.request);
+    }
+
+    #[tokio::test]
+    async fn without_an_organization_or_with_an_earlier_unthreaded_post_nothing_changes() {
+        let rt = ThreadingRt::default();
+        let records = SlowAnswers::default();
+        let info = crate::lambda::events::MailInfo::default();
+        let mail = StoredMail::new(&info, None);
+        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+            .await
+            .unwrap();
+        for (organization, ask_rt_first, expected) in [
+            ("", false, None),
+            // A post that may have reached RT kept no target: it went unthreaded.
+            ("rt.example.test", true, Some(ThreadTarget::AsIs(AsIs::Unchecked))),
+            // Another RT's Organization: no marker of ours, only Message-IDs (not looked up).
+            ("rt.elsewhere.test", false, Some(ThreadTarget::AsIs(AsIs::MessageId))),
+        ] {
+            let config = threading_config(organization);
+            let deliverer = RouteDeliverer {
+                config: &config,
+                store: &rt,
+                records: &records,
+                gateway: &rt,
+                lookup: &rt,
+            };
+            let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+            let mut delivery = planned("General");
+            let target = deliverer
+                .thread(&mail, &mut delivery, &held, &spool, ask_rt_first)
+                .await;
+            assert_eq!(target.unwrap(), expected, "{organization}");
+            assert_eq!(delivery.route.request, planned("General").route.request);
+            assert_eq!(records.stored("m1/f").thread, None);
+        }
+        assert!(rt.asked.lock().unwrap().is_empty(), "RT never asked");
     }
 
     #[test]

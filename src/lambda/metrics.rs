@@ -130,6 +130,14 @@ pub fn posted(route: &str, took: Duration, bytes: u64) {
     metrics::counter!("Bytes", "Route" => route.to_string()).increment(bytes);
 }
 
+/// A route's threading decision (issue 22), by its label
+/// ([`crate::core::threading::ThreadTarget::label`]): `By` = `rt_marker`, `bounce`,
+/// `subject`, `none`, `refused_missing`... Only where threading is on (`RT_ORGANIZATION`).
+pub fn threaded(route: &str, by: &'static str) {
+    metrics::counter!("Threaded", "By" => by).increment(1);
+    metrics::counter!("Threaded", "By" => by, "Route" => route.to_string()).increment(1);
+}
+
 /// One read of a mail from S3.
 pub fn mail_read(took: Duration) {
     metrics::histogram!("S3ReadTime").record(took.as_secs_f64() * 1000.0);

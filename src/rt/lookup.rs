@@ -51,6 +51,7 @@ use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswer
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
+use crate::core::threading::TicketCheck;
 use crate::rt::queues::{QueueCache, QueueKnown};
 
 /// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
@@ -95,6 +96,20 @@ pub trait DeliveryLookup {
     fn queue_known(&self, request: &GatewayRequest) -> impl Future<Output = QueueKnown> + Send {
         let _ = request;
         std::future::ready(QueueKnown::Unknown("RT is not asked about queues".into()))
+    }
+
+    /// What RT says of ticket `ticket` on the RT `request` posts to, for threading
+    /// (issue 22): `GET /ticket/N` (RT answers for a merged ticket with the one it went
+    /// into), and `GET /queue/N` for the queue's name when `queue_name`. Not asked by
+    /// default: [`TicketCheck::Unknown`], and the mail is posted as without threading.
+    fn check_ticket(
+        &self,
+        request: &GatewayRequest,
+        ticket: u64,
+        queue_name: bool,
+    ) -> impl Future<Output = TicketCheck> + Send {
+        let _ = (request, ticket, queue_name);
+        std::future::ready(TicketCheck::Unknown("RT is not asked about tickets".into()))
     }
 }
 
@@ -402,6 +417,41 @@ impl Rest2Lookup {
         }
     }
 
+    /// [`DeliveryLookup::check_ticket`] for this RT, within the lookup's timeout.
+    pub async fn check_ticket(&self, ticket: u64, queue_name: bool) -> TicketCheck {
+        let ask = async {
+            let id = ticket.to_string();
+            let json: TicketStatusJson = match self.get(&["ticket", &id], &format!("ticket {id}")).await {
+                Ok(json) => json,
+                Err(LookupError::Status { status: 404, .. }) => return TicketCheck::Missing,
+                Err(other) => return TicketCheck::Unknown(other.to_string()),
+            };
+            if json.status.eq_ignore_ascii_case("deleted") {
+                return TicketCheck::Missing;
+            }
+            let queue_name = if queue_name {
+                let queue = json.queue.id.to_string();
+                match self
+                    .get::<QueueJson>(&["queue", &queue], &format!("queue {queue}"))
+                    .await
+                {
+                    Ok(queue) => Some(queue.name),
+                    Err(other) => return TicketCheck::Unknown(other.to_string()),
+                }
+            } else {
+                None
+            };
+            TicketCheck::Found {
+                ticket: json.id,
+                queue_id: json.queue.id,
+                queue_name,
+            }
+        };
+        tokio::time::timeout(self.timeout, ask)
+            .await
+            .unwrap_or_else(|_| TicketCheck::Unknown(LookupError::Timeout(self.timeout).to_string()))
+    }
+
     fn not_available(&self, answer: String) -> LookupError {
         LookupError::NotAvailable {
             url: self.base.to_string(),
@@ -516,6 +566,17 @@ struct TicketJson {
     id: u64,
     #[serde(rename = "Queue")]
     queue: LinkJson,
+}
+
+/// A ticket as threading reads it: its id (after a merge), queue and status.
+#[derive(Deserialize)]
+struct TicketStatusJson {
+    #[serde(deserialize_with = "id")]
+    id: u64,
+    #[serde(rename = "Queue")]
+    queue: LinkJson,
+    #[serde(rename = "Status", default)]
+    status: String,
 }
 
 #[derive(Deserialize)]
@@ -752,5 +813,12 @@ impl DeliveryLookup for Lookups {
             return QueueKnown::Unknown("no RT login for this RT, or no queue named".into());
         };
         self.queues.check(lookup, request.rt.as_ref(), queue).await
+    }
+
+    async fn check_ticket(&self, request: &GatewayRequest, ticket: u64, queue_name: bool) -> TicketCheck {
+        match self.of(request) {
+            Some(lookup) => lookup.check_ticket(ticket, queue_name).await,
+            None => TicketCheck::Unknown("no RT login for this RT".into()),
+        }
     }
 }
