@@ -99,4 +99,3 @@ fn a_route_whose_holder_died_mid_post_is_taken_over_by_the_retry_and_not_posted_
     assert_eq!(settled["state"], "delivered", "{settled}");
     assert_eq!(proxy.requests().len(), 1, "the retry posted nothing");
 }
-
