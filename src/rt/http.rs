@@ -501,7 +501,11 @@ pub fn lwp_status_line(failure: &TransportFailure) -> String {
             None => format!("500 {failure}"),
         },
         TransportFailure::Timeout(_) => "500 read timeout".to_string(),
-        TransportFailure::Broken(text) if text.contains("connection closed before message completed") => {
+        // The server closed the connection: seen on the answer, or (a race with the
+        // upload) as a broken pipe while the mail was still going out.
+        TransportFailure::Broken(text)
+            if text.contains("connection closed before message completed") || text.contains("Broken pipe") =>
+        {
             "500 Server closed connection without sending any data back".to_string()
         }
         TransportFailure::Broken(text) if text.contains("Connection reset by peer") => {
@@ -609,6 +613,12 @@ mod tests {
             (
                 TransportFailure::Broken(
                     "client error (SendRequest): connection closed before message completed".into(),
+                ),
+                "500 Server closed connection without sending any data back",
+            ),
+            (
+                TransportFailure::Broken(
+                    "client error (SendRequest): error writing a body to connection: Broken pipe (os error 32)".into(),
                 ),
                 "500 Server closed connection without sending any data back",
             ),
