@@ -44,22 +44,6 @@ fn stack_at(door: Door) -> LambdaStack {
     stack
 }
 
-/// The sums of a metric without dimensions (what the alarms read), one per invocation.
-fn totals(stack: &LambdaStack, metric: &str) -> Vec<u64> {
-    stack
-        .function_log()
-        .iter()
-        .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
-        .filter(|l| {
-            l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
-                .as_array()
-                .is_some_and(|d| d.is_empty())
-        })
-        .filter_map(|l| l[metric].as_u64())
-        .filter(|&n| n > 0)
-        .collect()
-}
-
 /// The cold start's line about RT's REST 2 (logged in the background: waited for).
 fn cold_start_line(stack: &LambdaStack) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -155,8 +139,8 @@ fn addresses_choose_queues_through_the_readme_door(db: Db) {
     assert_eq!(door.posts(), 3, "no upload to a queue RT doesn't have");
     assert!(rt.tickets_with_subject(&subject).is_empty());
     assert_eq!(refused(&stack, "UnknownQueue"), 3);
-    assert_eq!(totals(&stack, "GivenUp"), [3], "GivenUpAlarm sees them");
-    assert_eq!(totals(&stack, "AddressMisses"), Vec::<u64>::new());
+    assert_eq!(stack.metric_totals("GivenUp"), [3], "GivenUpAlarm sees them");
+    assert_eq!(stack.metric_totals("AddressMisses"), Vec::<u64>::new());
 }
 
 #[test]
@@ -198,7 +182,7 @@ fn a_door_that_cant_tell_still_posts(door: Door, cold_start_says: &str) {
     assert_eq!(queues, ["bugs", "support"]);
     assert_eq!(stack.door().unwrap().posts(), 3, "every route was posted");
     assert_eq!(refused(&stack, "UnknownQueue"), 0);
-    assert_eq!(totals(&stack, "AddressMisses"), [1]);
+    assert_eq!(stack.metric_totals("AddressMisses"), [1]);
 }
 
 #[test]

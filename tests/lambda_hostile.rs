@@ -92,20 +92,8 @@ fn a_mail_to_fifty_made_up_queues_makes_no_upload_to_them() {
     assert_eq!((cases("UnknownQueue"), cases("TooManyRoutes")), (9, 41));
     // RT's own word on the nine makes them given up (GivenUpAlarm: a person may want
     // the queue); the forty-one beyond the cap are address misses.
-    let totals = |metric: &str| -> Vec<u64> {
-        log.iter()
-            .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
-            .filter(|l| {
-                l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
-                    .as_array()
-                    .is_some_and(|d| d.is_empty())
-            })
-            .filter_map(|l| l[metric].as_u64())
-            .filter(|&n| n > 0)
-            .collect()
-    };
-    assert_eq!(totals("AddressMisses"), [41]);
-    assert_eq!(totals("GivenUp"), [9]);
+    assert_eq!(stack.metric_totals("AddressMisses"), [41]);
+    assert_eq!(stack.metric_totals("GivenUp"), [9]);
     // The queue check went through the same door, as the lookup user.
     let asked = proxy
         .requests()

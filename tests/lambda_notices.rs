@@ -378,19 +378,7 @@ fn a_virus_wave_never_uses_up_the_digest_about_a_mail_rt_cannot_take() {
     );
 
     // Counted apart: twelve PolicyDropped, one GivenUp (what the alarm sums).
-    let plain = |metric: &str| -> u64 {
-        stack
-            .function_log()
-            .iter()
-            .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
-            .filter(|l| {
-                l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
-                    .as_array()
-                    .is_some_and(|d| d.is_empty())
-            })
-            .filter_map(|l| l[metric].as_u64())
-            .sum()
-    };
+    let plain = |metric: &str| -> u64 { stack.metric_totals(metric).iter().sum() };
     assert_eq!(plain("PolicyDropped"), 12);
     assert_eq!(plain("GivenUp"), 1, "only the mail a person must act on");
 }

@@ -539,6 +539,22 @@ impl LambdaStack {
         }
     }
 
+    /// A metric without dimensions (what the alarms read) in the function's log: its
+    /// value in each invocation that counted any.
+    pub fn metric_totals(&self, metric: &str) -> Vec<u64> {
+        self.function_log()
+            .iter()
+            .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RtMailgate")
+            .filter(|l| {
+                l["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                    .as_array()
+                    .is_some_and(|d| d.is_empty())
+            })
+            .filter_map(|l| l[metric].as_u64())
+            .filter(|&n| n > 0)
+            .collect()
+    }
+
     /// The function's log lines so far (JSON, one per line), of every function process.
     pub fn function_log(&self) -> Vec<serde_json::Value> {
         (0..self.functions)
