@@ -402,11 +402,7 @@ struct Proxy {
 
 impl Proxy {
     fn start(extras: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         // Directly under /tmp: run as root, the script hands the folder to `nobody`.
         let state = std::env::temp_dir().join(unique("rt-mailgate-lookup-proxy"));
         let out = Command::new("timeout")

@@ -268,7 +268,7 @@ impl SamStack {
 
     /// `sam local start-lambda` on a free loopback port, answering once ready.
     fn start_lambda(&self) -> StartLambda {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = support::free_port();
         let log = self.dir.path().join("start-lambda.log");
         let mut sam = self.sam("start-lambda");
         sam.args(["--host", "127.0.0.1", "--port", &port.to_string()])

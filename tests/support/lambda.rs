@@ -9,7 +9,7 @@
 //! secret in Secrets Manager holding the door's header and the README's lookup user's
 //! RT auth token (never RT's superuser).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,10 +29,7 @@ pub const ROUTES: &str = "bugs@example.test: --queue bugs --action correspond --
      bugs-comment@example.test: --queue bugs --action comment --extension ticket; \
      support@example.test: --queue support --action correspond";
 
-/// A port nobody listens on now, for a server of the test's own.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use super::free_port;
 
 /// Waits (up to a minute) until something listens on `addr`; fails the test with the
 /// server's log if it exits first or never listens.

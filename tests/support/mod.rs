@@ -27,6 +27,34 @@ pub fn unique(label: &str) -> String {
     format!("{label}-{nanos:x}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A port nobody listens on now, for a server the test starts itself (which binds it
+/// after this returns). With `RT_TEST_PORT_RANGE=LOW-HIGH` (scripts/test gives each of its
+/// lanes its own range, below the kernel's ephemeral ports) the port comes from that
+/// range, so a test in the other lane can't be handed the same port in the moment
+/// between this check and the server's bind; else any port the kernel picks.
+pub fn free_port() -> u16 {
+    use std::net::TcpListener;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let range = std::env::var("RT_TEST_PORT_RANGE").ok().and_then(|r| {
+        let (low, high) = r.split_once('-')?;
+        Some((low.parse::<u16>().ok()?, high.parse::<u16>().ok()?))
+    });
+    let Some((low, high)) = range.filter(|(low, high)| low < high) else {
+        return TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    };
+    // Each test binary of a lane starts elsewhere in the range (they run one after
+    // another, but a server of the last one may still be going away).
+    let span = u64::from(high - low);
+    let start = u64::from(std::process::id()) * 97;
+    for _ in 0..span {
+        let port = low + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in RT_TEST_PORT_RANGE {low}-{high}");
+}
+
 /// Runs a client with `args`, `$EXTENSION` (if any) and `stdin`, and waits for it.
 pub fn run_client(program: &str, args: &[&str], extension: Option<&str>, stdin: &[u8]) -> Output {
     let args: Vec<OsString> = args.iter().map(OsString::from).collect();

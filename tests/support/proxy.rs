@@ -62,11 +62,7 @@ impl Proxy {
     /// As [`Self::start_with`], in front of the RT (or stand-in) at `upstream`
     /// (`http://HOST:PORT`).
     pub fn start_before(upstream: &str, server: Server, modes: &[&str], extras: &[&str], tls: bool) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         // Directly under /tmp: the script hands the folder to `nobody` when run as root,
         // who could not reach it inside a private temporary directory.
         let state = std::env::temp_dir().join(super::unique("rt-mailgate-proxytest"));
