@@ -28,12 +28,8 @@ const FUNCTION: &str = "_";
 /// The account: what the admin's shell has (credentials, region; moto as AWS).
 fn account(stack: &LambdaStack) -> Vec<(&'static str, String)> {
     let trace_dir = Path::new(support::lambda::TRACE).parent().unwrap();
-    vec![
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_DEFAULT_REGION", "us-east-1".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ENDPOINT_URL", stack.moto.clone()),
+    let mut account = stack.aws_account();
+    account.extend([
         ("HOME", std::env::var("HOME").unwrap_or_default()),
         (
             "PATH",
@@ -42,7 +38,8 @@ fn account(stack: &LambdaStack) -> Vec<(&'static str, String)> {
         // `aws lambda invoke` goes to the emulator running our function.
         ("SMOKE_INVOKE_ENDPOINT", stack.invoke_endpoint()),
         ("SMOKE_POLL_SECONDS", "1".into()),
-    ]
+    ]);
+    account
 }
 
 fn aws(stack: &LambdaStack, args: &[&str]) -> Output {
@@ -59,54 +56,7 @@ fn aws(stack: &LambdaStack, args: &[&str]) -> Output {
 /// The function as deployed: moto's Lambda holds its configuration (the environment the
 /// template sets), which the script and rt-mailgate-trace read with the aws CLI.
 fn deploy(stack: &LambdaStack) {
-    let variables: serde_json::Map<String, serde_json::Value> = stack
-        .function_env()
-        .iter()
-        .filter(|(k, _)| !k.starts_with("AWS_"))
-        .map(|(k, v)| (k.clone(), v.clone().into()))
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let zip = dir.path().join("f.zip");
-    let made = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,zipfile; zipfile.ZipFile(sys.argv[1],'w').writestr('bootstrap','x')",
-            zip.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", support::stderr(&made));
-    aws(
-        stack,
-        &[
-            "iam",
-            "create-role",
-            "--role-name",
-            "mailgate",
-            "--assume-role-policy-document",
-            "{}",
-        ],
-    );
-    let environment = json!({ "Variables": variables }).to_string();
-    aws(
-        stack,
-        &[
-            "lambda",
-            "create-function",
-            "--function-name",
-            FUNCTION,
-            "--runtime",
-            "provided.al2023",
-            "--handler",
-            "bootstrap",
-            "--role",
-            "arn:aws:iam::123456789012:role/mailgate",
-            "--zip-file",
-            &format!("fileb://{}", zip.display()),
-            "--environment",
-            &environment,
-        ],
-    );
+    stack.register_function(FUNCTION, &[]);
 }
 
 fn smoke_test(stack: &LambdaStack, args: &[&str]) -> Child {

@@ -179,78 +179,19 @@ fn the_tools_take_their_settings_from_the_deployed_function() {
     let stack = LambdaStack::start(&[("ROUTES", &broken_routes())]);
     let (id, _, _) = mail_with_a_broken_route(&stack);
     // The function as deployed (moto's Lambda): its environment with the route fixed.
-    let credentials = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", stack.moto.as_str()),
-    ];
+    let credentials = stack.aws_account();
     let run = |program: &str, args: &[&str]| {
         std::process::Command::new(program)
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .envs(credentials)
+            .envs(credentials.clone())
             .output()
             .unwrap_or_else(|e| panic!("{program} runs (the aws CLI: pip install awscli): {e}"))
     };
-    let mut variables: serde_json::Map<String, serde_json::Value> = stack
-        .function_env()
-        .iter()
-        .filter(|(k, _)| !k.starts_with("AWS_"))
-        .map(|(k, v)| (k.clone(), v.clone().into()))
-        .collect();
-    variables.insert(
-        "ROUTES".into(),
-        format!("{ROUTES}; sales@example.test: --queue support").into(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let zip = dir.path().join("f.zip");
-    let made = run(
-        "python3",
-        &[
-            "-c",
-            "import sys,zipfile; zipfile.ZipFile(sys.argv[1],'w').writestr('bootstrap','x')",
-            zip.to_str().unwrap(),
-        ],
-    );
-    assert!(made.status.success(), "{}", support::stderr(&made));
-    let role = run(
-        "aws",
-        &[
-            "iam",
-            "create-role",
-            "--role-name",
-            "mailgate",
-            "--assume-role-policy-document",
-            "{}",
-        ],
-    );
-    assert!(role.status.success(), "{}", support::stderr(&role));
-    let environment = json!({ "Variables": variables }).to_string();
-    let zip_arg = format!("fileb://{}", zip.display());
-    let created = run(
-        "aws",
-        &[
-            "lambda",
-            "create-function",
-            "--function-name",
-            "mailgate",
-            "--runtime",
-            "provided.al2023",
-            "--handler",
-            "bootstrap",
-            "--role",
-            "arn:aws:iam::123456789012:role/mailgate",
-            "--zip-file",
-            &zip_arg,
-            "--environment",
-            &environment,
-        ],
-    );
-    assert!(created.status.success(), "{}", support::stderr(&created));
+    let routes = format!("{ROUTES}; sales@example.test: --queue support");
+    stack.register_function("mailgate", &[("ROUTES", &routes)]);
 
     // Nothing set locally but the credentials: the settings come from the function.
     let out = run(TRACE, &["--function-name", "mailgate", "--message-id", &id]);

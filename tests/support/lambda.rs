@@ -536,6 +536,81 @@ impl LambdaStack {
         }
     }
 
+    /// The aws CLI's account in moto: test credentials, the region, moto's endpoint.
+    pub fn aws_account(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.moto.clone()),
+        ]
+    }
+
+    /// The function as a deploy leaves it, in moto's Lambda under `name`: its
+    /// configuration holds the function's environment (without Lambda's own `AWS_`
+    /// variables), with `changes` on top, which the operator tools and
+    /// `scripts/smoke-test` read with the aws CLI. Its code is a placeholder: invocations
+    /// go to the emulator.
+    pub fn register_function(&self, name: &str, changes: &[(&str, &str)]) {
+        let mut variables: serde_json::Map<String, serde_json::Value> = self
+            .function_env()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        for (k, v) in changes {
+            variables.insert((*k).into(), (*v).into());
+        }
+        let zip = self.dir.path().join(format!("{name}.zip"));
+        let made = Command::new("python3")
+            .args([
+                "-c",
+                "import sys,zipfile; zipfile.ZipFile(sys.argv[1],'w').writestr('bootstrap','x')",
+                zip.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", super::stderr(&made));
+        let aws = |args: &[&str]| {
+            let out = Command::new("aws")
+                .args(args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", std::env::var("HOME").unwrap_or_default())
+                .envs(self.aws_account())
+                .output()
+                .expect("the aws CLI runs (scripts/setup test)");
+            assert!(out.status.success(), "aws {args:?}: {}", super::stderr(&out));
+        };
+        let role = format!("{name}-role");
+        aws(&[
+            "iam",
+            "create-role",
+            "--role-name",
+            &role,
+            "--assume-role-policy-document",
+            "{}",
+        ]);
+        let environment = serde_json::json!({ "Variables": variables }).to_string();
+        aws(&[
+            "lambda",
+            "create-function",
+            "--function-name",
+            name,
+            "--runtime",
+            "provided.al2023",
+            "--handler",
+            "bootstrap",
+            "--role",
+            &format!("arn:aws:iam::123456789012:role/{role}"),
+            "--zip-file",
+            &format!("fileb://{}", zip.display()),
+            "--environment",
+            &environment,
+        ]);
+    }
+
     /// A metric without dimensions (what the alarms read) in the function's log: its
     /// value in each invocation that counted any.
     pub fn metric_totals(&self, metric: &str) -> Vec<u64> {
