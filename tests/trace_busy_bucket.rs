@@ -75,7 +75,14 @@ fn route_record(sender: &str, at_ms: u64) -> String {
 /// them: a route record each, and their index entries.
 fn write_other_mails(path: &std::path::Path, now_ms: u64) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut put = |key: String, body: &str| writeln!(out, "{key}\t{body}").unwrap();
+    // One mail: its route record and its index entries.
+    let mut put = |mail: &IndexedMail| {
+        let record = route_record(&mail.sender, mail.received_ms);
+        writeln!(out, "{}/fp\t{record}", mail.ses_id).unwrap();
+        for key in mail.entry_keys() {
+            writeln!(out, "{key}\t{}", mail.to_text()).unwrap();
+        }
+    };
     for n in 0..OTHER_MAILS {
         let mail = IndexedMail {
             ses_id: format!("0000other{n:06}"),
@@ -85,13 +92,7 @@ fn write_other_mails(path: &std::path::Path, now_ms: u64) {
             recipients: vec!["support@example.test".into()],
             ..IndexedMail::default()
         };
-        put(
-            format!("{}/fp", mail.ses_id),
-            &route_record(&mail.sender, mail.received_ms),
-        );
-        for key in mail.entry_keys() {
-            put(key, &mail.to_text());
-        }
+        put(&mail);
     }
     for n in 0..BUSY_MAILS {
         let mail = IndexedMail {
@@ -102,13 +103,7 @@ fn write_other_mails(path: &std::path::Path, now_ms: u64) {
             recipients: vec!["support@example.test".into()],
             ..IndexedMail::default()
         };
-        put(
-            format!("{}/fp", mail.ses_id),
-            &route_record(&mail.sender, mail.received_ms),
-        );
-        for key in mail.entry_keys() {
-            put(key, &mail.to_text());
-        }
+        put(&mail);
     }
 }
 
