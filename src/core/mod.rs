@@ -22,6 +22,8 @@
 //! - [`threading`]: which ticket a mail belongs to by RT's own markers (subject tag,
 //!   `RT-Ticket-N@Organization`, RT's Message-IDs), Message-IDs to look up, and bounces of
 //!   RT's mail.
+//! - [`hold`]: why a route was held instead of posted (storm, loop, auto-reply), as
+//!   its record's reason says it.
 //! - [`machine_mail`]: auto-replies, out-of-office, bounces and bulk mail told apart, other
 //!   helpdesks' loop markers named, and the per-route policy for such mail.
 //! - [`redact`]: credentials in URLs shown as `***` in reports, errors and logs.
@@ -41,6 +43,7 @@ pub mod delivery_id;
 pub mod extension;
 pub mod getopt;
 pub mod headers;
+pub mod hold;
 pub mod line_endings;
 pub mod lookup;
 pub mod machine_mail;

@@ -144,6 +144,17 @@ pub fn describe(record: &RouteRecord, now_ms: u64) -> RouteView {
                 done: false,
             }
         }
+        RouteState::Held => RouteView {
+            state: record.state.word(),
+            detail: record
+                .reason
+                .clone()
+                .unwrap_or_else(|| "held (storm, loop or auto-reply)".into()),
+            next: "nothing, if it should not go in (it expires); else release it \
+                   (rt-mailgate-held release, or rt-mailgate-replay --release --message-id ID --recipient ADDRESS)"
+                .into(),
+            done: false,
+        },
         RouteState::Free => RouteView {
             state: record.state.word(),
             detail: if case.is_empty() {

@@ -623,6 +623,7 @@ where
             Mode::Normal => Replaying::No,
             Mode::Replay => Replaying::Yes,
             Mode::ReplayScreenedToo => Replaying::ScreenedToo,
+            Mode::Release => Replaying::Release,
         };
         match claim(&text, epoch_ms(), replaying, self.settle_time()) {
             Claim::Settled(state) => {

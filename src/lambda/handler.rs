@@ -948,6 +948,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn held_mail_is_posted_by_a_release_only_and_once() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        // As the hold step leaves it: never posted, held with its cause.
+        edit_record(&h, |r| {
+            r.state = RouteState::Held;
+            r.reason = Some("storm-sender: 16 mails in 10 min".into());
+            r.posts = 0;
+        });
+        h.gateway.posts.store(0, Ordering::Relaxed);
+        for mode in [Mode::Normal, Mode::Replay, Mode::ReplayScreenedToo] {
+            h.deliver_mail(&mail("m1", true), None, mode).await.unwrap();
+            assert_eq!(posts(&h), 0, "{mode:?} leaves held mail held");
+        }
+        let released = h.deliver_mail(&mail("m1", true), None, Mode::Release).await.unwrap();
+        assert_eq!((released.delivered, posts(&h)), (1, 1));
+        assert_eq!(route_records(&h)[0].1.state, RouteState::Delivered);
+        let again = h.deliver_mail(&mail("m1", true), None, Mode::Release).await.unwrap();
+        assert_eq!((again.already_delivered, posts(&h)), (1, 1), "released once");
+    }
+
+    #[tokio::test]
     async fn a_replay_keeps_the_first_deliverys_screening() {
         let h = handler(&[("VIRUS_POLICY", "drop")], Records::default(), Duration::ZERO);
         let mut virus = mail("m1", true);

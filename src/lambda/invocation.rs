@@ -108,6 +108,11 @@ pub enum Mode {
     /// As `Replay`, and also posts mails the first delivery dropped on SES's verdicts:
     /// only ever by the operator's explicit choice (`--post-screened-mail`).
     ReplayScreenedToo,
+    /// A release of held mail (`rt-mailgate-held release`, `rt-mailgate-replay
+    /// --release`): as `Replay` (the screening kept), and a route held for a storm, a
+    /// loop or an auto-reply is taken over and posted, past the hold checks. A route
+    /// that is not held (delivered, refused) is left as it is: posted exactly once.
+    Release,
 }
 
 impl Mode {
