@@ -631,7 +631,7 @@ fn explain_recipients_holds_each_list_to_what_a_parameter_takes() {
     // The table itself is far past what Routes takes: put it in the bucket.
     assert!(
         out.contains(
-            "as one Routes value; Routes takes at most 1200: put the table in the bucket instead \
+            "as one Routes value; Routes takes at most 1000: put the table in the bucket instead \
              (aws s3 cp routes.txt s3://BUCKET/config/routes.txt) and set RoutesObjectKey=config/routes.txt"
         ),
         "{out}"

@@ -191,7 +191,7 @@ const MAX_PARAMETER_BYTES: usize = 4096;
 const MAX_MAIL_DOMAINS_BYTES: usize = 256;
 
 /// template.yaml's `MaxLength` of `Routes`: what Lambda's 4 KB of environment leaves.
-const MAX_ROUTES_BYTES: usize = 1200;
+const MAX_ROUTES_BYTES: usize = 1000;
 
 /// The table as one `Routes` value (its entries joined by `; `), from `ROUTES` and
 /// `ROUTES_FILE` as given: comment and empty lines left out.

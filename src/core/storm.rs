@@ -130,8 +130,10 @@ pub struct BadSetting {
 impl HoldSettings {
     /// Reads the settings through `get` (trimmed, non-empty values).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
-        let number = |var: &'static str, default: u32, max: u32| -> Result<u32, BadSetting> {
-            match get(var) {
+        // Each variable is read as a `get` call on its name: tests/template_settings.rs
+        // finds the names so.
+        let number = |var: &'static str, value: Option<String>, default: u32, max: u32| -> Result<u32, BadSetting> {
+            match value {
                 None => Ok(default),
                 Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n <= max).ok_or(BadSetting {
                     var,
@@ -148,7 +150,12 @@ impl HoldSettings {
                     reason: e.to_string(),
                 })?,
         };
-        let window_minutes = number("STORM_WINDOW_MINUTES", DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES)?;
+        let window_minutes = number(
+            "STORM_WINDOW_MINUTES",
+            get("STORM_WINDOW_MINUTES"),
+            DEFAULT_WINDOW_MINUTES,
+            MAX_WINDOW_MINUTES,
+        )?;
         if window_minutes == 0 {
             return Err(BadSetting {
                 var: "STORM_WINDOW_MINUTES",
@@ -158,11 +165,16 @@ impl HoldSettings {
         Ok(Self {
             auto_policy,
             storm: StormBounds {
-                sender_max: number("STORM_SENDER_MAX", DEFAULT_SENDER_MAX, 1_000_000)?,
-                route_max: number("STORM_ROUTE_MAX", DEFAULT_ROUTE_MAX, 1_000_000)?,
+                sender_max: number(
+                    "STORM_SENDER_MAX",
+                    get("STORM_SENDER_MAX"),
+                    DEFAULT_SENDER_MAX,
+                    1_000_000,
+                )?,
+                route_max: number("STORM_ROUTE_MAX", get("STORM_ROUTE_MAX"), DEFAULT_ROUTE_MAX, 1_000_000)?,
                 window_minutes,
             },
-            loop_max: number("LOOP_HOLD_AFTER", DEFAULT_LOOP_MAX, 1000)?,
+            loop_max: number("LOOP_HOLD_AFTER", get("LOOP_HOLD_AFTER"), DEFAULT_LOOP_MAX, 1000)?,
             counter_table: get("STORM_TABLE")
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty()),
