@@ -333,6 +333,39 @@ impl LambdaStack {
         );
     }
 
+    /// Creates the storm counters' DynamoDB table in moto, as the template's
+    /// `StormCounterTable` is (key `pk`, on demand); the functions take it as
+    /// `STORM_TABLE`.
+    pub fn create_storm_table(&self, name: &str) {
+        self.dynamodb(
+            "CreateTable",
+            serde_json::json!({
+                "TableName": name,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            }),
+        );
+    }
+
+    /// DynamoDB's JSON API over HTTP (moto): the answer.
+    pub fn dynamodb(&self, action: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, text) = block_on(async {
+            let response = reqwest::Client::new()
+                .post(&self.moto)
+                .header("X-Amz-Target", format!("DynamoDB_20120810.{action}"))
+                .header("Content-Type", "application/x-amz-json-1.0")
+                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("moto answers");
+            (response.status(), response.text().await.unwrap())
+        });
+        assert!(status.is_success(), "DynamoDB {action}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or_default()
+    }
+
     /// Secrets Manager's JSON API over HTTP: `POST /` with the action in `X-Amz-Target`.
     fn secretsmanager(&self, action: &str, body: serde_json::Value) {
         let (status, text) = block_on(async {

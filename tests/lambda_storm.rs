@@ -1,0 +1,329 @@
+//! Storms, loops and auto-replies (issue 23) through the README's front door, against
+//! the real RT, with the storm counters in DynamoDB (moto over HTTP) as the template
+//! makes them:
+//!
+//! - a storm of 500 mails from one sender to one route: at most the bound become
+//!   tickets, the rest is held (one operator notice); then released, twice over and
+//!   concurrently: every one of the 500 is exactly once in RT;
+//! - an out-of-office reply to RT's own autoreply (captured from the test RT), on a
+//!   resolved ticket, under the default `comment`: a comment, the ticket still
+//!   resolved, no mail from RT to anyone;
+//! - a scripted helpdesk (Zendesk's marks, no RFC 3834 header) answering every mail RT
+//!   sends it: the loop stops at the bound, the operator is told once.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use support::lambda::{ses_event, Door, LambdaStack};
+use support::rt::{Db, Rt};
+use support::unique;
+
+/// What the capture script writes before each mail RT sends.
+const SEPARATOR: &str = "==== rt-test-server: outgoing mail ====\n";
+const OPERATOR: &str = "ops@example.test";
+const NOTICE_FROM: &str = "rt-mailgate@example.test";
+
+/// The mails RT has sent so far (the capture file of its state folder).
+fn outgoing(rt: &Rt) -> Vec<String> {
+    let file: PathBuf = rt.state().join("outgoing-mail");
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e} (the RT must keep its outgoing mail)", file.display()));
+    text.split(SEPARATOR)
+        .filter(|m| !m.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A header of a mail (the first of that name, unfolded).
+fn header(mail: &str, name: &str) -> Option<String> {
+    let head = mail.split("\n\n").next().unwrap_or_default();
+    let mut value: Option<String> = None;
+    for line in head.lines() {
+        match &mut value {
+            Some(v) if line.starts_with([' ', '\t']) => {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            Some(_) => break,
+            None => {
+                if let Some((n, v)) = line.split_once(':') {
+                    if n.eq_ignore_ascii_case(name) {
+                        value = Some(v.trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+    value
+}
+
+/// Sets a ticket's status as an RT user would (REST 1.0, as root).
+fn set_status(rt: &Rt, ticket: u64, status: &str) {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "30", "--data-urlencode"])
+        .arg(format!("content=Status: {status}"))
+        .arg(format!(
+            "{}/REST/1.0/ticket/{ticket}/edit?user=root&pass=password",
+            rt.url
+        ))
+        .output()
+        .expect("curl runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("updated"), "{said}");
+}
+
+/// A mail as SES stores it (CRLF).
+fn mail(from: &str, subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\nTo: support@example.test\nSubject: {subject}\nMessage-ID: <{}@sender.example>\n\
+         Date: Tue, 24 Nov 2026 10:00:00 +0000\n{extra_headers}\n{body}\n",
+        unique("m")
+    )
+    .replace('\n', "\r\n")
+    .into_bytes()
+}
+
+/// The SES event of a mail from `sender` to `recipient`.
+fn event(id: &str, sender: &str, recipient: &str) -> serde_json::Value {
+    let mut event = ses_event(id, &[recipient]);
+    event["Records"][0]["ses"]["mail"]["source"] = sender.into();
+    event
+}
+
+/// The records of held routes of the mails whose SES message id starts with `ids`:
+/// (SES message id, reason).
+fn held(stack: &LambdaStack, ids: &str) -> Vec<(String, String)> {
+    stack
+        .objects_under(&format!("delivery-records/{ids}"))
+        .into_iter()
+        .filter_map(|(key, bytes)| {
+            let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            (record["state"] == "held").then(|| {
+                let id = key.trim_start_matches("delivery-records/").split('/').next().unwrap();
+                (
+                    id.to_string(),
+                    record["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Runs `work` on every item from `threads` threads at once.
+fn in_parallel<T: Sync>(items: &[T], threads: usize, work: impl Fn(&T) + Sync) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                work(item);
+            });
+        }
+    });
+}
+
+/// A stack in front of `db`'s RT with the storm counters' table, `functions` function
+/// processes with `env`, and the operator's notices through SES (moto).
+fn stack(db: Db, functions: usize, env: &[(&str, &str)]) -> LambdaStack {
+    let mut stack = LambdaStack::without_function(functions);
+    stack.open_door(Door { db, ..Door::default() });
+    stack.create_storm_table("rt-mail-storms");
+    stack.verify_ses_identity(NOTICE_FROM);
+    let mut all = vec![
+        ("STORM_TABLE", "rt-mail-storms"),
+        ("OPERATOR_EMAIL", OPERATOR),
+        ("NOTICE_FROM", NOTICE_FROM),
+        ("RT_NAME", "example.test"),
+    ];
+    all.extend_from_slice(env);
+    stack.start_functions(&all, functions);
+    stack
+}
+
+/// The operator's notices SES was asked to send whose subject holds `text`.
+fn notices(stack: &LambdaStack, text: &str) -> usize {
+    stack
+        .sent_mail()
+        .iter()
+        .filter(|m| m.contains(&format!("To: <{OPERATOR}>")) && m.contains(text))
+        .count()
+}
+
+#[test]
+fn a_storm_of_500_is_held_beyond_the_bound_then_released_exactly_once_each() {
+    const STORM: usize = 500;
+    const BOUND: usize = 20;
+    let rt = Rt::of(Db::Sqlite);
+    // A day-long window, so the test's minutes fall in one window (or, across midnight
+    // UTC, two: then the bound applies in each).
+    let stack = stack(
+        Db::Sqlite,
+        4,
+        &[("STORM_SENDER_MAX", "20"), ("STORM_WINDOW_MINUTES", "1440")],
+    );
+    let started = Instant::now();
+    let day = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400;
+    let first_day = day(std::time::SystemTime::now());
+    let tag = unique("disk full on db");
+    let sender = format!("{}@monitoring.example", unique("alerts"));
+    let ids: Vec<String> = (0..STORM).map(|n| format!("{tag}-{n:03}")).collect();
+    in_parallel(&ids, 8, |id| {
+        let alert = mail(
+            &sender,
+            &format!("ALERT {id}"),
+            "Auto-Submitted: auto-generated\n",
+            "disk full",
+        );
+        stack.store_mail(id, &alert);
+    });
+    in_parallel(&ids, 8, |id| {
+        let answer = stack.invoke(&event(id, &sender, "support@example.test")).unwrap();
+        assert_eq!(
+            answer["delivered"].as_u64().unwrap_or(0) + answer["held"].as_u64().unwrap_or(0),
+            1,
+            "{answer}"
+        );
+    });
+    let windows = (day(std::time::SystemTime::now()) - first_day + 1) as usize;
+    let in_rt = rt.subjects_like(&format!("ALERT {tag}"));
+    assert!(
+        !in_rt.is_empty() && in_rt.len() <= BOUND * windows,
+        "{} tickets for a bound of {BOUND}",
+        in_rt.len()
+    );
+    let holds = held(&stack, &tag);
+    assert_eq!(holds.len() + in_rt.len(), STORM, "every mail is a ticket or held");
+    assert!(
+        holds.iter().all(|(_, reason)| reason.starts_with("storm-sender: ")),
+        "{holds:?}"
+    );
+    assert_eq!(
+        notices(&stack, "holding a storm from one sender"),
+        1,
+        "one notice per storm, not per mail"
+    );
+    let stormed = started.elapsed();
+
+    // Released: every held mail, and the first 50 of them twice, all at once.
+    let mut releases: Vec<&String> = holds.iter().map(|(id, _)| id).collect();
+    releases.extend(holds.iter().take(50).map(|(id, _)| id));
+    in_parallel(&releases, 8, |id| {
+        let request = serde_json::json!({"rt-mailgate": {"replay": {
+            "message_id": id, "recipients": ["support@example.test"], "sender": sender, "release": true,
+        }}});
+        stack.invoke(&request).unwrap();
+    });
+    // A release that lost the race to its twin left the route to it ("left for a
+    // retry"): nothing is held any more, and RT has each of the 500 once.
+    assert_eq!(held(&stack, &tag), [] as [(String, String); 0]);
+    let mut subjects: Vec<String> = rt
+        .subjects_like(&format!("ALERT {tag}"))
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    subjects.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("ALERT {id}")).collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "every mail exactly once in RT");
+    eprintln!(
+        "storm of {STORM}: {stormed:?} to hold; released in {:?}",
+        started.elapsed() - stormed
+    );
+}
+
+fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(db: Db) {
+    let rt = Rt::of(db);
+    let stack = stack(db, 1, &[]);
+    let customer = format!("{}@customer.example", unique("bob"));
+    let subject = unique("Printer jammed");
+    let sent_before = outgoing(&rt).len();
+    let id = unique("ses");
+    stack.store_mail(&id, &mail(&customer, &subject, "", "It jams."));
+    stack.invoke(&event(&id, &customer, "support@example.test")).unwrap();
+    let ticket = rt.only_ticket_with_subject(&subject);
+    let autoreply = outgoing(&rt)[sent_before..]
+        .iter()
+        .find(|m| header(m, "X-RT-Ticket").is_some_and(|t| t.ends_with(&format!("#{ticket}"))))
+        .unwrap_or_else(|| panic!("RT sent no autoreply for ticket {ticket}"))
+        .clone();
+    let rt_subject = header(&autoreply, "Subject").expect("RT's subject");
+    assert!(rt_subject.contains(&format!("#{ticket}]")), "{rt_subject}");
+    set_status(&rt, ticket, "resolved");
+
+    // Exchange's out-of-office reply to RT's autoreply.
+    let sent_before = outgoing(&rt).len();
+    let away = unique("I am away until Monday");
+    let ooo = mail(
+        &customer,
+        &format!("Automatic reply: {rt_subject}"),
+        &format!(
+            "In-Reply-To: {}\nAuto-Submitted: auto-replied\nX-Auto-Response-Suppress: All\n\
+             X-MS-Exchange-Inbox-Rules-Loop: {customer}\n",
+            header(&autoreply, "Message-ID").unwrap()
+        ),
+        &away,
+    );
+    let id = unique("ses");
+    stack.store_mail(&id, &ooo);
+    stack.invoke(&event(&id, &customer, "support@example.test")).unwrap();
+    let history = rt.history(ticket);
+    assert!(history.contains(&away), "the reply is on ticket {ticket}");
+    assert!(history.contains("Type: Comment"), "{history}");
+    assert_eq!(rt.ticket(ticket)["Status"], "resolved", "not reopened");
+    assert_eq!(outgoing(&rt)[sent_before..], [] as [String; 0], "RT mailed nobody");
+}
+
+#[test]
+fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket_on_sqlite() {
+    an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(Db::Sqlite);
+}
+
+#[test]
+fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket_on_postgresql() {
+    an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(Db::Pg);
+}
+
+#[test]
+fn a_loop_with_a_helpdesk_answering_every_mail_stops_at_the_bound() {
+    let rt = Rt::of(Db::Sqlite);
+    let stack = stack(Db::Sqlite, 1, &[("LOOP_HOLD_AFTER", "3")]);
+    let helpdesk = format!("{}@acme.zendesk.example", unique("support"));
+    let marks = "X-Zendesk-From-Account-Id: 4ca1477\nX-Mailer: Zendesk Mailer\n";
+    let topic = unique("Your order");
+    // The helpdesk writes first; then it answers every mail RT sends it, with a new
+    // request (no RT tag, no Auto-Submitted: it ignores RFC 3834).
+    let mut subject = format!("Request received: {topic}");
+    let mut sent_seen = outgoing(&rt).len();
+    let mut rounds = 0;
+    let loop_ids = unique("loop");
+    for round in 1..=8 {
+        rounds = round;
+        let id = format!("{loop_ids}-{round}");
+        stack.store_mail(&id, &mail(&helpdesk, &subject, marks, "We got your request."));
+        stack.invoke(&event(&id, &helpdesk, "support@example.test")).unwrap();
+        let sent = outgoing(&rt);
+        let to_helpdesk: Vec<&String> = sent[sent_seen..]
+            .iter()
+            .filter(|m| header(m, "To").is_some_and(|to| to.contains(&helpdesk)))
+            .collect();
+        sent_seen = sent.len();
+        let Some(answer) = to_helpdesk.first() else { break };
+        let rt_subject = header(answer, "Subject").unwrap_or_default();
+        let untagged = rt_subject.rsplit("] ").next().unwrap_or(&rt_subject).to_string();
+        subject = format!("Request received: {untagged}");
+    }
+    let tickets = rt.tickets_with_subject(&topic);
+    assert_eq!(tickets.len(), 3, "the loop's first 3 mails became tickets: {tickets:?}");
+    assert_eq!(
+        rounds, 4,
+        "the 4th mail was held, so RT answered nothing and the loop stopped"
+    );
+    let holds = held(&stack, &loop_ids);
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert!(holds[0].1.starts_with("loop: Zendesk ("), "{holds:?}");
+    assert_eq!(notices(&stack, "holding a mail loop"), 1, "{:?}", stack.sent_mail());
+}
