@@ -8,7 +8,9 @@
 #   BENCH_REV=f32753b bench/s3-requests.sh   another revision, built in a temporary worktree
 #                                            (for "before and after")
 #
-# Prints, per mail: every S3 request (GET/PUT/HEAD) and those made before the post.
+# Prints, per mail: every S3 request (GET/PUT/HEAD) and those made before the post, and
+# the storm counter's DynamoDB requests (issue 23: one UpdateItem, sent with the claim;
+# BENCH_STORM_TABLE= (empty) runs without the counters, as a deployment before them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mails=${BENCH_MAILS:-20}
@@ -38,7 +40,15 @@ else
 fi
 
 python3 bench/ok_server.py --port "$ok_port" --lifetime 600 > "$work/ok.log" 2>&1 & ok_pid=$!
+# The storm counters' table, as the template makes it (the function reads STORM_TABLE).
+export STORM_TABLE=${BENCH_STORM_TABLE-rt-mail-storms}
 RT_URL="http://127.0.0.1:$ok_port" scripts/lambda-local start "$binary" > /dev/null
+if [ -n "$STORM_TABLE" ]; then
+  curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/" -X POST \
+    -H "X-Amz-Target: DynamoDB_20120810.CreateTable" -H "Content-Type: application/x-amz-json-1.0" \
+    -H "Authorization: AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0" \
+    -d "{\"TableName\": \"$STORM_TABLE\", \"BillingMode\": \"PAY_PER_REQUEST\", \"AttributeDefinitions\": [{\"AttributeName\": \"pk\", \"AttributeType\": \"S\"}], \"KeySchema\": [{\"AttributeName\": \"pk\", \"KeyType\": \"HASH\"}]}"
+fi
 printf 'From: alice@customer.example\r\nSubject: count\r\nMessage-ID: <count@bench>\r\n\r\nbody\r\n' > "$work/mail.eml"
 event=$(cat events/ses-new-ticket.json)
 log="$LAMBDA_LOCAL_STATE/moto.log"
@@ -47,7 +57,9 @@ for n in $(seq "$mails"); do
   scripts/lambda-local put "$id" "$work/mail.eml"
   before=$(wc -l < "$log")
   posts_before=$(grep -c 'POST' "$work/ok.log" || true)
-  echo "${event//demo-new-ticket-0001/$id}" > "$work/event.json"
+  # Each mail from its own sender: the ordinary path is a sender with no storm.
+  one="${event//demo-new-ticket-0001/$id}"
+  echo "${one//alice@customer.example/alice-$n@customer.example}" > "$work/event.json"
   answer=$(scripts/lambda-local invoke "$work/event.json")
   echo "$answer" | grep -q '"delivered":1' || { echo "mail $n not delivered: $answer" >&2; exit 1; }
   tail -n +"$((before + 1))" "$log" | grep -E '"(GET|PUT|HEAD|POST|DELETE) /' >> "$work/requests.log" || true
@@ -67,6 +79,9 @@ for line in open(path):
         continue
     m = re.search(r'"(GET|PUT|HEAD|POST|DELETE) (\S+)', line)
     if m: current.append((m.group(1), m.group(2)))
+# DynamoDB's JSON API is `POST /` (the storm counter's UpdateItem); the rest is S3.
+dynamo = [sum(1 for r in requests if r == ("POST", "/")) for requests in per_mail]
+per_mail = [[r for r in requests if r != ("POST", "/")] for requests in per_mail]
 total = sum(len(r) for r in per_mail) / len(per_mail)
 before = []
 for requests in per_mail:
@@ -81,6 +96,7 @@ for requests in per_mail:
 print(f"{label}: {mails} mails, one route each")
 print(f"  S3 requests per mail:               {total:.1f}")
 print(f"  of which before the post:           {sum(before) / len(before):.1f}")
+print(f"  DynamoDB requests per mail:         {sum(dynamo) / len(dynamo):.1f} (the storm counter, sent with the claim)")
 print("  the first mail's requests, in order:")
 for verb, path in per_mail[0]:
     print(f"    {verb} {re.sub(r'[?].*', '', path)}")

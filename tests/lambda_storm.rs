@@ -9,7 +9,9 @@
 //!   resolved ticket, under the default `comment`: a comment, the ticket still
 //!   resolved, no mail from RT to anyone;
 //! - a scripted helpdesk (Zendesk's marks, no RFC 3834 header) answering every mail RT
-//!   sends it: the loop stops at the bound, the operator is told once.
+//!   sends it: the loop stops at the bound, the operator is told once;
+//! - direct and buffered (SQS) mail both hold; `rt-mailgate-replay --release` posts
+//!   each held mail once, however often it is run, and a plain replay leaves it held.
 
 mod support;
 
@@ -326,4 +328,89 @@ fn a_loop_with_a_helpdesk_answering_every_mail_stops_at_the_bound() {
     assert_eq!(holds.len(), 1, "{holds:?}");
     assert!(holds[0].1.starts_with("loop: Zendesk ("), "{holds:?}");
     assert_eq!(notices(&stack, "holding a mail loop"), 1, "{:?}", stack.sent_mail());
+}
+
+/// The buffered path's event: an SQS batch whose bodies are SNS envelopes holding the
+/// S3 action's SES notification, from `sender`.
+fn sqs_batch(ids: &[&str], sender: &str, recipient: &str) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let mut ses = event(id, sender, recipient)["Records"][0]["ses"].clone();
+            ses["notificationType"] = "Received".into();
+            ses["receipt"]["action"] = serde_json::json!({
+                "type": "S3", "topicArn": "arn:aws:sns:us-east-1:123456789012:rt-mail",
+                "bucketName": support::lambda::BUCKET, "objectKey": format!("{}{id}", support::lambda::PREFIX)
+            });
+            let envelope = serde_json::json!({"Type": "Notification", "MessageId": format!("sns-{n}"), "Message": ses.to_string()});
+            serde_json::json!({"messageId": format!("sqs-{n}"), "eventSource": "aws:sqs", "body": envelope.to_string()})
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+#[test]
+fn direct_and_buffered_mail_both_hold_and_the_replay_tool_releases_once() {
+    let rt = Rt::of(Db::Sqlite);
+    let stack = stack(
+        Db::Sqlite,
+        1,
+        &[("STORM_SENDER_MAX", "1"), ("STORM_WINDOW_MINUTES", "1440")],
+    );
+    let sender = format!("{}@monitoring.example", unique("cron"));
+    let tag = unique("nightly-job");
+    let ids: Vec<String> = ["d1", "d2", "b1", "b2"].iter().map(|n| format!("{tag}-{n}")).collect();
+    for id in &ids {
+        stack.store_mail(id, &mail(&sender, &format!("JOB {id}"), "", "failed"));
+    }
+    // Direct: SES invokes the function. The first mail is posted, the second held.
+    for id in &ids[..2] {
+        stack.invoke(&event(id, &sender, "support@example.test")).unwrap();
+    }
+    // Buffered: an SQS batch. Both held, and neither is a failed batch item (held is settled).
+    let batch = sqs_batch(&[&ids[2], &ids[3]], &sender, "support@example.test");
+    assert_eq!(stack.invoke(&batch), Ok(serde_json::json!({"batchItemFailures": []})));
+    assert_eq!(rt.tickets_with_subject(&tag).len(), 1);
+    let mut holds: Vec<String> = held(&stack, &tag).into_iter().map(|(id, _)| id).collect();
+    holds.sort();
+    let mut expected_holds = ids[1..].to_vec();
+    expected_holds.sort();
+    assert_eq!(holds, expected_holds);
+
+    // A plain replay leaves held mail held, and says how to release it (exit 1).
+    let replay = |id: &str, release: bool| {
+        let mut args = vec![
+            "--message-id",
+            id,
+            "--recipient",
+            "support@example.test",
+            "--sender",
+            &sender,
+        ];
+        if release {
+            args.push("--release");
+        }
+        stack.replay(&args, &[])
+    };
+    let plain = replay(&ids[1], false);
+    let said = String::from_utf8_lossy(&plain.stdout);
+    assert_eq!(plain.status.code(), Some(1), "{said}");
+    assert!(said.contains("held") && said.contains("--release"), "{said}");
+    // Released, each twice: posted once, exit 0 both times.
+    for round in 0..2 {
+        for id in &ids[1..] {
+            let out = replay(id, true);
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    let mut subjects: Vec<String> = rt.subjects_like(&tag).into_iter().map(|(_, s)| s).collect();
+    subjects.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("JOB {id}")).collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "each exactly once in RT");
 }
