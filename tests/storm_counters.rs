@@ -1,0 +1,129 @@
+//! The storm counters' adapter against DynamoDB's API (moto over HTTP): a storm's adds,
+//! sent at once from many tasks as concurrent invocations send them, are each counted
+//! exactly once. Every add answers a distinct count (1, 2, ... N, none twice, none
+//! skipped), so no two invocations can both believe they are under the bound, and the
+//! final count is N: no lost and no double counts. The sender's count and the route's
+//! move together in the same atomic request.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use rt_mailgate::aws::counters::{CounterError, DynamoCounters, StormCounters};
+use rt_mailgate::core::storm::{counter_item, StormBounds};
+
+/// moto on a free port, killed when dropped.
+struct Moto(std::process::Child, String);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto() -> (Moto, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("moto.log");
+    let port = support::free_port();
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("moto_server starts (pip install 'moto[server]')");
+    support::lambda::wait_for(SocketAddr::from(([127, 0, 0, 1], port)), "moto", &mut child, &log);
+    (Moto(child, format!("http://127.0.0.1:{port}")), dir)
+}
+
+async fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("CreateTable");
+}
+
+#[test]
+fn concurrent_adds_are_each_counted_exactly_once() {
+    const ADDS: usize = 600;
+    const AT_ONCE: usize = 32;
+    let (moto, _dir) = moto();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = client(&moto.1).await;
+        create_table(&client, "storms").await;
+        let counters = std::sync::Arc::new(DynamoCounters::new(client.clone(), "storms"));
+        let bounds = StormBounds::default();
+        let now = 1_796_000_000_000;
+        // One storm: one sender, one route, one window; plus one other sender's mail.
+        let storm = counter_item("alerts@example.test", "monitor@mon.example", now, &bounds);
+        let other = counter_item("alerts@example.test", "person@example.org", now, &bounds);
+        assert_eq!(storm.key, other.key, "one item per route and window");
+        let started = std::time::Instant::now();
+        let mut answers = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..ADDS {
+            let (counters, item) = (counters.clone(), storm.clone());
+            tasks.spawn(async move { counters.add(&item).await });
+            if n % AT_ONCE == AT_ONCE - 1 {
+                while let Some(done) = tasks.join_next().await {
+                    answers.push(done.unwrap());
+                }
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            answers.push(done.unwrap());
+        }
+        let took = started.elapsed();
+        let mut senders: Vec<u64> = answers
+            .iter()
+            .map(|a| a.as_ref().expect("every add answered").sender)
+            .collect();
+        senders.sort_unstable();
+        assert_eq!(senders, (1..=ADDS as u64).collect::<Vec<_>>(), "each count answered once");
+        let after = counters.add(&other).await.unwrap();
+        assert_eq!((after.route, after.sender), (ADDS as u64 + 1, 1));
+        eprintln!(
+            "{ADDS} adds, {AT_ONCE} at once: {took:?} ({:.0} a second on moto)",
+            ADDS as f64 / took.as_secs_f64()
+        );
+        // A missing table is an error the caller fails open on, never a count.
+        let missing = DynamoCounters::new(client, "no-such-table");
+        assert!(matches!(missing.add(&storm).await, Err(CounterError::Failed(_))));
+    });
+}
