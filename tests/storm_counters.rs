@@ -43,7 +43,9 @@ async fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
         .load()
         .await;
     aws_sdk_dynamodb::Client::new(&config)
@@ -115,7 +117,11 @@ fn concurrent_adds_are_each_counted_exactly_once() {
             .map(|a| a.as_ref().expect("every add answered").sender)
             .collect();
         senders.sort_unstable();
-        assert_eq!(senders, (1..=ADDS as u64).collect::<Vec<_>>(), "each count answered once");
+        assert_eq!(
+            senders,
+            (1..=ADDS as u64).collect::<Vec<_>>(),
+            "each count answered once"
+        );
         let after = counters.add(&other).await.unwrap();
         assert_eq!((after.route, after.sender), (ADDS as u64 + 1, 1));
         eprintln!(

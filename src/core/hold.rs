@@ -105,9 +105,9 @@ pub fn hold_notice(to: &str, cause: HoldCause, mail: &HeldMail) -> crate::core::
          First held:  SES message id {ses} (Message-ID {mid})\n\n\
          Every further mail of it is held too, with no further notice; holding stops by\n\
          itself once the rate drops (the next storm window). Nothing is lost: held mail\n\
-         is kept in the bucket. See it with `rt-mailgate-held list --cause {label}`;\n\
-         post it to RT (once) with `rt-mailgate-held release`, or one mail with\n\
-         `rt-mailgate-replay --release --message-id ID --recipient ADDRESS`.\n",
+         is kept in the bucket, its record held with the cause `{label}`. See it with\n\
+         `rt-mailgate-held list`; post it to RT (once) with `rt-mailgate-held release`,\n\
+         or one mail with `rt-mailgate-replay --release --message-id ID --recipient ADDRESS`.\n",
         route = cut(&mail.route),
         sender = cut(&mail.sender),
         reason = cut(&mail.reason),

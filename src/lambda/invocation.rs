@@ -84,8 +84,14 @@ pub struct Summary {
     pub unrouted: usize,
     /// Posts skipped because a record shows an earlier invocation settled them.
     pub already_delivered: usize,
-    /// Posts held instead of made (storm, loop, auto-reply `hold`) by this invocation.
+    /// Posts held instead of made (storm, loop, auto-reply `hold`) by this invocation;
+    /// left out of the answer when none (the answer stays as before holding existed).
+    #[serde(skip_serializing_if = "is_zero")]
     pub held: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl std::ops::AddAssign for Summary {
