@@ -572,6 +572,49 @@ mod tests {
     }
 
     #[test]
+    fn the_storm_and_auto_reply_options_decide_whether_to_post_never_what() {
+        use crate::core::machine_mail::AutoPolicy;
+        let plain = RoutingTable::parse("ops@example.com: --queue Ops", Some('+')).unwrap();
+        let sensed = RoutingTable::parse(
+            "ops@example.com: --queue Ops --auto-replies hold --storm-sender 50 --storm-route=0 --storm-window 30;\
+             *@alerts.example.com: --storm-sender 200",
+            Some('+'),
+        )
+        .unwrap();
+        let (a, b) = (
+            plain.route("ops@example.com").unwrap(),
+            sensed.route("ops@example.com").unwrap(),
+        );
+        assert_eq!(
+            a.request.fingerprint(),
+            b.request.fingerprint(),
+            "the same post, the same delivery id"
+        );
+        assert_eq!(a.sense, RouteSense::default());
+        assert_eq!(
+            b.sense,
+            RouteSense {
+                auto_replies: Some(AutoPolicy::Hold),
+                sender_max: Some(50),
+                route_max: Some(0),
+                window_minutes: Some(30),
+            }
+        );
+        let wild = sensed.route("disk@alerts.example.com").unwrap();
+        assert_eq!(
+            wild.sense.sender_max,
+            Some(200),
+            "a domain's entry carries its settings"
+        );
+        for bad in ["--auto-replies drop", "--storm-sender many", "--storm-window 0"] {
+            let err = RoutingTable::parse(&format!("ops@example.com: --queue Ops {bad}"), None).unwrap_err();
+            assert_eq!(err.number, 1, "{bad}: {err}");
+        }
+        // `--secret` still needs `--url`, whatever else the entry says.
+        assert!(RoutingTable::parse("ops@example.com: --storm-sender 5 --secret s", None).is_err());
+    }
+
+    #[test]
     fn equivalent_spellings_of_a_route_are_one_delivery_id() {
         use crate::core::delivery_id::DeliveryId;
         let id = |table: &str, to: &str| {
