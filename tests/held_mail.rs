@@ -301,7 +301,11 @@ fn a_reject_tells_an_authenticated_sender_once_a_day_and_never_a_forged_one() {
         stack
             .sent_mail()
             .iter()
-            .filter(|m| m.contains("Not accepted") && m.contains(&format!("To: {to}")))
+            .filter(|m| {
+                let message = mail_parser::MessageParser::new().parse(m.as_bytes()).expect("a message");
+                let addressed = message.to().and_then(|a| a.first()).and_then(|a| a.address());
+                message.subject().is_some_and(|s| s.starts_with("Not accepted")) && addressed == Some(to)
+            })
             .count()
     };
     // Given up (RT has no such queue): listed, from an authenticated sender (SPF and
