@@ -147,10 +147,34 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
     let stack = stack();
     let storm_subject = unique("CPU high");
     let (storm, storm_key) = hold(&stack, "alerts@monitor.example", &storm_subject, 60_000);
-    let virus = deliver(&stack, "eve@customer.example", &unique("a virus"), &["support@example.test"], "PASS");
-    let misrouted = deliver(&stack, "bob@customer.example", &unique("To sales"), &["sales@example.test"], "PASS");
-    let unrouted = deliver(&stack, "carol@customer.example", &unique("Hello?"), &["nobody@example.test"], "PASS");
-    let fine = deliver(&stack, "dave@customer.example", &unique("Fine"), &["support@example.test"], "PASS");
+    let virus = deliver(
+        &stack,
+        "eve@customer.example",
+        &unique("a virus"),
+        &["support@example.test"],
+        "PASS",
+    );
+    let misrouted = deliver(
+        &stack,
+        "bob@customer.example",
+        &unique("To sales"),
+        &["sales@example.test"],
+        "PASS",
+    );
+    let unrouted = deliver(
+        &stack,
+        "carol@customer.example",
+        &unique("Hello?"),
+        &["nobody@example.test"],
+        "PASS",
+    );
+    let fine = deliver(
+        &stack,
+        "dave@customer.example",
+        &unique("Fine"),
+        &["support@example.test"],
+        "PASS",
+    );
 
     // Every kind, by cause; what became a ticket is not there, and the function filed
     // nothing for it (the ordinary path writes no entry).
@@ -175,7 +199,13 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
         assert!(only.contains(id), "--cause {cause}: {only:?}");
         assert_eq!(only.len(), 1, "--cause {cause}: {only:?}");
     }
-    // By sender (the trace's address index), by route, by day.
+    // By time, sender (the trace's address index), route, day.
+    assert_eq!(listed(&stack, &["--cause", "held", "--since", "24h"]), [storm.clone()]);
+    assert!(listed(
+        &stack,
+        &["--since", "2026-01-01T00:00:00Z", "--until", "2026-01-02T00:00:00Z"]
+    )
+    .is_empty());
     assert_eq!(listed(&stack, &["--sender", "Alerts@Monitor.example"]), [storm.clone()]);
     let support = listed(&stack, &["--route", "support@example.test"]);
     assert!(support.contains(&storm) && support.contains(&virus) && !support.contains(&misrouted));
@@ -206,7 +236,10 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
         assert!(text.contains(part), "{part}: {text}");
     }
     let (_, text) = held(&stack, &["show", &virus]);
-    assert!(text.contains("dropped virus") && text.contains("--post-screened-mail"), "{text}");
+    assert!(
+        text.contains("dropped virus") && text.contains("--post-screened-mail"),
+        "{text}"
+    );
 
     // Released twice: one ticket, through the route's own record.
     for _ in 0..2 {
@@ -290,7 +323,10 @@ fn a_storm_is_released_whole_and_the_daily_run_expires_old_held_mail_and_sends_o
     assert!(digests(&stack)[0].contains("ops@example.test"));
     assert!(digests(&stack)[0].contains("rt-mailgate-held"));
     let again = stack.invoke(&daily).unwrap();
-    assert_eq!((again["expired"].as_u64(), again["digest_sent"].as_bool()), (Some(0), Some(false)));
+    assert_eq!(
+        (again["expired"].as_u64(), again["digest_sent"].as_bool()),
+        (Some(0), Some(false))
+    );
     assert_eq!(digests(&stack).len(), 1, "one digest a day");
 }
 
@@ -302,7 +338,9 @@ fn a_reject_tells_an_authenticated_sender_once_a_day_and_never_a_forged_one() {
             .sent_mail()
             .iter()
             .filter(|m| {
-                let message = mail_parser::MessageParser::new().parse(m.as_bytes()).expect("a message");
+                let message = mail_parser::MessageParser::new()
+                    .parse(m.as_bytes())
+                    .expect("a message");
                 let addressed = message.to().and_then(|a| a.first()).and_then(|a| a.address());
                 message.subject().is_some_and(|s| s.starts_with("Not accepted")) && addressed == Some(to)
             })
@@ -310,9 +348,27 @@ fn a_reject_tells_an_authenticated_sender_once_a_day_and_never_a_forged_one() {
     };
     // Given up (RT has no such queue): listed, from an authenticated sender (SPF and
     // DKIM pass, From aligned) and from a forged one (SPF and DKIM fail).
-    let first = deliver(&stack, "alice@customer.example", &unique("Order"), &["sales@example.test"], "PASS");
-    let second = deliver(&stack, "alice@customer.example", &unique("Order 2"), &["sales@example.test"], "PASS");
-    let forged = deliver(&stack, "victim@bank.example", &unique("Urgent"), &["sales@example.test"], "FAIL");
+    let first = deliver(
+        &stack,
+        "alice@customer.example",
+        &unique("Order"),
+        &["sales@example.test"],
+        "PASS",
+    );
+    let second = deliver(
+        &stack,
+        "alice@customer.example",
+        &unique("Order 2"),
+        &["sales@example.test"],
+        "PASS",
+    );
+    let forged = deliver(
+        &stack,
+        "victim@bank.example",
+        &unique("Urgent"),
+        &["sales@example.test"],
+        "FAIL",
+    );
 
     let (code, text) = held(&stack, &["reject", &first, "--reason", "unwanted"]);
     assert_eq!(code, 0, "{text}");

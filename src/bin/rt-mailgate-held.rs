@@ -301,7 +301,12 @@ async fn release(
     let handler = if in_function {
         None
     } else {
-        Some(LiveHandler::cold_start(settings.vars.clone(), aws, false).await?.handler().await)
+        Some(
+            LiveHandler::cold_start(settings.vars.clone(), aws, false)
+                .await?
+                .handler()
+                .await,
+        )
     };
     for mail in mails {
         let dropped = mail.causes().iter().any(|c| c.kind == Kind::Dropped);
@@ -346,7 +351,12 @@ async fn release(
             print!("{report}");
             if !done {
                 for cause in mail.causes() {
-                    println!("  {} {}: release {}", cause.kind.word(), cause.label, release_does(cause));
+                    println!(
+                        "  {} {}: release {}",
+                        cause.kind.word(),
+                        cause.label,
+                        release_does(cause)
+                    );
                 }
             }
         }

@@ -346,7 +346,12 @@ impl HeldMail {
             return None;
         }
         let cause_ok = |c: Cause| filter.cause.as_deref().is_none_or(|w| c.matches(w));
-        let route_ok = |r: &RouteRecord| filter.route.as_deref().is_none_or(|w| r.route.eq_ignore_ascii_case(w.trim()));
+        let route_ok = |r: &RouteRecord| {
+            filter
+                .route
+                .as_deref()
+                .is_none_or(|w| r.route.eq_ignore_ascii_case(w.trim()))
+        };
         self.routes.retain(|(r, c)| cause_ok(*c) && route_ok(r));
         if !cause_ok(UNROUTED) || filter.route.is_some() {
             self.unrouted.clear();
@@ -395,7 +400,11 @@ impl HeldMail {
             utc(e.received_ms),
         );
         for (record, cause) in &self.routes {
-            let why = record.reason.clone().or_else(|| record.case.clone()).unwrap_or_default();
+            let why = record
+                .reason
+                .clone()
+                .or_else(|| record.case.clone())
+                .unwrap_or_default();
             text.push_str(&format!(
                 "  route {} ({}): {} {}: {}\n    since {}; release {}\n",
                 if record.route.is_empty() { "?" } else { &record.route },
@@ -480,13 +489,17 @@ impl RejectReason {
 
     /// The reason named by its word.
     pub fn from_word(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.word().eq_ignore_ascii_case(word.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|r| r.word().eq_ignore_ascii_case(word.trim()))
     }
 
     /// What the sender reads.
     pub fn sentence(self) -> &'static str {
         match self {
-            Self::Automatic => "This address takes mail from people; automatic mail (alerts, auto-replies) is not accepted.",
+            Self::Automatic => {
+                "This address takes mail from people; automatic mail (alerts, auto-replies) is not accepted."
+            }
             Self::Flood => "Too many mails arrived from you in a short time; they were not accepted.",
             Self::Loop => "Your system and ours were answering each other in a loop; the mail was not accepted.",
             Self::Unwanted => "The mail was not accepted by the helpdesk.",
@@ -564,7 +577,10 @@ pub fn digest(
         }
         text
     };
-    let held = mails.iter().filter(|m| m.causes().iter().any(|c| c.kind == Kind::Held)).count();
+    let held = mails
+        .iter()
+        .filter(|m| m.causes().iter().any(|c| c.kind == Kind::Held))
+        .count();
     let mut body = format!(
         "{} mail(s) did not become a ticket in the last {held_days} day(s), {held} of them held.\n",
         mails.len()
@@ -656,7 +672,10 @@ mod tests {
         assert_eq!(cause_of(&held, NOW), Some(Cause::held("loop")));
         let mut virus = record(RouteState::GivenUp, Some("VirusFound"), None);
         virus.screened = Screened::Dropped("VirusFound".into());
-        assert_eq!(cause_of(&virus, NOW).map(|c| (c.kind, c.label)), Some((Kind::Dropped, "virus")));
+        assert_eq!(
+            cause_of(&virus, NOW).map(|c| (c.kind, c.label)),
+            Some((Kind::Dropped, "virus"))
+        );
         for (case, want) in [
             ("DmarcReject", "dmarc-reject"),
             ("SpamDropped", "spam-drop"),
@@ -666,9 +685,16 @@ mod tests {
             ("RtTemporaryFailure", "unknown-queue"),
             ("DeadlineReached", "out-of-time"),
         ] {
-            assert_eq!(label(&record(RouteState::GivenUp, Some(case), None), NOW), Some(want), "{case}");
+            assert_eq!(
+                label(&record(RouteState::GivenUp, Some(case), None), NOW),
+                Some(want),
+                "{case}"
+            );
         }
-        assert_eq!(label(&record(RouteState::Refused, Some("RtNotOk"), None), NOW), Some("rt-refused"));
+        assert_eq!(
+            label(&record(RouteState::Refused, Some("RtNotOk"), None), NOW),
+            Some("rt-refused")
+        );
         assert_eq!(label(&record(RouteState::Delivered, Some("RtOk"), None), NOW), None);
         // A route waiting for its retry is on its way; hours later it ran out of time.
         let unsure = record(RouteState::Unsure, Some("Timeout"), None);
@@ -755,9 +781,17 @@ mod tests {
         let a = reject_window_key("alice@x.example", RejectReason::Automatic, NOW);
         assert_eq!(a, "notices/reject/alice@x.example/automatic/2023-11-14");
         assert_ne!(a, reject_window_key("alice@x.example", RejectReason::Flood, NOW));
-        assert_ne!(a, reject_window_key("alice@x.example", RejectReason::Automatic, NOW + DAY_MS));
+        assert_ne!(
+            a,
+            reject_window_key("alice@x.example", RejectReason::Automatic, NOW + DAY_MS)
+        );
         // A sender's address stays one key part.
-        assert_eq!(reject_window_key("../../x", RejectReason::Loop, NOW).matches('/').count(), 4);
+        assert_eq!(
+            reject_window_key("../../x", RejectReason::Loop, NOW)
+                .matches('/')
+                .count(),
+            4
+        );
         for reason in RejectReason::ALL {
             assert_eq!(RejectReason::from_word(reason.word()), Some(reason));
         }

@@ -93,7 +93,12 @@ pub async fn file_mail(
                 Ok(Err(error)) => {
                     tracing::warn!(message_id = mail.ses_id, key, error = %error, "held-mail entry not written")
                 }
-                Err(stop) => tracing::warn!(message_id = mail.ses_id, key, reason = stop.0, "held-mail entry not written"),
+                Err(stop) => tracing::warn!(
+                    message_id = mail.ses_id,
+                    key,
+                    reason = stop.0,
+                    "held-mail entry not written"
+                ),
             }
         }
     });
@@ -288,7 +293,9 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
             let Some((text, version)) = self.records.find_versioned(key).await? else {
                 continue;
             };
-            let Some(record) = RouteRecord::from_text(&text) else { continue };
+            let Some(record) = RouteRecord::from_text(&text) else {
+                continue;
+            };
             if cause_of(&record, now).is_none() {
                 continue;
             }
@@ -473,7 +480,11 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
         let Some(text) = digest(operator, mails, expired, held_days, short, now) else {
             return false;
         };
-        match self.records.create(&digest_key(now), &json!({"updated_ms": now}).to_string()).await {
+        match self
+            .records
+            .create(&digest_key(now), &json!({"updated_ms": now}).to_string())
+            .await
+        {
             Ok(Some(_)) => {}
             Ok(None) => {
                 tracing::info!("held-mail digest already sent today");
