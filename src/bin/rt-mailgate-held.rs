@@ -161,7 +161,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 .await
                 .context("reading the records")?;
             if args.json {
-                let mails: Vec<Value> = found.mails.iter().map(|m| mail_json(m)).collect();
+                let mails: Vec<Value> = found.mails.iter().map(mail_json).collect();
                 println!(
                     "{}",
                     json!({"mails": mails, "stopped_short": found.stopped_short.is_some()})

@@ -279,7 +279,7 @@ pub struct Held<'a, S, R, I, N> {
 }
 
 impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, R, I, N> {
-    fn prefix(&self) -> &str {
+    fn records_prefix(&self) -> &str {
         &self.config.records_prefix
     }
 
@@ -324,7 +324,7 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
     /// unauthenticated sender, never machine mail), at most once per sender, reason and
     /// day.
     pub async fn reject(&self, ses_id: &str, reason: RejectReason) -> Result<RejectReport, SettleError> {
-        let state = one(self.index, self.prefix(), ses_id).await?;
+        let state = one(self.index, self.records_prefix(), ses_id).await?;
         let Some(entry) = state.entry.clone() else {
             return Err(SettleError::NotListed(ses_id.to_string()));
         };
@@ -407,7 +407,7 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
     /// and Message-ID (`outcome = "expired"`).
     pub async fn expire(&self, mail: &HeldMail, held_days: u32) -> Result<usize, SettleError> {
         let ses_id = &mail.entry.ses_id;
-        let state = one(self.index, self.prefix(), ses_id).await?;
+        let state = one(self.index, self.records_prefix(), ses_id).await?;
         let why = format!("held longer than {held_days} day(s); never posted");
         let settled = self.settle_all(ses_id, &state, EXPIRED, &why).await?;
         if settled > 0 {
@@ -437,7 +437,7 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
             max_mails: DAILY_MAX_MAILS,
             ..ListRequest::default()
         };
-        let found = find(self.index, self.prefix(), &request, now).await?;
+        let found = find(self.index, self.records_prefix(), &request, now).await?;
         let mut expired = 0;
         let mut left = Vec::new();
         for mail in found.mails {
