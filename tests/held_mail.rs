@@ -200,13 +200,19 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
         assert_eq!(only.len(), 1, "--cause {cause}: {only:?}");
     }
     // By time, sender (the trace's address index), route, day.
-    assert_eq!(listed(&stack, &["--cause", "held", "--since", "24h"]), std::slice::from_ref(&storm));
+    assert_eq!(
+        listed(&stack, &["--cause", "held", "--since", "24h"]),
+        std::slice::from_ref(&storm)
+    );
     assert!(listed(
         &stack,
         &["--since", "2026-01-01T00:00:00Z", "--until", "2026-01-02T00:00:00Z"]
     )
     .is_empty());
-    assert_eq!(listed(&stack, &["--sender", "Alerts@Monitor.example"]), std::slice::from_ref(&storm));
+    assert_eq!(
+        listed(&stack, &["--sender", "Alerts@Monitor.example"]),
+        std::slice::from_ref(&storm)
+    );
     let support = listed(&stack, &["--route", "support@example.test"]);
     assert!(support.contains(&storm) && support.contains(&virus) && !support.contains(&misrouted));
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
