@@ -400,9 +400,27 @@ fn a_reject_tells_an_authenticated_sender_once_a_day_and_never_a_forged_one() {
     assert!(text.contains("may not be told"), "{text}");
     assert_eq!(notices_to(&stack, "victim@bank.example"), 0);
 
+    // Inside the function (what `--in-function` sends): another reason, another window.
+    let third = deliver(
+        &stack,
+        "alice@customer.example",
+        &unique("Order 3"),
+        &["sales@example.test"],
+        "PASS",
+    );
+    let answer = stack
+        .invoke(&json!({"rt-mailgate": {"held": {"reject": {"message_id": third, "reason": "flood"}}}}))
+        .unwrap();
+    assert_eq!(
+        (answer["settled"].as_u64(), answer["notice_sent"].as_bool()),
+        (Some(1), Some(true)),
+        "{answer}"
+    );
+    assert_eq!(notices_to(&stack, "alice@customer.example"), 2);
+
     // Rejected mail leaves the list and can't be released.
     let left = listed(&stack, &[]);
-    for id in [&first, &second, &forged] {
+    for id in [&first, &second, &forged, &third] {
         assert!(!left.contains(id), "{left:?}");
     }
     let (code, _) = held(&stack, &["release", &first]);
