@@ -562,6 +562,226 @@ pub async fn operate(handler: &AwsHandler, request: &Value) -> Result<Value, Han
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::record_index::{Listed, Listing};
+    use crate::aws::ses::NoticeError;
+    use crate::core::notice::NoticeText;
+    use crate::core::route_record::RouteState;
+    use crate::spool::{LineEndings, Spool};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// A bucket in memory: listed by full key, written under the records prefix `r/`
+    /// (conditional writes on the text as the version).
+    #[derive(Default)]
+    struct Bucket(Mutex<BTreeMap<String, String>>);
+    impl Bucket {
+        fn put(&self, key: &str, text: &str) {
+            self.0.lock().unwrap().insert(format!("r/{key}"), text.into());
+        }
+        fn get(&self, key: &str) -> Option<String> {
+            self.0.lock().unwrap().get(&format!("r/{key}")).cloned()
+        }
+    }
+    impl RecordIndex for Bucket {
+        async fn list(&self, range: &KeyRange, max: usize) -> Result<Listing, StoreError> {
+            let map = self.0.lock().unwrap();
+            let mut listing = Listing::default();
+            for key in map.keys().filter(|k| k.starts_with(&range.prefix)) {
+                if range.after.as_ref().is_some_and(|a| key <= a) {
+                    continue;
+                }
+                if range.until.as_ref().is_some_and(|u| key > u) {
+                    break;
+                }
+                if listing.items.len() == max {
+                    listing.more = true;
+                    break;
+                }
+                listing.items.push(Listed {
+                    key: key.clone(),
+                    modified_ms: 0,
+                });
+            }
+            Ok(listing)
+        }
+        async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+    }
+    impl DeliveryRecords for Bucket {
+        async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
+            Ok(self.get(key).map(|t| (t.clone(), t)))
+        }
+        async fn create(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
+            if self.get(key).is_some() {
+                return Ok(None);
+            }
+            self.put(key, value);
+            Ok(Some(value.into()))
+        }
+        async fn replace(&self, key: &str, value: &str, version: &str) -> Result<Option<String>, StoreError> {
+            if self.get(key).as_deref() != Some(version) {
+                return Ok(None);
+            }
+            self.put(key, value);
+            Ok(Some(value.into()))
+        }
+        async fn write_index(&self, key: &str, value: &str) -> Result<(), StoreError> {
+            self.put(key, value);
+            Ok(())
+        }
+    }
+
+    /// The stored mails: one, from an authenticated-looking sender.
+    struct Store;
+    impl MailStore for Store {
+        async fn fetch(&self, _key: &str, endings: LineEndings) -> Result<Spool, StoreError> {
+            let mail = b"From: alice@customer.example\nSubject: s\nMessage-ID: <x@customer.example>\n\nhi\n";
+            Ok(Spool::from_reader(&mail[..], endings).await.unwrap())
+        }
+    }
+
+    #[derive(Default)]
+    struct Outbox(Mutex<Vec<NoticeText>>);
+    impl Notifier for Outbox {
+        async fn send(&self, notice: &NoticeText) -> Result<(), NoticeError> {
+            self.0.lock().unwrap().push(notice.clone());
+            Ok(())
+        }
+    }
+
+    fn config() -> LambdaConfig {
+        let env: BTreeMap<&str, &str> = [
+            ("RT_URL", "http://127.0.0.1:9"),
+            ("MAIL_BUCKET", "b"),
+            ("RECORDS_PREFIX", "r/"),
+            ("ROUTES", "bugs@example.com: --queue bugs"),
+            ("OPERATOR_EMAIL", "ops@example.com"),
+            ("NOTICE_FROM", "rt@example.com"),
+            ("SENDER_NOTICES", "true"),
+        ]
+        .into_iter()
+        .collect();
+        LambdaConfig::from_vars(|k| env.get(k).map(|v| v.to_string())).unwrap()
+    }
+
+    /// Files mail `id` received `age_ms` ago with one route record in `state`.
+    async fn file(bucket: &Bucket, id: &str, age_ms: u64, state: &str, reason: &str) {
+        let mail = MailInfo {
+            ses_id: id.into(),
+            sender: "alice@customer.example".into(),
+            from: vec!["alice@customer.example".into()],
+            message_id_header: Some(format!("<{id}@customer.example>")),
+            recipients: vec!["bugs@example.com".into()],
+            received_ms: epoch_ms() - age_ms,
+            spf_pass: true,
+            ..MailInfo::default()
+        };
+        file_mail(bucket, &mail, &[], None).await;
+        let record = json!({"state": state, "route": "bugs@example.com", "recipients": ["bugs@example.com"],
+            "sender": "alice@customer.example", "reason": reason, "case": reason, "updated_ms": epoch_ms() - age_ms});
+        bucket.put(&format!("{id}/fp"), &record.to_string());
+    }
+
+    fn state_of(bucket: &Bucket, id: &str) -> RouteRecord {
+        RouteRecord::from_text(&bucket.get(&format!("{id}/fp")).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_daily_run_expires_only_old_held_mail_and_sends_one_digest() {
+        let (bucket, outbox, config) = (Bucket::default(), Outbox::default(), config());
+        let held = Held {
+            config: &config,
+            store: &Store,
+            records: &bucket,
+            index: &bucket,
+            notifier: &outbox,
+        };
+        file(&bucket, "old-held", 3 * DAY_MS, "held", "storm-sender: 16 mails").await;
+        file(&bucket, "new-held", 60_000, "held", "loop: X-Loop").await;
+        file(&bucket, "old-given-up", 3 * DAY_MS, "given-up", "MailTooLarge").await;
+        let answer = held.daily(2).await.unwrap();
+        assert_eq!(answer["expired"], 1, "{answer}");
+        assert_eq!(
+            answer["listed"], 1,
+            "the new one; the old give-up is past the digest's days"
+        );
+        assert_eq!(state_of(&bucket, "old-held").case.as_deref(), Some(EXPIRED));
+        assert_eq!(state_of(&bucket, "new-held").state, RouteState::Held);
+        assert_eq!(
+            state_of(&bucket, "old-given-up").state,
+            RouteState::GivenUp,
+            "only held mail expires"
+        );
+        assert_eq!(outbox.0.lock().unwrap().len(), 1);
+        // Again the same day: nothing more to expire, no second digest.
+        let again = held.daily(2).await.unwrap();
+        assert_eq!(
+            (again["expired"].as_u64(), again["digest_sent"].as_bool()),
+            (Some(0), Some(false))
+        );
+        assert_eq!(outbox.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reject_settles_once_and_tells_once_per_sender_reason_and_day() {
+        let (bucket, outbox, config) = (Bucket::default(), Outbox::default(), config());
+        let held = Held {
+            config: &config,
+            store: &Store,
+            records: &bucket,
+            index: &bucket,
+            notifier: &outbox,
+        };
+        for id in ["a", "b"] {
+            file(&bucket, id, 60_000, "held", "auto-reply: Auto-Submitted").await;
+        }
+        let first = held.reject("a", RejectReason::Automatic).await.unwrap();
+        assert_eq!((first.settled, first.notice_sent), (1, true), "{first:?}");
+        assert_eq!(state_of(&bucket, "a").case.as_deref(), Some(REJECTED));
+        // Rejected again: nothing left, nothing sent.
+        let again = held.reject("a", RejectReason::Automatic).await.unwrap();
+        assert_eq!((again.settled, again.notice_sent), (0, false));
+        // Another mail of the sender, same reason and day: settled, not told.
+        let second = held.reject("b", RejectReason::Automatic).await.unwrap();
+        assert_eq!((second.settled, second.notice_sent), (1, false), "{second:?}");
+        assert_eq!(outbox.0.lock().unwrap().len(), 1);
+        assert!(matches!(
+            held.reject("never-filed", RejectReason::Loop).await,
+            Err(SettleError::NotListed(_))
+        ));
+        // Neither is listed any more.
+        let request = ListRequest {
+            since_ms: 0,
+            until_ms: epoch_ms(),
+            max_mails: 10,
+            ..ListRequest::default()
+        };
+        assert!(find(&bucket, "r/", &request, epoch_ms())
+            .await
+            .unwrap()
+            .mails
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_listing_stops_short_at_its_bound_and_says_so() {
+        let bucket = Bucket::default();
+        for n in 0..5 {
+            file(&bucket, &format!("m{n}"), 60_000 - n * 1000, "given-up", "UnknownQueue").await;
+        }
+        let request = |max| ListRequest {
+            since_ms: 0,
+            until_ms: epoch_ms(),
+            max_mails: max,
+            ..ListRequest::default()
+        };
+        let all = find(&bucket, "r/", &request(10), epoch_ms()).await.unwrap();
+        assert_eq!((all.mails.len(), all.stopped_short), (5, None));
+        let short = find(&bucket, "r/", &request(3), epoch_ms()).await.unwrap();
+        assert_eq!(short.mails.len(), 3);
+        assert_eq!(short.stopped_short.unwrap().read, 3);
+    }
 
     #[test]
     fn a_held_request_is_read_strictly() {
