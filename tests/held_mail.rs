@@ -1,5 +1,6 @@
 //! Every mail that did not become a ticket, in one place, as the on-call RT admin uses
-//! it after a bad night (`rt-mailgate-held`): held mail (a storm), a mail dropped on
+//! it after a bad night (`rt-mailgate-held`): held mail (a storm, an out-of-office
+//! reply under the `hold` policy), a mail dropped on
 //! SES's virus verdict, one given up (RT has no such queue) and one nobody's route
 //! takes are listed and shown by cause; a held mail released twice is one ticket in the
 //! real RT; a reject tells an authenticated sender once a day per reason and never a
@@ -42,6 +43,7 @@ fn stack() -> LambdaStack {
         ("SENDER_NOTICES", "true"),
         ("NOTICE_FROM", "rt@example.test"),
         ("OPERATOR_EMAIL", "ops@example.test"),
+        ("AUTO_REPLY_POLICY", "hold"),
     ]);
     stack.verify_ses_identity("rt@example.test");
     stack
@@ -76,7 +78,11 @@ fn listed(stack: &LambdaStack, args: &[&str]) -> Vec<String> {
 /// `recipients` (with SES's SPF verdict `spf`).
 fn deliver(stack: &LambdaStack, sender: &str, subject: &str, recipients: &[&str], spf: &str) -> String {
     let id = unique("held-mail");
-    stack.store_mail(&id, &mails::plain(sender, subject, "the body"));
+    let mut mail = mails::plain(sender, subject, "the body");
+    if subject.contains("Out of office") {
+        mail = [b"Auto-Submitted: auto-replied\n".to_vec(), mail].concat();
+    }
+    stack.store_mail(&id, &mail);
     let mut event = ses_event(&id, recipients);
     let ses = &mut event["Records"][0]["ses"];
     ses["mail"]["source"] = sender.into();
@@ -175,19 +181,30 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
         &["support@example.test"],
         "PASS",
     );
+    // Held by the function itself: an out-of-office reply, on a route whose auto-reply
+    // policy is `hold`.
+    let ooo_subject = unique("Out of office");
+    let ooo = deliver(
+        &stack,
+        "erin@customer.example",
+        &ooo_subject,
+        &["support@example.test"],
+        "PASS",
+    );
 
     // Every kind, by cause; what became a ticket is not there, and the function filed
     // nothing for it (the ordinary path writes no entry).
     let all = listed(&stack, &[]);
-    for id in [&storm, &virus, &misrouted, &unrouted] {
+    for id in [&storm, &virus, &misrouted, &unrouted, &ooo] {
         assert!(all.contains(id), "{id} listed: {all:?}");
     }
     assert!(!all.contains(&fine), "{all:?}");
     assert!(stack
         .objects_under(&format!("{RECORDS}index/not-a-ticket-mail/{fine}"))
         .is_empty());
+    assert_eq!(listed(&stack, &["--cause", "auto-reply"]), std::slice::from_ref(&ooo));
+    assert_eq!(listed(&stack, &["--cause", "held"]).len(), 2);
     for (cause, id) in [
-        ("held", &storm),
         ("storm-sender", &storm),
         ("dropped", &virus),
         ("virus", &virus),
@@ -201,7 +218,7 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
     }
     // By time, sender (the trace's address index), route, day.
     assert_eq!(
-        listed(&stack, &["--cause", "held", "--since", "24h"]),
+        listed(&stack, &["--cause", "storm-sender", "--since", "24h"]),
         std::slice::from_ref(&storm)
     );
     assert!(listed(
@@ -216,7 +233,7 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
     let support = listed(&stack, &["--route", "support@example.test"]);
     assert!(support.contains(&storm) && support.contains(&virus) && !support.contains(&misrouted));
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    assert_eq!(listed(&stack, &["--day", &today]).len(), 4);
+    assert_eq!(listed(&stack, &["--day", &today]).len(), 5);
     // A bound: it says it stopped short.
     let (code, text) = held(&stack, &["list", "--max-mails", "2"]);
     assert_eq!(code, 1, "{text}");
@@ -255,6 +272,12 @@ fn held_dropped_given_up_and_unrouted_mail_are_listed_by_cause_and_a_release_pos
     assert_eq!(rt::tickets_with_subject(&storm_subject).len(), 1, "posted once");
     assert_eq!(record_at(&stack, &storm_key)["state"], "delivered");
     assert!(!listed(&stack, &["--cause", "held"]).contains(&storm));
+    // The function's own hold, released: one ticket, and nothing held any more.
+    assert!(rt::tickets_with_subject(&ooo_subject).is_empty(), "held, not posted");
+    let (code, text) = held(&stack, &["release", &ooo]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(rt::tickets_with_subject(&ooo_subject).len(), 1);
+    assert!(listed(&stack, &["--cause", "held"]).is_empty());
     // Released with the screening kept: the virus stays out of RT.
     let (code, text) = held(&stack, &["release", &virus]);
     assert_eq!(code, 1, "{text}");

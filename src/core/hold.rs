@@ -64,6 +64,64 @@ impl HoldCause {
     }
 }
 
+/// What the operator's one notice of a storm or a loop is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldMail {
+    /// SES's message id of the first mail held.
+    pub ses_message_id: String,
+    /// Its `Message-ID` header, if known.
+    pub message_id: Option<String>,
+    /// The envelope sender.
+    pub sender: String,
+    /// The route's entry.
+    pub route: String,
+    /// The record's reason (`<cause>: <detail>`).
+    pub reason: String,
+}
+
+/// The operator's notice when a storm or a loop starts being held: one per storm (per
+/// cause, route and sender, a day), never one per mail. It says what is held, that it
+/// stops by itself, and how to see and release it.
+pub fn hold_notice(to: &str, cause: HoldCause, mail: &HeldMail) -> crate::core::notice::NoticeText {
+    // What the sender chose is quoted on one line, cut: a notice can't carry its payload.
+    let cut = |text: &str| -> String {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(crate::core::notice::QUOTED_CHARS)
+            .collect()
+    };
+    let what = match cause {
+        HoldCause::StormSender => "a storm from one sender",
+        HoldCause::StormRoute => "a storm to one route",
+        HoldCause::Loop => "a mail loop with another helpdesk",
+        HoldCause::AutoReply => "automatic mail",
+    };
+    let subject = format!("rt-mailgate: holding {what} ({})", cut(&mail.route));
+    let body = format!(
+        "rt-mailgate is holding mail instead of posting it to RT: {what}.\n\n\
+         Route:       {route}\n\
+         Sender:      {sender}\n\
+         Why:         {reason}\n\
+         First held:  SES message id {ses} (Message-ID {mid})\n\n\
+         Every further mail of it is held too, with no further notice; holding stops by\n\
+         itself once the rate drops (the next storm window). Nothing is lost: held mail\n\
+         is kept in the bucket. See it with `rt-mailgate-held list --cause {label}`;\n\
+         post it to RT (once) with `rt-mailgate-held release`, or one mail with\n\
+         `rt-mailgate-replay --release --message-id ID --recipient ADDRESS`.\n",
+        route = cut(&mail.route),
+        sender = cut(&mail.sender),
+        reason = cut(&mail.reason),
+        ses = cut(&mail.ses_message_id),
+        mid = cut(mail.message_id.as_deref().unwrap_or("none")),
+        label = cause.label(),
+    );
+    crate::core::notice::NoticeText {
+        to: to.to_string(),
+        subject,
+        body,
+    }
+}
+
 impl fmt::Display for HoldCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -88,5 +146,22 @@ mod tests {
         assert_eq!(HoldCause::from_reason("auto-reply"), Some((HoldCause::AutoReply, "")));
         assert_eq!(HoldCause::from_reason("MailTooLarge"), None);
         assert_eq!(HoldCause::from_reason("storm: x"), None);
+    }
+
+    #[test]
+    fn the_storm_notice_says_what_is_held_and_how_to_release_it() {
+        let mail = HeldMail {
+            ses_message_id: "m1".into(),
+            message_id: Some("<a@b>".into()),
+            sender: "alerts@mon.example".into(),
+            route: "ops@example.com".into(),
+            reason: HoldCause::StormSender.reason("mail 16 ... (bound 15)"),
+        };
+        let notice = hold_notice("ops@x", HoldCause::StormSender, &mail);
+        assert_eq!(notice.to, "ops@x");
+        assert!(notice.subject.contains("storm from one sender (ops@example.com)"));
+        for part in ["alerts@mon.example", "storm-sender: mail 16", "m1", "<a@b>", "release"] {
+            assert!(notice.body.contains(part), "{part}: {}", notice.body);
+        }
     }
 }

@@ -28,6 +28,8 @@
 //!   unrouted): its cause, what a release or a reject does, the daily digest.
 //! - [`machine_mail`]: auto-replies, out-of-office, bounces and bulk mail told apart, other
 //!   helpdesks' loop markers named, and the per-route policy for such mail.
+//! - [`storm`]: storm and loop bounds, the fixed window a mail counts in, and what
+//!   the counts mean.
 //! - [`redact`]: credentials in URLs shown as `***` in reports, errors and logs.
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
 //! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
@@ -60,6 +62,7 @@ pub mod request;
 pub mod route;
 pub mod route_record;
 pub mod shell;
+pub mod storm;
 pub mod threading;
 pub mod trace;
 pub mod url_policy;

@@ -143,6 +143,11 @@ pub struct RouteRecord {
     /// ([`crate::core::threading::ThreadTarget::to_text`]): a retry posts the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// The auto-reply policy's decision, kept before the first post when it changes the
+    /// post (`comment:<kind>`: posted as a comment): a retry posts (and asks RT about)
+    /// the same post, whatever the policy says by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
     /// When the record was last written (epoch ms).
     #[serde(default)]
     pub updated_ms: u64,
@@ -201,6 +206,7 @@ impl RouteRecord {
             transaction: None,
             screened: Screened::Passed,
             thread: None,
+            auto: None,
             updated_ms: 0,
         }
     }

@@ -84,6 +84,8 @@ pub struct Summary {
     pub unrouted: usize,
     /// Posts skipped because a record shows an earlier invocation settled them.
     pub already_delivered: usize,
+    /// Posts held instead of made (storm, loop, auto-reply `hold`) by this invocation.
+    pub held: usize,
 }
 
 impl std::ops::AddAssign for Summary {
@@ -93,6 +95,7 @@ impl std::ops::AddAssign for Summary {
         self.given_up += other.given_up;
         self.unrouted += other.unrouted;
         self.already_delivered += other.already_delivered;
+        self.held += other.held;
     }
 }
 

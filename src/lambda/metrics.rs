@@ -143,6 +143,23 @@ pub fn threaded(route: &str, by: &'static str) {
     metrics::counter!("Threaded", "By" => by, "Route" => route.to_string()).increment(1);
 }
 
+/// A route of a mail held instead of posted (issue 23), by cause (`storm-sender`,
+/// `storm-route`, `loop`, `auto-reply`).
+pub fn held(route: &str, cause: crate::core::hold::HoldCause) {
+    metrics::counter!("Held", "Cause" => cause.label()).increment(1);
+    metrics::counter!("Held", "Cause" => cause.label(), "Route" => route.to_string()).increment(1);
+}
+
+/// Automatic mail a route's policy touched (`comment`) or let pass (`pass`), by kind.
+pub fn machine_mail(kind: crate::core::machine_mail::MachineKind, policy: &'static str) {
+    metrics::counter!("MachineMail", "Kind" => kind.label(), "Policy" => policy).increment(1);
+}
+
+/// A storm counter request that failed: the mail was posted anyway (fail open).
+pub fn storm_counter_failed() {
+    metrics::counter!("StormCounterFailed").increment(1);
+}
+
 /// One read of a mail from S3.
 pub fn mail_read(took: Duration) {
     metrics::histogram!("S3ReadTime").record(took.as_secs_f64() * 1000.0);
