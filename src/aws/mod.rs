@@ -2,8 +2,9 @@
 //! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
 //! Manager) behind [`secrets::SecretSource`], the routing table object
 //! ([`routes_object::RoutesObject`]); the deployed function through the `aws` CLI
-//! ([`function`]).
+//! ([`function`]); the storm counters (DynamoDB) behind [`counters::StormCounters`].
 
+pub mod counters;
 pub mod function;
 pub mod record_index;
 pub mod records;

@@ -3,7 +3,8 @@
 //! as the Lambda, or the deployed function's (`--function-name`); delivery records keep
 //! it from posting anything twice. Exits 0 only when every mail it touched is delivered
 //! or refused by RT; else 1, saying per mail and route what to fix (dead-letter messages
-//! of such mails stay on the queue); 2 on a configuration error.
+//! of such mails stay on the queue); 2 on a configuration error. `--release` posts mail
+//! held for a storm, a loop or an auto-reply (once; the screening kept).
 
 use std::process::ExitCode;
 
@@ -43,6 +44,10 @@ struct Args {
     /// the event, of the mail's verdict record, or of SES's fields on the stored mail.
     #[arg(long)]
     post_screened_mail: bool,
+    /// Release held mail: a route held for a storm, a loop or an auto-reply is posted
+    /// (once, with the screening kept); routes not held are replayed as without it.
+    #[arg(long, conflicts_with = "post_screened_mail")]
+    release: bool,
     /// Take the settings from this deployed function's environment (through the `aws`
     /// CLI); a variable set here wins.
     #[arg(long)]
@@ -85,7 +90,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // (ROUTES_S3_KEY) is read as the function reads it.
     let handler = LiveHandler::cold_start(vars, &aws, false).await?.handler().await;
 
-    let mode = if args.post_screened_mail {
+    let mode = if args.release {
+        Mode::Release
+    } else if args.post_screened_mail {
         Mode::ReplayScreenedToo
     } else {
         Mode::Replay
@@ -143,6 +150,7 @@ fn in_function(args: &Args) -> anyhow::Result<bool> {
         "recipients": args.recipient,
         "sender": args.sender,
         "post_screened_mail": args.post_screened_mail,
+        "release": args.release,
     }}});
     let answer = invoke(function, &request).context("invoking the function")?;
     print!("{}", answer["report"].as_str().unwrap_or_default());

@@ -22,8 +22,14 @@
 //! - [`threading`]: which ticket a mail belongs to by RT's own markers (subject tag,
 //!   `RT-Ticket-N@Organization`, RT's Message-IDs), Message-IDs to look up, and bounces of
 //!   RT's mail.
+//! - [`hold`]: why a route was held instead of posted (storm, loop, auto-reply), as
+//!   its record's reason says it.
+//! - [`held`]: every mail that did not become a ticket (held, dropped, given up,
+//!   unrouted): its cause, what a release or a reject does, the daily digest.
 //! - [`machine_mail`]: auto-replies, out-of-office, bounces and bulk mail told apart, other
 //!   helpdesks' loop markers named, and the per-route policy for such mail.
+//! - [`storm`]: storm and loop bounds, the fixed window a mail counts in, and what
+//!   the counts mean.
 //! - [`redact`]: credentials in URLs shown as `***` in reports, errors and logs.
 //! - [`getopt`]: Getopt::Long-compatible command-line parsing for the drop-in CLI.
 //! - [`credentials`]: the secret JSON (proxy header, basic auth, client certificate, RT
@@ -41,6 +47,8 @@ pub mod delivery_id;
 pub mod extension;
 pub mod getopt;
 pub mod headers;
+pub mod held;
+pub mod hold;
 pub mod line_endings;
 pub mod lookup;
 pub mod machine_mail;
@@ -54,6 +62,7 @@ pub mod request;
 pub mod route;
 pub mod route_record;
 pub mod shell;
+pub mod storm;
 pub mod threading;
 pub mod trace;
 pub mod url_policy;

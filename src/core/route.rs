@@ -40,9 +40,14 @@ use crate::core::getopt::parse_args_extended;
 use crate::core::outcome::Case;
 use crate::core::redact::{redact_url, redact_word};
 use crate::core::request::{GatewayRequest, MailgateArgs, RtTarget};
+use crate::core::storm::RouteSense;
 
 /// The options a route knows that rt-mailgate itself does not.
-const ROUTE_ONLY_OPTIONS: &[&str] = &["secret"];
+/// `--secret`, and the machine-mail and storm settings ([`crate::core::storm::ROUTE_OPTIONS`]:
+/// `--auto-replies pass|comment|hold`, `--storm-sender N`, `--storm-route N`,
+/// `--storm-window MINUTES`), which decide whether a post is made, never what it is:
+/// they are not part of the post's fingerprint or delivery id.
+const ROUTE_ONLY_OPTIONS: &[&str] = &["secret", "auto-replies", "storm-sender", "storm-route", "storm-window"];
 
 /// A routing table entry that can't be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +76,8 @@ struct Entry {
     args: MailgateArgs,
     /// `--url` and `--secret`, when the entry names its own RT.
     rt: Option<RtTarget>,
+    /// `--auto-replies` and the storm bounds, where the entry sets them.
+    sense: RouteSense,
 }
 
 /// Why a URL can't name an RT.
@@ -128,6 +135,8 @@ pub struct Route {
     /// action) is the sender's doing, not a broken route: it is counted and reported
     /// apart, and the queue is checked before posting where RT can be asked.
     pub named_by_address: bool,
+    /// The entry's own machine-mail and storm settings (unset: the function's).
+    pub sense: RouteSense,
 }
 
 impl RoutingTable {
@@ -150,11 +159,12 @@ impl RoutingTable {
                 .split_once(':')
                 .ok_or_else(|| fail("expected `address: --queue ...`".into()))?;
             let pattern = parse_pattern(address.trim()).map_err(fail)?;
-            let (args, rt) = parse_route_args(args).map_err(fail)?;
+            let (args, rt, sense) = parse_route_args(args).map_err(fail)?;
             let entry = Entry {
                 pattern: address.trim().to_string(),
                 args,
                 rt,
+                sense,
             };
             let duplicate = match pattern {
                 Pattern::Exact(local, domain) => table.exact.insert((local, domain), entry).is_some(),
@@ -201,6 +211,7 @@ impl RoutingTable {
             pattern: entry.pattern.clone(),
             args,
             rt: entry.rt.clone(),
+            sense: entry.sense,
         }
         .route(extension.as_deref());
         route.named_by_address = true;
@@ -325,6 +336,7 @@ impl Entry {
             entry: self.pattern.clone(),
             request,
             named_by_address,
+            sense: self.sense,
         }
     }
 }
@@ -447,7 +459,7 @@ fn shown_entry(line: &str) -> String {
 }
 
 /// A route's arguments: what to post, and to which RT when not the function's.
-fn parse_route_args(text: &str) -> Result<(MailgateArgs, Option<RtTarget>), String> {
+fn parse_route_args(text: &str) -> Result<(MailgateArgs, Option<RtTarget>, RouteSense), String> {
     let words = shlex::split(text).ok_or("a quote is not closed, or a backslash ends the entry")?;
     let (parsed, route_only) = parse_args_extended(words, ROUTE_ONLY_OPTIONS);
     if let Some(warning) = parsed.warnings.first() {
@@ -471,11 +483,15 @@ fn parse_route_args(text: &str) -> Result<(MailgateArgs, Option<RtTarget>), Stri
              not per route"
         ));
     }
-    // As for any option, the last `--secret` given wins.
-    let secret = route_only
-        .into_iter()
-        .next_back()
-        .map(|(_, id)| String::from_utf8_lossy(&id).into_owned());
+    // As for any option, the last one given wins.
+    let mut secret = None;
+    let mut sense = RouteSense::default();
+    for (option, value) in route_only {
+        let value = String::from_utf8_lossy(&value).into_owned();
+        if !sense.take(option, &value)? {
+            secret = Some(value);
+        }
+    }
     let rt = match (&o.url, secret) {
         (None, None) => None,
         (None, Some(_)) => {
@@ -508,7 +524,7 @@ fn parse_route_args(text: &str) -> Result<(MailgateArgs, Option<RtTarget>), Stri
         action: o.action,
         extension: o.extension,
     };
-    Ok((args, rt))
+    Ok((args, rt, sense))
 }
 
 /// A Secrets Manager secret id as its API takes it: a name (letters, digits and

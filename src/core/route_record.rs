@@ -9,6 +9,7 @@
 //! | none (its create succeeds)                | posts: one S3 request before fetching the mail            |
 //! | `delivered` or `refused`                  | nothing: settled by an earlier invocation                 |
 //! | `given-up`                                | nothing; a replay tries again, except a mail dropped on SES's verdicts (virus, DMARC reject, spam drop), which only `--post-screened-mail` posts |
+//! | `held` (storm, loop, auto-reply: never posted) | nothing, in a replay too; only a release ([`Replaying::Release`]) takes it over and posts |
 //! | `posting`, lease not expired              | leaves the route for a later retry (not lost, not posted) |
 //! | `posting`, lease expired (holder died)    | takes it over; asks RT until RT may no longer be storing what the holder posted |
 //! | `unsure` (RT may have taken the mail)     | takes it over; asks RT until `settle_until`, then posts   |
@@ -64,12 +65,16 @@ pub enum RouteState {
     Refused,
     /// Given up: a misroute, too large, or dropped on SES's verdicts.
     GivenUp,
+    /// Held instead of posted (a storm, a loop, an auto-reply under `hold`): never
+    /// posted; the record's `reason` is `"<cause>: <detail>"`
+    /// ([`crate::core::hold::HoldCause`]). Settled until an operator releases it.
+    Held,
 }
 
 impl RouteState {
     /// True once nothing more will happen to the route (outside a replay).
     pub fn is_settled(self) -> bool {
-        matches!(self, Self::Delivered | Self::Refused | Self::GivenUp)
+        matches!(self, Self::Delivered | Self::Refused | Self::GivenUp | Self::Held)
     }
 
     /// The word used in the record and the logs.
@@ -81,6 +86,7 @@ impl RouteState {
             Self::Delivered => "delivered",
             Self::Refused => "refused",
             Self::GivenUp => "given-up",
+            Self::Held => "held",
         }
     }
 }
@@ -137,6 +143,11 @@ pub struct RouteRecord {
     /// ([`crate::core::threading::ThreadTarget::to_text`]): a retry posts the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// The auto-reply policy's decision, kept before the first post when it changes the
+    /// post (`comment:<kind>`: posted as a comment): a retry posts (and asks RT about)
+    /// the same post, whatever the policy says by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
     /// When the record was last written (epoch ms).
     #[serde(default)]
     pub updated_ms: u64,
@@ -195,6 +206,7 @@ impl RouteRecord {
             transaction: None,
             screened: Screened::Passed,
             thread: None,
+            auto: None,
             updated_ms: 0,
         }
     }
@@ -237,6 +249,10 @@ pub enum Replaying {
     Yes,
     /// A replay told to post screened drops too.
     ScreenedToo,
+    /// A release of held mail: as [`Self::Yes`], and a `held` route is taken over and
+    /// posted (once: two releases race for the record's version, and a route that is
+    /// not held, e.g. delivered, stays as it is).
+    Release,
 }
 
 /// The rule of the table above. `found` is the record's text; `rt_timeout` how long RT
@@ -252,9 +268,16 @@ pub fn claim(found: &str, now_ms: u64, replaying: Replaying, rt_timeout: Duratio
     };
     match record.state {
         RouteState::Delivered | RouteState::Refused => Claim::Settled(record.state),
+        RouteState::Held if replaying != Replaying::Release => Claim::Settled(record.state),
+        // A hold is decided before any post; were an earlier attempt ever to have posted
+        // (`posts`), RT is asked first, as for any record that may have reached RT.
+        RouteState::Held => Claim::TakeOver {
+            ask_rt: record.posts > 0,
+            settle_until_ms: record.settle_until_ms,
+        },
         RouteState::GivenUp => match (replaying, &record.screened) {
             (Replaying::No, _) => Claim::Settled(record.state),
-            (Replaying::Yes, Screened::Dropped(case)) => Claim::KeptDropped(case.clone()),
+            (Replaying::Yes | Replaying::Release, Screened::Dropped(case)) => Claim::KeptDropped(case.clone()),
             // What was given up was never taken by RT (a misroute, 413, too large).
             _ => Claim::TakeOver {
                 ask_rt: false,
@@ -517,6 +540,66 @@ mod tests {
                 settle_until_ms: now + RT_TIMEOUT.as_millis() as u64
             }
         );
+    }
+
+    #[test]
+    fn a_held_route_is_posted_only_by_a_release_and_only_once() {
+        let now = 1_000_000;
+        let held = text(RouteState::Held, |r| {
+            r.reason = Some("storm-sender: 16 in 10 min".into())
+        });
+        for replaying in [Replaying::No, Replaying::Yes, Replaying::ScreenedToo] {
+            assert_eq!(
+                claim(&held, now, replaying, RT_TIMEOUT),
+                Claim::Settled(RouteState::Held),
+                "{replaying:?} leaves held mail held"
+            );
+        }
+        assert_eq!(
+            claim(&held, now, Replaying::Release, RT_TIMEOUT),
+            Claim::TakeOver {
+                ask_rt: false,
+                settle_until_ms: 0
+            },
+            "never posted: the release posts at once"
+        );
+        // Released once: the record says `posting` (the release's lease) or `delivered`,
+        // so a second release (or the first delivery's retry) does not post again.
+        let releasing = text(RouteState::Posting, |r| r.lease_until_ms = now + 1);
+        assert!(matches!(
+            claim(&releasing, now, Replaying::Release, RT_TIMEOUT),
+            Claim::Held { .. }
+        ));
+        for state in [RouteState::Delivered, RouteState::Refused] {
+            assert_eq!(
+                claim(&text(state, |_| {}), now, Replaying::Release, RT_TIMEOUT),
+                Claim::Settled(state),
+                "a release of a route that is not held does nothing"
+            );
+        }
+        // A release keeps the screening, as a replay does.
+        let virus = text(RouteState::GivenUp, |r| {
+            r.screened = Screened::Dropped("VirusFound".into())
+        });
+        assert_eq!(
+            claim(&virus, now, Replaying::Release, RT_TIMEOUT),
+            Claim::KeptDropped("VirusFound".into())
+        );
+        // Were a held record ever to have been posted, RT is asked first.
+        let posted = text(RouteState::Held, |r| {
+            r.posts = 1;
+            r.settle_until_ms = now + 5;
+        });
+        assert_eq!(
+            claim(&posted, now, Replaying::Release, RT_TIMEOUT),
+            Claim::TakeOver {
+                ask_rt: true,
+                settle_until_ms: now + 5
+            }
+        );
+        assert!(RouteState::Held.is_settled());
+        assert_eq!(serde_json::to_string(&RouteState::Held).unwrap(), "\"held\"");
+        assert_eq!(RouteState::Held.word(), "held");
     }
 
     #[test]

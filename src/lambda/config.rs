@@ -22,6 +22,7 @@
 //! | `RT_API_URL` | where RT's REST 2 API answers lookups (when not at `RT_URL`) | `RT_URL` |
 //! | `RT_ORGANIZATION` | RT's `$Organization`: replies thread by RT's markers, bounces of RT's mail become comments ([`crate::core::threading`]); empty: threading off | empty |
 //! | `RT_NAME` | RT's `$rtname` (its subject tag), read with `RT_ORGANIZATION` | empty |
+//! | `AUTO_REPLY_POLICY`, `STORM_TABLE`, `STORM_SENDER_MAX`, `STORM_ROUTE_MAX`, `STORM_WINDOW_MINUTES`, `LOOP_HOLD_AFTER` | machine mail, storms and loops ([`crate::core::storm::HoldSettings`]) | `comment`, none (storms not counted), 15, 300, 10, 3 |
 //! | `RT_REDIRECT_HOSTS` | comma-separated hosts a redirect may lead to (never with credentials) | none |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
@@ -190,6 +191,8 @@ pub struct LambdaConfig {
     /// The function's own RT as its mail names it (`RT_ORGANIZATION`, `RT_NAME`): with an
     /// empty organization, no threading (issue 22).
     pub rt_identity: RtIdentity,
+    /// Machine mail, storms and loops (issue 23).
+    pub hold: crate::core::storm::HoldSettings,
 }
 
 /// The routing table object's text, as read from S3, with where it was read.
@@ -396,7 +399,12 @@ impl LambdaConfig {
             rtname: get("RT_NAME").unwrap_or_default(),
             queue_tags: Vec::new(),
         };
+        let hold = crate::core::storm::HoldSettings::from_vars(get).map_err(|bad| ConfigError::Invalid {
+            var: bad.var,
+            reason: bad.reason,
+        })?;
         Ok(Self {
+            hold,
             rt_identity,
             rt_settle,
             mail_domains,

@@ -35,20 +35,27 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use crate::aws::counters::{CounterError, Counters};
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
 use crate::core::delivery_id::DeliveryId;
+use crate::core::hold::{hold_notice, HeldMail, HoldCause};
 use crate::core::lookup::Unanswerable;
+use crate::core::machine_mail::{classify, loop_markers, AutoDecision, AutoPolicy, MachineKind};
 use crate::core::notice::GivenUpRoute;
 use crate::core::outcome::{decide, Case, Decision, GiveUpClass, Notice, Screening, SPAM_HEADER};
 use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
 use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
+use crate::core::storm::{
+    counter_item, hold_notice_key, loop_key, loop_window, storm_hold, Counts, StormBounds, HOLD_NOTICE,
+};
 use crate::core::threading::{
     checked_target, decide_mail, queue_named_by_name, unchecked_target, AsIs, ThreadTarget, TicketCheck,
     MAX_BOUNCE_SCAN,
 };
 use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
+use crate::lambda::hold::take_slot;
 use crate::lambda::invocation::{epoch_ms, within, HandlerError, Mode, Stop, StoredMail, Summary};
 use crate::lambda::metrics::{self, Avoided};
 use crate::rt::lookup::{DeliveryLookup, Lookup};
@@ -63,10 +70,45 @@ pub enum RouteEnd {
     /// Settled, counted, and given up by this invocation: whom to tell, and about what
     /// (the mail's notices go out once its routes are all done).
     GivenUp(Summary, GivenUpRoute, Notice),
+    /// Held instead of posted (a storm, a loop, an auto-reply under `hold`), counted,
+    /// with the operator's notice when this mail is the storm's or loop's first
+    /// (sent once the mail's routes are done).
+    Held(Summary, Option<crate::core::notice::NoticeText>),
     /// Left for a retry, with the reason.
     Retry(String),
     /// The stored mail is blank: nothing to post on any route.
     NothingToPost,
+}
+
+/// How much of a mail's start the hold step reads for its header (machine-mail marks,
+/// other helpdesks' marks): far more than any header block.
+const HOLD_HEADER_SCAN: usize = 64 * 1024;
+
+/// The longest the storm counter may take: past it the mail is posted (fail open), so a
+/// slow or unreachable counter store never holds the delivery up for long.
+const STORM_COUNT_LIMIT: Duration = Duration::from_secs(3);
+
+/// Step 1's third request (issue 23): one add to the storm counters, for a first
+/// delivery of a route with a bound, when counters are on (`None` otherwise, or when
+/// no answer came in time: the mail is then posted).
+async fn storm_count(
+    mail: &StoredMail<'_>,
+    route: &str,
+    bounds: &StormBounds,
+    mode: Mode,
+    counters: &Counters,
+) -> Option<Result<Counts, CounterError>> {
+    if mode != Mode::Normal || bounds.off() || !counters.on() {
+        return None;
+    }
+    let item = counter_item(route, &mail.info.sender, epoch_ms(), bounds);
+    let limit = mail
+        .time_left()
+        .map_or(STORM_COUNT_LIMIT, |left| left.min(STORM_COUNT_LIMIT));
+    match within(Some(limit), counters.add(&item)).await {
+        Ok(answer) => answer,
+        Err(Stop(why)) => Some(Err(CounterError::Failed(why))),
+    }
 }
 
 /// The first wait between two questions to RT while it may still be storing a mail;
@@ -257,6 +299,7 @@ where
         delivery: &PlannedDelivery,
         screening: &Screening,
         mode: Mode,
+        counters: &Counters,
     ) -> Result<RouteEnd, HandlerError> {
         let ses_id = mail.ses_id();
         let route = delivery.route.entry.as_str();
@@ -270,11 +313,15 @@ where
         // or held just wastes one read).
         let fresh = self.fresh_record(mail, delivery, &id, screening);
         let claim = self.claim(mail, format!("{ses_id}/{fingerprint}"), fresh, mode);
-        let (claimed, read_while_claiming) = if self.reads_while_claiming(mail, delivery, screening, mode) {
-            let (claimed, read) = tokio::join!(claim, mail.spool.get_or_try_init(|| self.fetch(mail)));
-            (claimed, Some(read))
+        // ... and the storm counters' one request, also at the same time (issue 23).
+        let bounds = delivery.route.sense.storm(&self.config.hold);
+        let count = storm_count(mail, route, &bounds, mode, counters);
+        let (claimed, read_while_claiming, counted) = if self.reads_while_claiming(mail, delivery, screening, mode) {
+            let (claimed, read, counted) = tokio::join!(claim, mail.spool.get_or_try_init(|| self.fetch(mail)), count);
+            (claimed, Some(read), counted)
         } else {
-            (claim.await, None)
+            let (claimed, counted) = tokio::join!(claim, count);
+            (claimed, None, counted)
         };
         let (held, ask_rt_first, settle_until_ms) = match claimed {
             Claimed::Mine {
@@ -378,6 +425,20 @@ where
                 return Ok(self.retry(ses_id, route, why));
             }
         };
+
+        // 3c. hold (issue 23): a storm, a loop or an auto-reply under `hold` is held, not
+        // posted; an auto-reply under `comment` is posted as a comment.
+        match self
+            .hold(mail, &mut delivery, &held, spool, counted, &bounds, ask_rt_first, mode)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(end)) => return Ok(end),
+            Err(why) => {
+                self.leave(mail, &held, untouched).await;
+                return Ok(self.retry(ses_id, route, why));
+            }
+        }
 
         // 4. ask RT first, while RT may still be storing an earlier attempt
         if ask_rt_first {
@@ -538,6 +599,221 @@ where
         Ok(Some(target))
     }
 
+    /// Step 3c (issue 23), before any post: what a storm, a loop or a route's policy
+    /// for automatic mail does with the mail. `Ok(None)`: post (perhaps as a comment);
+    /// `Ok(Some(end))`: held (the record says `held`, with its cause), or left for a
+    /// retry; `Err`: left for the retry (the record could not keep the decision).
+    ///
+    /// Checked on the first attempt only: a decision kept in the record (`auto`) is
+    /// reused as it is, a release posts past the checks, and an attempt that may have
+    /// reached RT kept no decision (it posted as the route says). Storms and loops are
+    /// counted for first deliveries, never for a replay. Every store failure fails open:
+    /// the mail is posted, with a warning.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &mut PlannedDelivery,
+        held: &HeldRecord<'_, R>,
+        spool: &Spool,
+        counted: Option<Result<Counts, CounterError>>,
+        bounds: &StormBounds,
+        ask_rt_first: bool,
+        mode: Mode,
+    ) -> Result<Option<RouteEnd>, String> {
+        let (message_id, route) = (mail.ses_id(), delivery.route.entry.clone());
+        let route = route.as_str();
+        let request = &mut delivery.route.request;
+        if let Some(kept) = held.record().await.auto {
+            if kept.starts_with("comment") {
+                if let AutoDecision::Comment(action) =
+                    AutoPolicy::Comment.decide(MachineKind::AutoReply, request.action.as_deref())
+                {
+                    request.action = Some(action);
+                }
+            }
+            return Ok(None);
+        }
+        if mode == Mode::Release {
+            tracing::warn!(
+                message_id,
+                route,
+                "released by an operator: posted past the hold checks"
+            );
+            return Ok(None);
+        }
+        if ask_rt_first {
+            return Ok(None);
+        }
+        // Storms: the count made while the route was claimed.
+        match counted {
+            None => {}
+            Some(Ok(counts)) => {
+                if let Some(storm) = storm_hold(counts, bounds) {
+                    return self
+                        .hold_route(mail, delivery, held, storm.cause, &storm.detail, storm.first)
+                        .await
+                        .map(Some);
+                }
+            }
+            Some(Err(CounterError::ItemFull)) if bounds.route_max > 0 => {
+                let detail = format!(
+                    "the counter of this window holds tens of thousands of senders (bound {} to this route within {} min)",
+                    bounds.route_max, bounds.window_minutes
+                );
+                return self
+                    .hold_route(mail, delivery, held, HoldCause::StormRoute, &detail, true)
+                    .await
+                    .map(Some);
+            }
+            Some(Err(error)) => {
+                metrics::storm_counter_failed();
+                tracing::warn!(message_id, route, error = %error, "storm counter failed; the mail is posted (fail open)");
+            }
+        }
+        let head = spool
+            .head(HOLD_HEADER_SCAN)
+            .await
+            .map_err(|e| format!("the spooled mail can't be read: {e}"))?;
+        // Loops: another helpdesk's marks, repeated from one sender to one route.
+        let loop_max = self.config.hold.loop_max;
+        if mode == Mode::Normal && loop_max > 0 {
+            let marks = loop_markers(&head, &self.config.rt_identity.rtname);
+            if let Some(mark) = marks.iter().find(|m| m.system.is_other()) {
+                let key = loop_key(route, &mail.info.sender);
+                match take_slot(self.records, &key, loop_window(loop_max), mail.time_left()).await {
+                    Ok(true) => tracing::info!(
+                        message_id,
+                        route,
+                        helpdesk = %mark.system,
+                        evidence = mark.evidence,
+                        "another helpdesk's mail, within the loop bound: posted"
+                    ),
+                    Ok(false) => {
+                        let detail = format!(
+                            "{} ({}): more than {loop_max} such mails from this sender to this route within an hour",
+                            mark.system, mark.evidence
+                        );
+                        return self
+                            .hold_route(mail, delivery, held, HoldCause::Loop, &detail, true)
+                            .await
+                            .map(Some);
+                    }
+                    Err(error) => tracing::warn!(
+                        message_id,
+                        route,
+                        error,
+                        "loop window unreadable; the mail is posted (fail open)"
+                    ),
+                }
+            }
+        }
+        // Automatic mail: the route's policy (threading decided the ticket already).
+        let Some(machine) = classify(&head) else {
+            return Ok(None);
+        };
+        let policy = delivery.route.sense.auto_policy(&self.config.hold);
+        let request = &mut delivery.route.request;
+        match policy.decide(machine.kind, request.action.as_deref()) {
+            AutoDecision::AsIs => {
+                if machine.kind.is_automatic() {
+                    metrics::machine_mail(machine.kind, policy.label());
+                }
+                Ok(None)
+            }
+            AutoDecision::Hold => {
+                let detail = machine.kind.label().to_string();
+                self.hold_route(mail, delivery, held, HoldCause::AutoReply, &detail, false)
+                    .await
+                    .map(Some)
+            }
+            AutoDecision::Comment(action) => {
+                // Kept before the post: a retry posts (and asks RT about) the same post.
+                let kept = format!("comment:{}", machine.kind.label());
+                match held.write(|r| r.auto = Some(kept)).await {
+                    Ok(Written::Yes) => {}
+                    Ok(refused) => return Err(format!("auto-reply decision not kept: {}", refused.cause())),
+                    Err(error) => return Err(format!("auto-reply decision not kept: {error}")),
+                }
+                metrics::machine_mail(machine.kind, "comment");
+                tracing::info!(
+                    message_id,
+                    route,
+                    kind = machine.kind.label(),
+                    "automatic mail: posted as a comment (AUTO_REPLY_POLICY / --auto-replies comment)"
+                );
+                request.action = Some(action);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes the route `held` with its cause, and (for the first mail of a storm or a
+    /// loop, `notify`) takes the one operator notice a day of that storm or loop.
+    async fn hold_route(
+        &self,
+        mail: &StoredMail<'_>,
+        delivery: &PlannedDelivery,
+        held: &HeldRecord<'_, R>,
+        cause: HoldCause,
+        detail: &str,
+        notify: bool,
+    ) -> Result<RouteEnd, String> {
+        let (message_id, route) = (mail.ses_id(), delivery.route.entry.as_str());
+        let reason = cause.reason(detail);
+        let written = held
+            .write(|r| {
+                r.state = RouteState::Held;
+                r.reason = Some(reason.clone());
+                r.case = Some("Held".into());
+                r.lease_until_ms = 0;
+            })
+            .await;
+        match written {
+            Ok(Written::Yes) => {}
+            Ok(refused) => return Err(format!("held record not written: {}", refused.cause())),
+            Err(error) => return Err(format!("held record not written: {error}")),
+        }
+        metrics::held(route, cause);
+        tracing::warn!(
+            message_id,
+            route,
+            sender = mail.info.sender,
+            message_id_header = mail.info.message_id_header.as_deref(),
+            outcome = "held",
+            cause = cause.label(),
+            reason,
+            "held, not posted (release: rt-mailgate-held release, or rt-mailgate-replay --release)"
+        );
+        let counted = Summary {
+            held: 1,
+            ..Summary::default()
+        };
+        let Some(operator) = self.config.notices.operator.as_deref().filter(|_| notify) else {
+            return Ok(RouteEnd::Held(counted, None));
+        };
+        let key = hold_notice_key(cause, route, &mail.info.sender);
+        let notice = match take_slot(self.records, &key, HOLD_NOTICE, mail.time_left()).await {
+            Ok(true) => Some(hold_notice(
+                operator,
+                cause,
+                &HeldMail {
+                    ses_message_id: message_id.to_string(),
+                    message_id: mail.info.message_id_header.clone(),
+                    sender: mail.info.sender.clone(),
+                    route: route.to_string(),
+                    reason,
+                },
+            )),
+            Ok(false) => None,
+            Err(error) => {
+                tracing::warn!(message_id, route, error, "hold notice window unreadable; not sent");
+                None
+            }
+        };
+        Ok(RouteEnd::Held(counted, notice))
+    }
+
     /// The record a first delivery creates.
     fn fresh_record(
         &self,
@@ -568,6 +844,7 @@ where
                 Screening::Post(tag) => Screened::Tagged(String::from_utf8_lossy(tag).into_owned()),
             },
             thread: None,
+            auto: None,
             updated_ms: now,
         }
     }
@@ -623,6 +900,7 @@ where
             Mode::Normal => Replaying::No,
             Mode::Replay => Replaying::Yes,
             Mode::ReplayScreenedToo => Replaying::ScreenedToo,
+            Mode::Release => Replaying::Release,
         };
         match claim(&text, epoch_ms(), replaying, self.settle_time()) {
             Claim::Settled(state) => {
@@ -1269,6 +1547,7 @@ mod tests {
                     ..GatewayRequest::default()
                 },
                 named_by_address: false,
+                sense: Default::default(),
             },
             recipients: vec!["support@example.test".into()],
             refused: None,

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
+use crate::aws::counters::Counters;
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::MailStore;
 use crate::aws::ses::Notifier;
@@ -45,6 +46,8 @@ pub struct Handler<S, R, G, N, L = Lookups> {
     notifier: N,
     lookup: L,
     posting: PostingTurn,
+    /// The storm counters (off unless `STORM_TABLE` is set; see [`Self::with_counters`]).
+    counters: Counters,
 }
 
 /// How many messages of an SQS batch are worked on at once: one posting, the next
@@ -63,7 +66,14 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             notifier,
             lookup,
             posting: PostingTurn::default(),
+            counters: Counters::Off,
         }
+    }
+
+    /// The same, counting storms in `counters` (issue 23).
+    pub fn with_counters(mut self, counters: Counters) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// Handles one invocation payload, whatever its shape:
@@ -202,7 +212,9 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                     let checked = self.check_queue(stored, delivery).await;
                     (
                         delivery,
-                        deliverer.deliver_route(stored, &checked, screening, mode).await,
+                        deliverer
+                            .deliver_route(stored, &checked, screening, mode, &self.counters)
+                            .await,
                     )
                 }
             })
@@ -219,6 +231,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
         let mut failures = Vec::new();
         let mut nothing_to_post = false;
         let mut given_up = Vec::new();
+        let mut hold_notices = Vec::new();
         let mut error = None;
         for (delivery, end) in ends {
             match end {
@@ -227,10 +240,24 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                     summary += counted;
                     given_up.push((route, notice));
                 }
+                Ok(RouteEnd::Held(counted, notice)) => {
+                    summary += counted;
+                    hold_notices.extend(notice);
+                }
                 Ok(RouteEnd::Retry(why)) => failures.push(format!("{} ({why})", delivery.route.entry)),
                 Ok(RouteEnd::NothingToPost) => nothing_to_post = true,
                 Err(e) => error = error.or(Some(e)),
             }
+        }
+        // Filed for `rt-mailgate-held` (and the daily digest) when a route ended anything
+        // but delivered or a recipient has no route: the ordinary path writes nothing.
+        let all_tickets = plan.unrouted.is_empty()
+            && given_up.is_empty()
+            && error.is_none()
+            && summary.rejected == 0
+            && summary.delivered + summary.already_delivered == plan.deliveries.len();
+        if mode == Mode::Normal && !all_tickets {
+            crate::lambda::held::file_mail(&self.records, mail, &plan.unrouted, stored.time_left()).await;
         }
         // One digest (and at most one sender notice) for all the routes given up, sent
         // whatever happened to the others: their given-up records are written, so no
@@ -242,6 +269,13 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 notifier: &self.notifier,
             };
             notices.tell(&stored, given_up).await;
+        }
+        // A storm's or loop's one notice (its notice window is taken already).
+        for notice in hold_notices {
+            match self.notifier.send(&notice).await {
+                Ok(()) => tracing::info!(message_id, to = notice.to, "hold notice sent"),
+                Err(e) => tracing::error!(message_id, error = %e, "hold notice not sent"),
+            }
         }
         if let Some(error) = error {
             return Err(error);
@@ -325,6 +359,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
     /// The configuration the handler runs with.
     pub fn config(&self) -> &LambdaConfig {
         &self.config
+    }
+
+    /// The adapters a held mail's reject, expiry and digest use (`crate::lambda::held`):
+    /// the mail store, the records and the notifier.
+    pub fn adapters(&self) -> (&S, &R, &N) {
+        (&self.store, &self.records, &self.notifier)
     }
 }
 
@@ -466,12 +506,15 @@ mod tests {
         breaks: AtomicBool,
         /// The bytes put in front of the message by the last post.
         last_prefix: Mutex<Vec<u8>>,
+        /// The `action` field of the last post.
+        last_action: Mutex<Option<Vec<u8>>>,
         journal: Journal,
     }
     impl MailGateway for Gateway {
         async fn post(&self, request: &GatewayRequest, _message: &Spool) -> Result<RtAnswer, TransportFailure> {
             self.posts.fetch_add(1, Ordering::Relaxed);
             *self.last_prefix.lock().unwrap() = request.message_prefix();
+            *self.last_action.lock().unwrap() = request.action.clone();
             self.journal.lock().unwrap().push("post begins".into());
             tokio::time::sleep(self.delay).await;
             self.journal.lock().unwrap().push("post ends".into());
@@ -520,6 +563,7 @@ mod tests {
             delay,
             breaks: Default::default(),
             last_prefix: Default::default(),
+            last_action: Default::default(),
             journal: records.journal.clone(),
         };
         Handler::new(
@@ -945,6 +989,216 @@ mod tests {
         h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
         assert_eq!(h.lookup.asked.load(Ordering::Relaxed), 0);
         assert_eq!(posts(&h), 2);
+    }
+
+    #[tokio::test]
+    async fn held_mail_is_posted_by_a_release_only_and_once() {
+        let h = handler(&[], Records::default(), Duration::ZERO);
+        h.deliver_mail(&mail("m1", true), None, Mode::Normal).await.unwrap();
+        // As the hold step leaves it: never posted, held with its cause.
+        edit_record(&h, |r| {
+            r.state = RouteState::Held;
+            r.reason = Some("storm-sender: 16 mails in 10 min".into());
+            r.posts = 0;
+        });
+        h.gateway.posts.store(0, Ordering::Relaxed);
+        for mode in [Mode::Normal, Mode::Replay, Mode::ReplayScreenedToo] {
+            h.deliver_mail(&mail("m1", true), None, mode).await.unwrap();
+            assert_eq!(posts(&h), 0, "{mode:?} leaves held mail held");
+        }
+        let released = h.deliver_mail(&mail("m1", true), None, Mode::Release).await.unwrap();
+        assert_eq!((released.delivered, posts(&h)), (1, 1));
+        assert_eq!(route_records(&h)[0].1.state, RouteState::Delivered);
+        let again = h.deliver_mail(&mail("m1", true), None, Mode::Release).await.unwrap();
+        assert_eq!((again.already_delivered, posts(&h)), (1, 1), "released once");
+    }
+
+    /// Adds mails to the handler's store (`From: sender`, the extra header lines).
+    fn with_mails(mut h: TestHandler, ids: &[&str], sender: &str, header: &str) -> TestHandler {
+        for id in ids {
+            let text = format!("From: {sender}\nMessage-ID: <{id}@c.example>\n{header}Subject: {id}\n\nhello\n");
+            h.store.0.insert(id.to_string(), text.into_bytes());
+        }
+        h
+    }
+
+    fn from_sender(id: &str, sender: &str) -> MailInfo {
+        MailInfo {
+            sender: sender.into(),
+            ..mail(id, true)
+        }
+    }
+
+    fn held_reasons(h: &TestHandler) -> Vec<String> {
+        route_records(h)
+            .into_iter()
+            .filter(|(_, r)| r.state == RouteState::Held)
+            .map(|(_, r)| r.reason.unwrap_or_default())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_storm_from_one_sender_is_held_beyond_its_bound_told_once_and_released_once() {
+        use crate::aws::counters::MemoryCounters;
+        let ids = ["s1", "s2", "s3", "s4", "s5"];
+        let h = handler(&[("STORM_SENDER_MAX", "2")], Records::default(), Duration::ZERO)
+            .with_counters(Counters::Memory(MemoryCounters::default()));
+        let h = with_mails(h, &ids, "alerts@mon.example", "Auto-Submitted: auto-generated\n");
+        let mut held = 0;
+        for id in ids {
+            held += h
+                .deliver_mail(&from_sender(id, "alerts@mon.example"), None, Mode::Normal)
+                .await
+                .unwrap()
+                .held;
+        }
+        assert_eq!((posts(&h), held), (2, 3), "the bound goes in, the rest is held");
+        let reasons = held_reasons(&h);
+        assert_eq!(reasons.len(), 3);
+        assert!(reasons.iter().all(|r| r.starts_with("storm-sender: ")), "{reasons:?}");
+        let notices = h.notifier.0.lock().unwrap().clone();
+        assert_eq!(notices.len(), 1, "one notice per storm, not per mail: {notices:?}");
+        assert_eq!(notices[0].to, "ops@example.com");
+        assert!(notices[0].subject.contains("storm from one sender"));
+        // Another sender to the same route is not held (its own count).
+        let h = with_mails(h, &["p1"], "person@c.example", "");
+        h.deliver_mail(&from_sender("p1", "person@c.example"), None, Mode::Normal)
+            .await
+            .unwrap();
+        assert_eq!(posts(&h), 3);
+        // Released: posted once each, past the bound; a second release posts nothing.
+        for round in 0..2 {
+            for id in ids {
+                h.deliver_mail(&from_sender(id, "alerts@mon.example"), None, Mode::Release)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(posts(&h), 6, "round {round}");
+        }
+        assert!(held_reasons(&h).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failing_storm_counter_never_holds_or_loses_mail() {
+        use crate::aws::counters::MemoryCounters;
+        let counters = MemoryCounters::default();
+        counters.failing.store(true, Ordering::Relaxed);
+        let ids = ["s1", "s2", "s3"];
+        let h = handler(&[("STORM_SENDER_MAX", "1")], Records::default(), Duration::ZERO)
+            .with_counters(Counters::Memory(counters));
+        let h = with_mails(h, &ids, "alerts@mon.example", "");
+        for id in ids {
+            let summary = h
+                .deliver_mail(&from_sender(id, "alerts@mon.example"), None, Mode::Normal)
+                .await
+                .unwrap();
+            assert_eq!(summary.delivered, 1, "fail open");
+        }
+        assert_eq!(posts(&h), 3);
+    }
+
+    #[tokio::test]
+    async fn an_out_of_office_reply_is_a_comment_by_default_and_a_retry_posts_the_same() {
+        let ooo = "Auto-Submitted: auto-replied\nX-Auto-Response-Suppress: All\nX-MS-Exchange-Inbox-Rules-Loop: a@c.example\n";
+        let h = with_mails(
+            handler(&[], Records::default(), Duration::ZERO),
+            &["o1"],
+            "a@c.example",
+            ooo,
+        );
+        h.deliver_mail(&mail("o1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(h.gateway.last_action.lock().unwrap().as_deref(), Some(&b"comment"[..]));
+        let record = route_records(&h).remove(0).1;
+        assert_eq!(record.auto.as_deref(), Some("comment:out_of_office"));
+        // The retry of an attempt that never reached RT, under a policy changed to
+        // `pass` meanwhile, posts the same comment: the decision is in the record.
+        let pass = with_mails(
+            handler(&[("AUTO_REPLY_POLICY", "pass")], Records::default(), Duration::ZERO),
+            &["o1"],
+            "a@c.example",
+            ooo,
+        );
+        *pass.records.map.lock().unwrap() = h.records.map.lock().unwrap().clone();
+        edit_record(&pass, |r| r.state = RouteState::Free);
+        pass.deliver_mail(&mail("o1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(
+            pass.gateway.last_action.lock().unwrap().as_deref(),
+            Some(&b"comment"[..])
+        );
+        // A fresh mail under `pass` is posted as the route says; a person's mail always is.
+        let pass = with_mails(pass, &["o2"], "a@c.example", ooo);
+        pass.deliver_mail(&mail("o2", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(*pass.gateway.last_action.lock().unwrap(), None);
+        h.deliver_mail(&mail("m2", true), None, Mode::Normal).await.unwrap();
+        assert_eq!(*h.gateway.last_action.lock().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_route_under_hold_holds_automatic_mail_until_released() {
+        let routes = ("ROUTES", "bugs@example.com: --queue bugs --auto-replies hold");
+        let h = with_mails(
+            handler(&[routes], Records::default(), Duration::ZERO),
+            &["o1"],
+            "a@c.example",
+            "Auto-Submitted: auto-replied\n",
+        );
+        let summary = h.deliver_mail(&mail("o1", true), None, Mode::Normal).await.unwrap();
+        assert_eq!((summary.held, posts(&h)), (1, 0));
+        assert_eq!(held_reasons(&h), vec!["auto-reply: auto_reply".to_string()]);
+        assert!(
+            h.notifier.0.lock().unwrap().is_empty(),
+            "auto-replies go in the daily digest only"
+        );
+        h.deliver_mail(&mail("o1", true), None, Mode::Release).await.unwrap();
+        assert_eq!(posts(&h), 1);
+    }
+
+    #[tokio::test]
+    async fn another_helpdesks_mail_is_held_as_a_loop_beyond_its_bound_and_told_once() {
+        let ids = ["l1", "l2", "l3", "l4", "l5"];
+        let h = with_mails(
+            handler(&[], Records::default(), Duration::ZERO),
+            &ids,
+            "support@acme.zendesk.com",
+            "X-Zendesk-From-Account-Id: 12345\n",
+        );
+        for id in ids {
+            h.deliver_mail(&from_sender(id, "support@acme.zendesk.com"), None, Mode::Normal)
+                .await
+                .unwrap();
+        }
+        assert_eq!(posts(&h), 3, "LOOP_HOLD_AFTER=3 within an hour");
+        let reasons = held_reasons(&h);
+        assert_eq!(reasons.len(), 2);
+        assert!(
+            reasons[0].starts_with("loop: Zendesk (X-Zendesk-From-Account-Id"),
+            "{reasons:?}"
+        );
+        let notices = h.notifier.0.lock().unwrap().clone();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].subject.contains("loop"));
+    }
+
+    #[tokio::test]
+    async fn a_replay_is_neither_counted_nor_held_for_a_storm() {
+        use crate::aws::counters::MemoryCounters;
+        let h = handler(
+            &[("STORM_SENDER_MAX", "1"), ("MAX_MAIL_BYTES", "10")],
+            Records::default(),
+            Duration::ZERO,
+        )
+        .with_counters(Counters::Memory(MemoryCounters::default()));
+        // Given up (too large), then replayed after the fix: never counted.
+        for id in ["m1", "m2", "m3"] {
+            h.deliver_mail(&mail(id, true), None, Mode::Normal).await.unwrap();
+        }
+        let fixed = handler(&[("STORM_SENDER_MAX", "1")], Records::default(), Duration::ZERO)
+            .with_counters(Counters::Memory(MemoryCounters::default()));
+        *fixed.records.map.lock().unwrap() = h.records.map.lock().unwrap().clone();
+        for id in ["m1", "m2", "m3"] {
+            fixed.deliver_mail(&mail(id, true), None, Mode::Replay).await.unwrap();
+        }
+        assert_eq!(posts(&fixed), 3);
     }
 
     #[tokio::test]

@@ -84,6 +84,8 @@ pub struct Summary {
     pub unrouted: usize,
     /// Posts skipped because a record shows an earlier invocation settled them.
     pub already_delivered: usize,
+    /// Posts held instead of made (storm, loop, auto-reply `hold`) by this invocation.
+    pub held: usize,
 }
 
 impl std::ops::AddAssign for Summary {
@@ -93,6 +95,7 @@ impl std::ops::AddAssign for Summary {
         self.given_up += other.given_up;
         self.unrouted += other.unrouted;
         self.already_delivered += other.already_delivered;
+        self.held += other.held;
     }
 }
 
@@ -108,6 +111,11 @@ pub enum Mode {
     /// As `Replay`, and also posts mails the first delivery dropped on SES's verdicts:
     /// only ever by the operator's explicit choice (`--post-screened-mail`).
     ReplayScreenedToo,
+    /// A release of held mail (`rt-mailgate-held release`, `rt-mailgate-replay
+    /// --release`): as `Replay` (the screening kept), and a route held for a storm, a
+    /// loop or an auto-reply is taken over and posted, past the hold checks. A route
+    /// that is not held (delivered, refused) is left as it is: posted exactly once.
+    Release,
 }
 
 impl Mode {

@@ -119,6 +119,11 @@ pub fn unrouted() {
     metrics::counter!("Unrouted").increment(1);
 }
 
+/// A held mail kept longer than `HeldDays`: expired, never posted (`HeldExpired`).
+pub fn held_expired() {
+    metrics::counter!("HeldExpired").increment(1);
+}
+
 /// A new routing table (`ROUTES_S3_KEY`) that could not be used; the last good one stays.
 pub fn routes_refused() {
     metrics::counter!("RoutesRefused").increment(1);
@@ -136,6 +141,23 @@ pub fn posted(route: &str, took: Duration, bytes: u64) {
 pub fn threaded(route: &str, by: &'static str) {
     metrics::counter!("Threaded", "By" => by).increment(1);
     metrics::counter!("Threaded", "By" => by, "Route" => route.to_string()).increment(1);
+}
+
+/// A route of a mail held instead of posted (issue 23), by cause (`storm-sender`,
+/// `storm-route`, `loop`, `auto-reply`).
+pub fn held(route: &str, cause: crate::core::hold::HoldCause) {
+    metrics::counter!("Held", "Cause" => cause.label()).increment(1);
+    metrics::counter!("Held", "Cause" => cause.label(), "Route" => route.to_string()).increment(1);
+}
+
+/// Automatic mail a route's policy touched (`comment`) or let pass (`pass`), by kind.
+pub fn machine_mail(kind: crate::core::machine_mail::MachineKind, policy: &'static str) {
+    metrics::counter!("MachineMail", "Kind" => kind.label(), "Policy" => policy).increment(1);
+}
+
+/// A storm counter request that failed: the mail was posted anyway (fail open).
+pub fn storm_counter_failed() {
+    metrics::counter!("StormCounterFailed").increment(1);
 }
 
 /// One read of a mail from S3.

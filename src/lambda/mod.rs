@@ -7,7 +7,9 @@
 //! to the function, a replay or the canary ([`operator`]); the real adapters
 //! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the log's set-up
 //! ([`logging`]); finding a mail's route records for the trace ([`trace`]); the
-//! invocation's deadline ([`deadline`]).
+//! invocation's deadline ([`deadline`]); the hold step's windows (loops, one notice per
+//! storm: [`hold`]); every mail that did not become a ticket, listed, rejected, expired
+//! and digested daily ([`held`]).
 //!
 //! Imports run one way: handler → delivery, notify → invocation.
 
@@ -16,6 +18,8 @@ pub mod deadline;
 pub mod delivery;
 pub mod events;
 pub mod handler;
+pub mod held;
+pub mod hold;
 pub mod invocation;
 pub mod logging;
 pub mod metrics;

@@ -5,7 +5,10 @@
 //!   "sender": "...", "post_screened_mail": false}}}`: a replay run inside the function,
 //!   for an RT only the function's VPC reaches (`rt-mailgate-replay --function-name F
 //!   --in-function` sends it). The answer is the replay's report with `"done"`: true only
-//!   when every route RT took or refused.
+//!   when every route RT took or refused. With `"release": true` it is a release of held
+//!   mail ([`Mode::Release`]: a route held for a storm, a loop or an auto-reply is
+//!   posted, once; the screening kept): what `rt-mailgate-held release` and
+//!   `rt-mailgate-replay --release --in-function` send.
 //! - `{"rt-mailgate": {"canary": {"to": "canary@example.com"}}}`: sends a synthetic mail
 //!   through SES from `NOTICE_FROM` to the canary address, which SES receives and the
 //!   function routes to RT like any mail; the "nothing delivered" alarm notices when it
@@ -54,6 +57,10 @@ pub struct ReplayRequest {
     /// Also post a mail the first delivery dropped on SES's verdicts.
     #[serde(default)]
     pub post_screened_mail: bool,
+    /// Release held mail (storm, loop, auto-reply): [`Mode::Release`]. Not with
+    /// `post_screened_mail`: a release keeps the screening.
+    #[serde(default)]
+    pub release: bool,
 }
 
 /// The canary.
@@ -84,14 +91,22 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             .map_err(|e| HandlerError::MalformedEvent(format!("operator request: {e}")))?;
         match request {
             OperatorRequest::Replay(replay) => {
-                let mode = if replay.post_screened_mail {
-                    Mode::ReplayScreenedToo
-                } else {
-                    Mode::Replay
+                let mode = match (replay.release, replay.post_screened_mail) {
+                    (true, true) => {
+                        return Err(HandlerError::MalformedEvent(
+                            "operator request: a release keeps the screening; \
+                             post_screened_mail can't go with release"
+                                .into(),
+                        ))
+                    }
+                    (true, false) => Mode::Release,
+                    (false, true) => Mode::ReplayScreenedToo,
+                    (false, false) => Mode::Replay,
                 };
                 tracing::warn!(
                     message_id = replay.message_id,
                     post_screened_mail = replay.post_screened_mail,
+                    release = replay.release,
                     "replay requested by an operator"
                 );
                 let mail = MailInfo {
@@ -166,7 +181,14 @@ mod tests {
             "replay": {"message_id": "m1", "recipients": ["a@example.com"]}
         }))
         .unwrap();
-        assert!(matches!(replay, OperatorRequest::Replay(r) if !r.post_screened_mail && r.recipients.len() == 1));
+        assert!(
+            matches!(replay, OperatorRequest::Replay(r) if !r.post_screened_mail && !r.release && r.recipients.len() == 1)
+        );
+        let release: OperatorRequest = serde_json::from_value(json!({
+            "replay": {"message_id": "m1", "recipients": ["a@example.com"], "release": true}
+        }))
+        .unwrap();
+        assert!(matches!(release, OperatorRequest::Replay(r) if r.release));
         assert!(serde_json::from_value::<OperatorRequest>(json!({"replay": {"message_id": "m1"}})).is_err());
         assert!(serde_json::from_value::<OperatorRequest>(json!({"delete": {}})).is_err());
         let canary: OperatorRequest = serde_json::from_value(json!({"canary": {"to": "c@example.com"}})).unwrap();

@@ -118,11 +118,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 given_up,
                 unrouted,
                 already_delivered,
+                held,
             }) => {
                 let _ = writeln!(
                     report.lines,
                     "{ses_id}: delivered {delivered}, refused by RT {rejected}, given up {given_up}, unrouted {unrouted}, \
-                     already delivered {already_delivered}",
+                     already delivered {already_delivered}, held {held}",
                 );
                 true
             }

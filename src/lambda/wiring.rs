@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::aws::counters::{Counters, DynamoCounters};
 use crate::aws::records::S3DeliveryRecords;
 use crate::aws::routes_object::{Fetched, RoutesObject, RoutesObjectError};
 use crate::aws::s3::S3MailStore;
@@ -47,7 +48,12 @@ pub async fn aws_handler(
         _ => None,
     };
     let lookups = lookups(&gateway, config.rt_api_url.as_deref())?;
-    Ok(Handler::new(config, store, records, gateway, notifier, lookups))
+    // Storms are counted only where the template made the table (STORM_TABLE).
+    let counters = match &config.hold.counter_table {
+        Some(table) => Counters::Dynamo(DynamoCounters::new(aws_sdk_dynamodb::Client::new(aws), table.clone())),
+        None => Counters::Off,
+    };
+    Ok(Handler::new(config, store, records, gateway, notifier, lookups).with_counters(counters))
 }
 
 /// How long one lookup may take at most (the deadline may cut it shorter).
