@@ -51,7 +51,7 @@ use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswer
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
-use crate::core::threading::TicketCheck;
+use crate::core::threading::{rt_datetime_secs, MessageIdSearch, TicketCheck};
 use crate::rt::queues::{QueueCache, QueueKnown};
 
 /// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
@@ -99,17 +99,26 @@ pub trait DeliveryLookup {
     }
 
     /// What RT says of ticket `ticket` on the RT `request` posts to, for threading
-    /// (issue 22): `GET /ticket/N` (RT answers for a merged ticket with the one it went
-    /// into), and `GET /queue/N` for the queue's name when `queue_name`. Not asked by
-    /// default: [`TicketCheck::Unknown`], and the mail is posted as without threading.
-    fn check_ticket(
+    /// (issue 22): one `GET /ticket/N?fields[Queue]=Name` (RT answers for a merged
+    /// ticket with the one it went into; its queue's name, status and `Resolved` date in
+    /// the same answer). Not asked by default: [`TicketCheck::Unknown`], and the mail is
+    /// posted as without threading.
+    fn check_ticket(&self, request: &GatewayRequest, ticket: u64) -> impl Future<Output = TicketCheck> + Send {
+        let _ = (request, ticket);
+        std::future::ready(TicketCheck::Unknown("RT is not asked about tickets".into()))
+    }
+
+    /// Which tickets of the RT `request` posts to hold one of `message_ids` (as RT
+    /// stores a Message-ID) as a top-level mail, for threading by Message-ID (issue 22):
+    /// the attachment search, then the transactions of its hits (two requests). Not
+    /// asked by default: [`MessageIdSearch::Unknown`].
+    fn find_message_ids(
         &self,
         request: &GatewayRequest,
-        ticket: u64,
-        queue_name: bool,
-    ) -> impl Future<Output = TicketCheck> + Send {
-        let _ = (request, ticket, queue_name);
-        std::future::ready(TicketCheck::Unknown("RT is not asked about tickets".into()))
+        message_ids: &[String],
+    ) -> impl Future<Output = MessageIdSearch> + Send {
+        let _ = (request, message_ids);
+        std::future::ready(MessageIdSearch::Unknown("RT is not asked about Message-IDs".into()))
     }
 }
 
@@ -417,11 +426,14 @@ impl Rest2Lookup {
         }
     }
 
-    /// [`DeliveryLookup::check_ticket`] for this RT, within the lookup's timeout.
-    pub async fn check_ticket(&self, ticket: u64, queue_name: bool) -> TicketCheck {
+    /// [`DeliveryLookup::check_ticket`] for this RT, within the lookup's timeout: one
+    /// request.
+    pub async fn check_ticket(&self, ticket: u64) -> TicketCheck {
         let ask = async {
             let id = ticket.to_string();
-            let json: TicketStatusJson = match self.get(&["ticket", &id], &format!("ticket {id}")).await {
+            let mut url = self.url(&["ticket", &id]);
+            url.query_pairs_mut().append_pair("fields[Queue]", "Name");
+            let json: TicketStatusJson = match self.get_url(url, &format!("ticket {id}")).await {
                 Ok(json) => json,
                 Err(LookupError::Status { status: 404, .. }) => return TicketCheck::Missing,
                 Err(other) => return TicketCheck::Unknown(other.to_string()),
@@ -429,27 +441,78 @@ impl Rest2Lookup {
             if json.status.eq_ignore_ascii_case("deleted") {
                 return TicketCheck::Missing;
             }
-            let queue_name = if queue_name {
-                let queue = json.queue.id.to_string();
-                match self
-                    .get::<QueueJson>(&["queue", &queue], &format!("queue {queue}"))
-                    .await
-                {
-                    Ok(queue) => Some(queue.name),
-                    Err(other) => return TicketCheck::Unknown(other.to_string()),
-                }
-            } else {
-                None
-            };
             TicketCheck::Found {
                 ticket: json.id,
                 queue_id: json.queue.id,
-                queue_name,
+                queue_name: json.queue.name.filter(|n| !n.is_empty()),
+                status: json.status,
+                resolved_secs: json.resolved.as_deref().and_then(rt_datetime_secs),
             }
         };
         tokio::time::timeout(self.timeout, ask)
             .await
             .unwrap_or_else(|_| TicketCheck::Unknown(LookupError::Timeout(self.timeout).to_string()))
+    }
+
+    /// [`DeliveryLookup::find_message_ids`] for this RT, within the lookup's timeout:
+    ///
+    /// 1. `GET /attachments?query=[MessageId = a OR MessageId = b ..., Parent = 0]&fields=TransactionId`
+    ///    (compared case-sensitively, so a database index on `Attachments.MessageId`
+    ///    serves it; RT has none by default, see docs/operate.md);
+    /// 2. `GET /transactions?query=[id = t1 OR ...]&fields=ObjectType,ObjectId`: the
+    ///    ticket of each hit (RT 5's REST 2 does not expand `fields[TransactionId]` on an
+    ///    attachment, so this can't fold into the search). Only `RT::Ticket` counts.
+    pub async fn find_message_ids(&self, message_ids: &[String]) -> MessageIdSearch {
+        if message_ids.is_empty() {
+            return MessageIdSearch::Tickets(Vec::new());
+        }
+        let ask = async {
+            let mut query: Vec<serde_json::Value> = message_ids
+                .iter()
+                .map(|id| {
+                    serde_json::json!({"field": "MessageId", "operator": "=", "value": id,
+                        "case_sensitive": 1, "entry_aggregator": "OR"})
+                })
+                .collect();
+            query.push(serde_json::json!({"field": "Parent", "operator": "=", "value": "0"}));
+            let mut url = self.url(&["attachments"]);
+            url.query_pairs_mut()
+                .append_pair("query", &serde_json::Value::Array(query).to_string())
+                .append_pair("fields", "TransactionId")
+                .append_pair("per_page", &PER_PAGE.to_string());
+            let page: SearchJson = self.get_url(url, "the Message-ID search").await?;
+            let mut transactions: Vec<u64> = Vec::new();
+            for hit in page.items {
+                if !transactions.contains(&hit.transaction) {
+                    transactions.push(hit.transaction);
+                }
+            }
+            if transactions.is_empty() {
+                return Ok(Vec::new());
+            }
+            let query: Vec<serde_json::Value> = transactions
+                .iter()
+                .map(|t| serde_json::json!({"field": "id", "operator": "=", "value": t.to_string(), "entry_aggregator": "OR"}))
+                .collect();
+            let mut url = self.url(&["transactions"]);
+            url.query_pairs_mut()
+                .append_pair("query", &serde_json::Value::Array(query).to_string())
+                .append_pair("fields", "ObjectType,ObjectId")
+                .append_pair("per_page", &PER_PAGE.to_string());
+            let page: TransactionsJson = self.get_url(url, "the Message-ID hits' transactions").await?;
+            let mut tickets: Vec<u64> = Vec::new();
+            for t in page.items {
+                if t.object_type == "RT::Ticket" && t.object_id != 0 && !tickets.contains(&t.object_id) {
+                    tickets.push(t.object_id);
+                }
+            }
+            Ok::<_, LookupError>(tickets)
+        };
+        match tokio::time::timeout(self.timeout, ask).await {
+            Ok(Ok(tickets)) => MessageIdSearch::Tickets(tickets),
+            Ok(Err(error)) => MessageIdSearch::Unknown(error.to_string()),
+            Err(_) => MessageIdSearch::Unknown(LookupError::Timeout(self.timeout).to_string()),
+        }
     }
 
     fn not_available(&self, answer: String) -> LookupError {
@@ -568,15 +631,43 @@ struct TicketJson {
     queue: LinkJson,
 }
 
-/// A ticket as threading reads it: its id (after a merge), queue and status.
+/// A ticket as threading reads it (`GET /ticket/N?fields[Queue]=Name`): its id (after a
+/// merge), queue (with its name), status and `Resolved` date.
 #[derive(Deserialize)]
 struct TicketStatusJson {
     #[serde(deserialize_with = "id")]
     id: u64,
     #[serde(rename = "Queue")]
-    queue: LinkJson,
+    queue: NamedLinkJson,
     #[serde(rename = "Status", default)]
     status: String,
+    #[serde(rename = "Resolved", default)]
+    resolved: Option<String>,
+}
+
+/// A link whose record REST 2 expanded with its `Name` (`fields[Queue]=Name`).
+#[derive(Deserialize)]
+struct NamedLinkJson {
+    #[serde(deserialize_with = "id")]
+    id: u64,
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
+}
+
+/// A page of `GET /transactions?...&fields=ObjectType,ObjectId`.
+#[derive(Deserialize)]
+struct TransactionsJson {
+    items: Vec<TransactionRefJson>,
+}
+
+#[derive(Deserialize)]
+struct TransactionRefJson {
+    #[serde(deserialize_with = "id")]
+    id: u64,
+    #[serde(rename = "ObjectType")]
+    object_type: String,
+    #[serde(rename = "ObjectId", deserialize_with = "id")]
+    object_id: u64,
 }
 
 #[derive(Deserialize)]
@@ -614,6 +705,20 @@ pub enum Rest2Answer {
         /// `Queue.id`.
         queue: u64,
     },
+    /// A ticket as threading reads it: id, queue id and name (`fields[Queue]=Name`),
+    /// status and `Resolved` (as seconds since the epoch, `None` for RT's 1970).
+    TicketStatus {
+        /// `id`.
+        id: u64,
+        /// `Queue.id` and `Queue.Name`.
+        queue: (u64, Option<String>),
+        /// `Status`.
+        status: String,
+        /// `Resolved`, read by [`rt_datetime_secs`].
+        resolved_secs: Option<i64>,
+    },
+    /// A page of transactions: each one's `id`, `ObjectType` and `ObjectId`.
+    Transactions(Vec<(u64, String, u64)>),
     /// A queue's `Name`.
     Queue(String),
 }
@@ -643,6 +748,22 @@ pub fn read_rest2_answer(body: &[u8]) -> Vec<Rest2Answer> {
             id: t.id,
             queue: t.queue.id,
         });
+    }
+    if let Ok(t) = serde_json::from_slice::<TicketStatusJson>(body) {
+        read.push(Rest2Answer::TicketStatus {
+            id: t.id,
+            queue: (t.queue.id, t.queue.name),
+            status: t.status,
+            resolved_secs: t.resolved.as_deref().and_then(rt_datetime_secs),
+        });
+    }
+    if let Ok(page) = serde_json::from_slice::<TransactionsJson>(body) {
+        read.push(Rest2Answer::Transactions(
+            page.items
+                .into_iter()
+                .map(|t| (t.id, t.object_type, t.object_id))
+                .collect(),
+        ));
     }
     if let Ok(q) = serde_json::from_slice::<QueueJson>(body) {
         read.push(Rest2Answer::Queue(q.name));
@@ -738,6 +859,33 @@ mod tests {
         assert_eq!(s.pages, None);
         assert!(serde_json::from_str::<LinkJson>(r#"{"type": "ticket", "id": "ten"}"#).is_err());
     }
+
+    #[test]
+    fn threading_reads_rt_5s_answers() {
+        // `GET /ticket/1?fields[Queue]=Name` on RT 5.0.3 (trimmed).
+        let ticket = br#"{"id": 1, "Status": "resolved", "Resolved": "2026-12-06T08:09:55Z",
+            "Queue": {"type": "queue", "Name": "support", "id": "4", "_url": "http://rt/REST/2.0/queue/4"}}"#;
+        assert!(read_rest2_answer(ticket).contains(&Rest2Answer::TicketStatus {
+            id: 1,
+            queue: (4, Some("support".into())),
+            status: "resolved".into(),
+            resolved_secs: Some(1_796_544_595),
+        }));
+        let never = br#"{"id": 2, "Status": "new", "Resolved": "1970-01-01T00:00:00Z", "Queue": {"id": "4"}}"#;
+        assert!(read_rest2_answer(never).contains(&Rest2Answer::TicketStatus {
+            id: 2,
+            queue: (4, None),
+            status: "new".into(),
+            resolved_secs: None,
+        }));
+        // `GET /transactions?query=...&fields=ObjectType,ObjectId`.
+        let page = br#"{"items": [{"ObjectType": "RT::Ticket", "type": "transaction", "ObjectId": "1", "id": "45"},
+            {"ObjectType": "RT::Queue", "ObjectId": "3", "id": "46"}], "per_page": 100, "pages": null}"#;
+        assert!(read_rest2_answer(page).contains(&Rest2Answer::Transactions(vec![
+            (45, "RT::Ticket".into(), 1),
+            (46, "RT::Queue".into(), 3)
+        ])));
+    }
 }
 
 /// Every RT's lookup: the function's own and those of the RTs routes name. An RT whose
@@ -815,10 +963,17 @@ impl DeliveryLookup for Lookups {
         self.queues.check(lookup, request.rt.as_ref(), queue).await
     }
 
-    async fn check_ticket(&self, request: &GatewayRequest, ticket: u64, queue_name: bool) -> TicketCheck {
+    async fn check_ticket(&self, request: &GatewayRequest, ticket: u64) -> TicketCheck {
         match self.of(request) {
-            Some(lookup) => lookup.check_ticket(ticket, queue_name).await,
+            Some(lookup) => lookup.check_ticket(ticket).await,
             None => TicketCheck::Unknown("no RT login for this RT".into()),
+        }
+    }
+
+    async fn find_message_ids(&self, request: &GatewayRequest, message_ids: &[String]) -> MessageIdSearch {
+        match self.of(request) {
+            Some(lookup) => lookup.find_message_ids(message_ids).await,
+            None => MessageIdSearch::Unknown("no RT login for this RT".into()),
         }
     }
 }
