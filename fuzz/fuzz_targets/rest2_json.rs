@@ -2,8 +2,7 @@
 //! that judges the hits (`core::lookup`): any answer (RT's, a proxy's error page, a
 //! truncated or hostile body) is read or refused, never a panic; and whatever hits it
 //! gives, a route found names a hit that is really there, and the merge checks asked
-//! for stay few, sorted and distinct. Threading's ticket check and the Message-ID hits'
-//! transactions are read from the same bodies.
+//! for stay few, sorted and distinct. Threading's ticket check is read from the same bodies.
 //!
 //! Input: a first line `queue ticket action` (`-` for absent) for the route, then the body.
 #![no_main]
@@ -61,7 +60,6 @@ fuzz_target!(|data: &[u8]| {
             Rest2Answer::TicketStatus { resolved_secs, .. } => {
                 assert!(resolved_secs.is_none_or(|s| s > 0), "a Resolved date at or before 1970");
             }
-            Rest2Answer::Transactions(_) => {}
         }
     }
     let hits: Vec<Hit> = attachments

@@ -982,6 +982,8 @@ pub enum MessageIdSearch {
     /// The tickets whose transactions hold one of the Message-IDs as a top-level mail
     /// (only transactions on tickets count), each once; empty: none.
     Tickets(Vec<u64>),
+    /// More than [`MAX_MESSAGE_ID_TICKETS`] transactions hold them: [`AsIs::Ambiguous`].
+    TooMany,
     /// RT could not be asked, or would not say: the reason.
     Unknown(String),
 }
@@ -1498,7 +1500,10 @@ mod target_tests {
             ThreadTarget::AsIs(AsIs::Ambiguous)
         );
         let many: Vec<_> = (1..=MAX_MESSAGE_ID_TICKETS as u64 + 1).map(support).collect();
-        assert_eq!(message_id_target(&many, queue, OFF), ThreadTarget::AsIs(AsIs::Ambiguous));
+        assert_eq!(
+            message_id_target(&many, queue, OFF),
+            ThreadTarget::AsIs(AsIs::Ambiguous)
+        );
         // One RT couldn't say of among several: it might be the mail's.
         let unknown = TicketCheck::Unknown("timeout".into());
         assert_eq!(
@@ -1523,10 +1528,19 @@ mod target_tests {
     #[test]
     fn rt_dates_read_as_epoch_seconds() {
         assert_eq!(rt_datetime_secs("2026-12-06T00:00:00Z"), Some(NOW));
-        assert_eq!(rt_datetime_secs("2026-12-06T08:09:55Z"), Some(NOW + 8 * 3600 + 9 * 60 + 55));
+        assert_eq!(
+            rt_datetime_secs("2026-12-06T08:09:55Z"),
+            Some(NOW + 8 * 3600 + 9 * 60 + 55)
+        );
         assert_eq!(rt_datetime_secs("2000-02-29 12:00:00"), Some(951_825_600));
         assert_eq!(rt_datetime_secs("1970-01-01T00:00:00Z"), None);
-        for bad in ["", "not a date", "2026-13-01T00:00:00Z", "2026-12-06T00:00:00+02:00", "２０２６-12-06T00:00:00Z"] {
+        for bad in [
+            "",
+            "not a date",
+            "2026-13-01T00:00:00Z",
+            "2026-12-06T00:00:00+02:00",
+            "２０２６-12-06T00:00:00Z",
+        ] {
             assert_eq!(rt_datetime_secs(bad), None, "{bad}");
         }
     }

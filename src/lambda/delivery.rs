@@ -45,7 +45,7 @@ use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
 use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
 use crate::core::threading::{
-    checked_target, decide_mail, message_id_target, unchecked_target, Ask, AsIs, MessageIdSearch, ResolvedRule,
+    checked_target, decide_mail, message_id_target, unchecked_target, AsIs, Ask, MessageIdSearch, ResolvedRule,
     ThreadDecision, ThreadTarget, TicketCheck, MAX_BOUNCE_SCAN, MAX_MESSAGE_ID_TICKETS,
 };
 use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
@@ -569,6 +569,7 @@ where
                 .unwrap_or_else(|Stop(why)| MessageIdSearch::Unknown(why));
                 let tickets = match search {
                     MessageIdSearch::Tickets(tickets) => tickets,
+                    MessageIdSearch::TooMany => return ThreadTarget::AsIs(AsIs::Ambiguous),
                     MessageIdSearch::Unknown(why) => {
                         tracing::warn!(
                             message_id,
@@ -1540,10 +1541,16 @@ mod tests {
             .unwrap();
         let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
         let mut delivery = planned("General");
-        let target = deliverer.thread(&mail, &mut delivery, &held, &spool, false).await.unwrap();
+        let target = deliverer
+            .thread(&mail, &mut delivery, &held, &spool, false)
+            .await
+            .unwrap();
         assert_eq!(target, Some(ThreadTarget::NewAfterResolved { ticket: 7 }));
         assert_eq!(delivery.route.request.ticket, None);
-        assert_eq!(delivery.route.request.extra_headers, b"X-RT-Mailgate-Resolved-Ticket: 7\n");
+        assert_eq!(
+            delivery.route.request.extra_headers,
+            b"X-RT-Mailgate-Resolved-Ticket: 7\n"
+        );
         assert_eq!(records.stored("m1/f").thread.as_deref(), Some("new_after_resolved:7"));
     }
 

@@ -51,7 +51,7 @@ use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswer
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
-use crate::core::threading::{rt_datetime_secs, MessageIdSearch, TicketCheck};
+use crate::core::threading::{rt_datetime_secs, MessageIdSearch, TicketCheck, MAX_MESSAGE_ID_TICKETS};
 use crate::rt::queues::{QueueCache, QueueKnown};
 
 /// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
@@ -110,7 +110,7 @@ pub trait DeliveryLookup {
 
     /// Which tickets of the RT `request` posts to hold one of `message_ids` (as RT
     /// stores a Message-ID) as a top-level mail, for threading by Message-ID (issue 22):
-    /// the attachment search, then the transactions of its hits (two requests). Not
+    /// the attachment search, then each hit's transaction (two requests for one hit). Not
     /// asked by default: [`MessageIdSearch::Unknown`].
     fn find_message_ids(
         &self,
@@ -459,9 +459,12 @@ impl Rest2Lookup {
     /// 1. `GET /attachments?query=[MessageId = a OR MessageId = b ..., Parent = 0]&fields=TransactionId`
     ///    (compared case-sensitively, so a database index on `Attachments.MessageId`
     ///    serves it; RT has none by default, see docs/operate.md);
-    /// 2. `GET /transactions?query=[id = t1 OR ...]&fields=ObjectType,ObjectId`: the
-    ///    ticket of each hit (RT 5's REST 2 does not expand `fields[TransactionId]` on an
-    ///    attachment, so this can't fold into the search). Only `RT::Ticket` counts.
+    /// 2. `GET /transaction/N` for each hit (at most [`MAX_MESSAGE_ID_TICKETS`]; more
+    ///    is [`MessageIdSearch::TooMany`]): its ticket. RT 5's REST 2 does not expand
+    ///    `fields[TransactionId]` on an attachment, so this can't fold into the search
+    ///    (`/transactions?query=` could read several at once, but the front door's
+    ///    lookup extra doesn't pass it, and a reply-all has one hit). Only a ticket's
+    ///    transaction counts.
     pub async fn find_message_ids(&self, message_ids: &[String]) -> MessageIdSearch {
         if message_ids.is_empty() {
             return MessageIdSearch::Tickets(Vec::new());
@@ -488,28 +491,26 @@ impl Rest2Lookup {
                 }
             }
             if transactions.is_empty() {
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
-            let query: Vec<serde_json::Value> = transactions
-                .iter()
-                .map(|t| serde_json::json!({"field": "id", "operator": "=", "value": t.to_string(), "entry_aggregator": "OR"}))
-                .collect();
-            let mut url = self.url(&["transactions"]);
-            url.query_pairs_mut()
-                .append_pair("query", &serde_json::Value::Array(query).to_string())
-                .append_pair("fields", "ObjectType,ObjectId")
-                .append_pair("per_page", &PER_PAGE.to_string());
-            let page: TransactionsJson = self.get_url(url, "the Message-ID hits' transactions").await?;
+            if transactions.len() > MAX_MESSAGE_ID_TICKETS {
+                return Ok(None);
+            }
+            // One `GET /transaction/N` per hit (the front door's lookup extra passes it;
+            // a reply-all has one).
             let mut tickets: Vec<u64> = Vec::new();
-            for t in page.items {
-                if t.object_type == "RT::Ticket" && t.object_id != 0 && !tickets.contains(&t.object_id) {
-                    tickets.push(t.object_id);
+            for t in transactions {
+                let id = t.to_string();
+                let json: TransactionJson = self.get(&["transaction", &id], &format!("transaction {id}")).await?;
+                if json.object.kind == "ticket" && json.object.id != 0 && !tickets.contains(&json.object.id) {
+                    tickets.push(json.object.id);
                 }
             }
-            Ok::<_, LookupError>(tickets)
+            Ok::<_, LookupError>(Some(tickets))
         };
         match tokio::time::timeout(self.timeout, ask).await {
-            Ok(Ok(tickets)) => MessageIdSearch::Tickets(tickets),
+            Ok(Ok(Some(tickets))) => MessageIdSearch::Tickets(tickets),
+            Ok(Ok(None)) => MessageIdSearch::TooMany,
             Ok(Err(error)) => MessageIdSearch::Unknown(error.to_string()),
             Err(_) => MessageIdSearch::Unknown(LookupError::Timeout(self.timeout).to_string()),
         }
@@ -654,22 +655,6 @@ struct NamedLinkJson {
     name: Option<String>,
 }
 
-/// A page of `GET /transactions?...&fields=ObjectType,ObjectId`.
-#[derive(Deserialize)]
-struct TransactionsJson {
-    items: Vec<TransactionRefJson>,
-}
-
-#[derive(Deserialize)]
-struct TransactionRefJson {
-    #[serde(deserialize_with = "id")]
-    id: u64,
-    #[serde(rename = "ObjectType")]
-    object_type: String,
-    #[serde(rename = "ObjectId", deserialize_with = "id")]
-    object_id: u64,
-}
-
 #[derive(Deserialize)]
 struct QueueJson {
     #[serde(rename = "Name")]
@@ -717,8 +702,6 @@ pub enum Rest2Answer {
         /// `Resolved`, read by [`rt_datetime_secs`].
         resolved_secs: Option<i64>,
     },
-    /// A page of transactions: each one's `id`, `ObjectType` and `ObjectId`.
-    Transactions(Vec<(u64, String, u64)>),
     /// A queue's `Name`.
     Queue(String),
 }
@@ -756,14 +739,6 @@ pub fn read_rest2_answer(body: &[u8]) -> Vec<Rest2Answer> {
             status: t.status,
             resolved_secs: t.resolved.as_deref().and_then(rt_datetime_secs),
         });
-    }
-    if let Ok(page) = serde_json::from_slice::<TransactionsJson>(body) {
-        read.push(Rest2Answer::Transactions(
-            page.items
-                .into_iter()
-                .map(|t| (t.id, t.object_type, t.object_id))
-                .collect(),
-        ));
     }
     if let Ok(q) = serde_json::from_slice::<QueueJson>(body) {
         read.push(Rest2Answer::Queue(q.name));
@@ -878,13 +853,6 @@ mod tests {
             status: "new".into(),
             resolved_secs: None,
         }));
-        // `GET /transactions?query=...&fields=ObjectType,ObjectId`.
-        let page = br#"{"items": [{"ObjectType": "RT::Ticket", "type": "transaction", "ObjectId": "1", "id": "45"},
-            {"ObjectType": "RT::Queue", "ObjectId": "3", "id": "46"}], "per_page": 100, "pages": null}"#;
-        assert!(read_rest2_answer(page).contains(&Rest2Answer::Transactions(vec![
-            (45, "RT::Ticket".into(), 1),
-            (46, "RT::Queue".into(), 3)
-        ])));
     }
 }
 
