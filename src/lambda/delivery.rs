@@ -45,13 +45,12 @@ use crate::core::reply::{RtAnswer, TransportFailure};
 use crate::core::route::PlannedDelivery;
 use crate::core::route_record::{claim, Claim, Replaying, RouteRecord, RouteState, Screened, LEASE_RENEWAL, LEASE_TTL};
 use crate::core::threading::{
-    checked_target, decide_mail, message_id_target, unchecked_target, AsIs, Ask, MessageIdSearch, ResolvedRule,
-    ThreadDecision, ThreadTarget, TicketCheck, MAX_BOUNCE_SCAN, MAX_MESSAGE_ID_TICKETS,
+    decide_mail, unchecked_target, AsIs, Ask, ResolvedRule, ThreadDecision, ThreadTarget, MAX_BOUNCE_SCAN,
 };
 use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
 use crate::lambda::invocation::{epoch_ms, within, HandlerError, Mode, Stop, StoredMail, Summary};
 use crate::lambda::metrics::{self, Avoided};
-use crate::rt::lookup::{DeliveryLookup, Lookup};
+use crate::rt::lookup::{ask_thread_target, DeliveryLookup, Lookup};
 use crate::rt::MailGateway;
 use crate::spool::Spool;
 
@@ -520,10 +519,9 @@ where
         Ok(Some(target))
     }
 
-    /// What RT says decides the target (issue 22, points 2 to 4): ticket N checked (one
-    /// REST 2 request), or the Message-IDs searched (two) and each ticket found checked
-    /// (one each, at most [`MAX_MESSAGE_ID_TICKETS`]). Whatever RT can't say posts the
-    /// mail as without threading, logged.
+    /// What RT says decides the target ([`ask_thread_target`]), while the lease is
+    /// renewed and within the function's time; what RT could not say is logged (the
+    /// mail then posts as without threading).
     async fn ask_thread_target(
         &self,
         mail: &StoredMail<'_>,
@@ -538,58 +536,26 @@ where
             after_days: self.config.rt_identity.reopen_after_days,
             now_secs: (epoch_ms() / 1000) as i64,
         };
-        let check = |ticket: u64| async move {
-            let check = renewing(
-                held,
+        let asked = renewing(
+            held,
+            message_id,
+            within(
+                mail.time_left(),
+                ask_thread_target(self.lookup, request, decision, ask, rule),
+            ),
+        )
+        .await;
+        let (target, why) = asked.unwrap_or_else(|Stop(why)| (ThreadTarget::AsIs(AsIs::Unchecked), Some(why)));
+        if let Some(why) = why {
+            tracing::warn!(
                 message_id,
-                within(mail.time_left(), self.lookup.check_ticket(request, ticket)),
-            )
-            .await
-            .unwrap_or_else(|Stop(why)| TicketCheck::Unknown(why));
-            if let TicketCheck::Unknown(why) = &check {
-                tracing::warn!(
-                    message_id,
-                    route,
-                    ticket,
-                    error = why.as_str(),
-                    "threading: RT could not say whether the ticket exists; posted as without threading"
-                );
-            }
-            check
-        };
-        match ask {
-            Ask::Ticket(ticket) => checked_target(decision, &check(ticket).await, request.queue.as_deref(), rule),
-            Ask::MessageIds(candidates) => {
-                let search = renewing(
-                    held,
-                    message_id,
-                    within(mail.time_left(), self.lookup.find_message_ids(request, &candidates)),
-                )
-                .await
-                .unwrap_or_else(|Stop(why)| MessageIdSearch::Unknown(why));
-                let tickets = match search {
-                    MessageIdSearch::Tickets(tickets) => tickets,
-                    MessageIdSearch::TooMany => return ThreadTarget::AsIs(AsIs::Ambiguous),
-                    MessageIdSearch::Unknown(why) => {
-                        tracing::warn!(
-                            message_id,
-                            route,
-                            error = why.as_str(),
-                            "threading: RT could not be searched for the Message-IDs the mail answers; posted as without threading"
-                        );
-                        return ThreadTarget::AsIs(AsIs::Unchecked);
-                    }
-                };
-                if tickets.len() > MAX_MESSAGE_ID_TICKETS {
-                    return ThreadTarget::AsIs(AsIs::Ambiguous);
-                }
-                let mut checks = Vec::with_capacity(tickets.len());
-                for ticket in tickets {
-                    checks.push(check(ticket).await);
-                }
-                message_id_target(&checks, request.queue.as_deref(), rule)
-            }
+                route,
+                error = why.as_str(),
+                thread = target.label(),
+                "threading: RT could not say where the mail belongs"
+            );
         }
+        target
     }
 
     /// The record a first delivery creates.
@@ -1148,6 +1114,7 @@ fn reason(case: Case, route: &str) -> String {
 mod tests {
     use super::*;
     use crate::core::request::GatewayRequest;
+    use crate::core::threading::{MessageIdSearch, TicketCheck};
     use std::collections::HashMap;
     use std::sync::Mutex;
 

@@ -51,7 +51,10 @@ use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswer
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
-use crate::core::threading::{rt_datetime_secs, MessageIdSearch, TicketCheck, MAX_MESSAGE_ID_TICKETS};
+use crate::core::threading::{
+    checked_target, message_id_target, rt_datetime_secs, AsIs, Ask, MessageIdSearch, ResolvedRule, ThreadDecision,
+    ThreadTarget, TicketCheck, MAX_MESSAGE_ID_TICKETS,
+};
 use crate::rt::queues::{QueueCache, QueueKnown};
 
 /// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
@@ -583,6 +586,61 @@ impl Rest2Lookup {
 impl DeliveryLookup for Rest2Lookup {
     async fn find(&self, id: &DeliveryId, request: &GatewayRequest) -> Result<Lookup, LookupError> {
         self.find_within(id, request, self.timeout).await
+    }
+
+    async fn check_ticket(&self, _: &GatewayRequest, ticket: u64) -> TicketCheck {
+        Rest2Lookup::check_ticket(self, ticket).await
+    }
+
+    async fn find_message_ids(&self, _: &GatewayRequest, message_ids: &[String]) -> MessageIdSearch {
+        Rest2Lookup::find_message_ids(self, message_ids).await
+    }
+}
+
+/// What RT says decides a mail's thread target (issue 22, points 2 to 4), for the
+/// function and the CLI alike: ticket N checked (one REST 2 request), or the
+/// Message-IDs searched (two requests for one hit) and each ticket found checked (one
+/// each, at most [`MAX_MESSAGE_ID_TICKETS`]). Whatever RT can't say posts the mail as
+/// without threading ([`AsIs::Unchecked`]); the reason comes back for the log.
+pub async fn ask_thread_target(
+    lookup: &impl DeliveryLookup,
+    request: &GatewayRequest,
+    decision: &ThreadDecision,
+    ask: Ask,
+    rule: ResolvedRule,
+) -> (ThreadTarget, Option<String>) {
+    let queue = request.queue.as_deref();
+    match ask {
+        Ask::Ticket(ticket) => {
+            let check = lookup.check_ticket(request, ticket).await;
+            let why = match &check {
+                TicketCheck::Unknown(why) => Some(format!("ticket {ticket}: {why}")),
+                _ => None,
+            };
+            (checked_target(decision, &check, queue, rule), why)
+        }
+        Ask::MessageIds(candidates) => {
+            let tickets = match lookup.find_message_ids(request, &candidates).await {
+                MessageIdSearch::Tickets(tickets) => tickets,
+                MessageIdSearch::TooMany => return (ThreadTarget::AsIs(AsIs::Ambiguous), None),
+                MessageIdSearch::Unknown(why) => {
+                    return (
+                        ThreadTarget::AsIs(AsIs::Unchecked),
+                        Some(format!("the Message-ID search: {why}")),
+                    )
+                }
+            };
+            let mut checks = Vec::with_capacity(tickets.len());
+            let mut why = None;
+            for ticket in tickets.into_iter().take(MAX_MESSAGE_ID_TICKETS) {
+                let check = lookup.check_ticket(request, ticket).await;
+                if let TicketCheck::Unknown(reason) = &check {
+                    why.get_or_insert(format!("ticket {ticket}: {reason}"));
+                }
+                checks.push(check);
+            }
+            (message_id_target(&checks, queue, rule), why)
+        }
     }
 }
 
