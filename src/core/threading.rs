@@ -43,11 +43,19 @@
 //!    [`ThreadDecision::ByMessageId`] with at most [`MAX_MESSAGE_ID_CANDIDATES`] ids, the
 //!    most recent first (`In-Reply-To`, then `References` from its end), each written as
 //!    RT stores a Message-ID ([`rt_stored_message_id`]); the adapter asks RT for them.
+//!    Not when the admin turned it off ([`RtIdentity::by_message_id`]).
 //! 5. Otherwise [`ThreadDecision::None`].
+//!
+//! # The target ([`ThreadTarget`])
 //!
 //! Every ticket found here is a claim the mail makes, not a fact: the adapter checks that
 //! the ticket exists and that the route may reach it before posting to it (issue 22,
-//! point 3).
+//! point 3), and the answer decides what is posted: [`unchecked_target`] says what RT
+//! must be asked ([`Ask`]), [`checked_target`] judges a marker's ticket,
+//! [`message_id_target`] the tickets RT holds the Message-IDs on (exactly one the route
+//! may reach, else [`AsIs::Ambiguous`]). A reply to a ticket resolved long ago may open a
+//! new ticket instead ([`ResolvedRule`], as RT's RepliesToResolved extension; a bounce
+//! stays a comment). Whatever can't be checked is posted as without threading.
 //!
 //! # Bounces ([`read_bounce`])
 //!
@@ -1276,7 +1284,7 @@ pub fn message_id_target(checks: &[TicketCheck], route_queue: Option<&[u8]>, rul
         }
     }
     // Among several, one RT could not say of might be the mail's too.
-    let unsure = checks.len() > 1 && judged.iter().any(|j| *j == Err(AsIs::Unchecked));
+    let unsure = checks.len() > 1 && judged.contains(&Err(AsIs::Unchecked));
     match reached.as_slice() {
         [_, _, ..] => ThreadTarget::AsIs(AsIs::Ambiguous),
         _ if unsure => ThreadTarget::AsIs(AsIs::Unchecked),

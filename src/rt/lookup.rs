@@ -29,6 +29,12 @@
 //! `SeeQueue` granted globally also lets the queue check ([`crate::rt::queues`]) prove
 //! a queue missing.
 //!
+//! Threading (issue 22, [`crate::core::threading`]) asks through the same login:
+//! `GET {api}/REST/2.0/ticket/N?fields[Queue]=Name` for a ticket a mail names (one
+//! request: id after a merge, queue with its name, status, `Resolved`), and for the
+//! Message-IDs a reply answers `GET {api}/REST/2.0/attachments?query=[MessageId = ...]`
+//! then `GET {api}/REST/2.0/transaction/N` per hit ([`ask_thread_target`]).
+//!
 //! No redirect is followed (RT 4 without REST 2 redirects to its login page: an
 //! error). No error here carries a credential: the API URL may not hold
 //! `user:password@`, and header values are never quoted.
