@@ -20,8 +20,12 @@ use crate::core::credentials::Credentials;
 use crate::core::getopt::{parse_args_with, CliOptions, Conventions};
 use crate::core::reply::{RtAnswer, Verdict};
 use crate::core::request::MailgateArgs;
+use crate::core::threading::{
+    decide_mail, unchecked_target, AsIs, ResolvedRule, RtIdentity, ThreadTarget, MAX_BOUNCE_SCAN,
+};
 use crate::core::url_policy::{redact, OtherHosts};
 use crate::rt::http::{lwp_status_line, HttpGateway, HttpGatewayConfig, TlsPolicy, DEFAULT_TIMEOUT_SECS};
+use crate::rt::lookup::{ask_thread_target, LookupSetupError, Rest2Lookup};
 use crate::rt::MailGateway;
 use crate::spool::{LineEndings, Location, Spool};
 
@@ -98,10 +102,18 @@ pub async fn run<R: AsyncRead + Unpin>(
             return EX_TEMPFAIL;
         }
     };
-    let gateway = match HttpGateway::new(&gateway_config(url, &options, credentials)) {
+    let config = gateway_config(url, &options, credentials);
+    let gateway = match HttpGateway::new(&config) {
         Ok(gateway) => gateway,
         Err(e) => {
             // Tempfail, not bounce: the mail waits in the MTA's queue while the alias is fixed.
+            let _ = writeln!(stderr, "{program}: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
+    let threading = match threading(&options, &config) {
+        Ok(threading) => threading,
+        Err(e) => {
             let _ = writeln!(stderr, "{program}: {e}");
             return EX_TEMPFAIL;
         }
@@ -135,10 +147,43 @@ pub async fn run<R: AsyncRead + Unpin>(
         let _ = writeln!(stderr, "{program}: connecting to {}", redact(gateway.endpoint()));
     }
 
+    // Threading (ours, only with --rt-organization): the ticket RT's markers name,
+    // checked with RT first; never over a ticket the extension names.
+    let mut request = resolved.request;
+    if let (Some((rt, lookup)), None) = (&threading, &request.ticket) {
+        let target = match spool.head(MAX_BOUNCE_SCAN).await {
+            Ok(head) => {
+                let decision = decide_mail(&head, rt);
+                match unchecked_target(&decision) {
+                    Ok(target) => target,
+                    Err(ask) => {
+                        let (target, why) =
+                            ask_thread_target(lookup, &request, &decision, ask, ResolvedRule::OFF).await;
+                        if let Some(why) = why {
+                            let _ = writeln!(
+                                stderr,
+                                "{program}: threading: RT could not say where the mail belongs, posted as without threading: {why}"
+                            );
+                        }
+                        target
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(stderr, "{program}: threading: the mail can't be read again: {e}");
+                ThreadTarget::AsIs(AsIs::Unchecked)
+            }
+        };
+        if options.debug {
+            let _ = writeln!(stderr, "{program}: threading: {}", target.to_text());
+        }
+        target.apply(&mut request);
+    }
+
     // The Perl client reports transport failures and non-2xx statuses alike, a
     // transport failure in LWP's words (`500 Can't connect to HOST:PORT (reason)`, the
     // line MTAs quote); ours adds a line of its own where it knows more.
-    let answer = match gateway.post(&resolved.request, &spool).await {
+    let answer = match gateway.post(&request, &spool).await {
         Err(failure) => {
             let line = lwp_status_line(&failure);
             let ours = failure.to_string();
@@ -196,6 +241,32 @@ pub async fn run<R: AsyncRead + Unpin>(
         }
     }
 }
+
+/// `--rt-organization` (and `--rt-name`): RT's identity and a REST 2 lookup as the
+/// `--secret-file`'s RT login, or `None` without the option. Each ticket a mail names is
+/// checked before it is posted to, so without an RT login there is no threading at all:
+/// an error, never a post to an unchecked ticket.
+fn threading(options: &CliOptions, config: &HttpGatewayConfig) -> Result<Option<(RtIdentity, Rest2Lookup)>, String> {
+    let Some(organization) = options.rt_organization.as_deref().filter(|o| !o.is_empty()) else {
+        return Ok(None);
+    };
+    let text = |v: &[u8]| String::from_utf8_lossy(v).trim().to_string();
+    let rt = RtIdentity {
+        organization: text(organization),
+        rtname: options.rt_name.as_deref().map(text).unwrap_or_default(),
+        ..RtIdentity::default()
+    };
+    let lookup = Rest2Lookup::new(config, None, LOOKUP_TIMEOUT).map_err(|e| match e {
+        LookupSetupError::NoRtLogin => "--rt-organization checks each ticket a reply names with RT's REST 2 API, \
+             which needs an RT login: put rt_token (or rt_username and rt_password) in --secret-file"
+            .to_string(),
+        other => format!("--rt-organization: {other}"),
+    })?;
+    Ok(Some((rt, lookup)))
+}
+
+/// How long threading's questions to RT may take in all, per question.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `--secret-file`: the same JSON as the function's secret. Errors name the file and the
 /// key, never a value.

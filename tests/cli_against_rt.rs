@@ -198,3 +198,71 @@ fn a_url_with_a_trailing_slash_still_reaches_rt() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(rt::ticket(rt::only_ticket_with_subject(&subject))["Queue"], "bugs");
 }
+
+/// `--rt-organization` (ours, off by default): a reply whose subject lost RT's tag but
+/// whose `References` carry RT's marker lands on that ticket, checked first with RT's
+/// REST 2 API as the `--secret-file`'s RT login (the README's lookup user). Without the
+/// option the same mail makes a new ticket, as with the Perl client; with it but no RT
+/// login, the CLI says what it needs and the MTA keeps the mail.
+#[test]
+fn with_rt_organization_a_reply_that_lost_its_tag_lands_on_its_ticket() {
+    let (id, subject) = new_ticket("thread-cli");
+    let reply = |body: &str| {
+        format!(
+            "From: dave@example.org\nTo: rt@example.test\nSubject: Re: {subject}\n\
+             Message-ID: <{}@test.example>\nReferences: <RT-Ticket-{id}@rt.example.test>\n\n{body}\n",
+            unique("reply")
+        )
+        .into_bytes()
+    };
+    let args = ["--queue", "bugs", "--action", "correspond"];
+
+    // Off by default: a new ticket, as the Perl client makes.
+    let untouched = unique("no option");
+    deliver(&args, None, &reply(&untouched), 0);
+    assert!(!rt::history(id).contains(&untouched));
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.json");
+    let token = rt::Rt::sqlite().lookup_token(rt::LookupUser::Readme);
+    std::fs::write(&secret, format!(r#"{{"rt_token": "{token}"}}"#)).unwrap();
+    let secret = secret.to_str().unwrap();
+    let threaded = unique("threaded by the marker");
+    let said = deliver(
+        &[
+            &args[..],
+            &["--rt-organization", "rt.example.test", "--rt-name", "example.test"],
+            &["--secret-file", secret, "--debug"],
+        ]
+        .concat(),
+        None,
+        &reply(&threaded),
+        0,
+    );
+    assert!(said.contains(&format!("threading: rt_marker:{id}")), "{said}");
+    assert!(rt::history(id).contains(&threaded), "the reply is on ticket {id}");
+    assert!(!said.contains(&token), "the token is never printed");
+
+    // No RT login: exit 75 (the MTA keeps the mail), saying what is missing.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let said = deliver(
+        &[
+            &args[..],
+            &[
+                "--rt-organization",
+                "rt.example.test",
+                "--secret-file",
+                empty.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+        None,
+        &reply("never posted"),
+        75,
+    );
+    assert!(
+        said.contains("needs an RT login") && said.contains("rt_token"),
+        "{said}"
+    );
+}

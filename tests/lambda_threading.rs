@@ -4,11 +4,20 @@
 //!
 //! - a reply whose subject lost RT's tag, carrying RT's markers (`RT-Ticket-N@rt.example.test`
 //!   in `References`, RT's Message-ID in `In-Reply-To`), lands on the ticket;
+//! - a colleague's reply-all to the customer's own first mail (no marker of RT, only the
+//!   customer's Message-ID, which RT holds) lands on the ticket too;
 //! - a reply carrying another RT's Organization makes a new ticket;
-//! - a marker naming a ticket out of the route's queue, or one RT doesn't have, posts
-//!   the mail as without threading (a new ticket), and RT mails no error to the sender;
-//! - a Postfix-style DSN of RT's autoreply becomes a comment on its ticket: the resolved
-//!   ticket stays resolved, and RT mails nobody.
+//! - a marker naming a ticket out of the route's queue, one RT doesn't have, or a
+//!   deleted one posts the mail as without threading (a new ticket), and RT mails no
+//!   error to the sender;
+//! - with `RT_REOPEN_AFTER_DAYS` set, a reply to a ticket resolved longer ago makes a
+//!   new ticket whose first mail names the old one (`X-RT-Mailgate-Resolved-Ticket`),
+//!   and the old one stays resolved;
+//! - a Postfix-style and an Exchange-style DSN of RT's autoreply each become a comment
+//!   on its ticket: the resolved ticket stays resolved, and RT mails nobody.
+//!
+//! Exactly once holds for each: the same mail delivered again (SES's retry) posts
+//! nothing more.
 
 mod support;
 
@@ -63,7 +72,16 @@ fn header(mail: &str, name: &str) -> Option<String> {
 
 /// A mail from the customer to the support desk, as SES stores it (CRLF).
 fn customer_mail(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
-    let message_id = format!("<{}@customer.example>", unique("m"));
+    mail_with_id(
+        &format!("<{}@customer.example>", unique("m")),
+        subject,
+        extra_headers,
+        body,
+    )
+}
+
+/// [`customer_mail`] with this Message-ID.
+fn mail_with_id(message_id: &str, subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "From: alice@customer.example\nTo: support@example.test\nSubject: {subject}\n\
          Message-ID: {message_id}\nDate: Tue, 24 Nov 2026 10:00:00 +0000\n{extra_headers}\n{body}\n"
@@ -80,50 +98,105 @@ fn deliver(stack: &LambdaStack, mail: &[u8]) -> String {
 
 /// Posts `mail` to `recipient` through the function; the outcome line's `thread` label.
 fn deliver_to(stack: &LambdaStack, mail: &[u8], recipient: &str) -> String {
+    deliver_twice(stack, mail, recipient, false)
+}
+
+/// Posts `mail` to `recipient`; with `again`, SES delivers the same event a second time,
+/// which must post nothing more (exactly once, whatever the thread target). The first
+/// outcome line's `thread` label.
+fn deliver_twice(stack: &LambdaStack, mail: &[u8], recipient: &str, again: bool) -> String {
     let id = unique("ses");
     stack.store_mail(&id, mail);
     let answer = stack.invoke(&ses_event(&id, &[recipient])).unwrap();
     assert_eq!(answer["delivered"].as_u64(), Some(1), "{answer}");
+    if again {
+        let answer = stack.invoke(&ses_event(&id, &[recipient])).unwrap();
+        assert_eq!(
+            (answer["delivered"].as_u64(), answer["already_delivered"].as_u64()),
+            (Some(0), Some(1)),
+            "{answer}"
+        );
+    }
     let line = stack
         .function_log()
         .into_iter()
         .find(|l| l["fields"]["message"] == "delivery outcome" && l["fields"]["message_id"] == id.as_str())
         .unwrap_or_else(|| panic!("no outcome line: {}", stack.log_text("function.log")));
+    for warning in stack
+        .function_log()
+        .into_iter()
+        .filter(|l| l["fields"]["message_id"] == id.as_str() && l["level"] == "WARN")
+    {
+        eprintln!("function warned: {warning}");
+    }
     line["fields"]["thread"].as_str().unwrap_or_default().to_string()
 }
 
 /// Sets a ticket's status as an RT user would (REST 1.0, as root).
 fn set_status(rt: &Rt, ticket: u64, status: &str) {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "--max-time", "30", "--data-urlencode"])
-        .arg(format!("content=Status: {status}"))
-        .arg(format!(
-            "{}/REST/1.0/ticket/{ticket}/edit?user=root&pass=password",
-            rt.url
-        ))
-        .output()
-        .expect("curl runs");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && said.contains("updated"), "{said}");
+    set_field(rt, ticket, &format!("Status: {status}"));
+}
+
+/// A new ticket from the customer's first mail (with this Message-ID): the ticket and
+/// RT's autoreply to it, which the replies and bounces are built from.
+fn new_ticket(stack: &LambdaStack, rt: &Rt, subject: &str, message_id: &str) -> (u64, String) {
+    let sent_before = outgoing(rt).len();
+    assert_eq!(
+        deliver(stack, &mail_with_id(message_id, subject, "", "It burns.")),
+        "none"
+    );
+    let ticket = rt.only_ticket_with_subject(subject);
+    let sent = outgoing(rt);
+    let autoreply = sent[sent_before..]
+        .iter()
+        .find(|m| header(m, "X-RT-Ticket").is_some_and(|t| t.ends_with(&format!("#{ticket}"))))
+        .unwrap_or_else(|| panic!("RT sent no autoreply for ticket {ticket}: {sent:?}"))
+        .clone();
+    (ticket, autoreply)
+}
+
+/// How many transactions of the ticket hold `text`, leaving out RT's records of its own
+/// outgoing mail (a reply by a colleague is mailed on to the requestor, with its text).
+fn times_on(rt: &Rt, ticket: u64, text: &str) -> usize {
+    rt.history(ticket)
+        .split("\n--\n")
+        .filter(|t| t.contains(text) && !t.contains("Type: EmailRecord"))
+        .count()
+}
+
+/// Asserts RT sent no error mail (nor any mail saying the post failed) since `before`.
+fn no_error_mail_since(rt: &Rt, before: usize) {
+    for mail in &outgoing(rt)[before..] {
+        let said = mail.to_lowercase();
+        assert!(
+            !said.contains("could not") && !said.contains("not recorded") && !said.contains("failed"),
+            "RT mailed an error: {mail}"
+        );
+    }
+}
+
+/// The header of RT's outgoing mail, as a returned-headers part carries it (CRLF).
+fn returned_header(rt_mail: &str) -> String {
+    rt_mail.split("\n\n").next().unwrap().replace('\n', "\r\n")
 }
 
 fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     let rt = Rt::of(db);
     let mut stack = LambdaStack::without_function(1);
     stack.open_door(Door { db, ..Door::default() });
-    stack.start_functions(&[("RT_ORGANIZATION", ORGANIZATION), ("RT_NAME", "example.test")], 1);
+    stack.start_functions(
+        &[
+            ("RT_ORGANIZATION", ORGANIZATION),
+            ("RT_NAME", "example.test"),
+            ("RT_REOPEN_AFTER_DAYS", "30"),
+        ],
+        1,
+    );
 
     // A new ticket; RT's autoreply to the customer is what the rest is built from.
     let subject = unique("Printer on fire");
-    let sent_before = outgoing(&rt).len();
-    assert_eq!(deliver(&stack, &customer_mail(&subject, "", "It burns.")), "none");
-    let ticket = rt.only_ticket_with_subject(&subject);
-    let sent = outgoing(&rt);
-    let autoreply = sent[sent_before..]
-        .iter()
-        .find(|m| header(m, "X-RT-Ticket").is_some_and(|t| t.ends_with(&format!("#{ticket}"))))
-        .unwrap_or_else(|| panic!("RT sent no autoreply for ticket {ticket}: {sent:?}"))
-        .clone();
+    let customer_message_id = format!("<{}@customer.example>", unique("first"));
+    let (ticket, autoreply) = new_ticket(&stack, &rt, &subject, &customer_message_id);
     let rt_message_id = header(&autoreply, "Message-ID").expect("RT's Message-ID");
     let rt_references = header(&autoreply, "References").expect("RT's References");
     assert!(
@@ -131,16 +204,44 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
         "{rt_references}"
     );
 
-    // 1. A reply whose subject lost the tag: on the same ticket, by RT's marker.
+    // 1. A reply whose subject lost the tag: on the same ticket, by RT's marker; SES's
+    // second delivery of it posts nothing.
     let words = unique("reply without the tag");
     let reply = customer_mail(
         &format!("Re: {subject}"),
         &format!("In-Reply-To: {rt_message_id}\nReferences: {rt_references} {rt_message_id}\n"),
         &words,
     );
-    assert_eq!(deliver(&stack, &reply), "rt_marker");
+    assert_eq!(deliver_twice(&stack, &reply, "support@example.test", true), "rt_marker");
     assert_eq!(rt.tickets_with_subject(&subject), [ticket], "no second ticket");
-    assert!(rt.history(ticket).contains(&words), "the reply is on ticket {ticket}");
+    assert_eq!(
+        times_on(&rt, ticket, &words),
+        1,
+        "the reply is on ticket {ticket}, once"
+    );
+
+    // 1b. A colleague's reply-all to the customer's own first mail: no marker of RT, but
+    // RT holds that Message-ID on the ticket's Create (the gateway posts the sender's
+    // Message-ID unchanged): same ticket, by Message-ID, once.
+    let words = unique("reply-all to the first mail");
+    let reply_all = String::from_utf8(customer_mail(
+        &format!("Re: {subject}"),
+        &format!("In-Reply-To: {customer_message_id}\nReferences: {customer_message_id}\n"),
+        &words,
+    ))
+    .unwrap()
+    .replace("From: alice@customer.example", "From: bob@customer.example")
+    .into_bytes();
+    assert_eq!(
+        deliver_twice(&stack, &reply_all, "support@example.test", true),
+        "message_id"
+    );
+    assert_eq!(rt.tickets_with_subject(&subject), [ticket], "no second ticket");
+    assert_eq!(
+        times_on(&rt, ticket, &words),
+        1,
+        "the reply-all is on ticket {ticket}, once"
+    );
 
     // 2. Another RT's marker for the same number: a new ticket, as without threading.
     let other = unique("Another RT ticket");
@@ -164,13 +265,27 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     );
     assert_eq!(deliver(&stack, &ghost), "refused_missing");
     assert_ne!(rt.only_ticket_with_subject(&missing), ticket);
-    for mail in &outgoing(&rt)[sent_before..] {
-        let said = mail.to_lowercase();
-        assert!(
-            !said.contains("could not") && !said.contains("not recorded") && !said.contains("failed"),
-            "RT mailed an error: {mail}"
-        );
-    }
+    no_error_mail_since(&rt, sent_before);
+
+    // 3a. A marker naming a ticket deleted since: the same, posted as without threading.
+    let doomed = unique("A ticket deleted since");
+    let (deleted, _) = new_ticket(&stack, &rt, &doomed, &format!("<{}@customer.example>", unique("d")));
+    set_status(&rt, deleted, "deleted");
+    let sent_before = outgoing(&rt).len();
+    let late = unique("A reply to a deleted ticket");
+    let to_deleted = customer_mail(
+        &format!("Re: {late}"),
+        &format!("References: <RT-Ticket-{deleted}@{ORGANIZATION}>\n"),
+        "Hello?",
+    );
+    assert_eq!(
+        deliver_twice(&stack, &to_deleted, "support@example.test", true),
+        "refused_missing"
+    );
+    let made = rt.only_ticket_with_subject(&late);
+    assert_ne!(made, deleted);
+    assert_eq!(rt.ticket(deleted)["Status"], "deleted");
+    no_error_mail_since(&rt, sent_before);
 
     // 3b. RT's marker, but mail to the bugs desk (queue bugs): the support ticket is out
     // of the route's reach, so the mail makes a new ticket in bugs.
@@ -190,7 +305,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     // the requestor).
     set_status(&rt, ticket, "resolved");
     let sent_before = outgoing(&rt).len();
-    let returned = autoreply.split("\n\n").next().unwrap().replace('\n', "\r\n");
+    let returned = returned_header(&autoreply);
     let dsn = format!(
         "Return-Path: <>\nFrom: MAILER-DAEMON@mx.customer.example (Mail Delivery System)\n\
          To: support@example.test\nSubject: Undelivered Mail Returned to Sender\n\
@@ -221,6 +336,104 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
         "no ticket made of the bounce"
     );
     assert_eq!(outgoing(&rt)[sent_before..], [] as [String; 0], "RT mailed nobody");
+    let comments = times_on(&rt, ticket, "Type: Comment");
+
+    // 5. An Exchange Online NDR of the same autoreply: only the returned header
+    // (text/rfc822-headers), the NDR's own In-Reply-To/References pointing at RT's mail,
+    // and RT's subject tag kept after "Undeliverable:": a comment too, never a reply.
+    let sent_before = outgoing(&rt).len();
+    let ndr = format!(
+        "From: Microsoft Outlook <postmaster@customer.example>\nTo: <support@example.test>\n\
+         Subject: Undeliverable: [example.test #{ticket}] {subject}\n\
+         Message-ID: <{}@AM0PR01MB1234.eurprd01.prod.exchangelabs.com>\n\
+         In-Reply-To: {rt_message_id}\nReferences: {rt_references}\n\
+         Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"b1_7c2f\"\n\
+         X-MS-Exchange-Message-Is-Ndr:\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\n\
+         --b1_7c2f\nContent-Type: text/plain; charset=\"us-ascii\"\n\n\
+         Your message to alice@customer.example couldn't be delivered.\n\n\
+         --b1_7c2f\nContent-Type: message/delivery-status\n\n\
+         Reporting-MTA: dns;AM0PR01MB1234.eurprd01.prod.exchangelabs.com\n\n\
+         Final-Recipient: rfc822;alice@customer.example\nAction: failed\nStatus: 5.1.10\n\
+         Diagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found\n\n\
+         --b1_7c2f\nContent-Type: text/rfc822-headers\n\n{returned}\n--b1_7c2f--\n",
+        unique("ndr")
+    )
+    .replace("\r\n", "\n")
+    .replace('\n', "\r\n");
+    assert_eq!(
+        deliver_twice(&stack, ndr.as_bytes(), "support@example.test", true),
+        "bounce"
+    );
+    assert_eq!(rt.ticket(ticket)["Status"], "resolved", "the NDR did not reopen it");
+    assert_eq!(times_on(&rt, ticket, "Type: Comment"), comments + 1, "one comment more");
+    // Its text names the failed recipient; its delivery-status part (shown inline in
+    // RT's web UI) the status.
+    assert!(rt
+        .history(ticket)
+        .contains("Your message to alice@customer.example couldn't be delivered"));
+    let reports: Vec<String> = rt
+        .attachments(ticket)
+        .into_iter()
+        .filter(|(_, _, kind)| kind == "message/delivery-status")
+        .map(|(id, ..)| String::from_utf8_lossy(&rt.attachment_content(ticket, id)).into_owned())
+        .collect();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.contains("Status: 5.1.10") && r.contains("alice@customer.example")),
+        "the NDR's status is on the ticket: {reports:?}"
+    );
+    assert_eq!(outgoing(&rt)[sent_before..], [] as [String; 0], "RT mailed nobody");
+
+    // 6. RT_REOPEN_AFTER_DAYS=30: a reply by RT's marker to a ticket resolved in 2020
+    // makes a new ticket, whose first mail names the old one; the old stays resolved.
+    let old_subject = unique("Resolved long ago");
+    let (old, old_autoreply) = new_ticket(
+        &stack,
+        &rt,
+        &old_subject,
+        &format!("<{}@customer.example>", unique("o")),
+    );
+    set_status(&rt, old, "resolved");
+    set_field(&rt, old, "Resolved: 2020-01-02 03:04:05");
+    let old_references = header(&old_autoreply, "References").expect("RT's References");
+    let words = unique("a reply years later");
+    let late = customer_mail(
+        &format!("Re: {old_subject}"),
+        &format!("References: {old_references}\n"),
+        &words,
+    );
+    assert_eq!(
+        deliver_twice(&stack, &late, "support@example.test", true),
+        "new_after_resolved"
+    );
+    assert_eq!(rt.ticket(old)["Status"], "resolved", "not reopened");
+    assert_eq!(times_on(&rt, old, &words), 0);
+    let listed = rt.tickets_like(&old_subject);
+    let new: Vec<u64> = listed.iter().map(|l| l.id).filter(|id| *id != old).collect();
+    assert_eq!(new.len(), 1, "one new ticket: {listed:?}");
+    assert_eq!(times_on(&rt, new[0], &words), 1);
+    let (first, ..) = rt.attachments(new[0])[0].clone();
+    let shown = String::from_utf8_lossy(&rt.rest(&format!("ticket/{}/attachments/{first}", new[0]))).into_owned();
+    assert!(
+        shown.contains(&format!("X-RT-Mailgate-Resolved-Ticket: {old}")),
+        "the new ticket's first mail names the old one: {shown}"
+    );
+}
+
+/// Sets a ticket's field as an RT user would (REST 1.0, as root): `Field: value`.
+fn set_field(rt: &Rt, ticket: u64, content: &str) {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "30", "--data-urlencode"])
+        .arg(format!("content={content}"))
+        .arg(format!(
+            "{}/REST/1.0/ticket/{ticket}/edit?user=root&pass=password",
+            rt.url
+        ))
+        .output()
+        .expect("curl runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("updated"), "{said}");
 }
 
 #[test]

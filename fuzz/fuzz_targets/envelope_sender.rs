@@ -10,17 +10,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use rt_mailgate::core::headers::HeaderCheck;
-use rt_mailgate::core::outcome::{sender_refusal, SenderFacts};
+use rt_mailgate::core::outcome::{sender_refusal, SenderFacts, DAEMON_LOCAL_PARTS};
 use rt_mailgate::core::rate_limit::{domain_of, normalize_address, sender_keys, sender_windows, ALL_SENDERS_KEY};
 
-const DAEMONS: [&str; 6] = [
-    "mailer-daemon",
-    "postmaster",
-    "noreply",
-    "no-reply",
-    "bounce",
-    "bounces",
-];
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -76,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         // (Without a normal form the notifier tells no one.)
         if let Some(normal) = normalize_address(sender) {
             let local = normal.rsplit_once('@').map_or("", |(local, _)| local);
-            for daemon in DAEMONS {
+            for daemon in DAEMON_LOCAL_PARTS {
                 assert!(
                     local != daemon && !local.starts_with(&format!("{daemon}-")),
                     "told a daemon: {sender:?} (normal form {normal:?})"

@@ -2,7 +2,7 @@
 //! that judges the hits (`core::lookup`): any answer (RT's, a proxy's error page, a
 //! truncated or hostile body) is read or refused, never a panic; and whatever hits it
 //! gives, a route found names a hit that is really there, and the merge checks asked
-//! for stay few, sorted and distinct.
+//! for stay few, sorted and distinct. Threading's ticket check is read from the same bodies.
 //!
 //! Input: a first line `queue ticket action` (`-` for absent) for the route, then the body.
 #![no_main]
@@ -56,6 +56,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Rest2Answer::Ticket { queue: q, .. } => queue.id = q,
             Rest2Answer::Queue(name) => queue.name = Some(name),
+            // Threading's reads (issue 22): a date RT didn't set is none, never 0.
+            Rest2Answer::TicketStatus { resolved_secs, .. } => {
+                assert!(resolved_secs.is_none_or(|s| s > 0), "a Resolved date at or before 1970");
+            }
         }
     }
     let hits: Vec<Hit> = attachments

@@ -63,6 +63,12 @@ impl S3DeliveryRecords {
         }
     }
 
+    /// The same bucket, listed (full keys, the records prefix included): what the
+    /// held-mail daily run reads.
+    pub fn index(&self) -> crate::aws::record_index::S3RecordIndex {
+        crate::aws::record_index::S3RecordIndex::new(self.client.clone(), self.bucket.clone())
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

@@ -66,9 +66,16 @@ async fn invocation(
 ) -> Result<serde_json::Value, lambda_runtime::Diagnostic> {
     // The routing table object is checked for a change here (at most once a minute).
     let handler = handler.handler().await;
-    let answer = handler
-        .handle(event.payload, Some(deadline_from_epoch_ms(event.context.deadline)))
-        .await;
+    // A held-mail request (a reject, the daily run) needs the bucket's listing, which
+    // only the AWS adapters have.
+    let answer = match rt_mailgate::lambda::held::request_in(&event.payload) {
+        Some(request) => rt_mailgate::lambda::held::operate(&handler, request).await,
+        None => {
+            handler
+                .handle(event.payload, Some(deadline_from_epoch_ms(event.context.deadline)))
+                .await
+        }
+    };
     if let Err(e) = metrics.flush(std::io::stdout()) {
         tracing::warn!(error = %e, "metrics not written");
     }

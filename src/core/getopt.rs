@@ -40,6 +40,11 @@ pub struct CliOptions {
     /// `--secret-file` (ours, not Perl's): a JSON file of credentials for the proxy in
     /// front of RT (see [`crate::core::credentials`]).
     pub secret_file: Option<Vec<u8>>,
+    /// `--rt-organization` (ours): RT's `$Organization`; set, replies thread by RT's
+    /// markers and bounces of RT's mail become comments (see [`crate::core::threading`]).
+    pub rt_organization: Option<Vec<u8>>,
+    /// `--rt-name` (ours): RT's `$rtname`, whose subject tag wins over any marker.
+    pub rt_name: Option<Vec<u8>>,
 }
 
 /// The result of parsing: options, Getopt-style warnings, and the words left over.
@@ -87,10 +92,13 @@ const SPEC: &[(&str, Kind)] = &[
     ("verify-ssl", Kind::Negatable),
     ("ca-file", Kind::Text),
     ("secret-file", Kind::Text),
+    ("rt-organization", Kind::Text),
+    ("rt-name", Kind::Text),
 ];
 
-/// Options of ours that the Perl client lacks (the CLI only).
-const CLI_ONLY: &[&str] = &["secret-file"];
+/// Options of ours that the Perl client lacks (the CLI only). None shares a first letter
+/// with the Perl client's, so every abbreviation that was unique there still is.
+const CLI_ONLY: &[&str] = &["secret-file", "rt-organization", "rt-name"];
 
 /// Every spelling that may be abbreviated: (spelling, option, value for negatables).
 /// `extra` are text options beyond rt-mailgate's own (see [`parse_args_extended`]).
@@ -248,6 +256,8 @@ where
                     "jar" => &mut parsed.options.jar,
                     "extension" => &mut parsed.options.extension,
                     "secret-file" => &mut parsed.options.secret_file,
+                    "rt-organization" => &mut parsed.options.rt_organization,
+                    "rt-name" => &mut parsed.options.rt_name,
                     _ => &mut parsed.options.ca_file,
                 };
                 *slot = Some(value);
@@ -426,6 +436,25 @@ mod tests {
         assert_eq!(text(&parse("--secret x").options.secret_file), Some("x"));
         let (p, _) = parse_args_extended(["--secret-file", "f"], &["secret"]);
         assert_eq!(p.warnings, ["Unknown option: secret-file"]);
+    }
+
+    #[test]
+    fn threading_options_are_the_clis_own_and_abbreviate_nothing_of_perls() {
+        let p = parse("--rt-organization rt.example.test --rt-name example.test");
+        assert_eq!(text(&p.options.rt_organization), Some("rt.example.test"));
+        assert_eq!(text(&p.options.rt_name), Some("example.test"));
+        assert_eq!(text(&parse("--rt-o x").options.rt_organization), Some("x"));
+        assert!(
+            parse("--rt x").warnings[0].contains("ambiguous"),
+            "{:?}",
+            parse("--rt x").warnings
+        );
+        // The Perl client's abbreviations still mean what they meant.
+        assert_eq!(parse("--t 30").options.timeout, Some(30));
+        assert_eq!(text(&parse("--q a").options.queue), Some("a"));
+        // A route knows neither.
+        let (p, _) = parse_args_extended(["--rt-organization", "x"], &["secret"]);
+        assert_eq!(p.warnings, ["Unknown option: rt-organization"]);
     }
 
     #[test]

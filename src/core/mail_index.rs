@@ -177,7 +177,7 @@ impl IndexKey {
 }
 
 /// `YYYY-MM-DD/HHMMSS` (UTC) of an epoch-ms time.
-fn time_part(ms: u64) -> String {
+pub fn time_part(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms.min(i64::MAX as u64) as i64)
         .unwrap_or_default()
         .format("%Y-%m-%d/%H%M%S")
@@ -195,7 +195,7 @@ pub fn parse_entry(rest: &str) -> Option<(u64, String)> {
 }
 
 /// A value as one key part: percent-encoded, or hashed when too long.
-fn key_part(value: &str) -> String {
+pub fn key_part(value: &str) -> String {
     let mut out = String::new();
     for (i, b) in value.bytes().enumerate() {
         let keep = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'+' | b'=' | b'-') || (b == b'.' && i > 0);

@@ -24,6 +24,8 @@
 //!   RT's mail.
 //! - [`hold`]: why a route was held instead of posted (storm, loop, auto-reply), as
 //!   its record's reason says it.
+//! - [`held`]: every mail that did not become a ticket (held, dropped, given up,
+//!   unrouted): its cause, what a release or a reject does, the daily digest.
 //! - [`machine_mail`]: auto-replies, out-of-office, bounces and bulk mail told apart, other
 //!   helpdesks' loop markers named, and the per-route policy for such mail.
 //! - [`storm`]: storm and loop bounds, the fixed window a mail counts in, and what
@@ -45,6 +47,7 @@ pub mod delivery_id;
 pub mod extension;
 pub mod getopt;
 pub mod headers;
+pub mod held;
 pub mod hold;
 pub mod line_endings;
 pub mod lookup;

@@ -352,6 +352,17 @@ pub fn sender_may_be_told(facts: &SenderFacts) -> bool {
     sender_refusal(facts).is_none()
 }
 
+/// Local parts of senders that are never told (daemons, bounce and no-reply addresses),
+/// also with a `+tag` or `-suffix`: a notice to them would bounce or loop.
+pub const DAEMON_LOCAL_PARTS: [&str; 6] = [
+    "mailer-daemon",
+    "postmaster",
+    "noreply",
+    "no-reply",
+    "bounce",
+    "bounces",
+];
+
 /// Why the sender must not be told, or `None` when it may be. Fails closed; in order:
 /// 1. the header block was not read whole, or is malformed ([`HeaderCheck`]);
 /// 2. the mail is automatic or list traffic;
@@ -379,16 +390,9 @@ pub fn sender_refusal(facts: &SenderFacts) -> Option<&'static str> {
         .trim_matches(is_around_address)
         .to_ascii_lowercase();
     let local = sender.split('@').next().unwrap_or_default();
-    let daemon = [
-        "mailer-daemon",
-        "postmaster",
-        "noreply",
-        "no-reply",
-        "bounce",
-        "bounces",
-    ]
-    .iter()
-    .any(|d| local == *d || local.starts_with(&format!("{d}+")) || local.starts_with(&format!("{d}-")));
+    let daemon = DAEMON_LOCAL_PARTS
+        .iter()
+        .any(|d| local == *d || local.starts_with(&format!("{d}+")) || local.starts_with(&format!("{d}-")));
     if sender.is_empty() || !sender.contains('@') || daemon {
         return Some("null, daemon or bounce sender");
     }

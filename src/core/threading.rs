@@ -43,11 +43,19 @@
 //!    [`ThreadDecision::ByMessageId`] with at most [`MAX_MESSAGE_ID_CANDIDATES`] ids, the
 //!    most recent first (`In-Reply-To`, then `References` from its end), each written as
 //!    RT stores a Message-ID ([`rt_stored_message_id`]); the adapter asks RT for them.
+//!    Not when the admin turned it off ([`RtIdentity::by_message_id`]).
 //! 5. Otherwise [`ThreadDecision::None`].
+//!
+//! # The target ([`ThreadTarget`])
 //!
 //! Every ticket found here is a claim the mail makes, not a fact: the adapter checks that
 //! the ticket exists and that the route may reach it before posting to it (issue 22,
-//! point 3).
+//! point 3), and the answer decides what is posted: [`unchecked_target`] says what RT
+//! must be asked ([`Ask`]), [`checked_target`] judges a marker's ticket,
+//! [`message_id_target`] the tickets RT holds the Message-IDs on (exactly one the route
+//! may reach, else [`AsIs::Ambiguous`]). A reply to a ticket resolved long ago may open a
+//! new ticket instead ([`ResolvedRule`], as RT's RepliesToResolved extension; a bounce
+//! stays a comment). Whatever can't be checked is posted as without threading.
 //!
 //! # Bounces ([`read_bounce`])
 //!
@@ -99,8 +107,9 @@ pub const MAX_DIAGNOSTIC_CHARS: usize = 300;
 
 /// The RT a route posts to, as threading must know it: its `Organization` (in its
 /// Message-IDs and pseudo-references) and its `rtname` (in subject tags), with the
-/// queues' own subject tags where the site sets any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// queues' own subject tags where the site sets any; and the admin's two threading
+/// settings for that RT.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtIdentity {
     /// RT's `$Organization`. Empty: no marker ever matches (threading by marker off).
     pub organization: String,
@@ -109,6 +118,25 @@ pub struct RtIdentity {
     /// Queues' `SubjectTag` values (or a custom `EmailSubjectTagRegex`'s tags), tried in
     /// order after `rtname`, as RT does.
     pub queue_tags: Vec<String>,
+    /// Whether a mail with no marker is threaded by the Message-IDs it answers
+    /// ([`ThreadDecision::ByMessageId`]; `RT_THREAD_BY_MESSAGE_ID`, default on).
+    pub by_message_id: bool,
+    /// A reply (by marker or Message-ID) to a ticket resolved or rejected more than this
+    /// many days ago opens a new ticket ([`ThreadTarget::NewAfterResolved`]); 0: never
+    /// (`RT_REOPEN_AFTER_DAYS`, default 0, as RT itself reopens it).
+    pub reopen_after_days: u64,
+}
+
+impl Default for RtIdentity {
+    fn default() -> Self {
+        Self {
+            organization: String::new(),
+            rtname: String::new(),
+            queue_tags: Vec::new(),
+            by_message_id: true,
+            reopen_after_days: 0,
+        }
+    }
 }
 
 /// Where a ticket number was found.
@@ -447,7 +475,11 @@ pub fn decide(header_block: &[u8], bounce: Option<&BounceReport>, rt: &RtIdentit
     if let Some(ticket) = fields.marker_ticket(&rt.organization) {
         return ThreadDecision::ByRtMarker { ticket };
     }
-    let candidates = fields.message_id_candidates();
+    let candidates = if rt.by_message_id {
+        fields.message_id_candidates()
+    } else {
+        Vec::new()
+    };
     if candidates.is_empty() {
         ThreadDecision::None
     } else {
@@ -926,24 +958,47 @@ fn cut(text: &str) -> String {
     short
 }
 
-/// What RT said of a ticket a mail names (REST 2's `GET /ticket/N`, as the lookup user).
+/// What RT said of a ticket a mail names (REST 2's `GET /ticket/N?fields[Queue]=Name`,
+/// as the lookup user: one request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TicketCheck {
     /// RT loads it: `ticket` is the id RT answers with (the one a merged ticket went
-    /// into), in the queue with this id and (when asked for) name.
+    /// into), in the queue with this id and (when RT gave it) name.
     Found {
         /// The ticket RT loads (after a merge, the one it was merged into).
         ticket: u64,
         /// Its queue's id.
         queue_id: u64,
-        /// Its queue's name, when the route names its queue by name.
+        /// Its queue's name (`None` when RT gave none: no `SeeQueue`).
         queue_name: Option<String>,
+        /// Its `Status` (`new`, `open`, `resolved`...).
+        status: String,
+        /// Its `Resolved` date, in seconds since the epoch (`None`: never resolved,
+        /// RT's `1970-01-01T00:00:00Z`); see [`rt_datetime_secs`].
+        resolved_secs: Option<i64>,
     },
     /// RT has no such ticket (404), or it is deleted.
     Missing,
     /// RT could not be asked, or would not say (no login, 403, a timeout): the reason.
     Unknown(String),
 }
+
+/// What RT holds of the Message-IDs a mail answers (the attachment search, then the
+/// transactions holding the hits): the distinct tickets, in RT's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageIdSearch {
+    /// The tickets whose transactions hold one of the Message-IDs as a top-level mail
+    /// (only transactions on tickets count), each once; empty: none.
+    Tickets(Vec<u64>),
+    /// More than [`MAX_MESSAGE_ID_TICKETS`] transactions hold them: [`AsIs::Ambiguous`].
+    TooMany,
+    /// RT could not be asked, or would not say: the reason.
+    Unknown(String),
+}
+
+/// At most this many tickets found by Message-ID are checked; more is
+/// [`AsIs::Ambiguous`] at once (a Message-ID on that many tickets says nothing).
+pub const MAX_MESSAGE_ID_TICKETS: usize = 3;
 
 /// Why a mail is posted as it would be without threading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -952,8 +1007,11 @@ pub enum AsIs {
     NoMarker,
     /// The subject carries this RT's tag: RT threads it itself.
     Subject,
-    /// Only Message-IDs RT might hold (not looked up yet).
-    MessageId,
+    /// Message-IDs RT holds on no ticket.
+    UnknownMessageIds,
+    /// The Message-IDs are on several tickets the route may reach (or on more than
+    /// [`MAX_MESSAGE_ID_TICKETS`]): no one of them is the mail's.
+    Ambiguous,
     /// The ticket named is not in RT (or deleted).
     Missing,
     /// The ticket is in another queue than the route's.
@@ -974,40 +1032,65 @@ pub enum ThreadTarget {
         /// The ticket.
         ticket: u64,
     },
+    /// Posted with the `ticket` field and the route's action: a reply to a mail RT
+    /// holds on that ticket (by its Message-ID, e.g. a reply-all to the customer's own
+    /// first mail).
+    ReplyByMessageId {
+        /// The ticket.
+        ticket: u64,
+    },
     /// Posted as a `comment` on the ticket (a bounce of RT's mail): never a
     /// correspondence that reopens the ticket or mails its requestors.
     Comment {
         /// The ticket.
         ticket: u64,
     },
+    /// A reply to a ticket resolved long ago ([`ResolvedRule`]): posted as a new ticket
+    /// (no `ticket` field), with [`RESOLVED_TICKET_HEADER`] naming the old one.
+    NewAfterResolved {
+        /// The old, resolved ticket.
+        ticket: u64,
+    },
 }
+
+/// The header put in front of a mail that replies to a long-resolved ticket
+/// ([`ThreadTarget::NewAfterResolved`]): RT keeps it with the new ticket's first mail
+/// (its full headers), where an admin (or a scrip linking the two) reads the old number.
+pub const RESOLVED_TICKET_HEADER: &str = "X-RT-Mailgate-Resolved-Ticket";
 
 impl ThreadTarget {
     /// A short stable name for the outcome line, the metric and the record: `none`,
-    /// `subject`, `message_id`, `rt_marker`, `bounce`, `refused_missing`,
-    /// `refused_queue`, `refused_unchecked`.
+    /// `subject`, `rt_marker`, `message_id`, `message_id_none`, `message_id_ambiguous`,
+    /// `bounce`, `new_after_resolved`, `refused_missing`, `refused_queue`,
+    /// `refused_unchecked`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::AsIs(AsIs::NoMarker) => "none",
             Self::AsIs(AsIs::Subject) => "subject",
-            Self::AsIs(AsIs::MessageId) => "message_id",
+            Self::AsIs(AsIs::UnknownMessageIds) => "message_id_none",
+            Self::AsIs(AsIs::Ambiguous) => "message_id_ambiguous",
             Self::AsIs(AsIs::Missing) => "refused_missing",
             Self::AsIs(AsIs::OutOfQueue) => "refused_queue",
             Self::AsIs(AsIs::Unchecked) => "refused_unchecked",
             Self::Reply { .. } => "rt_marker",
+            Self::ReplyByMessageId { .. } => "message_id",
             Self::Comment { .. } => "bounce",
+            Self::NewAfterResolved { .. } => "new_after_resolved",
         }
     }
 
     /// The record's text: the label, and `:N` with a ticket.
     pub fn to_text(&self) -> String {
-        match self {
-            Self::Reply { ticket } | Self::Comment { ticket } => format!("{}:{ticket}", self.label()),
-            Self::AsIs(_) => self.label().to_string(),
+        match self.ticket_named() {
+            Some(ticket) => format!("{}:{ticket}", self.label()),
+            None => self.label().to_string(),
         }
     }
 
-    /// Reads [`Self::to_text`]; `None` for anything else.
+    /// Reads [`Self::to_text`]; `None` for anything else. A record of the first
+    /// threading release holding `message_id` alone (Message-IDs not yet looked up,
+    /// posted as without threading) reads as [`AsIs::UnknownMessageIds`]: posted the
+    /// same way.
     pub fn from_text(text: &str) -> Option<Self> {
         let (label, ticket) = match text.split_once(':') {
             Some((label, n)) => (label, Some(n.parse::<u64>().ok().filter(|&n| n > 0)?)),
@@ -1015,11 +1098,14 @@ impl ThreadTarget {
         };
         let target = match (label, ticket) {
             ("rt_marker", Some(ticket)) => Self::Reply { ticket },
+            ("message_id", Some(ticket)) => Self::ReplyByMessageId { ticket },
             ("bounce", Some(ticket)) => Self::Comment { ticket },
+            ("new_after_resolved", Some(ticket)) => Self::NewAfterResolved { ticket },
             (_, Some(_)) => return None,
             ("none", None) => Self::AsIs(AsIs::NoMarker),
             ("subject", None) => Self::AsIs(AsIs::Subject),
-            ("message_id", None) => Self::AsIs(AsIs::MessageId),
+            ("message_id_none" | "message_id", None) => Self::AsIs(AsIs::UnknownMessageIds),
+            ("message_id_ambiguous", None) => Self::AsIs(AsIs::Ambiguous),
             ("refused_missing", None) => Self::AsIs(AsIs::Missing),
             ("refused_queue", None) => Self::AsIs(AsIs::OutOfQueue),
             ("refused_unchecked", None) => Self::AsIs(AsIs::Unchecked),
@@ -1028,54 +1114,109 @@ impl ThreadTarget {
         Some(target)
     }
 
-    /// The ticket this target posts to, where it changes the post.
+    /// The ticket this target posts to, where it changes the post's `ticket` field.
     pub fn ticket(&self) -> Option<u64> {
         match self {
-            Self::Reply { ticket } | Self::Comment { ticket } => Some(*ticket),
-            Self::AsIs(_) => None,
+            Self::Reply { ticket } | Self::ReplyByMessageId { ticket } | Self::Comment { ticket } => Some(*ticket),
+            Self::AsIs(_) | Self::NewAfterResolved { .. } => None,
         }
     }
 
-    /// Changes the post: the `ticket` field, and for a bounce the action `comment`.
-    /// The route's delivery id is made before and stays (a retry must find this post).
+    /// The ticket the target names (for a new ticket after a resolved one, the old).
+    fn ticket_named(&self) -> Option<u64> {
+        match self {
+            Self::NewAfterResolved { ticket } => Some(*ticket),
+            _ => self.ticket(),
+        }
+    }
+
+    /// Changes the post: the `ticket` field; for a bounce the action `comment`; for a
+    /// reply to a long-resolved ticket, [`RESOLVED_TICKET_HEADER`] after the other
+    /// header lines put in front. The route's delivery id is made before and stays (a
+    /// retry must find this post).
     pub fn apply(&self, request: &mut GatewayRequest) {
         match self {
-            Self::Reply { ticket } => request.ticket = Some(ticket.to_string().into_bytes()),
+            Self::Reply { ticket } | Self::ReplyByMessageId { ticket } => {
+                request.ticket = Some(ticket.to_string().into_bytes())
+            }
             Self::Comment { ticket } => {
                 request.ticket = Some(ticket.to_string().into_bytes());
                 request.action = Some(b"comment".to_vec());
+            }
+            Self::NewAfterResolved { ticket } => {
+                request
+                    .extra_headers
+                    .extend_from_slice(format!("{RESOLVED_TICKET_HEADER}: {ticket}\n").as_bytes());
             }
             Self::AsIs(_) => {}
         }
     }
 }
 
+/// What must be asked of RT before the target is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// Check ticket N ([`checked_target`]).
+    Ticket(u64),
+    /// Search RT for these Message-IDs, then check the tickets found
+    /// ([`message_id_target`]).
+    MessageIds(Vec<String>),
+}
+
 /// The target before RT is asked: `Ok` when the decision alone settles it (nothing to
-/// ask RT), `Err(ticket)` when ticket N must first be checked ([`checked_target`]).
-pub fn unchecked_target(decision: &ThreadDecision) -> Result<ThreadTarget, u64> {
+/// ask RT), `Err` with what RT must first be asked.
+pub fn unchecked_target(decision: &ThreadDecision) -> Result<ThreadTarget, Ask> {
     match decision {
         ThreadDecision::BySubject { .. } => Ok(ThreadTarget::AsIs(AsIs::Subject)),
-        ThreadDecision::ByMessageId { .. } => Ok(ThreadTarget::AsIs(AsIs::MessageId)),
         ThreadDecision::None => Ok(ThreadTarget::AsIs(AsIs::NoMarker)),
-        ThreadDecision::ByRtMarker { ticket } | ThreadDecision::Bounce { ticket, .. } => Err(*ticket),
+        ThreadDecision::ByMessageId { candidates } => Err(Ask::MessageIds(candidates.clone())),
+        ThreadDecision::ByRtMarker { ticket } | ThreadDecision::Bounce { ticket, .. } => Err(Ask::Ticket(*ticket)),
     }
 }
 
-/// The target once RT answered for the ticket the decision names (issue 22, point 3):
-/// only a ticket RT loads, in the route's queue when the route names one (by id, or by
-/// name without regard to ASCII case, as RT loads a queue), is posted to; RT's own id
-/// is used (a merged ticket's new home). Anything else is posted as without threading.
-pub fn checked_target(decision: &ThreadDecision, check: &TicketCheck, route_queue: Option<&[u8]>) -> ThreadTarget {
-    if let Ok(target) = unchecked_target(decision) {
-        return target;
+/// The admin's rule for replies to resolved tickets (issue 22, point 4), as RT's
+/// RepliesToResolved extension has it: a reply to a ticket whose status is `resolved`
+/// or `rejected` (RT's inactive statuses in its default lifecycle; `deleted` is
+/// [`TicketCheck::Missing`]) and whose `Resolved` date is more than `after_days` days
+/// before `now_secs` opens a new ticket. `after_days` 0: never (RT reopens it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedRule {
+    /// Days; 0 turns the rule off.
+    pub after_days: u64,
+    /// Now, in seconds since the epoch (the adapter's clock).
+    pub now_secs: i64,
+}
+
+impl ResolvedRule {
+    /// The rule off: every reply goes to its ticket.
+    pub const OFF: Self = Self {
+        after_days: 0,
+        now_secs: 0,
+    };
+
+    /// Whether a reply to a ticket with this status and `Resolved` date opens a new one.
+    pub fn opens_new(&self, status: &str, resolved_secs: Option<i64>) -> bool {
+        let inactive = status.eq_ignore_ascii_case("resolved") || status.eq_ignore_ascii_case("rejected");
+        let (true, true, Some(resolved)) = (self.after_days > 0, inactive, resolved_secs) else {
+            return false;
+        };
+        let limit = i64::try_from(self.after_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        self.now_secs.saturating_sub(resolved) > limit
     }
+}
+
+/// A ticket RT found, once judged by the route's queue: `Ok((ticket, status, resolved))`
+/// when the route may reach it, else why not.
+fn reachable<'c>(check: &'c TicketCheck, route_queue: Option<&[u8]>) -> Result<(u64, &'c str, Option<i64>), AsIs> {
     let TicketCheck::Found {
         ticket,
         queue_id,
         queue_name,
+        status,
+        resolved_secs,
     } = check
     else {
-        return ThreadTarget::AsIs(match check {
+        return Err(match check {
             TicketCheck::Missing => AsIs::Missing,
             _ => AsIs::Unchecked,
         });
@@ -1087,32 +1228,133 @@ pub fn checked_target(decision: &ThreadDecision, check: &TicketCheck, route_queu
         }
         Some(queue) => match queue_name {
             Some(name) => name.as_bytes().eq_ignore_ascii_case(queue),
-            None => return ThreadTarget::AsIs(AsIs::Unchecked),
+            None => return Err(AsIs::Unchecked),
         },
     };
     if !in_queue {
-        return ThreadTarget::AsIs(AsIs::OutOfQueue);
+        return Err(AsIs::OutOfQueue);
     }
+    Ok((*ticket, status.as_str(), *resolved_secs))
+}
+
+/// The target once RT answered for the ticket the decision names (issue 22, points 3
+/// and 4): only a ticket RT loads, in the route's queue when the route names one (by
+/// id, or by name without regard to ASCII case, as RT loads a queue), is posted to; RT's
+/// own id is used (a merged ticket's new home). A reply to a ticket resolved long ago
+/// (`rule`) opens a new ticket naming it; a bounce stays a comment whatever the status.
+/// Anything else is posted as without threading.
+pub fn checked_target(
+    decision: &ThreadDecision,
+    check: &TicketCheck,
+    route_queue: Option<&[u8]>,
+    rule: ResolvedRule,
+) -> ThreadTarget {
+    if let Ok(target) = unchecked_target(decision) {
+        return target;
+    }
+    let (ticket, status, resolved) = match reachable(check, route_queue) {
+        Ok(found) => found,
+        Err(why) => return ThreadTarget::AsIs(why),
+    };
     match decision {
-        ThreadDecision::Bounce { .. } => ThreadTarget::Comment { ticket: *ticket },
-        _ => ThreadTarget::Reply { ticket: *ticket },
+        ThreadDecision::Bounce { .. } => ThreadTarget::Comment { ticket },
+        _ if rule.opens_new(status, resolved) => ThreadTarget::NewAfterResolved { ticket },
+        _ => ThreadTarget::Reply { ticket },
     }
 }
 
-/// Whether a route's queue is named by name (so its check needs the queue's name).
-pub fn queue_named_by_name(route_queue: Option<&[u8]>) -> bool {
-    route_queue.is_some_and(|q| q.is_empty() || !q.iter().all(u8::is_ascii_digit))
+/// The target of a mail threaded by Message-ID (issue 22, point 2), from RT's answer
+/// for each ticket the search found ([`MessageIdSearch::Tickets`], each checked as a
+/// marker's ticket is): no ticket is [`AsIs::UnknownMessageIds`]; of the tickets the
+/// route may reach (merges followed, so two that went into one count once), exactly one
+/// is the mail's ticket; several, or any RT could not say of among several, is
+/// [`AsIs::Ambiguous`]; none is why the first could not be reached.
+pub fn message_id_target(checks: &[TicketCheck], route_queue: Option<&[u8]>, rule: ResolvedRule) -> ThreadTarget {
+    if checks.is_empty() {
+        return ThreadTarget::AsIs(AsIs::UnknownMessageIds);
+    }
+    if checks.len() > MAX_MESSAGE_ID_TICKETS {
+        return ThreadTarget::AsIs(AsIs::Ambiguous);
+    }
+    let judged: Vec<_> = checks.iter().map(|c| reachable(c, route_queue)).collect();
+    let mut reached: Vec<(u64, &str, Option<i64>)> = Vec::new();
+    for found in judged.iter().flatten() {
+        if !reached.iter().any(|r| r.0 == found.0) {
+            reached.push(*found);
+        }
+    }
+    // Among several, one RT could not say of might be the mail's too.
+    let unsure = checks.len() > 1 && judged.contains(&Err(AsIs::Unchecked));
+    match reached.as_slice() {
+        [_, _, ..] => ThreadTarget::AsIs(AsIs::Ambiguous),
+        _ if unsure => ThreadTarget::AsIs(AsIs::Unchecked),
+        [(ticket, status, resolved)] if rule.opens_new(status, *resolved) => {
+            ThreadTarget::NewAfterResolved { ticket: *ticket }
+        }
+        [(ticket, ..)] => ThreadTarget::ReplyByMessageId { ticket: *ticket },
+        [] => ThreadTarget::AsIs(judged[0].err().unwrap_or(AsIs::Unchecked)),
+    }
+}
+
+/// RT's REST 2 date (`2026-12-06T08:09:55Z`, UTC) in seconds since the epoch; `None` for
+/// RT's "not set" (`1970-01-01T00:00:00Z`) and anything unreadable.
+pub fn rt_datetime_secs(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let b = text.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let rest = &text[19..];
+    if !(rest.is_empty() || rest == "Z" || rest == "+00:00") {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        all_digits(part).then(|| part.parse().ok()).flatten()
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    (secs > 0).then_some(secs)
 }
 
 #[cfg(test)]
 mod target_tests {
     use super::*;
 
+    const OFF: ResolvedRule = ResolvedRule::OFF;
+    /// 2026-12-06T00:00:00Z.
+    const NOW: i64 = 1_796_515_200;
+    const DAY: i64 = 86_400;
+
     fn found(ticket: u64, queue_id: u64, name: Option<&str>) -> TicketCheck {
         TicketCheck::Found {
             ticket,
             queue_id,
             queue_name: name.map(str::to_string),
+            status: "open".into(),
+            resolved_secs: None,
+        }
+    }
+
+    fn resolved(ticket: u64, status: &str, days_ago: i64) -> TicketCheck {
+        TicketCheck::Found {
+            ticket,
+            queue_id: 3,
+            queue_name: Some("support".into()),
+            status: status.into(),
+            resolved_secs: Some(NOW - days_ago * DAY),
         }
     }
 
@@ -1121,30 +1363,30 @@ mod target_tests {
         let marker = ThreadDecision::ByRtMarker { ticket: 7 };
         // A merged ticket: RT answers with the ticket it went into.
         assert_eq!(
-            checked_target(&marker, &found(9, 3, None), None),
+            checked_target(&marker, &found(9, 3, None), None, OFF),
             ThreadTarget::Reply { ticket: 9 }
         );
         assert_eq!(
-            checked_target(&marker, &found(7, 3, None), Some(b"3")),
+            checked_target(&marker, &found(7, 3, None), Some(b"3"), OFF),
             ThreadTarget::Reply { ticket: 7 }
         );
-        let by_name = checked_target(&marker, &found(7, 3, Some("Support")), Some(b"support"));
+        let by_name = checked_target(&marker, &found(7, 3, Some("Support")), Some(b"support"), OFF);
         assert_eq!(by_name, ThreadTarget::Reply { ticket: 7 });
-        let other = checked_target(&marker, &found(7, 3, Some("Sales")), Some(b"support"));
+        let other = checked_target(&marker, &found(7, 3, Some("Sales")), Some(b"support"), OFF);
         assert_eq!(other, ThreadTarget::AsIs(AsIs::OutOfQueue));
         assert_eq!(
-            checked_target(&marker, &found(7, 4, None), Some(b"3")),
+            checked_target(&marker, &found(7, 4, None), Some(b"3"), OFF),
             ThreadTarget::AsIs(AsIs::OutOfQueue)
         );
         assert_eq!(
-            checked_target(&marker, &found(7, 3, None), Some(b"support")),
+            checked_target(&marker, &found(7, 3, None), Some(b"support"), OFF),
             ThreadTarget::AsIs(AsIs::Unchecked)
         );
         assert_eq!(
-            checked_target(&marker, &TicketCheck::Missing, None),
+            checked_target(&marker, &TicketCheck::Missing, None, OFF),
             ThreadTarget::AsIs(AsIs::Missing)
         );
-        let unknown = checked_target(&marker, &TicketCheck::Unknown("403".into()), None);
+        let unknown = checked_target(&marker, &TicketCheck::Unknown("403".into()), None, OFF);
         assert_eq!(unknown, ThreadTarget::AsIs(AsIs::Unchecked));
     }
 
@@ -1156,10 +1398,19 @@ mod target_tests {
             status: None,
         };
         assert_eq!(
-            checked_target(&bounce, &found(5, 1, None), None),
+            checked_target(&bounce, &found(5, 1, None), None, OFF),
             ThreadTarget::Comment { ticket: 5 }
         );
-        assert_eq!(unchecked_target(&bounce), Err(5));
+        // Resolved long ago: still a comment (a comment reopens nothing).
+        let rule = ResolvedRule {
+            after_days: 30,
+            now_secs: NOW,
+        };
+        assert_eq!(
+            checked_target(&bounce, &resolved(5, "resolved", 400), None, rule),
+            ThreadTarget::Comment { ticket: 5 }
+        );
+        assert_eq!(unchecked_target(&bounce), Err(Ask::Ticket(5)));
         assert_eq!(
             unchecked_target(&ThreadDecision::BySubject { ticket: 5 }),
             Ok(ThreadTarget::AsIs(AsIs::Subject))
@@ -1168,6 +1419,138 @@ mod target_tests {
             unchecked_target(&ThreadDecision::None),
             Ok(ThreadTarget::AsIs(AsIs::NoMarker))
         );
+        let by_id = ThreadDecision::ByMessageId {
+            candidates: vec!["a@b".into()],
+        };
+        assert_eq!(unchecked_target(&by_id), Err(Ask::MessageIds(vec!["a@b".into()])));
+    }
+
+    #[test]
+    fn a_reply_to_a_ticket_resolved_long_ago_opens_a_new_one_when_the_admin_wants() {
+        let marker = ThreadDecision::ByRtMarker { ticket: 7 };
+        let rule = ResolvedRule {
+            after_days: 30,
+            now_secs: NOW,
+        };
+        let queue = Some(&b"support"[..]);
+        assert_eq!(
+            checked_target(&marker, &resolved(7, "resolved", 31), queue, rule),
+            ThreadTarget::NewAfterResolved { ticket: 7 }
+        );
+        assert_eq!(
+            checked_target(&marker, &resolved(7, "Rejected", 365), queue, rule),
+            ThreadTarget::NewAfterResolved { ticket: 7 }
+        );
+        // Within the days, reopened since (Resolved stays set), or the rule off: RT's way.
+        for (check, rule) in [
+            (resolved(7, "resolved", 29), rule),
+            (resolved(7, "open", 400), rule),
+            (resolved(7, "resolved", 400), OFF),
+        ] {
+            assert_eq!(
+                checked_target(&marker, &check, queue, rule),
+                ThreadTarget::Reply { ticket: 7 },
+                "{check:?} {rule:?}"
+            );
+        }
+        // Never resolved (RT's 1970 date reads as none).
+        assert!(!rule.opens_new("resolved", None));
+        assert!(!rule.opens_new("resolved", rt_datetime_secs("1970-01-01T00:00:00Z")));
+        // By Message-ID too.
+        assert_eq!(
+            message_id_target(&[resolved(7, "resolved", 31)], queue, rule),
+            ThreadTarget::NewAfterResolved { ticket: 7 }
+        );
+        // The post: no ticket field, the old ticket named in a header put in front.
+        let mut post = GatewayRequest {
+            queue: Some(b"support".to_vec()),
+            extra_headers: b"X-RT-Mailgate-Delivery: m.1\n".to_vec(),
+            ..GatewayRequest::default()
+        };
+        ThreadTarget::NewAfterResolved { ticket: 7 }.apply(&mut post);
+        assert_eq!(post.ticket, None);
+        assert_eq!(
+            post.extra_headers,
+            b"X-RT-Mailgate-Delivery: m.1\nX-RT-Mailgate-Resolved-Ticket: 7\n"
+        );
+    }
+
+    #[test]
+    fn message_ids_thread_to_the_one_ticket_the_route_may_reach() {
+        let queue = Some(&b"support"[..]);
+        let support = |t| found(t, 3, Some("support"));
+        let sales = |t| found(t, 4, Some("sales"));
+        assert_eq!(
+            message_id_target(&[], queue, OFF),
+            ThreadTarget::AsIs(AsIs::UnknownMessageIds)
+        );
+        assert_eq!(
+            message_id_target(&[support(5)], queue, OFF),
+            ThreadTarget::ReplyByMessageId { ticket: 5 }
+        );
+        // The same mail on a support and a sales ticket (two routes): the route's queue's.
+        assert_eq!(
+            message_id_target(&[sales(4), support(5)], queue, OFF),
+            ThreadTarget::ReplyByMessageId { ticket: 5 }
+        );
+        // Two that were merged into one are one.
+        assert_eq!(
+            message_id_target(&[support(9), support(9)], queue, OFF),
+            ThreadTarget::ReplyByMessageId { ticket: 9 }
+        );
+        // Two reachable, or a route naming no queue with two: ambiguous.
+        assert_eq!(
+            message_id_target(&[support(5), support(6)], queue, OFF),
+            ThreadTarget::AsIs(AsIs::Ambiguous)
+        );
+        assert_eq!(
+            message_id_target(&[sales(4), support(5)], None, OFF),
+            ThreadTarget::AsIs(AsIs::Ambiguous)
+        );
+        let many: Vec<_> = (1..=MAX_MESSAGE_ID_TICKETS as u64 + 1).map(support).collect();
+        assert_eq!(
+            message_id_target(&many, queue, OFF),
+            ThreadTarget::AsIs(AsIs::Ambiguous)
+        );
+        // One RT couldn't say of among several: it might be the mail's.
+        let unknown = TicketCheck::Unknown("timeout".into());
+        assert_eq!(
+            message_id_target(&[unknown.clone(), support(5)], queue, OFF),
+            ThreadTarget::AsIs(AsIs::Unchecked)
+        );
+        // None reachable: why the first is not.
+        assert_eq!(
+            message_id_target(&[sales(4)], queue, OFF),
+            ThreadTarget::AsIs(AsIs::OutOfQueue)
+        );
+        assert_eq!(
+            message_id_target(&[TicketCheck::Missing, sales(4)], queue, OFF),
+            ThreadTarget::AsIs(AsIs::Missing)
+        );
+        assert_eq!(
+            message_id_target(&[unknown], queue, OFF),
+            ThreadTarget::AsIs(AsIs::Unchecked)
+        );
+    }
+
+    #[test]
+    fn rt_dates_read_as_epoch_seconds() {
+        assert_eq!(rt_datetime_secs("2026-12-06T00:00:00Z"), Some(NOW));
+        assert_eq!(
+            rt_datetime_secs("2026-12-06T08:09:55Z"),
+            Some(NOW + 8 * 3600 + 9 * 60 + 55)
+        );
+        assert_eq!(rt_datetime_secs("2000-02-29 12:00:00"), Some(951_825_600));
+        assert_eq!(rt_datetime_secs("1970-01-01T00:00:00Z"), None);
+        for bad in [
+            "",
+            "not a date",
+            "2026-13-01T00:00:00Z",
+            "2026-12-06T00:00:00+02:00",
+            "２０２６-12-06T00:00:00Z",
+        ] {
+            assert_eq!(rt_datetime_secs(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -1180,10 +1563,13 @@ mod target_tests {
         let fingerprint = route.fingerprint();
         for target in [
             ThreadTarget::Reply { ticket: 12 },
+            ThreadTarget::ReplyByMessageId { ticket: 12 },
             ThreadTarget::Comment { ticket: 12 },
+            ThreadTarget::NewAfterResolved { ticket: 12 },
             ThreadTarget::AsIs(AsIs::NoMarker),
             ThreadTarget::AsIs(AsIs::Subject),
-            ThreadTarget::AsIs(AsIs::MessageId),
+            ThreadTarget::AsIs(AsIs::UnknownMessageIds),
+            ThreadTarget::AsIs(AsIs::Ambiguous),
             ThreadTarget::AsIs(AsIs::Missing),
             ThreadTarget::AsIs(AsIs::OutOfQueue),
             ThreadTarget::AsIs(AsIs::Unchecked),
@@ -1195,6 +1581,15 @@ mod target_tests {
             // The delivery id is made from the route before threading: unchanged.
             assert_eq!(route.fingerprint(), fingerprint);
         }
+        assert_eq!(
+            ThreadTarget::NewAfterResolved { ticket: 12 }.to_text(),
+            "new_after_resolved:12"
+        );
+        // A record of the first threading release.
+        assert_eq!(
+            ThreadTarget::from_text("message_id"),
+            Some(ThreadTarget::AsIs(AsIs::UnknownMessageIds))
+        );
         let mut comment = route.clone();
         ThreadTarget::Comment { ticket: 12 }.apply(&mut comment);
         assert_eq!(comment.action.as_deref(), Some(&b"comment"[..]));
@@ -1205,6 +1600,7 @@ mod target_tests {
             "rt_marker:x",
             "none:3",
             "bounce:-1",
+            "new_after_resolved",
             "other",
         ] {
             assert_eq!(ThreadTarget::from_text(bad), None, "{bad}");
@@ -1222,6 +1618,7 @@ mod tests {
             organization: "rt.acme.example".to_string(),
             rtname: "acme".to_string(),
             queue_tags: vec!["Acme Billing".to_string()],
+            ..RtIdentity::default()
         }
     }
 
@@ -1461,6 +1858,15 @@ mod tests {
         );
         assert_eq!(decision.label(), "message_id");
         assert_eq!(decision.ticket(), None);
+        // RT_THREAD_BY_MESSAGE_ID=false: no search, as without threading.
+        let off = RtIdentity {
+            by_message_id: false,
+            ..rt()
+        };
+        assert_eq!(decide(mail.as_bytes(), None, &off), ThreadDecision::None);
+        // RT's markers still thread with it off.
+        let reply = customer_reply("Re: Printer on fire");
+        assert_eq!(decide(reply.as_bytes(), None, &off).label(), "rt_marker");
     }
 
     #[test]

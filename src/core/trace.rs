@@ -85,6 +85,17 @@ pub fn describe(record: &RouteRecord, now_ms: u64) -> RouteView {
                 done: true,
             }
         }
+        // Rejected by an operator or expired unreleased (`rt-mailgate-held`): never posted.
+        RouteState::Refused if crate::core::held::settled_by_operator(record).is_some() => RouteView {
+            state: record.state.word(),
+            detail: format!(
+                "{} by rt-mailgate-held, never posted ({})",
+                crate::core::held::settled_by_operator(record).unwrap_or_default(),
+                record.reason.as_deref().unwrap_or("")
+            ),
+            next: "nothing: settled for good".into(),
+            done: true,
+        },
         RouteState::Refused => RouteView {
             state: record.state.word(),
             detail: "RT answered `not ok` (refused for good; RT told the sender where it could)".into(),
@@ -412,6 +423,25 @@ mod tests {
         r.message_id = Some("<m1@customer.example>".into());
         r.updated_ms = 1_000_000;
         r
+    }
+
+    #[test]
+    fn a_route_rejected_or_expired_by_the_operator_says_so() {
+        let r = crate::core::held::settle(
+            &record(RouteState::Held),
+            crate::core::held::EXPIRED,
+            "held longer than 14 day(s)",
+            2,
+        );
+        let view = describe(&r, 3);
+        assert!(view.done);
+        assert_eq!(
+            view.detail,
+            "expired by rt-mailgate-held, never posted (held longer than 14 day(s))"
+        );
+        assert!(!describe(&record(RouteState::Refused), 0)
+            .detail
+            .contains("rt-mailgate-held"));
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! | `RT_ORGANIZATION` | RT's `$Organization`: replies thread by RT's markers, bounces of RT's mail become comments ([`crate::core::threading`]); empty: threading off | empty |
 //! | `RT_NAME` | RT's `$rtname` (its subject tag), read with `RT_ORGANIZATION` | empty |
 //! | `AUTO_REPLY_POLICY`, `STORM_TABLE`, `STORM_SENDER_MAX`, `STORM_ROUTE_MAX`, `STORM_WINDOW_MINUTES`, `LOOP_HOLD_AFTER` | machine mail, storms and loops ([`crate::core::storm::HoldSettings`]) | `comment`, none (storms not counted), 15, 300, 10, 3 |
+//! | `RT_THREAD_BY_MESSAGE_ID` | with `RT_ORGANIZATION`, a mail with no marker threads by the Message-IDs it answers (an RT search) | `true` |
+//! | `RT_REOPEN_AFTER_DAYS` | with `RT_ORGANIZATION`, a reply to a ticket resolved more than N days ago opens a new ticket; 0: never | 0 |
 //! | `RT_REDIRECT_HOSTS` | comma-separated hosts a redirect may lead to (never with credentials) | none |
 //! | `LINE_ENDINGS` | `lf`: CRLF to LF as a local MTA would; `raw`: SES's bytes | `lf` |
 //! | `SES_DISPOSITION` | what a `RequestResponse` invocation answers SES | `CONTINUE` |
@@ -398,6 +400,17 @@ impl LambdaConfig {
             organization: get("RT_ORGANIZATION").unwrap_or_default(),
             rtname: get("RT_NAME").unwrap_or_default(),
             queue_tags: Vec::new(),
+            by_message_id: parse_bool(get("RT_THREAD_BY_MESSAGE_ID"), true)
+                .map_err(|r| invalid("RT_THREAD_BY_MESSAGE_ID", &r))?,
+            reopen_after_days: match get("RT_REOPEN_AFTER_DAYS") {
+                None => 0,
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&d| d <= 36_500)
+                    .ok_or_else(|| invalid("RT_REOPEN_AFTER_DAYS", "must be a whole number of days (0: off)"))?,
+            },
         };
         let hold = crate::core::storm::HoldSettings::from_vars(get).map_err(|bad| ConfigError::Invalid {
             var: bad.var,

@@ -51,14 +51,13 @@ use crate::core::storm::{
     counter_item, hold_notice_key, loop_key, loop_window, storm_hold, Counts, StormBounds, HOLD_NOTICE,
 };
 use crate::core::threading::{
-    checked_target, decide_mail, queue_named_by_name, unchecked_target, AsIs, ThreadTarget, TicketCheck,
-    MAX_BOUNCE_SCAN,
+    decide_mail, unchecked_target, AsIs, Ask, ResolvedRule, ThreadDecision, ThreadTarget, MAX_BOUNCE_SCAN,
 };
 use crate::lambda::config::{LambdaConfig, UnaskablePolicy};
 use crate::lambda::hold::take_slot;
 use crate::lambda::invocation::{epoch_ms, within, HandlerError, Mode, Stop, StoredMail, Summary};
 use crate::lambda::metrics::{self, Avoided};
-use crate::rt::lookup::{DeliveryLookup, Lookup};
+use crate::rt::lookup::{ask_thread_target, DeliveryLookup, Lookup};
 use crate::rt::MailGateway;
 use crate::spool::Spool;
 
@@ -530,9 +529,8 @@ where
     /// RT once `RT_ORGANIZATION` is set (`Ok(None)`: off, the post unchanged), and never
     /// over a ticket the route or its sub-address names. The target an earlier attempt
     /// kept in the record is reused as it is (even with threading off since); otherwise the mail's start (from the spool,
-    /// no second read of the store) decides, and a ticket it names is checked with RT
-    /// (one REST 2 request; two when the route names its queue by name) and the target
-    /// written to the record before the post. `Err`: left for the retry (the record
+    /// no second read of the store) decides, RT is asked ([`Self::ask_thread_target`])
+    /// and the target written to the record before the post. `Err`: left for the retry (the record
     /// could not keep it).
     async fn thread(
         &self,
@@ -552,7 +550,7 @@ where
         if off && stored.is_none() {
             return Ok(None);
         }
-        let (message_id, route) = (mail.ses_id(), delivery.route.entry.as_str());
+        let route = delivery.route.entry.as_str();
         let target = match stored {
             Some(target) => target,
             None => {
@@ -566,25 +564,8 @@ where
                     // An attempt that may have reached RT kept no target: it posted
                     // without threading (a target is always kept before a post).
                     Err(_) if ask_rt_first => ThreadTarget::AsIs(AsIs::Unchecked),
-                    Err(ticket) => {
-                        let named = queue_named_by_name(request.queue.as_deref());
-                        let check = renewing(
-                            held,
-                            message_id,
-                            within(mail.time_left(), self.lookup.check_ticket(request, ticket, named)),
-                        )
-                        .await
-                        .unwrap_or_else(|Stop(why)| TicketCheck::Unknown(why));
-                        let target = checked_target(&decision, &check, request.queue.as_deref());
-                        if let TicketCheck::Unknown(why) = &check {
-                            tracing::warn!(
-                                message_id,
-                                route,
-                                ticket,
-                                error = why.as_str(),
-                                "threading: RT could not say whether the ticket exists; posted as without threading"
-                            );
-                        }
+                    Err(ask) => {
+                        let target = self.ask_thread_target(mail, held, &decision, ask, request, route).await;
                         match held.write(|r| r.thread = Some(target.to_text())).await {
                             Ok(Written::Yes) => target,
                             Ok(refused) => return Err(format!("threading target not kept: {}", refused.cause())),
@@ -812,6 +793,45 @@ where
             }
         };
         Ok(RouteEnd::Held(counted, notice))
+    }
+
+    /// What RT says decides the target ([`ask_thread_target`]), while the lease is
+    /// renewed and within the function's time; what RT could not say is logged (the
+    /// mail then posts as without threading).
+    async fn ask_thread_target(
+        &self,
+        mail: &StoredMail<'_>,
+        held: &HeldRecord<'_, R>,
+        decision: &ThreadDecision,
+        ask: Ask,
+        request: &crate::core::request::GatewayRequest,
+        route: &str,
+    ) -> ThreadTarget {
+        let message_id = mail.ses_id();
+        let rule = ResolvedRule {
+            after_days: self.config.rt_identity.reopen_after_days,
+            now_secs: (epoch_ms() / 1000) as i64,
+        };
+        let asked = renewing(
+            held,
+            message_id,
+            within(
+                mail.time_left(),
+                ask_thread_target(self.lookup, request, decision, ask, rule),
+            ),
+        )
+        .await;
+        let (target, why) = asked.unwrap_or_else(|Stop(why)| (ThreadTarget::AsIs(AsIs::Unchecked), Some(why)));
+        if let Some(why) = why {
+            tracing::warn!(
+                message_id,
+                route,
+                error = why.as_str(),
+                thread = target.label(),
+                "threading: RT could not say where the mail belongs"
+            );
+        }
+        target
     }
 
     /// The record a first delivery creates.
@@ -1372,6 +1392,7 @@ fn reason(case: Case, route: &str) -> String {
 mod tests {
     use super::*;
     use crate::core::request::GatewayRequest;
+    use crate::core::threading::{MessageIdSearch, TicketCheck};
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -1499,6 +1520,9 @@ mod tests {
     struct ThreadingRt {
         answers: Mutex<Vec<TicketCheck>>,
         asked: Mutex<Vec<u64>>,
+        /// The Message-ID search's answers (none left: no ticket holds them).
+        searches: Mutex<Vec<MessageIdSearch>>,
+        searched: Mutex<Vec<Vec<String>>>,
     }
 
     impl MailStore for ThreadingRt {
@@ -1520,9 +1544,18 @@ mod tests {
         async fn find(&self, _: &DeliveryId, _: &GatewayRequest) -> Result<Lookup, crate::rt::lookup::LookupError> {
             Ok(Lookup::NotFound)
         }
-        async fn check_ticket(&self, _: &GatewayRequest, ticket: u64, _: bool) -> TicketCheck {
+        async fn check_ticket(&self, _: &GatewayRequest, ticket: u64) -> TicketCheck {
             self.asked.lock().unwrap().push(ticket);
             self.answers.lock().unwrap().remove(0)
+        }
+        async fn find_message_ids(&self, _: &GatewayRequest, ids: &[String]) -> MessageIdSearch {
+            self.searched.lock().unwrap().push(ids.to_vec());
+            let mut searches = self.searches.lock().unwrap();
+            if searches.is_empty() {
+                MessageIdSearch::Tickets(Vec::new())
+            } else {
+                searches.remove(0)
+            }
         }
     }
 
@@ -1568,6 +1601,8 @@ mod tests {
                 ticket: 9,
                 queue_id: 1,
                 queue_name: Some("General".into()),
+                status: "open".into(),
+                resolved_secs: None,
             },
             TicketCheck::Missing,
         ]);
@@ -1639,8 +1674,6 @@ mod tests {
             ("", false, None),
             // A post that may have reached RT kept no target: it went unthreaded.
             ("rt.example.test", true, Some(ThreadTarget::AsIs(AsIs::Unchecked))),
-            // Another RT's Organization: no marker of ours, only Message-IDs (not looked up).
-            ("rt.elsewhere.test", false, Some(ThreadTarget::AsIs(AsIs::MessageId))),
         ] {
             let config = threading_config(organization);
             let deliverer = RouteDeliverer {
@@ -1660,6 +1693,111 @@ mod tests {
             assert_eq!(records.stored("m1/f").thread, None);
         }
         assert!(rt.asked.lock().unwrap().is_empty(), "RT never asked");
+        assert!(rt.searched.lock().unwrap().is_empty(), "RT never searched");
+    }
+
+    /// A reply-all to the customer's own first mail: no marker of this RT (another RT's
+    /// Organization), so its Message-IDs are searched; of the two tickets holding them,
+    /// the one in the route's queue is the mail's, kept for the retry.
+    #[tokio::test]
+    async fn message_ids_thread_to_the_ticket_in_the_routes_queue_and_the_retry_keeps_it() {
+        let config = threading_config("rt.elsewhere.test");
+        let rt = ThreadingRt::default();
+        rt.searches.lock().unwrap().push(MessageIdSearch::Tickets(vec![4, 5]));
+        let found = |ticket, queue_id, name: &str| TicketCheck::Found {
+            ticket,
+            queue_id,
+            queue_name: Some(name.into()),
+            status: "open".into(),
+            resolved_secs: None,
+        };
+        rt.answers
+            .lock()
+            .unwrap()
+            .extend([found(4, 2, "Sales"), found(5, 1, "General")]);
+        let records = SlowAnswers::default();
+        let deliverer = RouteDeliverer {
+            config: &config,
+            store: &rt,
+            records: &records,
+            gateway: &rt,
+            lookup: &rt,
+        };
+        let info = crate::lambda::events::MailInfo::default();
+        let mail = StoredMail::new(&info, None);
+        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+            .await
+            .unwrap();
+        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+        let mut first = planned("General");
+        let target = deliverer.thread(&mail, &mut first, &held, &spool, false).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::ReplyByMessageId { ticket: 5 }));
+        assert_eq!(first.route.request.ticket.as_deref(), Some(&b"5"[..]));
+        assert_eq!(records.stored("m1/f").thread.as_deref(), Some("message_id:5"));
+        assert_eq!(
+            *rt.searched.lock().unwrap(),
+            // In-Reply-To, then References from its end (the same id, once); the
+            // pseudo-reference names no stored mail.
+            [vec!["rt-5.0.5-1-2-3.7-1-1@rt.example.test".to_string()]]
+        );
+        assert_eq!(*rt.asked.lock().unwrap(), [4, 5]);
+        // The retry: the record decides, RT is not asked again.
+        let mut retry = planned("General");
+        let target = deliverer.thread(&mail, &mut retry, &held, &spool, true).await.unwrap();
+        assert_eq!(target, Some(ThreadTarget::ReplyByMessageId { ticket: 5 }));
+        assert_eq!(retry.route.request, first.route.request);
+        assert_eq!(rt.searched.lock().unwrap().len(), 1);
+    }
+
+    /// RT_REOPEN_AFTER_DAYS: a marker naming a ticket resolved long ago makes a new
+    /// ticket naming it (a header in front), and the record keeps that.
+    #[tokio::test]
+    async fn a_reply_to_a_long_resolved_ticket_is_a_new_ticket_naming_it() {
+        let vars: HashMap<&str, &str> = [
+            ("RT_URL", "https://rt.example.test"),
+            ("MAIL_BUCKET", "mail"),
+            ("ROUTES", "support@example.test: --queue General"),
+            ("RT_ORGANIZATION", "rt.example.test"),
+            ("RT_REOPEN_AFTER_DAYS", "30"),
+        ]
+        .into();
+        let config = LambdaConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.rt_identity.reopen_after_days, 30);
+        let rt = ThreadingRt::default();
+        let now = (epoch_ms() / 1000) as i64;
+        rt.answers.lock().unwrap().push(TicketCheck::Found {
+            ticket: 7,
+            queue_id: 1,
+            queue_name: Some("General".into()),
+            status: "resolved".into(),
+            resolved_secs: Some(now - 31 * 86_400),
+        });
+        let records = SlowAnswers::default();
+        let deliverer = RouteDeliverer {
+            config: &config,
+            store: &rt,
+            records: &records,
+            gateway: &rt,
+            lookup: &rt,
+        };
+        let info = crate::lambda::events::MailInfo::default();
+        let mail = StoredMail::new(&info, None);
+        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+            .await
+            .unwrap();
+        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+        let mut delivery = planned("General");
+        let target = deliverer
+            .thread(&mail, &mut delivery, &held, &spool, false)
+            .await
+            .unwrap();
+        assert_eq!(target, Some(ThreadTarget::NewAfterResolved { ticket: 7 }));
+        assert_eq!(delivery.route.request.ticket, None);
+        assert_eq!(
+            delivery.route.request.extra_headers,
+            b"X-RT-Mailgate-Resolved-Ticket: 7\n"
+        );
+        assert_eq!(records.stored("m1/f").thread.as_deref(), Some("new_after_resolved:7"));
     }
 
     #[test]

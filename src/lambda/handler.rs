@@ -249,6 +249,16 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
                 Err(e) => error = error.or(Some(e)),
             }
         }
+        // Filed for `rt-mailgate-held` (and the daily digest) when a route ended anything
+        // but delivered or a recipient has no route: the ordinary path writes nothing.
+        let all_tickets = plan.unrouted.is_empty()
+            && given_up.is_empty()
+            && error.is_none()
+            && summary.rejected == 0
+            && summary.delivered + summary.already_delivered == plan.deliveries.len();
+        if mode == Mode::Normal && !all_tickets {
+            crate::lambda::held::file_mail(&self.records, mail, &plan.unrouted, stored.time_left()).await;
+        }
         // One digest (and at most one sender notice) for all the routes given up, sent
         // whatever happened to the others: their given-up records are written, so no
         // retry would tell about them.
@@ -349,6 +359,12 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
     /// The configuration the handler runs with.
     pub fn config(&self) -> &LambdaConfig {
         &self.config
+    }
+
+    /// The adapters a held mail's reject, expiry and digest use (`crate::lambda::held`):
+    /// the mail store, the records and the notifier.
+    pub fn adapters(&self) -> (&S, &R, &N) {
+        (&self.store, &self.records, &self.notifier)
     }
 }
 

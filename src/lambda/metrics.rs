@@ -119,6 +119,11 @@ pub fn unrouted() {
     metrics::counter!("Unrouted").increment(1);
 }
 
+/// A held mail kept longer than `HeldDays`: expired, never posted (`HeldExpired`).
+pub fn held_expired() {
+    metrics::counter!("HeldExpired").increment(1);
+}
+
 /// A new routing table (`ROUTES_S3_KEY`) that could not be used; the last good one stays.
 pub fn routes_refused() {
     metrics::counter!("RoutesRefused").increment(1);

@@ -8,7 +8,8 @@
 //! ([`wiring`]); CloudWatch metrics by name ([`metrics`]); the log's set-up
 //! ([`logging`]); finding a mail's route records for the trace ([`trace`]); the
 //! invocation's deadline ([`deadline`]); the hold step's windows (loops, one notice per
-//! storm: [`hold`]).
+//! storm: [`hold`]); every mail that did not become a ticket, listed, rejected, expired
+//! and digested daily ([`held`]).
 //!
 //! Imports run one way: handler → delivery, notify → invocation.
 
@@ -17,6 +18,7 @@ pub mod deadline;
 pub mod delivery;
 pub mod events;
 pub mod handler;
+pub mod held;
 pub mod hold;
 pub mod invocation;
 pub mod logging;

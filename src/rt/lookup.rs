@@ -29,6 +29,12 @@
 //! `SeeQueue` granted globally also lets the queue check ([`crate::rt::queues`]) prove
 //! a queue missing.
 //!
+//! Threading (issue 22, [`crate::core::threading`]) asks through the same login:
+//! `GET {api}/REST/2.0/ticket/N?fields[Queue]=Name` for a ticket a mail names (one
+//! request: id after a merge, queue with its name, status, `Resolved`), and for the
+//! Message-IDs a reply answers `GET {api}/REST/2.0/attachments?query=[MessageId = ...]`
+//! then `GET {api}/REST/2.0/transaction/N` per hit ([`ask_thread_target`]).
+//!
 //! No redirect is followed (RT 4 without REST 2 redirects to its login page: an
 //! error). No error here carries a credential: the API URL may not hold
 //! `user:password@`, and header values are never quoted.
@@ -51,7 +57,10 @@ use crate::core::lookup::{Expectation, Hit, QueueInfo, TransactionType, Unanswer
 use crate::core::redact::redact_url;
 use crate::core::reply::TransportFailure;
 use crate::core::request::{GatewayRequest, RtTarget};
-use crate::core::threading::TicketCheck;
+use crate::core::threading::{
+    checked_target, message_id_target, rt_datetime_secs, AsIs, Ask, MessageIdSearch, ResolvedRule, ThreadDecision,
+    ThreadTarget, TicketCheck, MAX_MESSAGE_ID_TICKETS,
+};
 use crate::rt::queues::{QueueCache, QueueKnown};
 
 /// Attachments asked for per page (RT's REST 2 caps `per_page` at 100).
@@ -99,17 +108,26 @@ pub trait DeliveryLookup {
     }
 
     /// What RT says of ticket `ticket` on the RT `request` posts to, for threading
-    /// (issue 22): `GET /ticket/N` (RT answers for a merged ticket with the one it went
-    /// into), and `GET /queue/N` for the queue's name when `queue_name`. Not asked by
-    /// default: [`TicketCheck::Unknown`], and the mail is posted as without threading.
-    fn check_ticket(
+    /// (issue 22): one `GET /ticket/N?fields[Queue]=Name` (RT answers for a merged
+    /// ticket with the one it went into; its queue's name, status and `Resolved` date in
+    /// the same answer). Not asked by default: [`TicketCheck::Unknown`], and the mail is
+    /// posted as without threading.
+    fn check_ticket(&self, request: &GatewayRequest, ticket: u64) -> impl Future<Output = TicketCheck> + Send {
+        let _ = (request, ticket);
+        std::future::ready(TicketCheck::Unknown("RT is not asked about tickets".into()))
+    }
+
+    /// Which tickets of the RT `request` posts to hold one of `message_ids` (as RT
+    /// stores a Message-ID) as a top-level mail, for threading by Message-ID (issue 22):
+    /// the attachment search, then each hit's transaction (two requests for one hit). Not
+    /// asked by default: [`MessageIdSearch::Unknown`].
+    fn find_message_ids(
         &self,
         request: &GatewayRequest,
-        ticket: u64,
-        queue_name: bool,
-    ) -> impl Future<Output = TicketCheck> + Send {
-        let _ = (request, ticket, queue_name);
-        std::future::ready(TicketCheck::Unknown("RT is not asked about tickets".into()))
+        message_ids: &[String],
+    ) -> impl Future<Output = MessageIdSearch> + Send {
+        let _ = (request, message_ids);
+        std::future::ready(MessageIdSearch::Unknown("RT is not asked about Message-IDs".into()))
     }
 }
 
@@ -417,11 +435,14 @@ impl Rest2Lookup {
         }
     }
 
-    /// [`DeliveryLookup::check_ticket`] for this RT, within the lookup's timeout.
-    pub async fn check_ticket(&self, ticket: u64, queue_name: bool) -> TicketCheck {
+    /// [`DeliveryLookup::check_ticket`] for this RT, within the lookup's timeout: one
+    /// request.
+    pub async fn check_ticket(&self, ticket: u64) -> TicketCheck {
         let ask = async {
             let id = ticket.to_string();
-            let json: TicketStatusJson = match self.get(&["ticket", &id], &format!("ticket {id}")).await {
+            let mut url = self.url(&["ticket", &id]);
+            url.query_pairs_mut().append_pair("fields[Queue]", "Name");
+            let json: TicketStatusJson = match self.get_url(url, &format!("ticket {id}")).await {
                 Ok(json) => json,
                 Err(LookupError::Status { status: 404, .. }) => return TicketCheck::Missing,
                 Err(other) => return TicketCheck::Unknown(other.to_string()),
@@ -429,27 +450,79 @@ impl Rest2Lookup {
             if json.status.eq_ignore_ascii_case("deleted") {
                 return TicketCheck::Missing;
             }
-            let queue_name = if queue_name {
-                let queue = json.queue.id.to_string();
-                match self
-                    .get::<QueueJson>(&["queue", &queue], &format!("queue {queue}"))
-                    .await
-                {
-                    Ok(queue) => Some(queue.name),
-                    Err(other) => return TicketCheck::Unknown(other.to_string()),
-                }
-            } else {
-                None
-            };
             TicketCheck::Found {
                 ticket: json.id,
                 queue_id: json.queue.id,
-                queue_name,
+                queue_name: json.queue.name.filter(|n| !n.is_empty()),
+                status: json.status,
+                resolved_secs: json.resolved.as_deref().and_then(rt_datetime_secs),
             }
         };
         tokio::time::timeout(self.timeout, ask)
             .await
             .unwrap_or_else(|_| TicketCheck::Unknown(LookupError::Timeout(self.timeout).to_string()))
+    }
+
+    /// [`DeliveryLookup::find_message_ids`] for this RT, within the lookup's timeout:
+    ///
+    /// 1. `GET /attachments?query=[MessageId = a OR MessageId = b ..., Parent = 0]&fields=TransactionId`
+    ///    (compared case-sensitively, so a database index on `Attachments.MessageId`
+    ///    serves it; RT has none by default, see docs/operate.md);
+    /// 2. `GET /transaction/N` for each hit (at most [`MAX_MESSAGE_ID_TICKETS`]; more
+    ///    is [`MessageIdSearch::TooMany`]): its ticket. RT 5's REST 2 does not expand
+    ///    `fields[TransactionId]` on an attachment, so this can't fold into the search
+    ///    (`/transactions?query=` could read several at once, but the front door's
+    ///    lookup extra doesn't pass it, and a reply-all has one hit). Only a ticket's
+    ///    transaction counts.
+    pub async fn find_message_ids(&self, message_ids: &[String]) -> MessageIdSearch {
+        if message_ids.is_empty() {
+            return MessageIdSearch::Tickets(Vec::new());
+        }
+        let ask = async {
+            let mut query: Vec<serde_json::Value> = message_ids
+                .iter()
+                .map(|id| {
+                    serde_json::json!({"field": "MessageId", "operator": "=", "value": id,
+                        "case_sensitive": 1, "entry_aggregator": "OR"})
+                })
+                .collect();
+            query.push(serde_json::json!({"field": "Parent", "operator": "=", "value": "0"}));
+            let mut url = self.url(&["attachments"]);
+            url.query_pairs_mut()
+                .append_pair("query", &serde_json::Value::Array(query).to_string())
+                .append_pair("fields", "TransactionId")
+                .append_pair("per_page", &PER_PAGE.to_string());
+            let page: SearchJson = self.get_url(url, "the Message-ID search").await?;
+            let mut transactions: Vec<u64> = Vec::new();
+            for hit in page.items {
+                if !transactions.contains(&hit.transaction) {
+                    transactions.push(hit.transaction);
+                }
+            }
+            if transactions.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            if transactions.len() > MAX_MESSAGE_ID_TICKETS {
+                return Ok(None);
+            }
+            // One `GET /transaction/N` per hit (the front door's lookup extra passes it;
+            // a reply-all has one).
+            let mut tickets: Vec<u64> = Vec::new();
+            for t in transactions {
+                let id = t.to_string();
+                let json: TransactionJson = self.get(&["transaction", &id], &format!("transaction {id}")).await?;
+                if json.object.kind == "ticket" && json.object.id != 0 && !tickets.contains(&json.object.id) {
+                    tickets.push(json.object.id);
+                }
+            }
+            Ok::<_, LookupError>(Some(tickets))
+        };
+        match tokio::time::timeout(self.timeout, ask).await {
+            Ok(Ok(Some(tickets))) => MessageIdSearch::Tickets(tickets),
+            Ok(Ok(None)) => MessageIdSearch::TooMany,
+            Ok(Err(error)) => MessageIdSearch::Unknown(error.to_string()),
+            Err(_) => MessageIdSearch::Unknown(LookupError::Timeout(self.timeout).to_string()),
+        }
     }
 
     fn not_available(&self, answer: String) -> LookupError {
@@ -520,6 +593,61 @@ impl DeliveryLookup for Rest2Lookup {
     async fn find(&self, id: &DeliveryId, request: &GatewayRequest) -> Result<Lookup, LookupError> {
         self.find_within(id, request, self.timeout).await
     }
+
+    async fn check_ticket(&self, _: &GatewayRequest, ticket: u64) -> TicketCheck {
+        Rest2Lookup::check_ticket(self, ticket).await
+    }
+
+    async fn find_message_ids(&self, _: &GatewayRequest, message_ids: &[String]) -> MessageIdSearch {
+        Rest2Lookup::find_message_ids(self, message_ids).await
+    }
+}
+
+/// What RT says decides a mail's thread target (issue 22, points 2 to 4), for the
+/// function and the CLI alike: ticket N checked (one REST 2 request), or the
+/// Message-IDs searched (two requests for one hit) and each ticket found checked (one
+/// each, at most [`MAX_MESSAGE_ID_TICKETS`]). Whatever RT can't say posts the mail as
+/// without threading ([`AsIs::Unchecked`]); the reason comes back for the log.
+pub async fn ask_thread_target(
+    lookup: &impl DeliveryLookup,
+    request: &GatewayRequest,
+    decision: &ThreadDecision,
+    ask: Ask,
+    rule: ResolvedRule,
+) -> (ThreadTarget, Option<String>) {
+    let queue = request.queue.as_deref();
+    match ask {
+        Ask::Ticket(ticket) => {
+            let check = lookup.check_ticket(request, ticket).await;
+            let why = match &check {
+                TicketCheck::Unknown(why) => Some(format!("ticket {ticket}: {why}")),
+                _ => None,
+            };
+            (checked_target(decision, &check, queue, rule), why)
+        }
+        Ask::MessageIds(candidates) => {
+            let tickets = match lookup.find_message_ids(request, &candidates).await {
+                MessageIdSearch::Tickets(tickets) => tickets,
+                MessageIdSearch::TooMany => return (ThreadTarget::AsIs(AsIs::Ambiguous), None),
+                MessageIdSearch::Unknown(why) => {
+                    return (
+                        ThreadTarget::AsIs(AsIs::Unchecked),
+                        Some(format!("the Message-ID search: {why}")),
+                    )
+                }
+            };
+            let mut checks = Vec::with_capacity(tickets.len());
+            let mut why = None;
+            for ticket in tickets.into_iter().take(MAX_MESSAGE_ID_TICKETS) {
+                let check = lookup.check_ticket(request, ticket).await;
+                if let TicketCheck::Unknown(reason) = &check {
+                    why.get_or_insert(format!("ticket {ticket}: {reason}"));
+                }
+                checks.push(check);
+            }
+            (message_id_target(&checks, queue, rule), why)
+        }
+    }
 }
 
 // REST 2's JSON, as much as is read. Ids come as strings in links and search results
@@ -568,15 +696,27 @@ struct TicketJson {
     queue: LinkJson,
 }
 
-/// A ticket as threading reads it: its id (after a merge), queue and status.
+/// A ticket as threading reads it (`GET /ticket/N?fields[Queue]=Name`): its id (after a
+/// merge), queue (with its name), status and `Resolved` date.
 #[derive(Deserialize)]
 struct TicketStatusJson {
     #[serde(deserialize_with = "id")]
     id: u64,
     #[serde(rename = "Queue")]
-    queue: LinkJson,
+    queue: NamedLinkJson,
     #[serde(rename = "Status", default)]
     status: String,
+    #[serde(rename = "Resolved", default)]
+    resolved: Option<String>,
+}
+
+/// A link whose record REST 2 expanded with its `Name` (`fields[Queue]=Name`).
+#[derive(Deserialize)]
+struct NamedLinkJson {
+    #[serde(deserialize_with = "id")]
+    id: u64,
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -614,6 +754,18 @@ pub enum Rest2Answer {
         /// `Queue.id`.
         queue: u64,
     },
+    /// A ticket as threading reads it: id, queue id and name (`fields[Queue]=Name`),
+    /// status and `Resolved` (as seconds since the epoch, `None` for RT's 1970).
+    TicketStatus {
+        /// `id`.
+        id: u64,
+        /// `Queue.id` and `Queue.Name`.
+        queue: (u64, Option<String>),
+        /// `Status`.
+        status: String,
+        /// `Resolved`, read by [`rt_datetime_secs`].
+        resolved_secs: Option<i64>,
+    },
     /// A queue's `Name`.
     Queue(String),
 }
@@ -642,6 +794,14 @@ pub fn read_rest2_answer(body: &[u8]) -> Vec<Rest2Answer> {
         read.push(Rest2Answer::Ticket {
             id: t.id,
             queue: t.queue.id,
+        });
+    }
+    if let Ok(t) = serde_json::from_slice::<TicketStatusJson>(body) {
+        read.push(Rest2Answer::TicketStatus {
+            id: t.id,
+            queue: (t.queue.id, t.queue.name),
+            status: t.status,
+            resolved_secs: t.resolved.as_deref().and_then(rt_datetime_secs),
         });
     }
     if let Ok(q) = serde_json::from_slice::<QueueJson>(body) {
@@ -738,6 +898,26 @@ mod tests {
         assert_eq!(s.pages, None);
         assert!(serde_json::from_str::<LinkJson>(r#"{"type": "ticket", "id": "ten"}"#).is_err());
     }
+
+    #[test]
+    fn threading_reads_rt_5s_answers() {
+        // `GET /ticket/1?fields[Queue]=Name` on RT 5.0.3 (trimmed).
+        let ticket = br#"{"id": 1, "Status": "resolved", "Resolved": "2026-12-06T08:09:55Z",
+            "Queue": {"type": "queue", "Name": "support", "id": "4", "_url": "http://rt/REST/2.0/queue/4"}}"#;
+        assert!(read_rest2_answer(ticket).contains(&Rest2Answer::TicketStatus {
+            id: 1,
+            queue: (4, Some("support".into())),
+            status: "resolved".into(),
+            resolved_secs: Some(1_796_544_595),
+        }));
+        let never = br#"{"id": 2, "Status": "new", "Resolved": "1970-01-01T00:00:00Z", "Queue": {"id": "4"}}"#;
+        assert!(read_rest2_answer(never).contains(&Rest2Answer::TicketStatus {
+            id: 2,
+            queue: (4, None),
+            status: "new".into(),
+            resolved_secs: None,
+        }));
+    }
 }
 
 /// Every RT's lookup: the function's own and those of the RTs routes name. An RT whose
@@ -815,10 +995,17 @@ impl DeliveryLookup for Lookups {
         self.queues.check(lookup, request.rt.as_ref(), queue).await
     }
 
-    async fn check_ticket(&self, request: &GatewayRequest, ticket: u64, queue_name: bool) -> TicketCheck {
+    async fn check_ticket(&self, request: &GatewayRequest, ticket: u64) -> TicketCheck {
         match self.of(request) {
-            Some(lookup) => lookup.check_ticket(ticket, queue_name).await,
+            Some(lookup) => lookup.check_ticket(ticket).await,
             None => TicketCheck::Unknown("no RT login for this RT".into()),
+        }
+    }
+
+    async fn find_message_ids(&self, request: &GatewayRequest, message_ids: &[String]) -> MessageIdSearch {
+        match self.of(request) {
+            Some(lookup) => lookup.find_message_ids(message_ids).await,
+            None => MessageIdSearch::Unknown("no RT login for this RT".into()),
         }
     }
 }
