@@ -260,6 +260,12 @@ class Buffered:
                         ms[fields["message_id"]] = fields.get("ms", 0)
         return ms
 
+    def counter_requests(self):
+        """DynamoDB requests moto has answered so far (`POST /`: S3's requests never
+        post to the root): the storm counters' UpdateItems, and the CreateTable."""
+        with open(os.path.join(self.dir, "moto.log"), errors="replace") as log:
+            return sum('"POST / HTTP' in line for line in log)
+
     def stop(self):
         for child in self.children:
             child.terminate()
@@ -292,6 +298,7 @@ def main():
             POST_SECONDS.clear()
             INVOCATIONS.clear()
             cpu_before = stack.cpu_seconds()
+            counted_before = stack.counter_requests()
             took = {"alone": 0.0, "buffered": 0.0}
             for chunk, start in enumerate(range(0, MAILS, CHUNK)):
                 measure = {
@@ -313,12 +320,14 @@ def main():
             # S3 requests not hidden behind a post, and the waits between posts.
             beyond = [took_s - sum(post_ms[id] for id in batch) / 1000 for batch, took_s in INVOCATIONS]
             ratio = took["buffered"] / took["alone"]
+            counters = (stack.counter_requests() - counted_before) / MAILS
             ratios.append(ratio)
             print(f"run {run + 1}: {MAILS} mails, {CONCURRENCY} at once: RT alone {took['alone']:.1f} s, "
                   f"buffered mode {took['buffered']:.1f} s, ratio {ratio:.3f} (CPU: moto {moto_cpu:.1f} s, "
                   f"function and emulator {function_cpu:.1f} s; RT's answer per post: straight {alone_post * 1000:.0f} ms, "
                   f"from the function {function_post * 1000:.0f} ms; an invocation of {BATCH} mails beyond its "
-                  f"posts: median {statistics.median(beyond) * 1000:.0f} ms, mean {statistics.mean(beyond) * 1000:.0f} ms)",
+                  f"posts: median {statistics.median(beyond) * 1000:.0f} ms, mean {statistics.mean(beyond) * 1000:.0f} ms; "
+                  f"storm counter requests per mail: {counters:.1f})",
                   flush=True)
     finally:
         stack.stop()
