@@ -161,11 +161,7 @@ fn a_storm_of_500_is_held_beyond_the_bound_then_released_exactly_once_each(db: D
     let rt = Rt::of(db);
     // A day-long window, so the test's minutes fall in one window (or, across midnight
     // UTC, two: then the bound applies in each).
-    let stack = stack(
-        db,
-        4,
-        &[("STORM_SENDER_MAX", "20"), ("STORM_WINDOW_MINUTES", "1440")],
-    );
+    let stack = stack(db, 4, &[("STORM_SENDER_MAX", "20"), ("STORM_WINDOW_MINUTES", "1440")]);
     let started = Instant::now();
     let day = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400;
     let first_day = day(std::time::SystemTime::now());
