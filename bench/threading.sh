@@ -7,8 +7,12 @@
 #   subject-tag   `Re: [example.test #N] ...`: RT threads it itself      expected 0
 #   no-marker     no tag, no In-Reply-To/References                      expected 0
 #   rt-marker     `References: <RT-Ticket-N@rt.example.test>`            expected 1 (the check)
-#   message-id    `In-Reply-To:` the customer's first mail               expected 3 (search,
-#                 the hit's transaction, the check; RT 5's REST 2 can't expand the
+#   message-id    `In-Reply-To:` the customer's first mail               expected 1 (the RT-side
+#                 extra deploy/rt/lib, which the test RT loads: tickets found and checked)
+#   message-id-without-extra   the same, the proxy answering the extra's path 404 as a
+#                 door without rest2-thread.conf does                    expected 4 for the
+#                 CLI (the 404, the search, the hit's transaction, the check; the function
+#                 pays the 404 once per instance: 3; RT 5's REST 2 can't expand the
 #                 attachment's transaction, see src/rt/lookup.rs)
 # Prints per kind: REST 2 requests per mail (each run must agree, else the script
 # fails) and the median ms of each kind of request, over BENCH_RUNS (default 10) mails.
@@ -25,6 +29,7 @@ work=$(mktemp -d)
 started_rt=false
 cleanup() {
   [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null
+  [ -n "${hiding_pid:-}" ] && kill "$hiding_pid" 2>/dev/null
   $started_rt && scripts/rt-test-server stop
   rm -rf "$work"
 }
@@ -49,10 +54,15 @@ chmod 600 "$work/secret.json"
 
 upstream=${rt_url#*://}; upstream=${upstream%%/*}
 python3 bench/threading_proxy.py --port "$proxy_port" --upstream "$upstream" --log "$work/requests.jsonl" & proxy_pid=$!
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null && break; sleep 0.1; done
+hiding_port=$((proxy_port + 1))
+python3 bench/threading_proxy.py --port "$hiding_port" --upstream "$upstream" --log "$work/requests.jsonl" \
+  --hide /REST/2.0/mailgate-thread & hiding_pid=$!
+for port_up in "$proxy_port" "$hiding_port"; do
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port_up") 2>/dev/null && break; sleep 0.1; done
+done
 
 post() {  # post FILE: through the proxy, threading on
-  "$ours" --url "http://127.0.0.1:$proxy_port" --queue support --action correspond \
+  "$ours" --url "http://127.0.0.1:${2:-$proxy_port}" --queue support --action correspond \
     --rt-organization rt.example.test --rt-name example.test --secret-file "$work/secret.json" < "$1"
 }
 
@@ -68,7 +78,7 @@ ticket=$(curl -fsS -G "$rt_url/REST/1.0/search/ticket" --data-urlencode "query=S
 echo "ticket $ticket; $runs mails of each kind" >&2
 
 printf '%-12s %-14s %s\n' kind "REST 2/mail" "median ms per request"
-for kind in subject-tag no-marker rt-marker message-id; do
+for kind in subject-tag no-marker rt-marker message-id message-id-without-extra; do
   counts=()
   : > "$work/requests.jsonl"
   for n in $(seq "$runs"); do
@@ -76,12 +86,12 @@ for kind in subject-tag no-marker rt-marker message-id; do
       subject-tag) extra=""; subject="Re: [example.test #$ticket] $run_id" ;;
       no-marker) extra=""; subject="Re: $run_id" ;;
       rt-marker) extra="References: <RT-Ticket-$ticket@rt.example.test>"$'\n'; subject="Re: $run_id" ;;
-      message-id) extra="In-Reply-To: $first_id"$'\n'"References: $first_id"$'\n'; subject="Re: $run_id" ;;
+      message-id|message-id-without-extra) extra="In-Reply-To: $first_id"$'\n'"References: $first_id"$'\n'; subject="Re: $run_id" ;;
     esac
     printf 'From: bob@customer.example\nTo: support@example.test\nSubject: %s\nMessage-ID: <%s-%s-%s@customer.example>\n%s\n%s reply %s\n' \
       "$subject" "$run_id" "$kind" "$n" "$extra" "$kind" "$n" > "$work/mail.eml"
     before=$(grep -c '/REST/2.0/' "$work/requests.jsonl" || true)
-    post "$work/mail.eml"
+    if [ "$kind" = message-id-without-extra ]; then post "$work/mail.eml" "$hiding_port"; else post "$work/mail.eml"; fi
     after=$(grep -c '/REST/2.0/' "$work/requests.jsonl" || true)
     counts+=($((after - before)))
   done

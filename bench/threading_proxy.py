@@ -5,6 +5,9 @@ without its query, the status and the seconds from the request's first byte read
 the answer's last byte sent (RT's time plus the relay's, on loopback well under 1 ms).
 
     python3 bench/threading_proxy.py --port 7098 --upstream 127.0.0.1:8089 --log requests.jsonl
+
+With --hide PATH, a request for PATH is answered 404 here (and logged), as a front door
+without that extra answers it: e.g. --hide /REST/2.0/mailgate-thread.
 """
 import argparse
 import http.client
@@ -17,7 +20,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "proxy-authorization", "proxy-authenticate"}
 
 
-def handler(upstream, log_path, lock):
+def handler(upstream, log_path, lock, hide=None):
     host, port = upstream.rsplit(":", 1)
 
     class Relay(http.server.BaseHTTPRequestHandler):
@@ -30,6 +33,12 @@ def handler(upstream, log_path, lock):
             started = time.monotonic()
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            if hide and self.path.split("?", 1)[0] == hide:
+                self.send_response(404, "Not Found")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                self.log_request_line(404, started)
+                return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             conn = http.client.HTTPConnection(host, int(port), timeout=600)
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -43,10 +52,13 @@ def handler(upstream, log_path, lock):
             self.end_headers()
             self.wfile.write(data)
             conn.close()
+            self.log_request_line(answer.status, started)
+
+        def log_request_line(self, status, started):
             line = json.dumps({
                 "method": self.command,
                 "path": self.path.split("?", 1)[0],
-                "status": answer.status,
+                "status": status,
                 "seconds": round(time.monotonic() - started, 4),
             })
             with lock, open(log_path, "a") as log:
@@ -63,9 +75,10 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--log", required=True)
+    parser.add_argument("--hide")
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port),
-                                             handler(args.upstream, args.log, threading.Lock()))
+                                             handler(args.upstream, args.log, threading.Lock(), args.hide))
     server.serve_forever()
 
 

@@ -18,6 +18,9 @@
 //!
 //! Exactly once holds for each: the same mail delivered again (SES's retry) posts
 //! nothing more.
+//!
+//! With the RT-side extra (`deploy/rt/lib`, which every test RT loads) passed by the
+//! door's `rest2-thread.conf`, the reply-all costs one REST 2 request instead of three.
 
 mod support;
 
@@ -444,4 +447,63 @@ fn replies_and_bounces_land_on_rts_ticket_on_sqlite() {
 #[test]
 fn replies_and_bounces_land_on_rts_ticket_on_postgresql() {
     replies_and_bounces_land_on_rts_ticket(Db::Pg);
+}
+
+/// With the optional RT-side extra and its door extra, a reply-all to the customer's
+/// first mail threads with one REST 2 request (`GET /REST/2.0/mailgate-thread`), not
+/// RT's attachment search, the hit's transaction and the check (issue 22, point 9).
+fn a_reply_all_takes_one_request_with_the_rt_side_extra(db: Db) {
+    let rt = Rt::of(db);
+    let mut stack = LambdaStack::without_function(1);
+    stack.open_door(Door {
+        db,
+        thread_extra: true,
+        ..Door::default()
+    });
+    stack.start_functions(&[("RT_ORGANIZATION", ORGANIZATION), ("RT_NAME", "example.test")], 1);
+    let subject = unique("Scanner jammed");
+    let customer_message_id = format!("<{}@customer.example>", unique("first"));
+    let (ticket, _) = new_ticket(&stack, &rt, &subject, &customer_message_id);
+
+    let words = unique("reply-all, one request");
+    let reply_all = String::from_utf8(customer_mail(
+        &format!("Re: {subject}"),
+        &format!("In-Reply-To: {customer_message_id}\nReferences: {customer_message_id}\n"),
+        &words,
+    ))
+    .unwrap()
+    .replace("From: alice@customer.example", "From: bob@customer.example")
+    .into_bytes();
+    let door = stack.door().expect("the front door");
+    let asked_before = door.requests().len();
+    assert_eq!(
+        deliver_twice(&stack, &reply_all, "support@example.test", true),
+        "message_id"
+    );
+    let rest2: Vec<String> = door.requests()[asked_before..]
+        .iter()
+        .filter(|r| r.contains("/REST/2.0/"))
+        .cloned()
+        .collect();
+    assert_eq!(rest2.len(), 1, "one REST 2 request: {rest2:?}");
+    assert!(
+        rest2[0].starts_with("GET /REST/2.0/mailgate-thread?message_id=") && rest2[0].ends_with(" 200"),
+        "{rest2:?}"
+    );
+    assert_eq!(rt.tickets_with_subject(&subject), [ticket], "no second ticket");
+    assert_eq!(
+        times_on(&rt, ticket, &words),
+        1,
+        "the reply-all is on ticket {ticket}, once"
+    );
+}
+
+#[test]
+fn a_reply_all_takes_one_request_with_the_rt_side_extra_on_sqlite() {
+    a_reply_all_takes_one_request_with_the_rt_side_extra(Db::Sqlite);
+}
+
+#[test]
+fn a_reply_all_takes_one_request_with_the_rt_side_extra_on_postgresql() {
+    a_reply_all_takes_one_request_with_the_rt_side_extra(Db::Pg);
 }

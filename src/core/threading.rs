@@ -990,6 +990,10 @@ pub enum MessageIdSearch {
     /// The tickets whose transactions hold one of the Message-IDs as a top-level mail
     /// (only transactions on tickets count), each once; empty: none.
     Tickets(Vec<u64>),
+    /// The tickets holding them, each already checked (RT's answer for each, as
+    /// [`TicketCheck`]): the RT-side extra `mailgate-thread` answers with them in one
+    /// request (`deploy/rt/lib/RT/REST2/Resource/MailgateThread.pm`).
+    Checked(Vec<TicketCheck>),
     /// More than [`MAX_MESSAGE_ID_TICKETS`] transactions hold them: [`AsIs::Ambiguous`].
     TooMany,
     /// RT could not be asked, or would not say: the reason.

@@ -222,6 +222,9 @@ pub struct Rest2Lookup {
     auth: ApiAuth,
     proxy_header: Option<(HeaderName, HeaderValue)>,
     timeout: Duration,
+    /// Set once RT (or the front door) answered 404 for the RT-side extra
+    /// `mailgate-thread`: this instance then searches with RT's own REST 2.
+    thread_extra_missing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Rest2Lookup {
@@ -283,6 +286,7 @@ impl Rest2Lookup {
             auth,
             proxy_header,
             timeout,
+            thread_extra_missing: Default::default(),
         })
     }
 
@@ -447,16 +451,7 @@ impl Rest2Lookup {
                 Err(LookupError::Status { status: 404, .. }) => return TicketCheck::Missing,
                 Err(other) => return TicketCheck::Unknown(other.to_string()),
             };
-            if json.status.eq_ignore_ascii_case("deleted") {
-                return TicketCheck::Missing;
-            }
-            TicketCheck::Found {
-                ticket: json.id,
-                queue_id: json.queue.id,
-                queue_name: json.queue.name.filter(|n| !n.is_empty()),
-                status: json.status,
-                resolved_secs: json.resolved.as_deref().and_then(rt_datetime_secs),
-            }
+            json.into_check()
         };
         tokio::time::timeout(self.timeout, ask)
             .await
@@ -477,6 +472,9 @@ impl Rest2Lookup {
     pub async fn find_message_ids(&self, message_ids: &[String]) -> MessageIdSearch {
         if message_ids.is_empty() {
             return MessageIdSearch::Tickets(Vec::new());
+        }
+        if let Some(found) = self.ask_thread_extra(message_ids).await {
+            return found;
         }
         let ask = async {
             let mut query: Vec<serde_json::Value> = message_ids
@@ -523,6 +521,41 @@ impl Rest2Lookup {
             Ok(Err(error)) => MessageIdSearch::Unknown(error.to_string()),
             Err(_) => MessageIdSearch::Unknown(LookupError::Timeout(self.timeout).to_string()),
         }
+    }
+
+    /// The RT-side extra, when RT has it (`deploy/rt/lib`, passed by the front door's
+    /// `rest2-thread.conf`): `GET /REST/2.0/mailgate-thread?message_id=...` answers with
+    /// the tickets holding the Message-IDs, checked, in one request. `None` when it is
+    /// not there (a 404 from RT or the door, remembered for this instance): then RT's
+    /// own REST 2 is searched.
+    async fn ask_thread_extra(&self, message_ids: &[String]) -> Option<MessageIdSearch> {
+        use std::sync::atomic::Ordering;
+        if self.thread_extra_missing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut url = self.url(&["mailgate-thread"]);
+        for id in message_ids {
+            url.query_pairs_mut().append_pair("message_id", id);
+        }
+        let asked = tokio::time::timeout(
+            self.timeout,
+            self.get_url::<MailgateThreadJson>(url, "the Message-ID lookup"),
+        )
+        .await;
+        Some(match asked {
+            Ok(Ok(answer)) if answer.more != 0 || answer.tickets.len() > MAX_MESSAGE_ID_TICKETS => {
+                MessageIdSearch::TooMany
+            }
+            Ok(Ok(answer)) => {
+                MessageIdSearch::Checked(answer.tickets.into_iter().map(TicketStatusJson::into_check).collect())
+            }
+            Ok(Err(LookupError::Status { status: 404, .. })) => {
+                self.thread_extra_missing.store(true, Ordering::Relaxed);
+                return None;
+            }
+            Ok(Err(error)) => MessageIdSearch::Unknown(error.to_string()),
+            Err(_) => MessageIdSearch::Unknown(LookupError::Timeout(self.timeout).to_string()),
+        })
     }
 
     fn not_available(&self, answer: String) -> LookupError {
@@ -628,6 +661,7 @@ pub async fn ask_thread_target(
         Ask::MessageIds(candidates) => {
             let tickets = match lookup.find_message_ids(request, &candidates).await {
                 MessageIdSearch::Tickets(tickets) => tickets,
+                MessageIdSearch::Checked(checks) => return (message_id_target(&checks, queue, rule), None),
                 MessageIdSearch::TooMany => return (ThreadTarget::AsIs(AsIs::Ambiguous), None),
                 MessageIdSearch::Unknown(why) => {
                     return (
@@ -708,6 +742,32 @@ struct TicketStatusJson {
     status: String,
     #[serde(rename = "Resolved", default)]
     resolved: Option<String>,
+}
+
+impl TicketStatusJson {
+    /// What threading makes of RT's answer for a ticket: a deleted one is missing.
+    fn into_check(self) -> TicketCheck {
+        if self.status.eq_ignore_ascii_case("deleted") {
+            return TicketCheck::Missing;
+        }
+        TicketCheck::Found {
+            ticket: self.id,
+            queue_id: self.queue.id,
+            queue_name: self.queue.name.filter(|n| !n.is_empty()),
+            status: self.status,
+            resolved_secs: self.resolved.as_deref().and_then(rt_datetime_secs),
+        }
+    }
+}
+
+/// The RT-side extra's answer (`GET /REST/2.0/mailgate-thread`): the tickets holding
+/// the Message-IDs, each as `GET /ticket/N?fields[Queue]=Name` gives it, and whether
+/// more did.
+#[derive(Deserialize)]
+struct MailgateThreadJson {
+    tickets: Vec<TicketStatusJson>,
+    #[serde(default)]
+    more: u8,
 }
 
 /// A link whose record REST 2 expanded with its `Name` (`fields[Queue]=Name`).
@@ -917,6 +977,34 @@ mod tests {
             status: "new".into(),
             resolved_secs: None,
         }));
+    }
+
+    #[test]
+    fn the_rt_side_extras_answer_is_read_as_checked_tickets() {
+        // `GET /REST/2.0/mailgate-thread?message_id=...` from deploy/rt/lib on RT 5.0.3.
+        let answer = br#"{"more":0,"tickets":[{"Queue":{"Name":"support","id":"4"},
+            "Resolved":"1970-01-01T00:00:00Z","Status":"new","id":1},
+            {"Queue":{"Name":"","id":"5"},"Resolved":"1970-01-01T00:00:00Z","Status":"deleted","id":7}]}"#;
+        let read: MailgateThreadJson = serde_json::from_slice(answer).unwrap();
+        assert_eq!(read.more, 0);
+        let checks: Vec<TicketCheck> = read.tickets.into_iter().map(TicketStatusJson::into_check).collect();
+        assert_eq!(
+            checks,
+            [
+                TicketCheck::Found {
+                    ticket: 1,
+                    queue_id: 4,
+                    queue_name: Some("support".into()),
+                    status: "new".into(),
+                    resolved_secs: None,
+                },
+                // A deleted ticket is missing; a queue name RT would not give is none.
+                TicketCheck::Missing,
+            ]
+        );
+        let more: MailgateThreadJson = serde_json::from_slice(br#"{"more":1,"tickets":[]}"#).unwrap();
+        assert_eq!(more.more, 1);
+        assert!(serde_json::from_slice::<MailgateThreadJson>(br#"{"tickets":[{"id":"x"}]}"#).is_err());
     }
 }
 

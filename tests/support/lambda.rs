@@ -73,6 +73,9 @@ fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
 pub struct Door {
     /// `deploy/nginx/extras/rest2-lookup.conf` installed (the README tells admins to).
     pub extras: bool,
+    /// `deploy/nginx/extras/rest2-thread.conf` installed too (optional: it passes the
+    /// RT-side extra `deploy/rt/lib`, which every test RT loads).
+    pub thread_extra: bool,
     /// The RT login in the secret: one of the lookup users, or none.
     pub login: Option<super::rt::LookupUser>,
     /// Over TLS (the function trusts the door's CA through `RT_CA_FILE`); plain http for
@@ -88,6 +91,7 @@ impl Default for Door {
     fn default() -> Self {
         Self {
             extras: true,
+            thread_extra: false,
             login: Some(super::rt::LookupUser::Readme),
             tls: true,
             db: super::rt::Db::Sqlite,
@@ -202,7 +206,12 @@ impl LambdaStack {
     /// the secret). Returns the door.
     pub fn open_door(&mut self, door: Door) -> &super::proxy::Proxy {
         assert!(self.door.is_none(), "one door per stack");
-        let extras: &[&str] = if door.extras { &["rest2-lookup"] } else { &[] };
+        let extras: &[&str] = match (door.extras, door.thread_extra) {
+            (true, true) => &["rest2-lookup", "rest2-thread"],
+            (true, false) => &["rest2-lookup"],
+            (false, true) => &["rest2-thread"],
+            (false, false) => &[],
+        };
         let rt = super::rt::Rt::of(door.db);
         let server = super::proxy::Server::Nginx;
         let proxy = super::proxy::Proxy::start_before(&rt.url, server, &["header"], extras, door.tls);
