@@ -177,14 +177,18 @@ fn a_storm_of_500_is_held_beyond_the_bound_then_released_exactly_once_each(db: D
         );
         stack.store_mail(id, &alert);
     });
-    in_parallel(&ids, 8, |id| {
+    let deliver = |id: &String| {
         let answer = stack.invoke(&event(id, &sender, "support@example.test")).unwrap();
         assert_eq!(
             answer["delivered"].as_u64().unwrap_or(0) + answer["held"].as_u64().unwrap_or(0),
             1,
             "{answer}"
         );
-    });
+    };
+    // The storm's first mail alone: moto (unlike DynamoDB) can lose one of two
+    // concurrent ADDs that create the window's counter item; the rest at once.
+    deliver(&ids[0]);
+    in_parallel(&ids[1..], 8, deliver);
     let windows = (day(std::time::SystemTime::now()) - first_day + 1) as usize;
     let in_rt = rt.subjects_like(&format!("ALERT {tag}"));
     assert!(
