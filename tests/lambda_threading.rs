@@ -480,9 +480,11 @@ fn a_reply_all_takes_one_request_with_the_rt_side_extra(db: Db) {
         deliver_twice(&stack, &reply_all, "support@example.test", true),
         "message_id"
     );
+    // The cold start's REST 2 probe (`GET /REST/2.0/queues?query=[id = 0]`) may finish
+    // in this window on a slow RT; this route asks RT nothing about queues.
     let rest2: Vec<String> = door.requests()[asked_before..]
         .iter()
-        .filter(|r| r.contains("/REST/2.0/"))
+        .filter(|r| r.contains("/REST/2.0/") && !r.starts_with("GET /REST/2.0/queues?"))
         .cloned()
         .collect();
     assert_eq!(rest2.len(), 1, "one REST 2 request: {rest2:?}");
