@@ -15,52 +15,16 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use support::lambda::{ses_event, Door, LambdaStack};
+use support::mails::header;
 use support::rt::{Db, Rt};
 use support::unique;
 
-/// What the capture script writes before each mail RT sends.
-const SEPARATOR: &str = "==== rt-test-server: outgoing mail ====\n";
 const OPERATOR: &str = "ops@example.test";
 const NOTICE_FROM: &str = "rt-mailgate@example.test";
-
-/// The mails RT has sent so far (the capture file of its state folder).
-fn outgoing(rt: &Rt) -> Vec<String> {
-    let file: PathBuf = rt.state().join("outgoing-mail");
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{}: {e} (the RT must keep its outgoing mail)", file.display()));
-    text.split(SEPARATOR)
-        .filter(|m| !m.trim().is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// A header of a mail (the first of that name, unfolded).
-fn header(mail: &str, name: &str) -> Option<String> {
-    let head = mail.split("\n\n").next().unwrap_or_default();
-    let mut value: Option<String> = None;
-    for line in head.lines() {
-        match &mut value {
-            Some(v) if line.starts_with([' ', '\t']) => {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            Some(_) => break,
-            None => {
-                if let Some((n, v)) = line.split_once(':') {
-                    if n.eq_ignore_ascii_case(name) {
-                        value = Some(v.trim().to_string());
-                    }
-                }
-            }
-        }
-    }
-    value
-}
 
 /// Sets a ticket's status as an RT user would (REST 1.0, as root).
 fn set_status(rt: &Rt, ticket: u64, status: &str) {
@@ -251,12 +215,12 @@ fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(db: Db) {
     let stack = stack(db, 1, &[]);
     let customer = format!("{}@customer.example", unique("bob"));
     let subject = unique("Printer jammed");
-    let sent_before = outgoing(&rt).len();
+    let sent_before = rt.outgoing_mail().len();
     let id = unique("ses");
     stack.store_mail(&id, &mail(&customer, &subject, "", "It jams."));
     stack.invoke(&event(&id, &customer, "support@example.test")).unwrap();
     let ticket = rt.only_ticket_with_subject(&subject);
-    let autoreply = outgoing(&rt)[sent_before..]
+    let autoreply = rt.outgoing_mail()[sent_before..]
         .iter()
         .find(|m| header(m, "X-RT-Ticket").is_some_and(|t| t.ends_with(&format!("#{ticket}"))))
         .unwrap_or_else(|| panic!("RT sent no autoreply for ticket {ticket}"))
@@ -266,7 +230,7 @@ fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(db: Db) {
     set_status(&rt, ticket, "resolved");
 
     // Exchange's out-of-office reply to RT's autoreply.
-    let sent_before = outgoing(&rt).len();
+    let sent_before = rt.outgoing_mail().len();
     let away = unique("I am away until Monday");
     let ooo = mail(
         &customer,
@@ -286,7 +250,7 @@ fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(db: Db) {
     assert!(history.contains("Type: Comment"), "{history}");
     assert_eq!(rt.ticket(ticket)["Status"], "resolved", "not reopened");
     // Other tests share this RT: only mail about this ticket or to this customer counts.
-    let about_it: Vec<String> = outgoing(&rt)[sent_before..]
+    let about_it: Vec<String> = rt.outgoing_mail()[sent_before..]
         .iter()
         .filter(|m| {
             header(m, "X-RT-Ticket").is_some_and(|t| t.ends_with(&format!("#{ticket}")))
@@ -317,7 +281,7 @@ fn a_loop_with_a_helpdesk_answering_every_mail_stops_at_the_bound() {
     // The helpdesk writes first; then it answers every mail RT sends it, with a new
     // request (no RT tag, no Auto-Submitted: it ignores RFC 3834).
     let mut subject = format!("Request received: {topic}");
-    let mut sent_seen = outgoing(&rt).len();
+    let mut sent_seen = rt.outgoing_mail().len();
     let mut rounds = 0;
     let loop_ids = unique("loop");
     for round in 1..=8 {
@@ -325,7 +289,7 @@ fn a_loop_with_a_helpdesk_answering_every_mail_stops_at_the_bound() {
         let id = format!("{loop_ids}-{round}");
         stack.store_mail(&id, &mail(&helpdesk, &subject, marks, "We got your request."));
         stack.invoke(&event(&id, &helpdesk, "support@example.test")).unwrap();
-        let sent = outgoing(&rt);
+        let sent = rt.outgoing_mail();
         let to_helpdesk: Vec<&String> = sent[sent_seen..]
             .iter()
             .filter(|m| header(m, "To").is_some_and(|to| to.contains(&helpdesk)))

@@ -24,55 +24,13 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use support::lambda::{ses_event, Door, LambdaStack};
+use support::mails::header;
 use support::rt::{Db, Rt};
 use support::unique;
 
 /// RT's `$Organization` in the test RT.
 const ORGANIZATION: &str = "rt.example.test";
-/// What the capture script writes before each mail.
-const SEPARATOR: &str = "==== rt-test-server: outgoing mail ====\n";
-
-/// The mails RT has sent so far (the capture file of its state folder).
-fn outgoing(rt: &Rt) -> Vec<String> {
-    let file: PathBuf = rt.state().join("outgoing-mail");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (start the RT with this branch's scripts/rt-test-server, which keeps RT's mail)",
-            file.display()
-        )
-    });
-    text.split(SEPARATOR)
-        .filter(|m| !m.trim().is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// A header of a mail, unfolded (the first of that name, in the mail's header).
-fn header(mail: &str, name: &str) -> Option<String> {
-    let head = mail.split("\n\n").next().unwrap_or_default();
-    let mut value: Option<String> = None;
-    for line in head.lines() {
-        match &mut value {
-            Some(v) if line.starts_with([' ', '\t']) => {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            Some(_) => break,
-            None => {
-                if let Some((n, v)) = line.split_once(':') {
-                    if n.eq_ignore_ascii_case(name) {
-                        value = Some(v.trim().to_string());
-                    }
-                }
-            }
-        }
-    }
-    value
-}
-
 /// A mail from the customer to the support desk, as SES stores it (CRLF).
 fn customer_mail(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     mail_with_id(
@@ -143,13 +101,13 @@ fn set_status(rt: &Rt, ticket: u64, status: &str) {
 /// A new ticket from the customer's first mail (with this Message-ID): the ticket and
 /// RT's autoreply to it, which the replies and bounces are built from.
 fn new_ticket(stack: &LambdaStack, rt: &Rt, subject: &str, message_id: &str) -> (u64, String) {
-    let sent_before = outgoing(rt).len();
+    let sent_before = rt.outgoing_mail().len();
     assert_eq!(
         deliver(stack, &mail_with_id(message_id, subject, "", "It burns.")),
         "none"
     );
     let ticket = rt.only_ticket_with_subject(subject);
-    let sent = outgoing(rt);
+    let sent = rt.outgoing_mail();
     let autoreply = sent[sent_before..]
         .iter()
         .find(|m| header(m, "X-RT-Ticket").is_some_and(|t| t.ends_with(&format!("#{ticket}"))))
@@ -169,7 +127,7 @@ fn times_on(rt: &Rt, ticket: u64, text: &str) -> usize {
 
 /// Asserts RT sent no error mail (nor any mail saying the post failed) since `before`.
 fn no_error_mail_since(rt: &Rt, before: usize) {
-    for mail in &outgoing(rt)[before..] {
+    for mail in &rt.outgoing_mail()[before..] {
         let said = mail.to_lowercase();
         assert!(
             !said.contains("could not") && !said.contains("not recorded") && !said.contains("failed"),
@@ -260,7 +218,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     // 3. A marker naming a ticket RT doesn't have: posted as without threading (a new
     // ticket), never an error mail from RT to the sender.
     let missing = unique("A ticket RT never had");
-    let sent_before = outgoing(&rt).len();
+    let sent_before = rt.outgoing_mail().len();
     let ghost = customer_mail(
         &format!("Re: {missing}"),
         &format!("References: <RT-Ticket-987654321@{ORGANIZATION}>\n"),
@@ -274,7 +232,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     let doomed = unique("A ticket deleted since");
     let (deleted, _) = new_ticket(&stack, &rt, &doomed, &format!("<{}@customer.example>", unique("d")));
     set_status(&rt, deleted, "deleted");
-    let sent_before = outgoing(&rt).len();
+    let sent_before = rt.outgoing_mail().len();
     let late = unique("A reply to a deleted ticket");
     let to_deleted = customer_mail(
         &format!("Re: {late}"),
@@ -307,7 +265,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     // stays resolved, and RT mails nobody (a correspondence would reopen it and mail
     // the requestor).
     set_status(&rt, ticket, "resolved");
-    let sent_before = outgoing(&rt).len();
+    let sent_before = rt.outgoing_mail().len();
     let returned = returned_header(&autoreply);
     let dsn = format!(
         "Return-Path: <>\nFrom: MAILER-DAEMON@mx.customer.example (Mail Delivery System)\n\
@@ -338,13 +296,13 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
             .all(|t| *t < ticket),
         "no ticket made of the bounce"
     );
-    assert_eq!(outgoing(&rt)[sent_before..], [] as [String; 0], "RT mailed nobody");
+    assert_eq!(rt.outgoing_mail()[sent_before..], [] as [String; 0], "RT mailed nobody");
     let comments = times_on(&rt, ticket, "Type: Comment");
 
     // 5. An Exchange Online NDR of the same autoreply: only the returned header
     // (text/rfc822-headers), the NDR's own In-Reply-To/References pointing at RT's mail,
     // and RT's subject tag kept after "Undeliverable:": a comment too, never a reply.
-    let sent_before = outgoing(&rt).len();
+    let sent_before = rt.outgoing_mail().len();
     let ndr = format!(
         "From: Microsoft Outlook <postmaster@customer.example>\nTo: <support@example.test>\n\
          Subject: Undeliverable: [example.test #{ticket}] {subject}\n\
@@ -386,7 +344,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
             .any(|r| r.contains("Status: 5.1.10") && r.contains("alice@customer.example")),
         "the NDR's status is on the ticket: {reports:?}"
     );
-    assert_eq!(outgoing(&rt)[sent_before..], [] as [String; 0], "RT mailed nobody");
+    assert_eq!(rt.outgoing_mail()[sent_before..], [] as [String; 0], "RT mailed nobody");
 
     // 6. RT_REOPEN_AFTER_DAYS=30: a reply by RT's marker to a ticket resolved in 2020
     // makes a new ticket, whose first mail names the old one; the old stays resolved.

@@ -87,3 +87,26 @@ fn base64_matches_a_known_value() {
     assert_eq!(base64_lines(b"Ma"), "TWE=\n");
     assert_eq!(base64_lines(b"M"), "TQ==\n");
 }
+
+/// A header of a mail as text, unfolded: the first field of that name in its header.
+pub fn header(mail: &str, name: &str) -> Option<String> {
+    let head = mail.split("\n\n").next().unwrap_or_default();
+    let mut value: Option<String> = None;
+    for line in head.lines() {
+        match &mut value {
+            Some(v) if line.starts_with([' ', '\t']) => {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            Some(_) => break,
+            None => {
+                if let Some((n, v)) = line.split_once(':') {
+                    if n.eq_ignore_ascii_case(name) {
+                        value = Some(v.trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+    value
+}

@@ -50,6 +50,24 @@ pub struct Rt {
 }
 
 impl Rt {
+    /// The mails this RT has sent so far, oldest first: `scripts/rt-test-server` hands
+    /// RT's outgoing mail to a script that appends each to `outgoing-mail` in the state
+    /// folder, after a separator line.
+    pub fn outgoing_mail(&self) -> Vec<String> {
+        const SEPARATOR: &str = "==== rt-test-server: outgoing mail ====\n";
+        let file = self.state().join("outgoing-mail");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (start the RT with this branch's scripts/rt-test-server, which keeps RT's mail)",
+                file.display()
+            )
+        });
+        text.split(SEPARATOR)
+            .filter(|m| !m.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The RT on SQLite (`$RT_TEST_URL`, else port `$RT_TEST_PORT` or 8089).
     pub fn sqlite() -> Self {
         Self::of(Db::Sqlite)
