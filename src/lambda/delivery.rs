@@ -35,7 +35,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use crate::aws::counters::{CounterError, Counters};
+use crate::aws::counters::{CounterError, Counters, ADD_LIMIT};
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::{MailStore, StoreError};
 use crate::core::delivery_id::DeliveryId;
@@ -83,10 +83,6 @@ pub enum RouteEnd {
 /// other helpdesks' marks): far more than any header block.
 const HOLD_HEADER_SCAN: usize = 64 * 1024;
 
-/// The longest the storm counter may take: past it the mail is posted (fail open), so a
-/// slow or unreachable counter store never holds the delivery up for long.
-const STORM_COUNT_LIMIT: Duration = Duration::from_secs(3);
-
 /// Step 1's third request (issue 23): one add to the storm counters, for a first
 /// delivery of a route with a bound, when counters are on (`None` otherwise, or when
 /// no answer came in time: the mail is then posted).
@@ -101,9 +97,7 @@ async fn storm_count(
         return None;
     }
     let item = counter_item(route, &mail.info.sender, epoch_ms(), bounds);
-    let limit = mail
-        .time_left()
-        .map_or(STORM_COUNT_LIMIT, |left| left.min(STORM_COUNT_LIMIT));
+    let limit = mail.time_left().map_or(ADD_LIMIT, |left| left.min(ADD_LIMIT));
     match within(Some(limit), counters.add(&item)).await {
         Ok(answer) => answer,
         Err(Stop(why)) => Some(Err(CounterError::Failed(why))),

@@ -50,7 +50,7 @@ pub async fn aws_handler(
     let lookups = lookups(&gateway, config.rt_api_url.as_deref())?;
     // Storms are counted only where the template made the table (STORM_TABLE).
     let counters = match &config.hold.counter_table {
-        Some(table) => Counters::Dynamo(DynamoCounters::new(aws_sdk_dynamodb::Client::new(aws), table.clone())),
+        Some(table) => Counters::Dynamo(DynamoCounters::from_sdk_config(aws, table.clone())),
         None => Counters::Off,
     };
     Ok(Handler::new(config, store, records, gateway, notifier, lookups).with_counters(counters))

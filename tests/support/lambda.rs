@@ -115,6 +115,8 @@ pub struct LambdaStack {
     functions: usize,
     /// The front door, once one is up (see [`Door`]).
     door: Option<super::proxy::Proxy>,
+    /// DynamoDB's write semantics in front of moto, once the storm table is made.
+    dynamodb: Option<super::dynamodb::DynamoFront>,
     dir: tempfile::TempDir,
 }
 
@@ -193,6 +195,7 @@ impl LambdaStack {
             children,
             functions: 0,
             door: None,
+            dynamodb: None,
             dir,
         };
         stack.s3_put_bucket();
@@ -222,6 +225,11 @@ impl LambdaStack {
         }
         self.create_secret(DOOR_SECRET, &serde_json::Value::Object(secret).to_string());
         self.door.insert(proxy)
+    }
+
+    /// The DynamoDB front the functions count storms through, once the table is made.
+    pub fn dynamodb_front(&self) -> Option<&super::dynamodb::DynamoFront> {
+        self.dynamodb.as_ref()
     }
 
     /// The front door, if one is up.
@@ -254,6 +262,9 @@ impl LambdaStack {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        if let Some(front) = &self.dynamodb {
+            vars.push(("AWS_ENDPOINT_URL_DYNAMODB".into(), front.url.clone()));
+        }
         vars.push(("RT_URL".into(), super::rt::url()));
         if let Some(door) = &self.door {
             vars.push(("RT_SECRET_ID".into(), DOOR_SECRET.into()));
@@ -344,8 +355,13 @@ impl LambdaStack {
 
     /// Creates the storm counters' DynamoDB table in moto, as the template's
     /// `StormCounterTable` is (key `pk`, on demand); the functions take it as
-    /// `STORM_TABLE`.
-    pub fn create_storm_table(&self, name: &str) {
+    /// `STORM_TABLE`, and reach DynamoDB through a front that applies one item's writes
+    /// one at a time as DynamoDB does ([`super::dynamodb`]; moto alone can answer two
+    /// concurrent adds the same count).
+    pub fn create_storm_table(&mut self, name: &str) {
+        if self.dynamodb.is_none() {
+            self.dynamodb = Some(super::dynamodb::DynamoFront::start(&self.moto, 0.0));
+        }
         self.dynamodb(
             "CreateTable",
             serde_json::json!({

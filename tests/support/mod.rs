@@ -1,8 +1,10 @@
 //! Shared helpers for the integration tests: running the two clients, a real RT read
-//! back over its REST 1.0 API, sample mails, a recording stand-in for RT, and the shipped
-//! nginx front door in front of the real RT.
+//! back over its REST 1.0 API, sample mails, a recording stand-in for RT, the shipped
+//! nginx front door in front of the real RT, and DynamoDB's write semantics in front of
+//! moto.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod dynamodb;
 pub mod lambda;
 pub mod mails;
 pub mod proxy;
