@@ -41,10 +41,10 @@ budget=${BENCH_BUDGET:-300}
 proxy_port=${PROXY_PORT:-7097}
 export RT_TEST_PORT=${RT_TEST_PORT:-8097}
 work=$(mktemp -d)
-started_rt=false
+. bench/rt.sh
 cleanup() {
   [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null
-  $started_rt && scripts/rt-test-server stop
+  bench_rt_down
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,13 +53,8 @@ echo "building the release CLI..." >&2
 cargo build --quiet --release --bin rt-mailgate
 ours=${CARGO_TARGET_DIR:-target}/release/rt-mailgate
 
-rt_url=${BENCH_RT_URL:-}
-if [ -z "$rt_url" ]; then
-  echo "starting a fresh test RT on port $RT_TEST_PORT..." >&2
-  started_rt=true
-  rt_url=$(scripts/rt-test-server start)
-  rt_pgid=$(cat "${RT_TEST_STATE:-/tmp/rt-mailgate-test-rt-$RT_TEST_PORT}/rt.pid")
-fi
+bench_rt_up 8097
+if $started_rt; then rt_pgid=$(cat "${RT_TEST_STATE:-/tmp/rt-mailgate-test-rt-$RT_TEST_PORT}/rt.pid"); fi
 upstream=${rt_url#*://}; upstream=${upstream%%/*}
 python3 bench/timing_proxy.py --port "$proxy_port" --upstream "$upstream" --log "$work/times.jsonl" \
   --lifetime $((budget + 120)) & proxy_pid=$!

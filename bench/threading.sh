@@ -26,11 +26,11 @@ cd "$(dirname "$0")/.."
 runs=${BENCH_RUNS:-10}
 proxy_port=${PROXY_PORT:-7098}
 work=$(mktemp -d)
-started_rt=false
+. bench/rt.sh
 cleanup() {
   [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null
   [ -n "${hiding_pid:-}" ] && kill "$hiding_pid" 2>/dev/null
-  $started_rt && scripts/rt-test-server stop
+  bench_rt_down
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,13 +39,7 @@ echo "building the release CLI..." >&2
 cargo build --quiet --release --bin rt-mailgate
 ours=${CARGO_TARGET_DIR:-target}/release/rt-mailgate
 
-rt_url=${BENCH_RT_URL:-}
-if [ -z "$rt_url" ]; then
-  export RT_TEST_PORT=${RT_TEST_PORT:-8098}
-  echo "starting a fresh test RT on port $RT_TEST_PORT..." >&2
-  started_rt=true
-  rt_url=$(scripts/rt-test-server start)
-fi
+bench_rt_up 8098
 port=${rt_url##*:}; port=${port%%/*}
 state=${RT_TEST_STATE:-/tmp/rt-mailgate-test-rt-$port}
 token=$(cat "$state/lookup-token") || { echo "no lookup token in $state (scripts/rt-test-server lookup-user)" >&2; exit 2; }

@@ -116,19 +116,6 @@ fn hold(stack: &LambdaStack, sender: &str, subject: &str, age_ms: u64) -> (Strin
         "updated_ms": received,
     });
     stack.put_object(&key, record.to_string().as_bytes());
-    let entry = HeldEntry {
-        ses_id: id.clone(),
-        received_ms: received,
-        sender: sender.into(),
-        from: vec![sender.into()],
-        message_id: Some(header.clone()),
-        subject: Some(subject.into()),
-        recipients: vec!["support@example.test".into()],
-        ..HeldEntry::default()
-    };
-    for entry_key in [entry.day_key(), HeldEntry::mail_key(&id)] {
-        stack.put_object(&format!("{RECORDS}{entry_key}"), entry.to_text().as_bytes());
-    }
     let indexed = IndexedMail {
         ses_id: id.clone(),
         received_ms: received,
@@ -137,6 +124,14 @@ fn hold(stack: &LambdaStack, sender: &str, subject: &str, age_ms: u64) -> (Strin
         message_id: Some(header.clone()),
         recipients: vec!["support@example.test".into()],
     };
+    let entry = HeldEntry {
+        mail: indexed.clone(),
+        subject: Some(subject.into()),
+        ..HeldEntry::default()
+    };
+    for entry_key in [entry.day_key(), HeldEntry::mail_key(&id)] {
+        stack.put_object(&format!("{RECORDS}{entry_key}"), entry.to_text().as_bytes());
+    }
     for index_key in indexed.entry_keys() {
         stack.put_object(&format!("{RECORDS}{index_key}"), indexed.to_text().as_bytes());
     }

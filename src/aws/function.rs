@@ -1,10 +1,14 @@
 //! The deployed function, read and invoked through the `aws` CLI's JSON output (not an
 //! SDK crate: aws-sdk-lambda would add minutes to every build on small machines, for two
 //! calls an operator's tool makes). The CLI takes the operator's own profile, region and
-//! `AWS_ENDPOINT_URL` as usual.
+//! `AWS_ENDPOINT_URL` as usual. [`ToolSettings`] is where an operator's tool finds the
+//! records: its flags, this machine's variables, then the deployed function's.
 
 use std::collections::BTreeMap;
 use std::process::Command;
+
+use crate::aws::record_index::S3RecordIndex;
+use crate::aws::records::DEFAULT_RECORDS_PREFIX;
 
 /// Why the function could not be read or invoked.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,65 @@ pub fn invoke(function: &str, payload: &serde_json::Value) -> Result<serde_json:
 /// Settings for a tool: the variable set on this machine, else the deployed function's.
 pub fn overlay(deployed: &BTreeMap<String, String>, name: &str) -> Option<String> {
     std::env::var(name).ok().or_else(|| deployed.get(name).cloned())
+}
+
+/// Why a tool's settings are not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The deployed function could not be read.
+    #[error("reading the function's settings: {0}")]
+    Function(#[from] FunctionError),
+    /// Nothing names the bucket.
+    #[error("give --bucket, MAIL_BUCKET or --function-name")]
+    NoBucket,
+}
+
+/// An operator tool's settings: every variable (the deployed function's, with this
+/// machine's on top), and the records' bucket and prefix (a flag first).
+#[derive(Debug, Clone, Default)]
+pub struct ToolSettings {
+    /// The function's variables, this machine's winning.
+    pub vars: BTreeMap<String, String>,
+    /// The mail bucket.
+    pub bucket: String,
+    /// The records prefix in it.
+    pub prefix: String,
+}
+
+impl ToolSettings {
+    /// Reads the deployed function `function_name` (when given, through the aws CLI) and
+    /// this machine's variables; `bucket` and `prefix` are the tool's flags.
+    pub fn read(
+        function_name: Option<&str>,
+        bucket: Option<&str>,
+        prefix: Option<&str>,
+    ) -> Result<Self, SettingsError> {
+        let deployed = match function_name {
+            Some(name) => deployed_environment(name)?,
+            None => BTreeMap::new(),
+        };
+        let bucket = bucket
+            .map(str::to_string)
+            .or_else(|| overlay(&deployed, "MAIL_BUCKET"))
+            .ok_or(SettingsError::NoBucket)?;
+        let prefix = prefix
+            .map(str::to_string)
+            .or_else(|| overlay(&deployed, "RECORDS_PREFIX"))
+            .unwrap_or_else(|| DEFAULT_RECORDS_PREFIX.to_string());
+        let mut vars = deployed;
+        vars.extend(std::env::vars());
+        Ok(Self { vars, bucket, prefix })
+    }
+
+    /// The records' index in the bucket, reached as the function reaches S3 (path-style
+    /// where `S3_FORCE_PATH_STYLE` says so).
+    pub fn record_index(&self, aws: &aws_config::SdkConfig) -> S3RecordIndex {
+        let path_style = self.vars.get("S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true");
+        let s3 = aws_sdk_s3::config::Builder::from(aws)
+            .force_path_style(path_style)
+            .build();
+        S3RecordIndex::new(aws_sdk_s3::Client::from_conf(s3), self.bucket.clone())
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,13 @@
 //! delivery records (S3) behind [`records::DeliveryRecords`], RT's credentials (Secrets
 //! Manager) behind [`secrets::SecretSource`], the routing table object
 //! ([`routes_object::RoutesObject`]); the deployed function through the `aws` CLI
-//! ([`function`]); the storm counters (DynamoDB) behind [`counters::StormCounters`].
+//! ([`function`]); the storm counters (DynamoDB) behind [`counters::StormCounters`];
+//! and, for unit tests, a bucket in memory (`memory_bucket`).
 
 pub mod counters;
 pub mod function;
+#[cfg(test)]
+pub mod memory_bucket;
 pub mod record_index;
 pub mod records;
 pub mod routes_object;

@@ -17,6 +17,9 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::s3::StoreError;
 
+/// Where the records live in the bucket when `RECORDS_PREFIX` does not say.
+pub const DEFAULT_RECORDS_PREFIX: &str = "delivery-records/";
+
 /// Where route records (and notice rate-limit marks) are kept: small objects named by
 /// key, changed only conditionally.
 pub trait DeliveryRecords {

@@ -9,13 +9,11 @@
 //! [`rt_mailgate::lambda::held`]'s. Exits 0 when done, 1 when a listing stopped short or
 //! a release left something not done, 2 on an error.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use rt_mailgate::aws::function::{deployed_environment, invoke, overlay};
-use rt_mailgate::aws::record_index::S3RecordIndex;
+use rt_mailgate::aws::function::{invoke, ToolSettings};
 use rt_mailgate::core::held::{release_does, Cause, Filter, HeldMail, Kind, RejectReason, DEFAULT_HELD_DAYS};
 use rt_mailgate::core::shell;
 use rt_mailgate::core::trace::{parse_time, stopped_short_text, utc};
@@ -125,34 +123,14 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The settings: the deployed function's, with this process's environment on top.
-struct Settings {
-    vars: HashMap<String, String>,
-    bucket: String,
-    prefix: String,
-}
-
-fn settings(args: &Args) -> anyhow::Result<Settings> {
-    let deployed = match &args.function_name {
-        Some(name) => deployed_environment(name).context("reading the function's settings")?,
-        None => Default::default(),
-    };
-    let setting = |flag: &Option<String>, name: &str| flag.clone().or_else(|| overlay(&deployed, name));
-    let bucket = setting(&args.bucket, "MAIL_BUCKET").context("give --bucket, MAIL_BUCKET or --function-name")?;
-    let prefix = setting(&args.records_prefix, "RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".into());
-    let mut vars: HashMap<String, String> = deployed.into_iter().collect();
-    vars.extend(std::env::vars());
-    Ok(Settings { vars, bucket, prefix })
-}
-
 async fn run(args: Args) -> anyhow::Result<u8> {
-    let settings = settings(&args)?;
+    let settings = ToolSettings::read(
+        args.function_name.as_deref(),
+        args.bucket.as_deref(),
+        args.records_prefix.as_deref(),
+    )?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let path_style = settings.vars.get("S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true");
-    let s3 = aws_sdk_s3::config::Builder::from(&aws)
-        .force_path_style(path_style)
-        .build();
-    let index = S3RecordIndex::new(aws_sdk_s3::Client::from_conf(s3), settings.bucket.clone());
+    let index = settings.record_index(&aws);
     let now = epoch_ms();
     match &args.command {
         Command::List(select) => {
@@ -264,7 +242,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 let function = args.function_name.as_deref().unwrap_or_default();
                 invoke(function, &json!({"rt-mailgate": {"held": request}})).context("invoking the function")?
             } else {
-                let handler = LiveHandler::cold_start(settings.vars.clone(), &aws, true)
+                let handler = LiveHandler::cold_start(settings.vars.clone().into_iter().collect(), &aws, true)
                     .await?
                     .handler()
                     .await;
@@ -290,7 +268,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
 /// Posts each mail once: here, with the function's settings, or inside the function.
 async fn release(
     args: &Args,
-    settings: &Settings,
+    settings: &ToolSettings,
     aws: &aws_config::SdkConfig,
     mails: &[HeldMail],
     post_screened_mail: bool,
@@ -302,7 +280,7 @@ async fn release(
         None
     } else {
         Some(
-            LiveHandler::cold_start(settings.vars.clone(), aws, false)
+            LiveHandler::cold_start(settings.vars.clone().into_iter().collect(), aws, false)
                 .await?
                 .handler()
                 .await,
@@ -318,9 +296,9 @@ async fn release(
             (Mode::Release, true)
         };
         let info = MailInfo {
-            ses_id: mail.entry.ses_id.clone(),
+            ses_id: mail.entry.mail.ses_id.clone(),
             recipients: mail.release_recipients(),
-            sender: mail.entry.sender.clone(),
+            sender: mail.entry.mail.sender.clone(),
             ..MailInfo::default()
         };
         let (done, report) = match &handler {
@@ -420,11 +398,11 @@ fn list_request(select: &Select, now: u64) -> anyhow::Result<(ListRequest, (u64,
 fn mail_json(mail: &HeldMail) -> Value {
     let e = &mail.entry;
     json!({
-        "ses_id": e.ses_id,
-        "received": utc(e.received_ms),
-        "sender": e.sender,
-        "from": e.from,
-        "message_id": e.message_id,
+        "ses_id": e.mail.ses_id,
+        "received": utc(e.mail.received_ms),
+        "sender": e.mail.sender,
+        "from": e.mail.from,
+        "message_id": e.mail.message_id,
         "subject": e.subject,
         "causes": mail.causes().iter().map(|c| c.label).collect::<Vec<_>>(),
         "routes": mail.routes.iter().map(|(r, c)| json!({

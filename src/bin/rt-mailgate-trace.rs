@@ -12,8 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rt_mailgate::aws::function::{deployed_environment, overlay};
-use rt_mailgate::aws::record_index::S3RecordIndex;
+use rt_mailgate::aws::function::ToolSettings;
 use rt_mailgate::core::shell;
 use rt_mailgate::core::trace::{
     describe, indexed_mail_line, log_commands, mail_line, no_routes_lines, parse_time, route_lines, stopped_short_text,
@@ -86,13 +85,12 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     if args.message_id.is_none() && args.header.is_none() && args.sender.is_none() {
         anyhow::bail!("name the mail: --message-id ID, --header MESSAGE-ID, or --sender ADDRESS [--since T --until T]");
     }
-    let deployed = match &args.function_name {
-        Some(name) => deployed_environment(name).context("reading the function's settings")?,
-        None => Default::default(),
-    };
-    let setting = |flag: &Option<String>, name: &str| flag.clone().or_else(|| overlay(&deployed, name));
-    let bucket = setting(&args.bucket, "MAIL_BUCKET").context("give --bucket, MAIL_BUCKET or --function-name")?;
-    let prefix = setting(&args.records_prefix, "RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".into());
+    let settings = ToolSettings::read(
+        args.function_name.as_deref(),
+        args.bucket.as_deref(),
+        args.records_prefix.as_deref(),
+    )?;
+    let (bucket, prefix) = (&settings.bucket, &settings.prefix);
     let now = epoch_ms();
     let since = match &args.since {
         Some(t) => parse_time(t, now).map_err(anyhow::Error::msg)?,
@@ -119,12 +117,8 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     };
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let path_style = overlay(&deployed, "S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true");
-    let s3 = aws_sdk_s3::config::Builder::from(&aws)
-        .force_path_style(path_style)
-        .build();
-    let index = S3RecordIndex::new(aws_sdk_s3::Client::from_conf(s3), bucket.clone());
-    let found = find_mails(&index, &prefix, &request)
+    let index = settings.record_index(&aws);
+    let found = find_mails(&index, prefix, &request)
         .await
         .context("reading the route records")?;
     let mails = &found.mails;
@@ -166,7 +160,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             stopped_short_text(short.read, flag, short.last_ms, go_on.as_deref())
         );
     } else if mails.is_empty() {
-        print!("{}", not_found_text(&args, &bucket, &prefix, since, until));
+        print!("{}", not_found_text(&args, bucket, prefix, since, until));
     }
     let group = args
         .log_group

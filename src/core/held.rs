@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::hold::HoldCause;
-use crate::core::mail_index::{key_part, normal_address, time_part, INDEX_DIR};
+use crate::core::mail_index::{key_part, normal_address, time_part, IndexedMail, INDEX_DIR};
 use crate::core::notice::{NoticeText, QUOTED_CHARS};
 use crate::core::route_record::{RouteRecord, RouteState, Screened};
 use crate::core::shell;
@@ -56,25 +56,12 @@ const DAY_MS: u64 = 86_400_000;
 /// What the function files about a mail that did not (wholly) become a ticket.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldEntry {
-    /// SES's message id.
-    pub ses_id: String,
-    /// SES's receipt time (epoch ms).
-    pub received_ms: u64,
-    /// The envelope sender.
-    #[serde(default)]
-    pub sender: String,
-    /// The addresses of the `From` header.
-    #[serde(default)]
-    pub from: Vec<String>,
-    /// The `Message-ID` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
+    /// The mail as the trace's index describes it (its fields stored at the top level).
+    #[serde(flatten)]
+    pub mail: IndexedMail,
     /// The subject, as SES's event gave it (cut to [`QUOTED_CHARS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// The envelope recipients of this receipt rule.
-    #[serde(default)]
-    pub recipients: Vec<String>,
     /// The recipients no route took.
     #[serde(default)]
     pub unrouted: Vec<String>,
@@ -105,8 +92,8 @@ impl HeldEntry {
     pub fn day_key(&self) -> String {
         format!(
             "{INDEX_DIR}{DAY_DIR}{}-{}",
-            time_part(self.received_ms),
-            key_part(&self.ses_id)
+            time_part(self.mail.received_ms),
+            key_part(&self.mail.ses_id)
         )
     }
 
@@ -118,7 +105,7 @@ impl HeldEntry {
     /// True when `address` is the envelope sender or a From address.
     pub fn sent_by(&self, address: &str) -> bool {
         let wanted = normal_address(address);
-        normal_address(&self.sender) == wanted || self.from.iter().any(|f| normal_address(f) == wanted)
+        normal_address(&self.mail.sender) == wanted || self.mail.from.iter().any(|f| normal_address(f) == wanted)
     }
 }
 
@@ -361,7 +348,7 @@ impl HeldMail {
 
     /// True once it was received more than `held_days` before `now_ms`.
     pub fn expired(&self, held_days: u32, now_ms: u64) -> bool {
-        self.entry.received_ms + u64::from(held_days) * DAY_MS < now_ms
+        self.entry.mail.received_ms + u64::from(held_days) * DAY_MS < now_ms
     }
 
     /// The line of a listing.
@@ -374,10 +361,10 @@ impl HeldMail {
         }
         format!(
             "{received}  {id}  {causes}  from <{sender}>  to {routes}  {subject}\n",
-            received = utc(self.entry.received_ms),
-            id = self.entry.ses_id,
+            received = utc(self.entry.mail.received_ms),
+            id = self.entry.mail.ses_id,
             causes = causes.join(","),
-            sender = quoted(&self.entry.sender, 80),
+            sender = quoted(&self.entry.mail.sender, 80),
             routes = quoted(&routes.join(","), 120),
             subject = quoted(self.entry.subject.as_deref().unwrap_or("(no subject)"), 80),
         )
@@ -388,16 +375,16 @@ impl HeldMail {
         let e = &self.entry;
         let mut text = format!(
             "mail {}\n  from:       <{}>{}\n  Message-ID: {}\n  subject:    {}\n  received:   {}\n",
-            e.ses_id,
-            quoted(&e.sender, QUOTED_CHARS),
-            if e.from.is_empty() {
+            e.mail.ses_id,
+            quoted(&e.mail.sender, QUOTED_CHARS),
+            if e.mail.from.is_empty() {
                 String::new()
             } else {
-                format!(" (From: {})", quoted(&e.from.join(", "), QUOTED_CHARS))
+                format!(" (From: {})", quoted(&e.mail.from.join(", "), QUOTED_CHARS))
             },
-            quoted(e.message_id.as_deref().unwrap_or("(none)"), QUOTED_CHARS),
+            quoted(e.mail.message_id.as_deref().unwrap_or("(none)"), QUOTED_CHARS),
             quoted(e.subject.as_deref().unwrap_or("(none)"), QUOTED_CHARS),
-            utc(e.received_ms),
+            utc(e.mail.received_ms),
         );
         for (record, cause) in &self.routes {
             let why = record
@@ -424,7 +411,7 @@ impl HeldMail {
             ));
         }
         let _ = now_ms;
-        let id = shell::positional(&e.ses_id);
+        let id = shell::positional(&e.mail.ses_id);
         text.push_str(&format!(
             "  next: rt-mailgate-held release {id}   or   rt-mailgate-held reject {id} --reason REASON\n"
         ));
@@ -522,7 +509,7 @@ pub fn reject_window_key(normalized_sender: &str, reason: RejectReason, now_ms: 
 pub fn reject_notice(entry: &HeldEntry, reason: RejectReason) -> NoticeText {
     let subject = entry.subject.as_deref().unwrap_or("(no subject)");
     NoticeText {
-        to: entry.sender.clone(),
+        to: entry.mail.sender.clone(),
         subject: format!("Not accepted: {}", quoted(subject, 120)),
         body: format!(
             "Your mail was not accepted by the helpdesk and no ticket was made of it.\n\n\
@@ -530,7 +517,7 @@ pub fn reject_notice(entry: &HeldEntry, reason: RejectReason) -> NoticeText {
              This notice is sent once a day at most for this reason; please do not reply to it.\n",
             reason.sentence(),
             quoted(subject, QUOTED_CHARS),
-            quoted(entry.message_id.as_deref().unwrap_or("(none)"), QUOTED_CHARS),
+            quoted(entry.mail.message_id.as_deref().unwrap_or("(none)"), QUOTED_CHARS),
         ),
     }
 }
@@ -561,7 +548,7 @@ pub fn digest(
         if !mail.unrouted.is_empty() {
             *by_route.entry("(no route)".into()).or_default() += 1;
         }
-        *by_sender.entry(normal_address(&mail.entry.sender)).or_default() += 1;
+        *by_sender.entry(normal_address(&mail.entry.mail.sender)).or_default() += 1;
     }
     let top = |map: std::collections::BTreeMap<String, usize>| {
         let mut rows: Vec<(String, usize)> = map.into_iter().collect();
@@ -601,12 +588,12 @@ pub fn digest(
     body.push_str(&top(by_route));
     body.push_str("\nBy sender:\n");
     body.push_str(&top(by_sender));
-    if let Some(oldest) = mails.iter().min_by_key(|m| m.entry.received_ms) {
+    if let Some(oldest) = mails.iter().min_by_key(|m| m.entry.mail.received_ms) {
         body.push_str(&format!(
             "\nOldest: {} ({}), from <{}>\n",
-            oldest.entry.ses_id,
-            utc(oldest.entry.received_ms),
-            quoted(&oldest.entry.sender, 120)
+            oldest.entry.mail.ses_id,
+            utc(oldest.entry.mail.received_ms),
+            quoted(&oldest.entry.mail.sender, 120)
         ));
     }
     body.push_str(&format!(
@@ -727,10 +714,13 @@ mod tests {
 
     fn mail() -> HeldMail {
         let entry = HeldEntry {
-            ses_id: "m1".into(),
-            received_ms: NOW,
-            sender: "alerts@monitor.example".into(),
-            from: vec!["alerts@monitor.example".into()],
+            mail: IndexedMail {
+                ses_id: "m1".into(),
+                received_ms: NOW,
+                sender: "alerts@monitor.example".into(),
+                from: vec!["alerts@monitor.example".into()],
+                ..IndexedMail::default()
+            },
             unrouted: vec!["nobody@example.com".into()],
             subject: Some("CPU high".into()),
             ..HeldEntry::default()

@@ -364,7 +364,8 @@ impl LambdaConfig {
                     .ok_or_else(|| invalid("MAX_MAIL_BYTES", "must be a number of bytes above 0"))?,
             ),
         };
-        let records_prefix = get("RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".to_string());
+        let records_prefix =
+            get("RECORDS_PREFIX").unwrap_or_else(|| crate::aws::records::DEFAULT_RECORDS_PREFIX.to_string());
         let prefix = var("MAIL_PREFIX").unwrap_or_default();
         let routes_object_key = routes_object_key(&var)?;
         let routes_check_interval = match get("ROUTES_S3_CHECK_SECONDS") {
@@ -488,7 +489,8 @@ pub fn routes_object_key(var: impl Fn(&str) -> Option<String>) -> Result<Option<
         return Ok(None);
     };
     let prefix = var("MAIL_PREFIX").unwrap_or_default();
-    let records_prefix = get("RECORDS_PREFIX").unwrap_or_else(|| "delivery-records/".to_string());
+    let records_prefix =
+        get("RECORDS_PREFIX").unwrap_or_else(|| crate::aws::records::DEFAULT_RECORDS_PREFIX.to_string());
     if prefix.is_empty() || key.starts_with(&prefix) || key.starts_with(&records_prefix) {
         return Err(ConfigError::Invalid {
             var: "ROUTES_S3_KEY",

@@ -1554,7 +1554,13 @@ mod tests {
     }
 
     fn threading_config(organization: &str) -> LambdaConfig {
-        let vars: HashMap<&str, &str> = [
+        threading_config_with(organization, &[])
+    }
+
+    /// One route (`support@example.test` to queue General), RT's `Organization`, and
+    /// `more` variables.
+    fn threading_config_with(organization: &str, more: &[(&str, &str)]) -> LambdaConfig {
+        let mut vars: HashMap<&str, &str> = [
             ("RT_URL", "https://rt.example.test"),
             ("MAIL_BUCKET", "mail"),
             ("ROUTES", "support@example.test: --queue General"),
@@ -1562,6 +1568,7 @@ mod tests {
             ("RT_NAME", "example.test"),
         ]
         .into();
+        vars.extend(more.iter().copied());
         LambdaConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap()
     }
 
@@ -1585,12 +1592,62 @@ mod tests {
         In-Reply-To: <rt-5.0.5-1-2-3.7-1-1@rt.example.test>\n\
         References: <RT-Ticket-7@rt.example.test> <rt-5.0.5-1-2-3.7-1-1@rt.example.test>\n\nthanks\n";
 
+    /// A threading test's parts: a scripted RT (the store, the gateway and the lookup
+    /// at once), the records, and mail `m1`, the reply [`REPLY`], as SES stored it.
+    struct ThreadingCase {
+        rt: ThreadingRt,
+        records: SlowAnswers,
+        info: crate::lambda::events::MailInfo,
+        spool: Spool,
+    }
+
+    impl ThreadingCase {
+        async fn new() -> Self {
+            Self {
+                rt: ThreadingRt::default(),
+                records: SlowAnswers::default(),
+                info: crate::lambda::events::MailInfo {
+                    ses_id: "m1".into(),
+                    ..Default::default()
+                },
+                spool: Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
+                    .await
+                    .unwrap(),
+            }
+        }
+
+        /// The route's record, claimed for a post by this invocation.
+        fn held(&self) -> HeldRecord<'_, SlowAnswers> {
+            held(&self.records, posting("pid1-1-a"), LEASE_RENEWAL)
+        }
+
+        /// The thread step on `delivery` under `config`: a first attempt, or
+        /// (`ask_rt_first`) one after a post that may have reached RT.
+        async fn thread(
+            &self,
+            config: &LambdaConfig,
+            delivery: &mut PlannedDelivery,
+            held: &HeldRecord<'_, SlowAnswers>,
+            ask_rt_first: bool,
+        ) -> Result<Option<ThreadTarget>, String> {
+            let deliverer = RouteDeliverer {
+                config,
+                store: &self.rt,
+                records: &self.records,
+                gateway: &self.rt,
+                lookup: &self.rt,
+            };
+            let mail = StoredMail::new(&self.info, None);
+            deliverer.thread(&mail, delivery, held, &self.spool, ask_rt_first).await
+        }
+    }
+
     #[tokio::test]
     async fn a_retry_posts_to_the_ticket_the_first_attempt_decided_whatever_rt_says_now() {
         let config = threading_config("rt.example.test");
-        let rt = ThreadingRt::default();
+        let case = ThreadingCase::new().await;
         // Ticket 7 was merged into 9 (RT answers with 9), in queue General; later gone.
-        rt.answers.lock().unwrap().extend([
+        case.rt.answers.lock().unwrap().extend([
             TicketCheck::Found {
                 ticket: 9,
                 queue_id: 1,
@@ -1600,43 +1657,27 @@ mod tests {
             },
             TicketCheck::Missing,
         ]);
-        let records = SlowAnswers::default();
-        let deliverer = RouteDeliverer {
-            config: &config,
-            store: &rt,
-            records: &records,
-            gateway: &rt,
-            lookup: &rt,
-        };
-        let info = crate::lambda::events::MailInfo {
-            ses_id: "m1".into(),
-            ..Default::default()
-        };
-        let mail = StoredMail::new(&info, None);
-        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
-            .await
-            .unwrap();
         let route = planned("General");
         let fingerprint = route.route.request.fingerprint();
-        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+        let held = case.held();
 
         let mut first = route.clone();
-        let target = deliverer.thread(&mail, &mut first, &held, &spool, false).await.unwrap();
+        let target = case.thread(&config, &mut first, &held, false).await.unwrap();
         assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
         assert_eq!(first.route.request.ticket.as_deref(), Some(&b"9"[..]));
         assert_eq!(
-            records.stored("m1/f").thread.as_deref(),
+            case.records.stored("m1/f").thread.as_deref(),
             Some("rt_marker:9"),
             "kept before the post"
         );
 
         // The retry (RT may hold the first post) reads the record: same post, RT not asked.
         let mut retry = route.clone();
-        let target = deliverer.thread(&mail, &mut retry, &held, &spool, true).await.unwrap();
+        let target = case.thread(&config, &mut retry, &held, true).await.unwrap();
         assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
         assert_eq!(retry.route.request, first.route.request);
         assert_eq!(
-            *rt.asked.lock().unwrap(),
+            *case.rt.asked.lock().unwrap(),
             vec![7],
             "one REST 2 question, by the first attempt"
         );
@@ -1644,50 +1685,33 @@ mod tests {
         assert_eq!(route.route.request.fingerprint(), fingerprint);
 
         // Threading turned off before the retry: the kept target still stands.
-        let off = threading_config("");
-        let deliverer = RouteDeliverer {
-            config: &off,
-            ..deliverer
-        };
         let mut after = route.clone();
-        let target = deliverer.thread(&mail, &mut after, &held, &spool, true).await.unwrap();
+        let target = case
+            .thread(&threading_config(""), &mut after, &held, true)
+            .await
+            .unwrap();
         assert_eq!(target, Some(ThreadTarget::Reply { ticket: 9 }));
         assert_eq!(after.route.request, first.route.request);
     }
 
     #[tokio::test]
     async fn without_an_organization_or_with_an_earlier_unthreaded_post_nothing_changes() {
-        let rt = ThreadingRt::default();
-        let records = SlowAnswers::default();
-        let info = crate::lambda::events::MailInfo::default();
-        let mail = StoredMail::new(&info, None);
-        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
-            .await
-            .unwrap();
+        let case = ThreadingCase::new().await;
         for (organization, ask_rt_first, expected) in [
             ("", false, None),
             // A post that may have reached RT kept no target: it went unthreaded.
             ("rt.example.test", true, Some(ThreadTarget::AsIs(AsIs::Unchecked))),
         ] {
             let config = threading_config(organization);
-            let deliverer = RouteDeliverer {
-                config: &config,
-                store: &rt,
-                records: &records,
-                gateway: &rt,
-                lookup: &rt,
-            };
-            let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+            let held = case.held();
             let mut delivery = planned("General");
-            let target = deliverer
-                .thread(&mail, &mut delivery, &held, &spool, ask_rt_first)
-                .await;
+            let target = case.thread(&config, &mut delivery, &held, ask_rt_first).await;
             assert_eq!(target.unwrap(), expected, "{organization}");
             assert_eq!(delivery.route.request, planned("General").route.request);
-            assert_eq!(records.stored("m1/f").thread, None);
+            assert_eq!(case.records.stored("m1/f").thread, None);
         }
-        assert!(rt.asked.lock().unwrap().is_empty(), "RT never asked");
-        assert!(rt.searched.lock().unwrap().is_empty(), "RT never searched");
+        assert!(case.rt.asked.lock().unwrap().is_empty(), "RT never asked");
+        assert!(case.rt.searched.lock().unwrap().is_empty(), "RT never searched");
     }
 
     /// A reply-all to the customer's own first mail: no marker of this RT (another RT's
@@ -1696,7 +1720,8 @@ mod tests {
     #[tokio::test]
     async fn message_ids_thread_to_the_ticket_in_the_routes_queue_and_the_retry_keeps_it() {
         let config = threading_config("rt.elsewhere.test");
-        let rt = ThreadingRt::default();
+        let case = ThreadingCase::new().await;
+        let rt = &case.rt;
         rt.searches.lock().unwrap().push(MessageIdSearch::Tickets(vec![4, 5]));
         let found = |ticket, queue_id, name: &str| TicketCheck::Found {
             ticket,
@@ -1709,25 +1734,12 @@ mod tests {
             .lock()
             .unwrap()
             .extend([found(4, 2, "Sales"), found(5, 1, "General")]);
-        let records = SlowAnswers::default();
-        let deliverer = RouteDeliverer {
-            config: &config,
-            store: &rt,
-            records: &records,
-            gateway: &rt,
-            lookup: &rt,
-        };
-        let info = crate::lambda::events::MailInfo::default();
-        let mail = StoredMail::new(&info, None);
-        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
-            .await
-            .unwrap();
-        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+        let held = case.held();
         let mut first = planned("General");
-        let target = deliverer.thread(&mail, &mut first, &held, &spool, false).await.unwrap();
+        let target = case.thread(&config, &mut first, &held, false).await.unwrap();
         assert_eq!(target, Some(ThreadTarget::ReplyByMessageId { ticket: 5 }));
         assert_eq!(first.route.request.ticket.as_deref(), Some(&b"5"[..]));
-        assert_eq!(records.stored("m1/f").thread.as_deref(), Some("message_id:5"));
+        assert_eq!(case.records.stored("m1/f").thread.as_deref(), Some("message_id:5"));
         assert_eq!(
             *rt.searched.lock().unwrap(),
             // In-Reply-To, then References from its end (the same id, once); the
@@ -1737,7 +1749,7 @@ mod tests {
         assert_eq!(*rt.asked.lock().unwrap(), [4, 5]);
         // The retry: the record decides, RT is not asked again.
         let mut retry = planned("General");
-        let target = deliverer.thread(&mail, &mut retry, &held, &spool, true).await.unwrap();
+        let target = case.thread(&config, &mut retry, &held, true).await.unwrap();
         assert_eq!(target, Some(ThreadTarget::ReplyByMessageId { ticket: 5 }));
         assert_eq!(retry.route.request, first.route.request);
         assert_eq!(rt.searched.lock().unwrap().len(), 1);
@@ -1747,51 +1759,30 @@ mod tests {
     /// ticket naming it (a header in front), and the record keeps that.
     #[tokio::test]
     async fn a_reply_to_a_long_resolved_ticket_is_a_new_ticket_naming_it() {
-        let vars: HashMap<&str, &str> = [
-            ("RT_URL", "https://rt.example.test"),
-            ("MAIL_BUCKET", "mail"),
-            ("ROUTES", "support@example.test: --queue General"),
-            ("RT_ORGANIZATION", "rt.example.test"),
-            ("RT_REOPEN_AFTER_DAYS", "30"),
-        ]
-        .into();
-        let config = LambdaConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+        let config = threading_config_with("rt.example.test", &[("RT_REOPEN_AFTER_DAYS", "30")]);
         assert_eq!(config.rt_identity.reopen_after_days, 30);
-        let rt = ThreadingRt::default();
+        let case = ThreadingCase::new().await;
         let now = (epoch_ms() / 1000) as i64;
-        rt.answers.lock().unwrap().push(TicketCheck::Found {
+        case.rt.answers.lock().unwrap().push(TicketCheck::Found {
             ticket: 7,
             queue_id: 1,
             queue_name: Some("General".into()),
             status: "resolved".into(),
             resolved_secs: Some(now - 31 * 86_400),
         });
-        let records = SlowAnswers::default();
-        let deliverer = RouteDeliverer {
-            config: &config,
-            store: &rt,
-            records: &records,
-            gateway: &rt,
-            lookup: &rt,
-        };
-        let info = crate::lambda::events::MailInfo::default();
-        let mail = StoredMail::new(&info, None);
-        let spool = Spool::from_reader(REPLY, crate::spool::LineEndings::Keep)
-            .await
-            .unwrap();
-        let held = held(&records, posting("pid1-1-a"), LEASE_RENEWAL);
+        let held = case.held();
         let mut delivery = planned("General");
-        let target = deliverer
-            .thread(&mail, &mut delivery, &held, &spool, false)
-            .await
-            .unwrap();
+        let target = case.thread(&config, &mut delivery, &held, false).await.unwrap();
         assert_eq!(target, Some(ThreadTarget::NewAfterResolved { ticket: 7 }));
         assert_eq!(delivery.route.request.ticket, None);
         assert_eq!(
             delivery.route.request.extra_headers,
             b"X-RT-Mailgate-Resolved-Ticket: 7\n"
         );
-        assert_eq!(records.stored("m1/f").thread.as_deref(), Some("new_after_resolved:7"));
+        assert_eq!(
+            case.records.stored("m1/f").thread.as_deref(),
+            Some("new_after_resolved:7")
+        );
     }
 
     #[test]

@@ -40,8 +40,9 @@ use crate::core::route_record::RouteRecord;
 use crate::lambda::config::LambdaConfig;
 use crate::lambda::events::MailInfo;
 use crate::lambda::handler::HandlerError;
-use crate::lambda::invocation::{epoch_ms, within};
+use crate::lambda::invocation::epoch_ms;
 pub use crate::lambda::trace::StoppedShort;
+use crate::lambda::trace::{indexed, write_entries};
 use crate::lambda::wiring::AwsHandler;
 
 /// How many reads a listing has in flight at once.
@@ -64,45 +65,26 @@ pub async fn file_mail(
     time_left: Option<Duration>,
 ) {
     let entry = HeldEntry {
-        ses_id: mail.ses_id.clone(),
-        received_ms: if mail.received_ms == 0 {
-            epoch_ms()
-        } else {
-            mail.received_ms
-        },
-        sender: mail.sender.clone(),
-        from: mail.from.clone(),
-        message_id: mail.message_id_header.clone(),
+        mail: indexed(mail),
         subject: mail
             .subject
             .as_deref()
             .map(|s| s.chars().take(crate::core::notice::QUOTED_CHARS).collect()),
-        recipients: mail.recipients.clone(),
         unrouted: unrouted.to_vec(),
         spf_pass: mail.spf_pass,
         dkim_pass: mail.dkim_pass,
         dmarc: mail.verdicts.dmarc.clone(),
     };
-    let text = entry.to_text();
-    let keys = [entry.day_key(), HeldEntry::mail_key(&entry.ses_id)];
-    let writes = keys.iter().map(|key| {
-        let text = &text;
-        async move {
-            match within(time_left, records.write_index(key, text)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(message_id = mail.ses_id, key, error = %error, "held-mail entry not written")
-                }
-                Err(stop) => tracing::warn!(
-                    message_id = mail.ses_id,
-                    key,
-                    reason = stop.0,
-                    "held-mail entry not written"
-                ),
-            }
-        }
-    });
-    futures_util::future::join_all(writes).await;
+    let keys = [entry.day_key(), HeldEntry::mail_key(&mail.ses_id)];
+    write_entries(
+        records,
+        &mail.ses_id,
+        &keys,
+        &entry.to_text(),
+        time_left,
+        "held-mail entry",
+    )
+    .await;
 }
 
 /// Which mails a listing reads.
@@ -233,12 +215,15 @@ pub async fn find(
     let mut mails = Vec::new();
     for mail in found {
         if let Some(mail) = mail? {
-            if !mails.iter().any(|m: &HeldMail| m.entry.ses_id == mail.entry.ses_id) {
+            if !mails
+                .iter()
+                .any(|m: &HeldMail| m.entry.mail.ses_id == mail.entry.mail.ses_id)
+            {
                 mails.push(mail);
             }
         }
     }
-    mails.sort_by_key(|m| m.entry.received_ms);
+    mails.sort_by_key(|m| m.entry.mail.received_ms);
     Ok(Found { mails, stopped_short })
 }
 
@@ -341,8 +326,8 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
         report.notice_sent = report.notice == "sent";
         tracing::warn!(
             message_id = ses_id,
-            sender = entry.sender,
-            header_message_id = entry.message_id.as_deref().unwrap_or(""),
+            sender = entry.mail.sender,
+            header_message_id = entry.mail.message_id.as_deref().unwrap_or(""),
             reason = reason.word(),
             settled,
             notice = report.notice,
@@ -361,11 +346,11 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
             return "not sent: NOTICE_FROM is not set".into();
         }
         // Who may be told: SES's verdicts as the event gave them, the mail's own header.
-        let header = match self.config.mail_key(&entry.ses_id, None) {
+        let header = match self.config.mail_key(&entry.mail.ses_id, None) {
             Ok(key) => match self.store.fetch(&key, self.config.line_endings).await {
                 Ok(spool) => Some(spool.summary().clone()),
                 Err(error) => {
-                    tracing::warn!(message_id = entry.ses_id, error = %error, "stored mail not read for the reject notice");
+                    tracing::warn!(message_id = entry.mail.ses_id, error = %error, "stored mail not read for the reject notice");
                     None
                 }
             },
@@ -375,7 +360,7 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
             return "not sent: the stored mail could not be read (who sent it can't be checked)".into();
         };
         let facts = SenderFacts {
-            envelope_sender: entry.sender.clone(),
+            envelope_sender: entry.mail.sender.clone(),
             from: header.from.clone(),
             spf_pass: entry.spf_pass,
             dkim_pass: entry.dkim_pass,
@@ -387,11 +372,11 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
         if let Some(refused) = sender_refusal(&facts) {
             return format!("not sent: the sender may not be told ({refused})");
         }
-        let Some(sender) = normalize_address(&entry.sender) else {
+        let Some(sender) = normalize_address(&entry.mail.sender) else {
             return "not sent: no sender address".into();
         };
         let key = reject_window_key(&sender, reason, epoch_ms());
-        let mark = json!({"message_id": entry.ses_id, "updated_ms": epoch_ms()}).to_string();
+        let mark = json!({"message_id": entry.mail.ses_id, "updated_ms": epoch_ms()}).to_string();
         match self.records.create(&key, &mark).await {
             Ok(Some(_)) => {}
             Ok(None) => return "not sent: this sender was told for this reason today already".into(),
@@ -406,7 +391,7 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
     /// Expires `mail`: settles what of it is not a ticket and logs it with its sender
     /// and Message-ID (`outcome = "expired"`).
     pub async fn expire(&self, mail: &HeldMail, held_days: u32) -> Result<usize, SettleError> {
-        let ses_id = &mail.entry.ses_id;
+        let ses_id = &mail.entry.mail.ses_id;
         let state = one(self.index, self.records_prefix(), ses_id).await?;
         let why = format!("held longer than {held_days} day(s); never posted");
         let settled = self.settle_all(ses_id, &state, EXPIRED, &why).await?;
@@ -414,8 +399,8 @@ impl<S: MailStore, R: DeliveryRecords, I: RecordIndex, N: Notifier> Held<'_, S, 
             let causes: Vec<&str> = mail.causes().iter().map(|c| c.label).collect();
             tracing::warn!(
                 message_id = ses_id.as_str(),
-                sender = mail.entry.sender,
-                header_message_id = mail.entry.message_id.as_deref().unwrap_or(""),
+                sender = mail.entry.mail.sender,
+                header_message_id = mail.entry.mail.message_id.as_deref().unwrap_or(""),
                 cause = causes.join(","),
                 held_days,
                 outcome = "expired",
@@ -562,75 +547,13 @@ pub async fn operate(handler: &AwsHandler, request: &Value) -> Result<Value, Han
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::record_index::{Listed, Listing};
+    use crate::aws::memory_bucket::MemoryBucket;
     use crate::aws::ses::NoticeError;
     use crate::core::notice::NoticeText;
     use crate::core::route_record::RouteState;
     use crate::spool::{LineEndings, Spool};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
-
-    /// A bucket in memory: listed by full key, written under the records prefix `r/`
-    /// (conditional writes on the text as the version).
-    #[derive(Default)]
-    struct Bucket(Mutex<BTreeMap<String, String>>);
-    impl Bucket {
-        fn put(&self, key: &str, text: &str) {
-            self.0.lock().unwrap().insert(format!("r/{key}"), text.into());
-        }
-        fn get(&self, key: &str) -> Option<String> {
-            self.0.lock().unwrap().get(&format!("r/{key}")).cloned()
-        }
-    }
-    impl RecordIndex for Bucket {
-        async fn list(&self, range: &KeyRange, max: usize) -> Result<Listing, StoreError> {
-            let map = self.0.lock().unwrap();
-            let mut listing = Listing::default();
-            for key in map.keys().filter(|k| k.starts_with(&range.prefix)) {
-                if range.after.as_ref().is_some_and(|a| key <= a) {
-                    continue;
-                }
-                if range.until.as_ref().is_some_and(|u| key > u) {
-                    break;
-                }
-                if listing.items.len() == max {
-                    listing.more = true;
-                    break;
-                }
-                listing.items.push(Listed {
-                    key: key.clone(),
-                    modified_ms: 0,
-                });
-            }
-            Ok(listing)
-        }
-        async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-    }
-    impl DeliveryRecords for Bucket {
-        async fn find_versioned(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
-            Ok(self.get(key).map(|t| (t.clone(), t)))
-        }
-        async fn create(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
-            if self.get(key).is_some() {
-                return Ok(None);
-            }
-            self.put(key, value);
-            Ok(Some(value.into()))
-        }
-        async fn replace(&self, key: &str, value: &str, version: &str) -> Result<Option<String>, StoreError> {
-            if self.get(key).as_deref() != Some(version) {
-                return Ok(None);
-            }
-            self.put(key, value);
-            Ok(Some(value.into()))
-        }
-        async fn write_index(&self, key: &str, value: &str) -> Result<(), StoreError> {
-            self.put(key, value);
-            Ok(())
-        }
-    }
 
     /// The stored mails: one, from an authenticated-looking sender.
     struct Store;
@@ -666,7 +589,7 @@ mod tests {
     }
 
     /// Files mail `id` received `age_ms` ago with one route record in `state`.
-    async fn file(bucket: &Bucket, id: &str, age_ms: u64, state: &str, reason: &str) {
+    async fn file(bucket: &MemoryBucket, id: &str, age_ms: u64, state: &str, reason: &str) {
         let mail = MailInfo {
             ses_id: id.into(),
             sender: "alice@customer.example".into(),
@@ -683,13 +606,13 @@ mod tests {
         bucket.put(&format!("{id}/fp"), &record.to_string());
     }
 
-    fn state_of(bucket: &Bucket, id: &str) -> RouteRecord {
+    fn state_of(bucket: &MemoryBucket, id: &str) -> RouteRecord {
         RouteRecord::from_text(&bucket.get(&format!("{id}/fp")).unwrap()).unwrap()
     }
 
     #[tokio::test]
     async fn the_daily_run_expires_only_old_held_mail_and_sends_one_digest() {
-        let (bucket, outbox, config) = (Bucket::default(), Outbox::default(), config());
+        let (bucket, outbox, config) = (MemoryBucket::default(), Outbox::default(), config());
         let held = Held {
             config: &config,
             store: &Store,
@@ -725,7 +648,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reject_settles_once_and_tells_once_per_sender_reason_and_day() {
-        let (bucket, outbox, config) = (Bucket::default(), Outbox::default(), config());
+        let (bucket, outbox, config) = (MemoryBucket::default(), Outbox::default(), config());
         let held = Held {
             config: &config,
             store: &Store,
@@ -766,7 +689,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_listing_stops_short_at_its_bound_and_says_so() {
-        let bucket = Bucket::default();
+        let bucket = MemoryBucket::default();
         for n in 0..5 {
             file(&bucket, &format!("m{n}"), 60_000 - n * 1000, "given-up", "UnknownQueue").await;
         }

@@ -283,7 +283,21 @@ async fn scan(index: &impl RecordIndex, records_prefix: &str, request: &TraceReq
 /// `time_left`. An entry not written is logged and the delivery goes on: the index
 /// only helps a person find the mail.
 pub async fn index_mail(records: &impl DeliveryRecords, mail: &MailInfo, time_left: Option<Duration>) {
-    let entry = IndexedMail {
+    let entry = indexed(mail);
+    write_entries(
+        records,
+        &mail.ses_id,
+        &entry.entry_keys(),
+        &entry.to_text(),
+        time_left,
+        "trace index entry",
+    )
+    .await;
+}
+
+/// The index's description of `mail` (received now, when SES's event gave no time).
+pub fn indexed(mail: &MailInfo) -> IndexedMail {
+    IndexedMail {
         ses_id: mail.ses_id.clone(),
         received_ms: if mail.received_ms == 0 {
             epoch_ms()
@@ -294,25 +308,25 @@ pub async fn index_mail(records: &impl DeliveryRecords, mail: &MailInfo, time_le
         from: mail.from.clone(),
         message_id: mail.message_id_header.clone(),
         recipients: mail.recipients.clone(),
-    };
-    let text = entry.to_text();
-    let writes = entry.entry_keys().into_iter().map(|key| {
-        let text = &text;
-        async move {
-            match within(time_left, records.write_index(&key, text)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(message_id = mail.ses_id, key, error = %error, "trace index entry not written")
-                }
-                Err(stop) => {
-                    tracing::warn!(
-                        message_id = mail.ses_id,
-                        key,
-                        reason = stop.0,
-                        "trace index entry not written"
-                    )
-                }
-            }
+    }
+}
+
+/// Writes `text` under each of `keys`, all at once, within `time_left`. A key not
+/// written is logged as `what` not written, with the mail's `ses_id`; the delivery goes
+/// on (index entries only help a person find the mail; the records say it all).
+pub async fn write_entries(
+    records: &impl DeliveryRecords,
+    ses_id: &str,
+    keys: &[String],
+    text: &str,
+    time_left: Option<Duration>,
+    what: &str,
+) {
+    let writes = keys.iter().map(|key| async move {
+        match within(time_left, records.write_index(key, text)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(message_id = ses_id, key, error = %error, "{what} not written"),
+            Err(stop) => tracing::warn!(message_id = ses_id, key, reason = stop.0, "{what} not written"),
         }
     });
     futures_util::future::join_all(writes).await;
@@ -321,60 +335,13 @@ pub async fn index_mail(records: &impl DeliveryRecords, mail: &MailInfo, time_le
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::record_index::{Listed, Listing};
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    /// A bucket in memory, listed in key order as S3 lists.
-    #[derive(Default)]
-    struct Bucket(Mutex<BTreeMap<String, String>>);
-    impl RecordIndex for Bucket {
-        async fn list(&self, range: &KeyRange, max: usize) -> Result<Listing, StoreError> {
-            let map = self.0.lock().unwrap();
-            let mut listing = Listing::default();
-            for key in map.keys().filter(|k| k.starts_with(&range.prefix)) {
-                if range.after.as_ref().is_some_and(|a| key <= a) {
-                    continue;
-                }
-                if range.until.as_ref().is_some_and(|u| key > u) {
-                    break;
-                }
-                if listing.items.len() == max {
-                    listing.more = true;
-                    break;
-                }
-                listing.items.push(Listed {
-                    key: key.clone(),
-                    modified_ms: 0,
-                });
-            }
-            Ok(listing)
-        }
-        async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-    }
-    impl DeliveryRecords for Bucket {
-        async fn find_versioned(&self, _: &str) -> Result<Option<(String, String)>, StoreError> {
-            unreachable!()
-        }
-        async fn create(&self, _: &str, _: &str) -> Result<Option<String>, StoreError> {
-            unreachable!()
-        }
-        async fn replace(&self, _: &str, _: &str, _: &str) -> Result<Option<String>, StoreError> {
-            unreachable!()
-        }
-        async fn write_index(&self, key: &str, value: &str) -> Result<(), StoreError> {
-            self.0.lock().unwrap().insert(format!("r/{key}"), value.into());
-            Ok(())
-        }
-    }
+    use crate::aws::memory_bucket::MemoryBucket;
 
     const DAY: u64 = 86_400_000;
     const T0: u64 = 1_700_000_000_000;
 
     /// A mail received at `at`, indexed, with one route record.
-    async fn receive(bucket: &Bucket, id: &str, sender: &str, from: &str, at: u64) {
+    async fn receive(bucket: &MemoryBucket, id: &str, sender: &str, from: &str, at: u64) {
         let mail = MailInfo {
             ses_id: id.into(),
             sender: sender.into(),
@@ -388,7 +355,7 @@ mod tests {
         let record = format!(
             r#"{{"state":"delivered","route":"support@example.com","recipients":["support@example.com"],"sender":"{sender}","updated_ms":{at}}}"#
         );
-        bucket.0.lock().unwrap().insert(format!("r/{id}/fp"), record);
+        bucket.put(&format!("{id}/fp"), &record);
     }
 
     fn by(filter: MailFilter, max_mails: usize) -> TraceRequest {
@@ -402,7 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_mail_is_found_by_sender_from_or_message_id_whatever_else_the_bucket_holds() {
-        let bucket = Bucket::default();
+        let bucket = MemoryBucket::default();
         for n in 0..300 {
             receive(
                 &bucket,
@@ -463,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_search_lists_only_the_days_asked_and_says_when_it_stopped_short() {
-        let bucket = Bucket::default();
+        let bucket = MemoryBucket::default();
         for day in 0..5 {
             for n in 0..4 {
                 receive(
@@ -508,7 +475,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_mail_without_route_records_is_found_and_a_recipient_narrows() {
-        let bucket = Bucket::default();
+        let bucket = MemoryBucket::default();
         let mail = MailInfo {
             ses_id: "unrouted".into(),
             sender: "s@x.example".into(),
