@@ -27,21 +27,6 @@ use support::unique;
 const OPERATOR: &str = "ops@example.test";
 const NOTICE_FROM: &str = "rt-mailgate@example.test";
 
-/// Sets a ticket's status as an RT user would (REST 1.0, as root).
-fn set_status(rt: &Rt, ticket: u64, status: &str) {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "--max-time", "30", "--data-urlencode"])
-        .arg(format!("content=Status: {status}"))
-        .arg(format!(
-            "{}/REST/1.0/ticket/{ticket}/edit?user=root&pass=password",
-            rt.url
-        ))
-        .output()
-        .expect("curl runs");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && said.contains("updated"), "{said}");
-}
-
 /// A mail as SES stores it (CRLF).
 fn mail(from: &str, subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
@@ -230,7 +215,7 @@ fn an_out_of_office_reply_is_a_comment_on_the_resolved_ticket(db: Db) {
         .clone();
     let rt_subject = header(&autoreply, "Subject").expect("RT's subject");
     assert!(rt_subject.contains(&format!("#{ticket}]")), "{rt_subject}");
-    set_status(&rt, ticket, "resolved");
+    rt.set_status(ticket, "resolved");
 
     // Exchange's out-of-office reply to RT's autoreply.
     let sent_before = rt.outgoing_mail().len();

@@ -93,11 +93,6 @@ fn deliver_twice(stack: &LambdaStack, mail: &[u8], recipient: &str, again: bool)
     line["fields"]["thread"].as_str().unwrap_or_default().to_string()
 }
 
-/// Sets a ticket's status as an RT user would (REST 1.0, as root).
-fn set_status(rt: &Rt, ticket: u64, status: &str) {
-    set_field(rt, ticket, &format!("Status: {status}"));
-}
-
 /// A new ticket from the customer's first mail (with this Message-ID): the ticket and
 /// RT's autoreply to it, which the replies and bounces are built from.
 fn new_ticket(stack: &LambdaStack, rt: &Rt, subject: &str, message_id: &str) -> (u64, String) {
@@ -231,7 +226,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     // 3a. A marker naming a ticket deleted since: the same, posted as without threading.
     let doomed = unique("A ticket deleted since");
     let (deleted, _) = new_ticket(&stack, &rt, &doomed, &format!("<{}@customer.example>", unique("d")));
-    set_status(&rt, deleted, "deleted");
+    rt.set_status(deleted, "deleted");
     let sent_before = rt.outgoing_mail().len();
     let late = unique("A reply to a deleted ticket");
     let to_deleted = customer_mail(
@@ -264,7 +259,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     // 4. A Postfix DSN of RT's autoreply, on the resolved ticket: a comment, the ticket
     // stays resolved, and RT mails nobody (a correspondence would reopen it and mail
     // the requestor).
-    set_status(&rt, ticket, "resolved");
+    rt.set_status(ticket, "resolved");
     let sent_before = rt.outgoing_mail().len();
     let returned = returned_header(&autoreply);
     let dsn = format!(
@@ -355,8 +350,8 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
         &old_subject,
         &format!("<{}@customer.example>", unique("o")),
     );
-    set_status(&rt, old, "resolved");
-    set_field(&rt, old, "Resolved: 2020-01-02 03:04:05");
+    rt.set_status(old, "resolved");
+    rt.set_field(old, "Resolved: 2020-01-02 03:04:05");
     let old_references = header(&old_autoreply, "References").expect("RT's References");
     let words = unique("a reply years later");
     let late = customer_mail(
@@ -380,21 +375,6 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
         shown.contains(&format!("X-RT-Mailgate-Resolved-Ticket: {old}")),
         "the new ticket's first mail names the old one: {shown}"
     );
-}
-
-/// Sets a ticket's field as an RT user would (REST 1.0, as root): `Field: value`.
-fn set_field(rt: &Rt, ticket: u64, content: &str) {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "--max-time", "30", "--data-urlencode"])
-        .arg(format!("content={content}"))
-        .arg(format!(
-            "{}/REST/1.0/ticket/{ticket}/edit?user=root&pass=password",
-            rt.url
-        ))
-        .output()
-        .expect("curl runs");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && said.contains("updated"), "{said}");
 }
 
 #[test]

@@ -606,6 +606,21 @@ mod tests {
         bucket.put(&format!("{id}/fp"), &record.to_string());
     }
 
+    /// The held-mail operations on `bucket`, telling through `outbox`.
+    fn held<'a>(
+        config: &'a LambdaConfig,
+        bucket: &'a MemoryBucket,
+        outbox: &'a Outbox,
+    ) -> Held<'a, Store, MemoryBucket, MemoryBucket, Outbox> {
+        Held {
+            config,
+            store: &Store,
+            records: bucket,
+            index: bucket,
+            notifier: outbox,
+        }
+    }
+
     fn state_of(bucket: &MemoryBucket, id: &str) -> RouteRecord {
         RouteRecord::from_text(&bucket.get(&format!("{id}/fp")).unwrap()).unwrap()
     }
@@ -613,13 +628,7 @@ mod tests {
     #[tokio::test]
     async fn the_daily_run_expires_only_old_held_mail_and_sends_one_digest() {
         let (bucket, outbox, config) = (MemoryBucket::default(), Outbox::default(), config());
-        let held = Held {
-            config: &config,
-            store: &Store,
-            records: &bucket,
-            index: &bucket,
-            notifier: &outbox,
-        };
+        let held = held(&config, &bucket, &outbox);
         file(&bucket, "old-held", 3 * DAY_MS, "held", "storm-sender: 16 mails").await;
         file(&bucket, "new-held", 60_000, "held", "loop: X-Loop").await;
         file(&bucket, "old-given-up", 3 * DAY_MS, "given-up", "MailTooLarge").await;
@@ -649,13 +658,7 @@ mod tests {
     #[tokio::test]
     async fn a_reject_settles_once_and_tells_once_per_sender_reason_and_day() {
         let (bucket, outbox, config) = (MemoryBucket::default(), Outbox::default(), config());
-        let held = Held {
-            config: &config,
-            store: &Store,
-            records: &bucket,
-            index: &bucket,
-            notifier: &outbox,
-        };
+        let held = held(&config, &bucket, &outbox);
         for id in ["a", "b"] {
             file(&bucket, id, 60_000, "held", "auto-reply: Auto-Submitted").await;
         }

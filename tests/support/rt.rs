@@ -172,6 +172,26 @@ impl Rt {
         ids
     }
 
+    /// Sets a ticket's field as an RT user would (REST 1.0, as root): `Field: value`.
+    pub fn set_field(&self, ticket: u64, content: &str) {
+        let out = std::process::Command::new("curl")
+            .args(["-fsS", "--max-time", "30", "--data-urlencode"])
+            .arg(format!("content={content}"))
+            .arg(format!(
+                "{}/REST/1.0/ticket/{ticket}/edit?user=root&pass=password",
+                self.url
+            ))
+            .output()
+            .expect("curl runs");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains("updated"), "{said}");
+    }
+
+    /// Sets a ticket's status as an RT user would (REST 1.0, as root).
+    pub fn set_status(&self, ticket: u64, status: &str) {
+        self.set_field(ticket, &format!("Status: {status}"));
+    }
+
     /// GET a REST 1.0 path as root; returns the bytes after RT's `RT/x.y.z 200 Ok\n\n` line.
     pub fn rest(&self, path: &str) -> Vec<u8> {
         let sep = if path.contains('?') { '&' } else { '?' };
