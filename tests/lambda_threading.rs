@@ -93,6 +93,19 @@ fn deliver_twice(stack: &LambdaStack, mail: &[u8], recipient: &str, again: bool)
     line["fields"]["thread"].as_str().unwrap_or_default().to_string()
 }
 
+/// A colleague's (bob's) reply-all to the customer's first mail `message_id`: no RT
+/// marker, only In-Reply-To and References naming that mail.
+fn reply_all(subject: &str, message_id: &str, words: &str) -> Vec<u8> {
+    String::from_utf8(customer_mail(
+        &format!("Re: {subject}"),
+        &format!("In-Reply-To: {message_id}\nReferences: {message_id}\n"),
+        words,
+    ))
+    .unwrap()
+    .replace("From: alice@customer.example", "From: bob@customer.example")
+    .into_bytes()
+}
+
 /// A new ticket from the customer's first mail (with this Message-ID): the ticket and
 /// RT's autoreply to it, which the replies and bounces are built from.
 fn new_ticket(stack: &LambdaStack, rt: &Rt, subject: &str, message_id: &str) -> (u64, String) {
@@ -180,14 +193,7 @@ fn replies_and_bounces_land_on_rts_ticket(db: Db) {
     // RT holds that Message-ID on the ticket's Create (the gateway posts the sender's
     // Message-ID unchanged): same ticket, by Message-ID, once.
     let words = unique("reply-all to the first mail");
-    let reply_all = String::from_utf8(customer_mail(
-        &format!("Re: {subject}"),
-        &format!("In-Reply-To: {customer_message_id}\nReferences: {customer_message_id}\n"),
-        &words,
-    ))
-    .unwrap()
-    .replace("From: alice@customer.example", "From: bob@customer.example")
-    .into_bytes();
+    let reply_all = reply_all(&subject, &customer_message_id, &words);
     assert_eq!(
         deliver_twice(&stack, &reply_all, "support@example.test", true),
         "message_id"
@@ -404,14 +410,7 @@ fn a_reply_all_takes_one_request_with_the_rt_side_extra(db: Db) {
     let (ticket, _) = new_ticket(&stack, &rt, &subject, &customer_message_id);
 
     let words = unique("reply-all, one request");
-    let reply_all = String::from_utf8(customer_mail(
-        &format!("Re: {subject}"),
-        &format!("In-Reply-To: {customer_message_id}\nReferences: {customer_message_id}\n"),
-        &words,
-    ))
-    .unwrap()
-    .replace("From: alice@customer.example", "From: bob@customer.example")
-    .into_bytes();
+    let reply_all = reply_all(&subject, &customer_message_id, &words);
     let door = stack.door().expect("the front door");
     let asked_before = door.requests().len();
     assert_eq!(

@@ -14,9 +14,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-
 use rt_mailgate::aws::counters::{CounterError, DynamoCounters, StormCounters, ADD_ATTEMPTS, ADD_LIMIT};
 use rt_mailgate::core::storm::{counter_item, StormBounds};
 
@@ -34,15 +31,13 @@ fn moto() -> (Moto, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("moto.log");
     let port = support::free_port();
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("moto_server starts (pip install 'moto[server]')");
-    support::lambda::wait_for(SocketAddr::from(([127, 0, 0, 1], port)), "moto", &mut child, &log);
+    let mut child = support::lambda::spawn(
+        "moto_server",
+        &["-H", "127.0.0.1", "-p", &port.to_string()],
+        &log,
+        "moto",
+    );
+    support::lambda::wait_for_port(port, "moto", &mut child, &log);
     (Moto(child, format!("http://127.0.0.1:{port}")), dir)
 }
 

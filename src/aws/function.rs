@@ -116,6 +116,22 @@ pub enum SettingsError {
     NoBucket,
 }
 
+/// The flags an operator tool finds the records by (shared by `rt-mailgate-trace` and
+/// `rt-mailgate-held`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RecordsFlags {
+    /// Take the settings (MAIL_BUCKET, RECORDS_PREFIX, the log group...) from this
+    /// deployed function (through the aws CLI); a variable set here wins.
+    #[arg(long, global = true)]
+    pub function_name: Option<String>,
+    /// The bucket (else MAIL_BUCKET).
+    #[arg(long, global = true)]
+    pub bucket: Option<String>,
+    /// The records prefix (else RECORDS_PREFIX, else delivery-records/).
+    #[arg(long, global = true)]
+    pub records_prefix: Option<String>,
+}
+
 /// An operator tool's settings: every variable (the deployed function's, with this
 /// machine's on top), and the records' bucket and prefix (a flag first).
 #[derive(Debug, Clone, Default)]
@@ -129,23 +145,21 @@ pub struct ToolSettings {
 }
 
 impl ToolSettings {
-    /// Reads the deployed function `function_name` (when given, through the aws CLI) and
-    /// this machine's variables; `bucket` and `prefix` are the tool's flags.
-    pub fn read(
-        function_name: Option<&str>,
-        bucket: Option<&str>,
-        prefix: Option<&str>,
-    ) -> Result<Self, SettingsError> {
-        let deployed = match function_name {
+    /// Reads the deployed function the flags name (through the aws CLI) and this
+    /// machine's variables, under the flags.
+    pub fn read(flags: &RecordsFlags) -> Result<Self, SettingsError> {
+        let deployed = match &flags.function_name {
             Some(name) => deployed_environment(name)?,
             None => BTreeMap::new(),
         };
-        let bucket = bucket
-            .map(str::to_string)
+        let bucket = flags
+            .bucket
+            .clone()
             .or_else(|| overlay(&deployed, "MAIL_BUCKET"))
             .ok_or(SettingsError::NoBucket)?;
-        let prefix = prefix
-            .map(str::to_string)
+        let prefix = flags
+            .records_prefix
+            .clone()
             .or_else(|| overlay(&deployed, "RECORDS_PREFIX"))
             .unwrap_or_else(|| DEFAULT_RECORDS_PREFIX.to_string());
         let mut vars = deployed;

@@ -3,12 +3,12 @@
 //! Manager) behind [`secrets::SecretSource`], the routing table object
 //! ([`routes_object::RoutesObject`]); the deployed function through the `aws` CLI
 //! ([`function`]); the storm counters (DynamoDB) behind [`counters::StormCounters`];
-//! and, for unit tests, a bucket in memory (`memory_bucket`).
+//! and, for unit tests, a bucket and an outbox in memory (`memory`).
 
 pub mod counters;
 pub mod function;
 #[cfg(test)]
-pub mod memory_bucket;
+pub mod memory;
 pub mod record_index;
 pub mod records;
 pub mod routes_object;

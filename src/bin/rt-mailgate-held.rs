@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use rt_mailgate::aws::function::{invoke, ToolSettings};
+use rt_mailgate::aws::function::{invoke, RecordsFlags, ToolSettings};
 use rt_mailgate::core::held::{release_does, Cause, Filter, HeldMail, Kind, RejectReason, DEFAULT_HELD_DAYS};
 use rt_mailgate::core::shell;
 use rt_mailgate::core::trace::{parse_time, stopped_short_text, utc};
@@ -29,16 +29,8 @@ use serde_json::{json, Value};
 struct Args {
     #[command(subcommand)]
     command: Command,
-    /// Take the settings (MAIL_BUCKET, RECORDS_PREFIX, ...) from this deployed function
-    /// (through the aws CLI); a variable set here wins.
-    #[arg(long, global = true)]
-    function_name: Option<String>,
-    /// The bucket (else MAIL_BUCKET).
-    #[arg(long, global = true)]
-    bucket: Option<String>,
-    /// The records prefix (else RECORDS_PREFIX, else delivery-records/).
-    #[arg(long, global = true)]
-    records_prefix: Option<String>,
+    #[command(flatten)]
+    records: RecordsFlags,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -124,11 +116,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<u8> {
-    let settings = ToolSettings::read(
-        args.function_name.as_deref(),
-        args.bucket.as_deref(),
-        args.records_prefix.as_deref(),
-    )?;
+    let settings = ToolSettings::read(&args.records)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let index = settings.record_index(&aws);
     let now = epoch_ms();
@@ -239,7 +227,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             };
             let request = json!({"reject": {"message_id": id, "reason": word.word()}});
             let answer = if *in_function {
-                let function = args.function_name.as_deref().unwrap_or_default();
+                let function = args.records.function_name.as_deref().unwrap_or_default();
                 invoke(function, &json!({"rt-mailgate": {"held": request}})).context("invoking the function")?
             } else {
                 let handler = LiveHandler::cold_start(settings.vars.clone().into_iter().collect(), &aws, true)
@@ -307,7 +295,7 @@ async fn release(
                 (report.failed == 0, report.lines)
             }
             None => {
-                let function = args.function_name.as_deref().unwrap_or_default();
+                let function = args.records.function_name.as_deref().unwrap_or_default();
                 let request = json!({ "rt-mailgate": { "replay": {
                     "message_id": info.ses_id,
                     "recipients": info.recipients,

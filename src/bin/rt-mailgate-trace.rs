@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rt_mailgate::aws::function::ToolSettings;
+use rt_mailgate::aws::function::{RecordsFlags, ToolSettings};
 use rt_mailgate::core::shell;
 use rt_mailgate::core::trace::{
     describe, indexed_mail_line, log_commands, mail_line, no_routes_lines, parse_time, route_lines, stopped_short_text,
@@ -44,16 +44,8 @@ struct Args {
     /// Until this time (same forms). Default now.
     #[arg(long)]
     until: Option<String>,
-    /// Take MAIL_BUCKET, RECORDS_PREFIX and the log group from this deployed function
-    /// (through the aws CLI); a variable set here wins.
-    #[arg(long)]
-    function_name: Option<String>,
-    /// The bucket (else MAIL_BUCKET).
-    #[arg(long)]
-    bucket: Option<String>,
-    /// The records prefix (else RECORDS_PREFIX, else delivery-records/).
-    #[arg(long)]
-    records_prefix: Option<String>,
+    #[command(flatten)]
+    records: RecordsFlags,
     /// The function's log group (else /aws/lambda/<function name>).
     #[arg(long)]
     log_group: Option<String>,
@@ -85,11 +77,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     if args.message_id.is_none() && args.header.is_none() && args.sender.is_none() {
         anyhow::bail!("name the mail: --message-id ID, --header MESSAGE-ID, or --sender ADDRESS [--since T --until T]");
     }
-    let settings = ToolSettings::read(
-        args.function_name.as_deref(),
-        args.bucket.as_deref(),
-        args.records_prefix.as_deref(),
-    )?;
+    let settings = ToolSettings::read(&args.records)?;
     let (bucket, prefix) = (&settings.bucket, &settings.prefix);
     let now = epoch_ms();
     let since = match &args.since {
@@ -165,7 +153,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let group = args
         .log_group
         .clone()
-        .or_else(|| args.function_name.as_ref().map(|f| format!("/aws/lambda/{f}")));
+        .or_else(|| args.records.function_name.as_ref().map(|f| format!("/aws/lambda/{f}")));
     let ids: Vec<String> = match (&args.message_id, mails.is_empty()) {
         (Some(id), true) => vec![id.clone()],
         _ => mails.iter().map(|m| m.ses_id.clone()).collect(),
@@ -210,9 +198,9 @@ fn continue_command(args: &Args, last_ms: u64) -> String {
     add("--recipient", &args.recipient);
     add("--since", &Some(utc(last_ms)));
     add("--until", &args.until);
-    add("--function-name", &args.function_name);
-    add("--bucket", &args.bucket);
-    add("--records-prefix", &args.records_prefix);
+    add("--function-name", &args.records.function_name);
+    add("--bucket", &args.records.bucket);
+    add("--records-prefix", &args.records.records_prefix);
     add("--log-group", &args.log_group);
     words.join(" ")
 }

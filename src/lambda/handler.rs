@@ -271,12 +271,7 @@ impl<S: MailStore, R: DeliveryRecords, G: MailGateway, N: Notifier, L: DeliveryL
             notices.tell(&stored, given_up).await;
         }
         // A storm's or loop's one notice (its notice window is taken already).
-        for notice in hold_notices {
-            match self.notifier.send(&notice).await {
-                Ok(()) => tracing::info!(message_id, to = notice.to, "hold notice sent"),
-                Err(e) => tracing::error!(message_id, error = %e, "hold notice not sent"),
-            }
-        }
+        crate::lambda::notify::send_logged(&self.notifier, message_id, hold_notices, "hold notice").await;
         if let Some(error) = error {
             return Err(error);
         }
@@ -374,10 +369,9 @@ mod tests {
     //! easily provoke (a deadline, a notice rate limit, an unreadable record store, RT
     //! still storing a mail when asked).
     use super::*;
+    use crate::aws::memory::MemoryOutbox;
     use crate::aws::s3::StoreError;
-    use crate::aws::ses::NoticeError;
     use crate::core::delivery_id::DeliveryId;
-    use crate::core::notice::NoticeText;
     use crate::core::rate_limit;
     use crate::core::reply::{OkDetails, RtAnswer, TransportFailure};
     use crate::core::request::GatewayRequest;
@@ -528,16 +522,7 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct Outbox(Mutex<Vec<NoticeText>>);
-    impl Notifier for Outbox {
-        async fn send(&self, notice: &NoticeText) -> Result<(), NoticeError> {
-            self.0.lock().unwrap().push(notice.clone());
-            Ok(())
-        }
-    }
-
-    type TestHandler = Handler<Store, Records, Gateway, Outbox, FakeLookup>;
+    type TestHandler = Handler<Store, Records, Gateway, MemoryOutbox, FakeLookup>;
 
     fn handler(vars: &[(&str, &str)], records: Records, delay: Duration) -> TestHandler {
         let mut env: HashMap<String, String> = [
@@ -571,7 +556,7 @@ mod tests {
             Store(mails.into_iter().collect(), records.journal.clone()),
             records,
             gateway,
-            Outbox::default(),
+            MemoryOutbox::default(),
             FakeLookup::default(),
         )
     }

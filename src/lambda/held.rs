@@ -547,13 +547,10 @@ pub async fn operate(handler: &AwsHandler, request: &Value) -> Result<Value, Han
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::memory_bucket::MemoryBucket;
-    use crate::aws::ses::NoticeError;
-    use crate::core::notice::NoticeText;
+    use crate::aws::memory::{MemoryBucket, MemoryOutbox};
     use crate::core::route_record::RouteState;
     use crate::spool::{LineEndings, Spool};
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     /// The stored mails: one, from an authenticated-looking sender.
     struct Store;
@@ -561,15 +558,6 @@ mod tests {
         async fn fetch(&self, _key: &str, endings: LineEndings) -> Result<Spool, StoreError> {
             let mail = b"From: alice@customer.example\nSubject: s\nMessage-ID: <x@customer.example>\n\nhi\n";
             Ok(Spool::from_reader(&mail[..], endings).await.unwrap())
-        }
-    }
-
-    #[derive(Default)]
-    struct Outbox(Mutex<Vec<NoticeText>>);
-    impl Notifier for Outbox {
-        async fn send(&self, notice: &NoticeText) -> Result<(), NoticeError> {
-            self.0.lock().unwrap().push(notice.clone());
-            Ok(())
         }
     }
 
@@ -610,8 +598,8 @@ mod tests {
     fn held<'a>(
         config: &'a LambdaConfig,
         bucket: &'a MemoryBucket,
-        outbox: &'a Outbox,
-    ) -> Held<'a, Store, MemoryBucket, MemoryBucket, Outbox> {
+        outbox: &'a MemoryOutbox,
+    ) -> Held<'a, Store, MemoryBucket, MemoryBucket, MemoryOutbox> {
         Held {
             config,
             store: &Store,
@@ -627,7 +615,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_daily_run_expires_only_old_held_mail_and_sends_one_digest() {
-        let (bucket, outbox, config) = (MemoryBucket::default(), Outbox::default(), config());
+        let (bucket, outbox, config) = (MemoryBucket::default(), MemoryOutbox::default(), config());
         let held = held(&config, &bucket, &outbox);
         file(&bucket, "old-held", 3 * DAY_MS, "held", "storm-sender: 16 mails").await;
         file(&bucket, "new-held", 60_000, "held", "loop: X-Loop").await;
@@ -657,7 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reject_settles_once_and_tells_once_per_sender_reason_and_day() {
-        let (bucket, outbox, config) = (MemoryBucket::default(), Outbox::default(), config());
+        let (bucket, outbox, config) = (MemoryBucket::default(), MemoryOutbox::default(), config());
         let held = held(&config, &bucket, &outbox);
         for id in ["a", "b"] {
             file(&bucket, id, 60_000, "held", "auto-reply: Auto-Submitted").await;

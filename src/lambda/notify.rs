@@ -10,7 +10,7 @@
 use crate::aws::records::DeliveryRecords;
 use crate::aws::ses::Notifier;
 use crate::core::headers::MailSummary;
-use crate::core::notice::{operator_notice, sender_notice, GivenUpMail, GivenUpRoute};
+use crate::core::notice::{operator_notice, sender_notice, GivenUpMail, GivenUpRoute, NoticeText};
 use crate::core::outcome::{sender_refusal, GiveUpClass, Notice, SenderFacts};
 use crate::core::rate_limit::{admit, normalize_address, operator_window, sender_windows, Admission, Window};
 use crate::lambda::config::LambdaConfig;
@@ -26,6 +26,18 @@ pub struct Notices<'a, R, N> {
     pub records: &'a R,
     /// Sends the notices.
     pub notifier: &'a N,
+}
+
+/// Sends `texts` one after another about mail `message_id`, logging each as `what`
+/// sent (with its address) or not sent (with the error): a notice that fails is never
+/// retried, and never fails the delivery.
+pub async fn send_logged(notifier: &impl Notifier, message_id: &str, texts: Vec<NoticeText>, what: &str) {
+    for text in texts {
+        match notifier.send(&text).await {
+            Ok(()) => tracing::info!(message_id, to = text.to, "{what} sent"),
+            Err(error) => tracing::error!(message_id, error = %error, "{what} not sent"),
+        }
+    }
 }
 
 impl<R: DeliveryRecords, N: Notifier> Notices<'_, R, N> {
@@ -101,12 +113,7 @@ impl<R: DeliveryRecords, N: Notifier> Notices<'_, R, N> {
                 }
             }
         }
-        for text in notices {
-            match self.notifier.send(&text).await {
-                Ok(()) => tracing::info!(message_id, to = text.to, "notice sent"),
-                Err(error) => tracing::error!(message_id, error = %error, "notice not sent"),
-            }
-        }
+        send_logged(self.notifier, message_id, notices, "notice").await;
     }
 
     /// Takes one slot in each window, in order; false (send nothing) as soon as one is

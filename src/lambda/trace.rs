@@ -335,7 +335,7 @@ pub async fn write_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::memory_bucket::MemoryBucket;
+    use crate::aws::memory::MemoryBucket;
 
     const DAY: u64 = 86_400_000;
     const T0: u64 = 1_700_000_000_000;

@@ -51,11 +51,14 @@ pub fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
     }
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+/// [`wait_for`] on a loopback port.
+pub fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
     wait_for(SocketAddr::from(([127, 0, 0, 1], port)), what, child, log);
 }
 
-fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
+/// Starts `program` with `args`, its output to `log`; fails the test, naming the
+/// install, when it can't start.
+pub fn spawn(program: &str, args: &[&str], log: &Path, what: &str) -> Child {
     let file = std::fs::File::create(log).unwrap();
     Command::new(program)
         .args(args)
@@ -375,38 +378,35 @@ impl LambdaStack {
 
     /// DynamoDB's JSON API over HTTP (moto): the answer.
     pub fn dynamodb(&self, action: &str, body: serde_json::Value) -> serde_json::Value {
-        let (status, text) = block_on(async {
-            let response = reqwest::Client::new()
-                .post(&self.moto)
-                .header("X-Amz-Target", format!("DynamoDB_20120810.{action}"))
-                .header("Content-Type", "application/x-amz-json-1.0")
-                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("moto answers");
-            (response.status(), response.text().await.unwrap())
-        });
-        assert!(status.is_success(), "DynamoDB {action}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or_default()
+        self.json_api("dynamodb", &format!("DynamoDB_20120810.{action}"), "1.0", body)
     }
 
-    /// Secrets Manager's JSON API over HTTP: `POST /` with the action in `X-Amz-Target`.
+    /// Secrets Manager's JSON API over HTTP.
     fn secretsmanager(&self, action: &str, body: serde_json::Value) {
+        // The answer names the secret and its version, never the value.
+        self.json_api("secretsmanager", &format!("secretsmanager.{action}"), "1.1", body);
+    }
+
+    /// An AWS JSON API of moto: `POST /` with the action in `X-Amz-Target` and a
+    /// request body (never printed) of JSON `version`; the answer, which must be a success.
+    fn json_api(&self, service: &str, target: &str, version: &str, body: serde_json::Value) -> serde_json::Value {
         let (status, text) = block_on(async {
             let response = reqwest::Client::new()
                 .post(&self.moto)
-                .header("X-Amz-Target", format!("secretsmanager.{action}"))
-                .header("Content-Type", "application/x-amz-json-1.1")
-                .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+                .header("X-Amz-Target", target)
+                .header("Content-Type", format!("application/x-amz-json-{version}"))
+                .header(
+                    "Authorization",
+                    format!("AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
+                )
                 .body(body.to_string())
                 .send()
                 .await
                 .expect("moto answers");
             (response.status(), response.text().await.unwrap())
         });
-        // The answer names the secret and its version, never the value.
-        assert!(status.is_success(), "Secrets Manager {action}: {status} {text}");
+        assert!(status.is_success(), "{target}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or_default()
     }
 
     /// Every object in the bucket under `prefix`, with its bytes.

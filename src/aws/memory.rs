@@ -1,6 +1,7 @@
-//! A bucket in memory for the unit tests of what reads and writes the records (the
-//! trace, held mail): listed in key order as S3 lists, records under the prefix
-//! [`RECORDS`] written conditionally with the text itself as the version.
+//! Stand-ins in memory for the unit tests: a bucket ([`MemoryBucket`]) for what reads
+//! and writes the records (the trace, held mail), listed in key order as S3 lists, with
+//! records under the prefix [`RECORDS`] written conditionally with the text itself as
+//! the version; and an outbox ([`MemoryOutbox`]) that keeps every notice sent.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,6 +9,8 @@ use std::sync::Mutex;
 use crate::aws::record_index::{KeyRange, Listed, Listing, RecordIndex};
 use crate::aws::records::DeliveryRecords;
 use crate::aws::s3::StoreError;
+use crate::aws::ses::{NoticeError, Notifier};
+use crate::core::notice::NoticeText;
 
 /// The records prefix the tests' configurations name.
 pub const RECORDS: &str = "r/";
@@ -83,6 +86,17 @@ impl DeliveryRecords for MemoryBucket {
 
     async fn write_index(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.put(key, value);
+        Ok(())
+    }
+}
+
+/// Every notice sent, in order.
+#[derive(Debug, Default)]
+pub struct MemoryOutbox(pub Mutex<Vec<NoticeText>>);
+
+impl Notifier for MemoryOutbox {
+    async fn send(&self, notice: &NoticeText) -> Result<(), NoticeError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(notice.clone());
         Ok(())
     }
 }
