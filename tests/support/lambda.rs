@@ -35,7 +35,7 @@ pub use super::free_port;
 /// server's log if it exits first or never listens.
 pub fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+    while !listens(addr) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{what} exited ({status}): {}",
@@ -49,6 +49,15 @@ pub fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether something other than our own probe accepts a connection on `addr`. Connecting
+/// to a free loopback port can pick that very port as its source and connect to itself
+/// (TCP simultaneous open) where the ephemeral range covers the tests' ports: that is no
+/// server.
+fn listens(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        .is_ok_and(|probe| probe.local_addr().ok() != probe.peer_addr().ok())
 }
 
 /// [`wait_for`] on a loopback port.
@@ -156,16 +165,14 @@ impl LambdaStack {
 
     /// As [`Self::without_function`], with moto started by `start_moto(port, log)`: a
     /// moto serving 127.0.0.1:`port`, writing to `log` (e.g. one a test filled first).
-    pub fn without_function_on(concurrency: usize, start_moto: impl FnOnce(u16, &Path) -> Child) -> Self {
+    pub fn without_function_on(concurrency: usize, mut start_moto: impl FnMut(u16, &Path) -> Child) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (moto_port, api_port) = (free_port(), free_port());
-        let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();
 
         let moto_log = dir.path().join("moto.log");
-        let mut child = start_moto(moto_port, &moto_log);
-        wait_for_port(moto_port, "moto", &mut child, &moto_log);
+        let (moto, child) = start_answering_moto(&mut start_moto, &moto_log);
         children.push(child);
+        let api_port = free_port();
 
         // The emulator of the Lambda runtime API; we run our prebuilt function ourselves.
         // With `--concurrency N` it hands invocations to up to N polling processes at once.
@@ -402,7 +409,7 @@ impl LambdaStack {
                 .body(body.to_string())
                 .send()
                 .await
-                .expect("moto answers");
+                .unwrap_or_else(|e| panic!("moto answers: {e}: {}", self.moto_log()));
             (response.status(), response.text().await.unwrap())
         });
         assert!(status.is_success(), "{target}: {status} {text}");
@@ -484,7 +491,7 @@ impl LambdaStack {
                 .body(body.join("&"))
                 .send()
                 .await
-                .expect("moto answers");
+                .unwrap_or_else(|e| panic!("moto answers: {e}: {}", self.moto_log()));
             let status = response.status();
             let text = response.text().await.unwrap();
             assert!(status.is_success(), "SQS {form:?}: {status} {text}");
@@ -503,7 +510,7 @@ impl LambdaStack {
                 .body(body)
                 .send()
                 .await
-                .expect("moto answers");
+                .unwrap_or_else(|e| panic!("moto answers: {e}: {}", self.moto_log()));
             let status = response.status().as_u16();
             (status, response.bytes().await.unwrap().to_vec())
         })
@@ -551,7 +558,7 @@ impl LambdaStack {
                 .body(serde_json::json!({ "EmailIdentity": address }).to_string())
                 .send()
                 .await
-                .expect("moto answers")
+                .unwrap_or_else(|e| panic!("moto answers: {e}: {}", self.moto_log()))
                 .status()
         });
         assert!(status.is_success(), "CreateEmailIdentity: {status}");
@@ -700,6 +707,11 @@ impl LambdaStack {
 
     /// A log as written, whole: `function.log` (the function's JSON lines and anything
     /// else it printed), `emulator.log` (cargo-lambda's), `moto.log`.
+    /// What moto has logged so far (for a failure's message).
+    fn moto_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+
     pub fn log_text(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
@@ -771,6 +783,61 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Starts moto with `start_moto` on a free port and waits until it is moto that answers
+/// there (an S3 bucket list). A port is only free when we look: if another server took it
+/// before moto could, moto exits saying so and is started again on another one.
+fn start_answering_moto(start_moto: &mut impl FnMut(u16, &Path) -> Child, log: &Path) -> (String, Child) {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut child = start_moto(port, log);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let said = std::fs::read_to_string(log).unwrap_or_default();
+                if attempt < ATTEMPTS && said.contains("in use") {
+                    break;
+                }
+                panic!("moto exited ({status}): {said}");
+            }
+            if listens(SocketAddr::from(([127, 0, 0, 1], port))) && lists_buckets(&url) {
+                return (url, child);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on {url}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// Whether `url` answers an S3 ListBuckets as moto does (a port's listener may be another
+/// server that took it first).
+fn lists_buckets(url: &str) -> bool {
+    block_on(async {
+        let answer = reqwest::Client::new()
+            .get(format!("{url}/"))
+            .timeout(Duration::from_secs(5))
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20261124/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => response
+                .text()
+                .await
+                .is_ok_and(|text| text.contains("ListAllMyBucketsResult")),
+            _ => false,
+        }
+    })
 }
 
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
