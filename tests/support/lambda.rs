@@ -34,21 +34,32 @@ pub use super::free_port;
 /// Waits (up to a minute) until something listens on `addr`; fails the test with the
 /// server's log if it exits first or never listens.
 pub fn wait_for(addr: SocketAddr, what: &str, child: &mut Child, log: &Path) {
+    if let Err(exited) = wait_until(|| listens(addr), what, child, log) {
+        panic!("{exited}");
+    }
+}
+
+/// Waits (up to a minute, failing the test then with the server's log) until `ready()`;
+/// `Err` saying how the server exited, with its log, if it exits first.
+fn wait_until(ready: impl Fn() -> bool, what: &str, child: &mut Child, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !listens(addr) {
+    while !ready() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            return Err(format!("{what} exited ({status}): {}", log_of(log)));
         }
         assert!(
             Instant::now() < deadline,
-            "{what} did not listen on {addr}: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            "{what} did not answer within a minute: {}",
+            log_of(log)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
+}
+
+/// A server's log so far, for a failure's message ("" when there is none yet).
+fn log_of(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 /// Whether something other than our own probe accepts a connection on `addr`. Connecting
@@ -705,13 +716,13 @@ impl LambdaStack {
             .collect()
     }
 
-    /// A log as written, whole: `function.log` (the function's JSON lines and anything
-    /// else it printed), `emulator.log` (cargo-lambda's), `moto.log`.
     /// What moto has logged so far (for a failure's message).
     fn moto_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+        log_of(&self.dir.path().join("moto.log"))
     }
 
+    /// A log as written, whole: `function.log` (the function's JSON lines and anything
+    /// else it printed), `emulator.log` (cargo-lambda's), `moto.log`.
     pub fn log_text(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
@@ -794,24 +805,10 @@ fn start_answering_moto(start_moto: &mut impl FnMut(u16, &Path) -> Child, log: &
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut child = start_moto(port, log);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let said = std::fs::read_to_string(log).unwrap_or_default();
-                if attempt < ATTEMPTS && said.contains("in use") {
-                    break;
-                }
-                panic!("moto exited ({status}): {said}");
-            }
-            if listens(SocketAddr::from(([127, 0, 0, 1], port))) && lists_buckets(&url) {
-                return (url, child);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer on {url}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        match wait_until(|| lists_buckets(&url), "moto", &mut child, log) {
+            Ok(()) => return (url, child),
+            Err(exited) if attempt < ATTEMPTS && exited.contains("in use") => continue,
+            Err(exited) => panic!("{exited}"),
         }
     }
     unreachable!("the last attempt returns or panics")
